@@ -1,0 +1,81 @@
+"""column_stats[t]: broad statistics per column, by aggregate SQL in the source, after disclosure control."""
+
+import dagster as dg
+
+from ..core.propose import source_fingerprint
+from ..core.schema import TableSchema
+from ..core.summarise import summarise_table
+from ..partitions import omop_table_partitions
+from ..resources import SourceDatabase, SynthProject
+from .presentation import DATABASE_RETRY, GROUP, bullet_list, markdown_table
+
+
+def _describe(cs) -> str:
+    parts = []
+    if cs.values:
+        parts.append(f"{len(cs.values)} values")
+    if cs.quantiles:
+        parts.append(f"quantiles {cs.quantiles[0].value}..{cs.quantiles[-1].value}")
+    if cs.years:
+        parts.append(f"years {cs.years[0].start}..{cs.years[-1].end}")
+    if cs.fanout:
+        parts.append(f"{cs.fanout[0].start}..{cs.fanout[-1].end} per parent")
+    if cs.pattern:
+        parts.append(f"{cs.pattern} strings")
+    if cs.offset:
+        parts.append(f"offset from {cs.offset.from_column}")
+    return ", ".join(parts)
+
+
+@dg.asset(
+    partitions_def=omop_table_partitions,
+    io_manager_key="state_io_manager",
+    group_name=GROUP,
+    kinds={"sql"},
+    retry_policy=DATABASE_RETRY,
+    description="Null fraction, distinct count, common values, quantiles, date bins, string "
+    "length profile and children per parent of each column, computed by aggregate SQL in the "
+    "source and released only through disclosure control.",
+)
+def column_stats(
+    context: dg.AssetExecutionContext,
+    schema_snapshot: dict,
+    source: SourceDatabase,
+    project: SynthProject,
+) -> dg.Output:
+    table = TableSchema.model_validate(schema_snapshot)
+    policy = project.settings().disclosure
+    stats = summarise_table(source.engine(), source.db_schema, table, policy)
+    fingerprint = source_fingerprint(table, stats)
+    data = {
+        "stats": stats.model_dump(mode="json", by_alias=True),
+        "source_fingerprint": fingerprint,
+    }
+    for finding in stats.findings:
+        context.log.warning(f"{table.name}: {finding}")
+    return dg.Output(
+        data,
+        data_version=dg.DataVersion(fingerprint[7:23]),
+        metadata={
+            "released_row_count": stats.row_count
+            if stats.row_count is not None
+            else f"below k={policy.k}",
+            "source_fingerprint": fingerprint,
+            "min_cell_count_k": policy.k,
+            "statistics": markdown_table(
+                ["column", "non-null", "null fraction", "distinct", "released", "rules applied"],
+                [
+                    [
+                        name,
+                        cs.non_null,
+                        cs.null_fraction,
+                        cs.distinct,
+                        _describe(cs),
+                        len(stats.disclosure.get(name, [])),
+                    ]
+                    for name, cs in stats.columns.items()
+                ],
+            ),
+            "dirty_data_found": bullet_list(stats.findings),
+        },
+    )

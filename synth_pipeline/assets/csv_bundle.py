@@ -1,0 +1,107 @@
+"""csv_bundle: the publishable folder of CSVs, manifest with checksums, and README with the disclaimer."""
+
+import dagster as dg
+import sqlalchemy as sa
+
+from ..core.bundle import verify_bundle, write_bundle
+from ..core.errors import SynthPipelineError
+from ..core.integrity import stale_references
+from ..core.write import ColumnDef, read_register
+from ..resources import DestinationDatabase, SynthProject
+from .presentation import DATABASE_RETRY, GROUP, bullet_list, markdown_table
+from .synthetic_table import synthetic_table
+
+VERIFIES_CHECK = "bundle_verifies"
+
+
+@dg.asset(
+    deps=[synthetic_table],
+    io_manager_key="state_io_manager",
+    group_name=GROUP,
+    kinds={"csv"},
+    retry_policy=DATABASE_RETRY,
+    check_specs=[
+        dg.AssetCheckSpec(
+            VERIFIES_CHECK,
+            asset="csv_bundle",
+            blocking=True,
+            description="Every file matches its sha256 in manifest.json and the README starts with the disclaimer.",
+        )
+    ],
+    description="One CSV per synthetic table exported from the destination, manifest.json "
+    "(tables, columns, rows, sha256, config fingerprints, generator version, creation time) and a "
+    "README that starts with the disclaimer; written to a temporary folder and renamed into place.",
+)
+def csv_bundle(
+    context: dg.AssetExecutionContext, destination: DestinationDatabase, project: SynthProject
+):
+    files = project.files()
+    engine = destination.engine(project.project)
+    schema = destination.db_schema
+    register = read_register(engine, schema)
+    configured = set(files.tables())
+    included = {t: e for t, e in register.items() if t in configured and e["kind"] != "skip"}
+    problems = stale_references(included)
+    if problems:
+        raise SynthPipelineError(
+            "the destination's tables do not fit together: " + "; ".join(problems)
+        )
+    insp = sa.inspect(engine)
+    tables = []
+    notes = []
+    for t, entry in sorted(included.items()):
+        cfg = files.load_table(t)
+        if entry["config_fingerprint"] != cfg.fingerprint():
+            notes.append(
+                f"{t}: generated from an earlier version of its config ({entry['config_fingerprint']})"
+            )
+        present = [c["name"] for c in insp.get_columns(t, schema=schema)]
+        columns = [
+            ColumnDef(n, cfg.columns[n].type if n in cfg.columns else "string", None)
+            for n in present
+        ]
+        pk = cfg.primary_key if cfg.kind == "synthetic" and cfg.primary_key in present else None
+        tables.append(
+            {
+                "table": t,
+                "kind": entry["kind"],
+                "columns": columns,
+                "order_by": [pk] if pk else present,
+                "config_fingerprint": entry["config_fingerprint"],
+            }
+        )
+    out = project.bundle_path()
+    manifest = write_bundle(
+        engine,
+        schema,
+        out,
+        project=project.project,
+        tables=tables,
+        seed=project.run_seed(),
+        scale=project.run_scale(),
+        on_table=lambda t, n: context.log.info(f"bundle: {t}.csv, {n:,} rows"),
+    )
+    bad = verify_bundle(out)
+    for n in notes:
+        context.log.warning(n)
+    yield dg.Output(
+        manifest,
+        metadata={
+            "bundle": dg.MetadataValue.path(str(out)),
+            "manifest": dg.MetadataValue.path(str(out / "manifest.json")),
+            "tables": markdown_table(
+                ["table", "kind", "rows", "file", "sha256"],
+                [
+                    [e["table"], e["kind"], e["rows"], e["file"], e["sha256"][:16]]
+                    for e in manifest["tables"]
+                ],
+            ),
+            "total_rows": sum(e["rows"] for e in manifest["tables"]),
+            "notes": bullet_list(notes),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=VERIFIES_CHECK,
+        passed=not bad,
+        metadata={"problems": bad or ["none"]},
+    )

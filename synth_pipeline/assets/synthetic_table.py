@@ -1,0 +1,203 @@
+"""synthetic_table[t]: the table created and filled in the destination from the approved config alone.
+
+The source is not read here, except to copy public vocabulary tables as they are. The code
+refuses an unapproved, stale or hand-edited config itself, whatever the orchestration does.
+"""
+
+import time
+
+import dagster as dg
+
+from ..core import GENERATOR_VERSION
+from ..core.config import ConfigError, TableConfig, require_approved
+from ..core.database import qualified, quote
+from ..core.integrity import dangling_references
+from ..core.schema import list_tables
+from ..core.synthesise import TableRun, parent_facts, referenced_tables
+from ..core.write import (
+    ColumnDef,
+    RegisterEntry,
+    copy_table,
+    drop_table,
+    replace_table,
+    stream_select,
+)
+from ..partitions import omop_table_partitions
+from ..resources import DestinationDatabase, SourceDatabase, SynthProject
+from .presentation import DATABASE_RETRY, GROUP, bullet_list, preview
+
+REFERENCES_CHECK = "references_resolve"
+ROW_COUNT_CHECK = "row_count_matches_config"
+
+
+class Progress:
+    """Logs rows written, rate and time left, at most every few seconds."""
+
+    def __init__(
+        self, context: dg.AssetExecutionContext, table: str, expected: int, every: float = 5.0
+    ):
+        self.context, self.table, self.expected, self.every = context, table, expected, every
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, rows: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and rows < self.expected:
+            return
+        self.last = now
+        rate = rows / max(now - self.start, 1e-9)
+        left = (self.expected - rows) / rate if rate and self.expected > rows else 0
+        self.context.log.info(
+            f"{self.table}: {rows:,}/{self.expected:,} rows, {rate:,.0f} rows/s, about {left:,.0f} s left"
+        )
+
+
+def columns_of(cfg: TableConfig) -> list[ColumnDef]:
+    return [ColumnDef(name, c.type, c.max_length) for name, c in cfg.columns.items()]
+
+
+@dg.asset(
+    partitions_def=omop_table_partitions,
+    io_manager_key="state_io_manager",
+    group_name=GROUP,
+    kinds={"sql"},
+    retry_policy=DATABASE_RETRY,
+    check_specs=[
+        dg.AssetCheckSpec(
+            REFERENCES_CHECK,
+            asset="synthetic_table",
+            blocking=True,
+            description="Every foreign key of the table points to a row of its synthetic parent.",
+        ),
+        dg.AssetCheckSpec(
+            ROW_COUNT_CHECK,
+            asset="synthetic_table",
+            blocking=True,
+            description="The destination holds exactly the rows the approved config asks for (times the scale).",
+        ),
+    ],
+    description="The synthetic table in the destination database, generated column by column "
+    "from the approved config, written in bulk (COPY on PostgreSQL) and swapped in atomically.",
+)
+def synthetic_table(
+    context: dg.AssetExecutionContext,
+    reviewed_config: dict,
+    destination: DestinationDatabase,
+    source: SourceDatabase,
+    project: SynthProject,
+):
+    table = context.partition_key
+    files = project.files()
+    stored = TableConfig.model_validate(reviewed_config["config"])
+    cfg = files.load_table(table)
+    if cfg.model_dump() != stored.model_dump():
+        raise ConfigError(
+            "the file changed after reviewed_config was materialised; materialise "
+            f"reviewed_config[{table}] first so the change is checked",
+            file=str(files.table_file(table)),
+            table=table,
+        )
+    require_approved(cfg, reviewed_config["source_fingerprint"])
+    engine = destination.engine(project.project)
+    schema = destination.db_schema
+    seed, scale = project.run_seed(), project.run_scale()
+    entry = RegisterEntry(cfg.kind, cfg.fingerprint(), seed, scale, {}, GENERATOR_VERSION)
+    warnings: list[str] = []
+    parent_rows: dict[str, int] = {}
+    started = time.monotonic()
+
+    if cfg.kind == "skip":
+        drop_table(engine, schema, table)
+        rows, expected = 0, 0
+        context.log.info(
+            f"{table}: kind skip, not generated (removed from the destination if it was there)"
+        )
+    elif cfg.kind == "vocabulary":
+        src_names = list_tables(source.engine(), source.db_schema)
+        expected = cfg.rows
+        rows = copy_table(
+            source.engine(),
+            source.db_schema,
+            src_names.get(table, table),
+            engine,
+            schema,
+            table,
+            columns_of(cfg),
+            entry=entry,
+            on_chunk=Progress(context, table, expected),
+        )
+        expected = rows  # a vocabulary table is whatever the source holds now
+    else:
+        parent_rows, parent_source_rows, warnings = parent_facts(files, cfg, scale)
+        entry.parent_rows = parent_rows
+        run = TableRun(
+            cfg,
+            seed,
+            scale,
+            parent_rows=lambda p: parent_rows.get(p, 0),
+            parent_source_rows=lambda p: parent_source_rows.get(p),
+        )
+        expected = run.rows
+        pk = (
+            cfg.primary_key
+            if cfg.primary_key and cfg.columns[cfg.primary_key].generator == "primary_key"
+            else None
+        )
+        rows = replace_table(
+            engine,
+            schema,
+            table,
+            columns_of(cfg),
+            run.chunks(project.run_chunk_rows()),
+            primary_key=pk,
+            entry=entry,
+            on_chunk=Progress(context, table, expected),
+        )
+    for w in warnings:
+        context.log.warning(f"{table}: {w}")
+    seconds = time.monotonic() - started
+
+    dangling = (
+        dangling_references(engine, schema, table, referenced_tables(cfg), parent_rows)
+        if cfg.kind == "synthetic"
+        else {}
+    )
+    metadata = {
+        "dagster/row_count": rows,
+        "kind": cfg.kind,
+        "destination": destination.describe(project.project),
+        "config_fingerprint": cfg.fingerprint(),
+        "seed": seed,
+        "scale": scale,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds) if seconds > 0 else 0,
+        "warnings": bullet_list(warnings),
+    }
+    if rows and cfg.kind != "skip":
+        cols = columns_of(cfg)
+        sql = f"SELECT {', '.join(quote(engine, c.name) for c in cols)} FROM {qualified(engine, schema, table)} LIMIT 10"
+        first = next(stream_select(engine, sql, cols, 10), None)
+        if first is not None:
+            metadata["preview"] = preview(first)
+    yield dg.Output(
+        {
+            "table": table,
+            "kind": cfg.kind,
+            "rows": rows,
+            "config_fingerprint": cfg.fingerprint(),
+            "parent_rows": parent_rows,
+        },
+        metadata=metadata,
+    )
+    yield dg.AssetCheckResult(
+        check_name=REFERENCES_CHECK,
+        passed=not any(dangling.values()),
+        metadata={"dangling_by_column": dangling, "parents": parent_rows},
+        description="every reference resolves"
+        if not any(dangling.values())
+        else f"dangling references: {dangling}",
+    )
+    yield dg.AssetCheckResult(
+        check_name=ROW_COUNT_CHECK,
+        passed=rows == expected,
+        metadata={"rows": rows, "expected": expected},
+    )

@@ -1,0 +1,245 @@
+"""The ``synth-pipeline`` command: demo, init, approve, run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import settings
+from .core.config import ProjectFiles, approval_problem, approve
+from .core.database import redact
+from .core.errors import SynthPipelineError
+from .runner import RunReport, execute
+
+
+def _url(cli_value: str | None, names: tuple[str, ...]) -> str | None:
+    if cli_value:
+        return cli_value
+    found = settings.first_env(names)
+    return found[1] if found else None
+
+
+def _log_level(args) -> str:
+    return "INFO" if getattr(args, "verbose", False) else "ERROR"
+
+
+def _files(args) -> ProjectFiles:
+    return ProjectFiles(
+        Path(args.config_dir) if args.config_dir else settings.config_root(), args.project
+    )
+
+
+def _print_report(report: RunReport, *, generation: bool) -> None:
+    for t in report.tables:
+        status = "ok" if t.ok else "FAILED"
+        rows = f" {t.rows:,} rows" if t.rows is not None else ""
+        print(f"  {t.table:<24} {status}{rows}")
+        for m in t.messages:
+            print(f"      {m}")
+    if generation:
+        print(f"  {'csv_bundle':<24} {'ok' if report.bundle_ok else 'FAILED'}")
+        for m in report.bundle_messages:
+            print(f"      {m}")
+
+
+def cmd_run(args, *, demo: bool = False) -> int:
+    source = _url(args.source, settings.SOURCE_URL_VARS)
+    destination = _url(args.destination, settings.DESTINATION_URL_VARS)
+    source_schema = (
+        args.schema or (settings.first_env(settings.SOURCE_SCHEMA_VARS) or (None, None))[1]
+    )
+    dest_schema = (
+        args.destination_schema
+        or (settings.first_env(settings.DESTINATION_SCHEMA_VARS) or (None, None))[1]
+    )
+    bundle = Path(args.bundle).resolve() if args.bundle else settings.bundle_dir(args.project)
+    report = execute(
+        source_url=source,
+        source_schema=source_schema,
+        destination_url=destination,
+        destination_schema=dest_schema,
+        project=args.project,
+        config_root=Path(args.config_dir) if args.config_dir else None,
+        bundle_dir=bundle,
+        tables=args.tables,
+        seed=args.seed,
+        scale=args.scale,
+        log_level=_log_level(args),
+    )
+    print(f"synth-pipeline {'demo' if demo else 'run'}: project {args.project}")
+    _print_report(report, generation=True)
+    files = _files(args)
+    print()
+    print(
+        f"source (read-only):  {redact(source) if source else 'bundled demo extract, ' + str(settings.demo_source_path())}"
+    )
+    print(
+        f"destination:         {redact(destination or settings.default_destination_url(args.project))}"
+    )
+    print(f"configuration:       {files.folder}")
+    print(f"CSV bundle:          {bundle}")
+    print(
+        f"Dagster runs:        DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} dagster dev -w workspace.yaml"
+    )
+    return 0 if report.ok else 1
+
+
+def cmd_demo(args) -> int:
+    from .demo.loader import ensure_demo_sqlite
+
+    out = Path(args.out).resolve() if args.out else settings.work_dir() / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    source = ensure_demo_sqlite(settings.demo_source_path())
+    ns = argparse.Namespace(
+        source=source,
+        schema=None,
+        destination=f"sqlite:///{out / 'synthetic.sqlite'}",
+        destination_schema=None,
+        project="demo",
+        config_dir=args.config_dir,
+        bundle=str(out / "bundle"),
+        tables=None,
+        seed=args.seed,
+        scale=args.scale,
+        verbose=args.verbose,
+    )
+    return cmd_run(ns, demo=True)
+
+
+def cmd_init(args) -> int:
+    source = _url(args.source, settings.SOURCE_URL_VARS)
+    if not source:
+        raise SynthPipelineError("init needs --source URL (or SYNTH_SOURCE_URL / SRC_DSN)")
+    source_schema = (
+        args.schema or (settings.first_env(settings.SOURCE_SCHEMA_VARS) or (None, None))[1]
+    )
+    report = execute(
+        source_url=source,
+        source_schema=source_schema,
+        project=args.project,
+        config_root=Path(args.config_dir) if args.config_dir else None,
+        tables=args.tables,
+        config_only=True,
+        log_level=_log_level(args),
+    )
+    files = _files(args)
+    print(f"synth-pipeline init: project {args.project} from {redact(source)}")
+    _print_report(report, generation=False)
+    print(f"\nDraft configuration in {files.folder}: review each table, then")
+    print(f"  synth-pipeline approve --project {args.project} --all --reviewer NAME")
+    return 0 if report.ok else 1
+
+
+def cmd_approve(args) -> int:
+    files = _files(args)
+    if not files.folder.exists():
+        raise SynthPipelineError(f"no project {args.project!r} in {files.root}")
+    tables = files.tables() if args.all else args.table
+    if not tables:
+        raise SynthPipelineError("name tables with --table T ... or use --all")
+    for t in tables:
+        if not files.has_table(t):
+            raise SynthPipelineError(
+                f"project {args.project} has no table {t!r} ({files.table_file(t)})"
+            )
+        cfg = files.load_table(t)
+        approved = approve(cfg, args.reviewer, cfg.source.fingerprint, args.comment)
+        files.save_table(approved)
+        was = (
+            "re-approved"
+            if cfg.review.status == "approved" and approval_problem(cfg, None) is None
+            else "approved"
+        )
+        print(f"  {t:<24} {was} by {approved.review.reviewer} at {approved.review.approved_at}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="synth-pipeline",
+        description="Low-fidelity synthetic OMOP CDM data that is safe to publish.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, project_required=True):
+        sp.add_argument(
+            "--project",
+            required=project_required,
+            default="demo",
+            help="project name (folder under the configuration root)",
+        )
+        sp.add_argument(
+            "--config-dir",
+            help="configuration root (default resources/configuration-files; env SYNTH_CONFIG_DIR)",
+        )
+
+    d = sub.add_parser(
+        "demo",
+        help="the whole pipeline on the bundled demo extract (SQLite), producing the CSV bundle",
+    )
+    d.add_argument(
+        "--out", help="folder for the synthetic database and the bundle (default .work/demo)"
+    )
+    d.add_argument("--config-dir", help=argparse.SUPPRESS)
+    d.add_argument("--seed", type=int, help="overrides the project's seed")
+    d.add_argument("--scale", type=float, help="multiplies every table's row count")
+    d.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("init", help="write draft configuration files from a source extract")
+    i.add_argument(
+        "--source", help="SQLAlchemy URL of the extract (env SYNTH_SOURCE_URL or SRC_DSN)"
+    )
+    i.add_argument("--schema", help="schema of the extract (env SYNTH_SOURCE_SCHEMA or SRC_SCHEMA)")
+    i.add_argument("--tables", nargs="+", help="only these tables (default: all)")
+    i.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
+    common(i)
+    i.set_defaults(func=cmd_init)
+
+    a = sub.add_parser("approve", help="record a reviewer's approval of table configurations")
+    common(a)
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("--table", nargs="+", help="tables to approve")
+    g.add_argument("--all", action="store_true", help="approve every table of the project")
+    a.add_argument("--reviewer", required=True, help="who reviewed the files")
+    a.add_argument("--comment", help="a note kept in the review block")
+    a.set_defaults(func=cmd_approve)
+
+    r = sub.add_parser(
+        "run", help="materialise every asset of the selected tables headless and write the bundle"
+    )
+    r.add_argument(
+        "--source", help="SQLAlchemy URL of the extract (env SYNTH_SOURCE_URL or SRC_DSN)"
+    )
+    r.add_argument("--schema", help="schema of the extract (env SYNTH_SOURCE_SCHEMA or SRC_SCHEMA)")
+    r.add_argument(
+        "--destination",
+        help="SQLAlchemy URL of the destination (env SYNTH_DESTINATION_URL or DST_DSN)",
+    )
+    r.add_argument(
+        "--destination-schema",
+        help="schema in the destination (env SYNTH_DESTINATION_SCHEMA or DST_SCHEMA)",
+    )
+    r.add_argument("--bundle", help="folder of the CSV bundle (env SYNTH_BUNDLE_DIR)")
+    r.add_argument("--tables", nargs="+", help="only these tables (default: all)")
+    r.add_argument("--scale", type=float, help="multiplies every table's row count")
+    r.add_argument("--seed", type=int, help="random seed (default: the project's)")
+    r.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
+    common(r)
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SynthPipelineError as exc:
+        print(f"synth-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

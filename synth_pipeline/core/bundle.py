@@ -1,0 +1,204 @@
+"""The publishable CSV bundle: one CSV per synthetic table, a manifest with checksums, a README.
+
+The bundle is written to a temporary folder beside its destination and renamed into place, so
+a reader finds the previous bundle or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from . import DISCLAIMER, GENERATOR_VERSION
+from .database import qualified, quote
+from .write import ColumnDef, stream_select
+
+MANIFEST = "manifest.json"
+README = "README.md"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_table_csv(
+    engine: Engine,
+    schema: str | None,
+    table: str,
+    columns: list[ColumnDef],
+    order_by: list[str],
+    path: Path,
+    batch_rows: int = 200_000,
+) -> int:
+    """Write one destination table to CSV in a stable row order; returns rows written."""
+    cols = ", ".join(quote(engine, c.name) for c in columns)
+    order = ", ".join(quote(engine, c) for c in order_by)
+    sql = f"SELECT {cols} FROM {qualified(engine, schema, table)}" + (
+        f" ORDER BY {order}" if order else ""
+    )
+    rows = 0
+    with path.open("wb") as f:
+        f.write((",".join(_csv_header(c.name) for c in columns) + "\n").encode())
+        for df in stream_select(engine, sql, columns, batch_rows):
+            df.write_csv(
+                f, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S", date_format="%Y-%m-%d"
+            )
+            rows += df.height
+    return rows
+
+
+def _csv_header(name: str) -> str:
+    return f'"{name}"' if any(ch in name for ch in ',"\n') else name
+
+
+def bundle_readme(project: str, tables: list[dict], created_at: str) -> str:
+    lines = [
+        DISCLAIMER,
+        "",
+        f"# Synthetic OMOP CDM data: project {project}",
+        "",
+        "Low-fidelity synthetic data made by synth_pipeline from a reviewed configuration that holds",
+        "only statistics which passed disclosure control. Each column was generated independently",
+        "unless its configuration says otherwise; keys are synthetic (1..n) and every reference",
+        "resolves. Vocabulary tables are the public OMOP vocabulary, copied as they are.",
+        "",
+        f"Created {created_at} by synth_pipeline {GENERATOR_VERSION}. `manifest.json` lists every",
+        "file with its sha256 checksum, row count, columns and the fingerprint of the approved",
+        "configuration it was generated from.",
+        "",
+        "| table | rows | kind | file |",
+        "|---|---|---|---|",
+    ]
+    for t in tables:
+        lines.append(f"| {t['table']} | {t['rows']} | {t['kind']} | {t['file']} |")
+    lines += ["", DISCLAIMER, ""]
+    return "\n".join(lines)
+
+
+def write_bundle(
+    engine: Engine,
+    schema: str | None,
+    out_dir: Path,
+    *,
+    project: str,
+    tables: list[dict],
+    seed: int | None,
+    scale: float | None,
+    created_at: str | None = None,
+    on_table: Callable[[str, int], None] | None = None,
+) -> dict:
+    """Export ``tables`` (each: table, kind, columns [ColumnDef], order_by, config_fingerprint)
+    into a new bundle at ``out_dir``; returns the manifest."""
+    out_dir = Path(out_dir).resolve()
+    recover_bundle(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
+    tmp.mkdir()
+    created = (
+        created_at
+        or os.environ.get("SYNTH_BUNDLE_CREATED_AT")
+        or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    )
+    try:
+        entries = []
+        for t in sorted(tables, key=lambda x: x["table"]):
+            name = f"{t['table']}.csv"
+            rows = export_table_csv(
+                engine, schema, t["table"], t["columns"], t["order_by"], tmp / name
+            )
+            entries.append(
+                {
+                    "table": t["table"],
+                    "file": name,
+                    "kind": t["kind"],
+                    "rows": rows,
+                    "columns": [{"name": c.name, "type": c.logical_type} for c in t["columns"]],
+                    "sha256": sha256_of(tmp / name),
+                    "config_fingerprint": t["config_fingerprint"],
+                }
+            )
+            if on_table:
+                on_table(t["table"], rows)
+        manifest = {
+            "disclaimer": DISCLAIMER,
+            "project": project,
+            "created_at": created,
+            "generator": "synth_pipeline",
+            "generator_version": GENERATOR_VERSION,
+            "seed": seed,
+            "scale": scale,
+            "tables": entries,
+        }
+        (tmp / README).write_text(bundle_readme(project, entries, created), encoding="utf-8")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _swap_in(tmp, out_dir, token)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap_in(tmp: Path, out_dir: Path, token: str) -> None:
+    old = out_dir.parent / f".{out_dir.name}.old-{token}"
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_bundle(out_dir: Path) -> None:
+    """Finish or undo a swap that a killed process left half done, and clear its leftovers."""
+    parent = out_dir.parent
+    if not parent.exists():
+        return
+    olds = sorted(parent.glob(f".{out_dir.name}.old-*"))
+    if not out_dir.exists() and olds:
+        os.replace(olds[-1], out_dir)
+        olds = olds[:-1]
+    for leftover in olds + sorted(parent.glob(f".{out_dir.name}.tmp-*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def verify_bundle(out_dir: Path) -> list[str]:
+    """Problems found in a bundle on disk (empty when it verifies)."""
+    problems = []
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / MANIFEST
+    if not manifest_path.exists():
+        return [f"{manifest_path} is missing"]
+    manifest = json.loads(manifest_path.read_text())
+    readme = out_dir / README
+    if not readme.exists() or not readme.read_text(encoding="utf-8").startswith(DISCLAIMER):
+        problems.append(f"{readme} does not start with the disclaimer")
+    if manifest.get("disclaimer") != DISCLAIMER:
+        problems.append("manifest.json does not carry the disclaimer")
+    for t in manifest["tables"]:
+        f = out_dir / t["file"]
+        if not f.exists():
+            problems.append(f"{t['file']} is missing")
+        elif sha256_of(f) != t["sha256"]:
+            problems.append(f"{t['file']}: sha256 does not match the manifest")
+    return problems
+
+
+def table_row_count(engine: Engine, schema: str | None, table: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(f"SELECT COUNT(*) FROM {qualified(engine, schema, table)}")
+            ).scalar_one()
+        )

@@ -1,0 +1,432 @@
+"""The reviewed configuration: ``project.yaml`` and one YAML file per table.
+
+Files live in ``resources/configuration-files/<project>/``. Loading validates them with
+pydantic models (their JSON Schema is published beside them) and turns every mistake into a
+:class:`ConfigError` naming the file, line, table, column and setting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .disclosure import DisclosurePolicy
+from .errors import ConfigError, ReviewGateError
+from .generators import CATALOGUE
+from .schema import LogicalType
+from .statistics import ColumnStats, fingerprint_of
+
+FORMAT_VERSION = 1
+PROJECT_FILE = "project.yaml"
+
+
+class ProjectConfig(BaseModel):
+    """Settings shared by every table of a project."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str
+    description: str = ""
+    cdm_version: str = "5.3"
+    seed: int = Field(42, description="Default seed; the same seed gives the same output.")
+    scale: float = Field(1.0, gt=0, description="Multiplies every table's row count.")
+    chunk_rows: int = Field(
+        262_144, ge=1, description="Rows generated and written per chunk (rounded to 65,536)."
+    )
+    refresh_schedule: str = Field(
+        "0 3 * * 1", description="Cron for the scheduled refresh (default Mondays 03:00)."
+    )
+    disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
+
+
+class ReviewBlock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["draft", "approved"] = "draft"
+    reviewer: str | None = None
+    approved_at: str | None = None
+    source_fingerprint: str | None = Field(
+        None, description="Fingerprint of the schema and statistics the approval was given for."
+    )
+    config_fingerprint: str | None = Field(
+        None, description="Fingerprint of this file (less this block) when it was approved."
+    )
+    comment: str | None = None
+
+
+class ColumnConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: LogicalType
+    sql_type: str
+    nullable: bool = True
+    max_length: int | None = None
+    generator: str | None = Field(
+        None, description="How the column is generated; None in vocabulary and skipped tables."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    why: str = ""
+    stats: ColumnStats | None = None
+    disclosure: list[str] = Field(default_factory=list)
+
+    @field_validator("generator")
+    @classmethod
+    def _known_generator(cls, v: str | None) -> str | None:
+        if v is not None and v not in CATALOGUE:
+            raise ValueError(f"unknown generator {v!r}; known: {', '.join(sorted(CATALOGUE))}")
+        return v
+
+
+class SourceSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    row_count: int | None = Field(None, description="Released row count (None: below k).")
+    fingerprint: str | None = None
+    findings: list[str] = Field(default_factory=list)
+
+
+class TableConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: Literal[1] = FORMAT_VERSION
+    table: str
+    kind: Literal["synthetic", "vocabulary", "skip"]
+    rows: int = Field(ge=0, description="Rows to generate before the run's scale factor.")
+    primary_key: str | None = None
+    source: SourceSummary = Field(default_factory=SourceSummary)
+    columns: dict[str, ColumnConfig] = Field(default_factory=dict)
+    review: ReviewBlock = Field(default_factory=ReviewBlock)
+
+    def fingerprint(self) -> str:
+        """Fingerprint of the content a reviewer approves (everything but the review block)."""
+        return fingerprint_of(self.model_dump(mode="json", by_alias=True, exclude={"review"}))
+
+    def generation_order(self) -> list[str]:
+        """Columns in an order where each comes after the columns it is derived from."""
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(name: str, path: list[str]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                raise ConfigError(
+                    f"columns derive from each other in a cycle: {' -> '.join(path + [name])}",
+                    table=self.table,
+                    column=name,
+                )
+            state[name] = 1
+            col = self.columns[name]
+            if col.generator is None:
+                state[name] = 2
+                order.append(name)
+                return
+            params = CATALOGUE[col.generator].Params.model_validate(col.params)
+            for dep in CATALOGUE[col.generator].depends_on(params):
+                visit(dep, path + [name])
+            state[name] = 2
+            order.append(name)
+
+        for name in self.columns:
+            visit(name, [])
+        return order
+
+
+def table_config_json_schema() -> dict[str, Any]:
+    """JSON Schema of a table file, with each generator's parameters spelled out."""
+    schema = TableConfig.model_json_schema(by_alias=True)
+    column = schema["$defs"]["ColumnConfig"]
+    column["properties"]["generator"]["enum"] = sorted(CATALOGUE)
+    column["allOf"] = [
+        {
+            "if": {"properties": {"generator": {"const": name}}},
+            "then": {"properties": {"params": gen.Params.model_json_schema()}},
+        }
+        for name, gen in sorted(CATALOGUE.items())
+    ]
+    schema["title"] = "synth_pipeline table configuration"
+    return schema
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and writing
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
+    small = len(data) <= 3 and all(not isinstance(v, dict | list) for v in data.values())
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=small)
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flat = len(data) <= 24 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in data
+    )
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_Dumper.add_representer(dict, _represent_dict)
+_Dumper.add_representer(list, _represent_list)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so readers see the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"YAML syntax error: {problem}",
+            file=str(path),
+            line=(mark.line + 1) if mark else None,
+        ) from None
+
+
+def _raise_validation(exc: ValidationError, path: Path, table: str | None) -> None:
+    first = exc.errors()[0]
+    loc = [str(x) for x in first["loc"]]
+    column = None
+    setting = ".".join(loc) if loc else None
+    if len(loc) >= 2 and loc[0] == "columns":
+        column = loc[1]
+        setting = ".".join(loc[2:]) or None
+    more = len(exc.errors()) - 1
+    msg = first["msg"] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+    raise ConfigError(msg, file=str(path), table=table, column=column, setting=setting) from None
+
+
+def load_project(path: Path) -> ProjectConfig:
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of settings", file=str(path))
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        _raise_validation(exc, path, None)
+        raise  # unreachable
+
+
+def load_table_config(path: Path) -> TableConfig:
+    """Load and fully validate one table file, generators and their parameters included."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping with table, kind, rows, columns", file=str(path))
+    table = data.get("table") if isinstance(data.get("table"), str) else path.stem
+    try:
+        cfg = TableConfig.model_validate(data)
+    except ValidationError as exc:
+        _raise_validation(exc, path, table)
+        raise
+    validate_generators(cfg, path)
+    return cfg
+
+
+def validate_generators(cfg: TableConfig, path: Path | str | None = None) -> None:
+    file = str(path) if path else None
+    if cfg.kind != "synthetic":
+        return
+    for name, col in cfg.columns.items():
+        if col.generator is None:
+            raise ConfigError(
+                "a synthetic table needs a generator for every column",
+                file=file,
+                table=cfg.table,
+                column=name,
+                setting="generator",
+            )
+        gen = CATALOGUE[col.generator]
+        if col.type not in gen.types:
+            raise ConfigError(
+                f"generator {col.generator} makes {'/'.join(sorted(gen.types))} values, "
+                f"but the column is {col.type}",
+                file=file,
+                table=cfg.table,
+                column=name,
+                setting="generator",
+            )
+        try:
+            params = gen.Params.model_validate(col.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise ConfigError(
+                f"{err['msg']} (generator {col.generator})",
+                file=file,
+                table=cfg.table,
+                column=name,
+                setting=f"params.{where}" if where else "params",
+            ) from None
+        problem = gen.check(col.stats, params, col.type)
+        if problem:
+            raise ConfigError(
+                f"generator {col.generator} {problem}",
+                file=file,
+                table=cfg.table,
+                column=name,
+                setting="generator",
+            )
+        for dep in gen.depends_on(params):
+            if dep not in cfg.columns:
+                raise ConfigError(
+                    f"generator {col.generator} derives from column {dep!r}, which this table does not have",
+                    file=file,
+                    table=cfg.table,
+                    column=name,
+                    setting="params",
+                )
+    cfg.generation_order()
+
+
+def table_config_to_yaml(cfg: TableConfig, project: str) -> str:
+    header = (
+        f"# synth_pipeline configuration of table {cfg.table!r}, project {project!r}.\n"
+        "# Every statistic below passed disclosure control; `disclosure` says which rule changed what.\n"
+        "# Review the generators, then: synth-pipeline approve --project "
+        f"{project} --table {cfg.table} --reviewer NAME\n"
+    )
+    data = cfg.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return header + dump_yaml(data)
+
+
+class ProjectFiles:
+    """The configuration folder of one project."""
+
+    def __init__(self, root: Path | str, project: str):
+        self.root = Path(root)
+        self.project = project
+        self.folder = self.root / project
+
+    @property
+    def project_file(self) -> Path:
+        return self.folder / PROJECT_FILE
+
+    def table_file(self, table: str) -> Path:
+        return self.folder / f"{table}.yaml"
+
+    def exists(self) -> bool:
+        return self.project_file.exists()
+
+    def load_project(self) -> ProjectConfig:
+        if not self.project_file.exists():
+            return ProjectConfig(project=self.project)
+        cfg = load_project(self.project_file)
+        if cfg.project != self.project:
+            raise ConfigError(
+                f"project is {cfg.project!r} but the folder is {self.project!r}",
+                file=str(self.project_file),
+                setting="project",
+            )
+        return cfg
+
+    def save_project(self, cfg: ProjectConfig) -> None:
+        header = (
+            f"# synth_pipeline project {cfg.project!r}: settings shared by every table.\n"
+            "# `disclosure` holds the rules every released statistic passed; changing them\n"
+            "# changes the statistics, which then need a new review.\n"
+        )
+        atomic_write_text(self.project_file, header + dump_yaml(cfg.model_dump(mode="json")))
+
+    def tables(self) -> list[str]:
+        if not self.folder.exists():
+            return []
+        return sorted(p.stem for p in self.folder.glob("*.yaml") if p.name != PROJECT_FILE)
+
+    def has_table(self, table: str) -> bool:
+        return self.table_file(table).exists()
+
+    def load_table(self, table: str) -> TableConfig:
+        path = self.table_file(table)
+        cfg = load_table_config(path)
+        if cfg.table != table:
+            raise ConfigError(
+                f"the file is for table {table!r} but says table: {cfg.table!r}",
+                file=str(path),
+                table=table,
+                setting="table",
+            )
+        return cfg
+
+    def save_table(self, cfg: TableConfig) -> None:
+        validate_generators(cfg, self.table_file(cfg.table))
+        atomic_write_text(self.table_file(cfg.table), table_config_to_yaml(cfg, self.project))
+
+    def write_json_schema(self) -> Path:
+        path = self.root / "table-config.schema.json"
+        atomic_write_text(path, json.dumps(table_config_json_schema(), indent=2) + "\n")
+        return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Review
+
+
+def approve(
+    cfg: TableConfig, reviewer: str, source_fingerprint: str | None, comment: str | None = None
+) -> TableConfig:
+    if not reviewer.strip():
+        raise ConfigError("a reviewer name is required", table=cfg.table, setting="reviewer")
+    out = cfg.model_copy(deep=True)
+    out.review = ReviewBlock(
+        status="approved",
+        reviewer=reviewer.strip(),
+        approved_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        source_fingerprint=source_fingerprint or cfg.source.fingerprint,
+        config_fingerprint=cfg.fingerprint(),
+        comment=comment,
+    )
+    return out
+
+
+def approval_problem(cfg: TableConfig, current_source_fingerprint: str | None) -> str | None:
+    """Why this config may not be generated from, or None when its approval holds."""
+    r = cfg.review
+    if r.status != "approved":
+        return "the configuration is a draft, not approved by a reviewer (synth-pipeline approve)"
+    if not r.config_fingerprint or r.config_fingerprint != cfg.fingerprint():
+        return (
+            f"the configuration was edited after {r.reviewer} approved it on {r.approved_at}; "
+            "it needs a new review"
+        )
+    if current_source_fingerprint and r.source_fingerprint != current_source_fingerprint:
+        return (
+            "the source schema or statistics changed since the approval "
+            f"(approved {r.source_fingerprint}, now {current_source_fingerprint}); it needs a new review"
+        )
+    return None
+
+
+def require_approved(cfg: TableConfig, current_source_fingerprint: str | None) -> None:
+    problem = approval_problem(cfg, current_source_fingerprint)
+    if problem:
+        raise ReviewGateError(cfg.table, problem)

@@ -1,0 +1,166 @@
+"""Connections: read-only sources, writable destinations, and URLs that never show a password."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+
+from .errors import DatabaseError
+
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a SQLAlchemy URL; bare ``postgresql://`` means psycopg 3, which does COPY."""
+    try:
+        u = make_url(url) if isinstance(url, str) else url
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several kinds
+        raise DatabaseError(f"not a database URL: {redact_text(str(url))!r} ({exc})") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def redact(url: str | URL | None) -> str:
+    """The URL as text with its password replaced by ***."""
+    if url is None:
+        return "<none>"
+    try:
+        u = make_url(url) if isinstance(url, str) else url
+        return u.render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - whatever it is, never echo a secret
+        return redact_text(str(url))
+
+
+def redact_text(text: str) -> str:
+    """Hide anything that looks like the password part of a URL inside free text."""
+    return _PASSWORD_IN_TEXT.sub(r"\1***\3", text)
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def sqlite_path(url: URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    db = url.database
+    if db.startswith("file:"):
+        db = db[len("file:") :]
+    return Path(db)
+
+
+def open_source(url: str | URL) -> Engine:
+    """An engine on the source extract that cannot write.
+
+    SQLite files open with ``mode=ro``; PostgreSQL sessions start with
+    ``default_transaction_read_only=on``. The file or server must exist: a source is never created.
+    """
+    u = normalise_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        path = sqlite_path(u)
+        if path is None:
+            raise DatabaseError(f"source {redact(u)}: an in-memory SQLite database has no extract")
+        if not path.exists():
+            raise DatabaseError(f"source {redact(u)}: no such SQLite file {path}")
+        ro = URL.create(
+            "sqlite", database=f"file:{path.resolve()}", query={"mode": "ro", "uri": "true"}
+        )
+        engine = sa.create_engine(ro)
+    elif backend == "postgresql":
+        engine = sa.create_engine(
+            u,
+            connect_args={"options": "-c default_transaction_read_only=on"},
+            pool_pre_ping=True,
+        )
+    else:
+        engine = sa.create_engine(u)
+    _check_connects(engine, "source", u)
+    return engine
+
+
+def open_destination(url: str | URL) -> Engine:
+    """An engine on the destination database, which must already exist (SQLite files are created)."""
+    u = normalise_url(url)
+    if u.get_backend_name() == "sqlite":
+        path = sqlite_path(u)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(u, pool_pre_ping=True)
+    if u.get_backend_name() == "sqlite":
+        transactional_sqlite(engine)
+    _check_connects(engine, "destination", u)
+    return engine
+
+
+def transactional_sqlite(engine: Engine) -> Engine:
+    """Make SQLite run DDL inside the transaction too, so a table swap is all or nothing.
+
+    Python's sqlite3 driver only opens transactions before DML; this hands BEGIN to
+    SQLAlchemy (the recipe in SQLAlchemy's SQLite dialect documentation).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection, _record):  # pragma: no cover - driver hook
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # pragma: no cover - driver hook
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _check_connects(engine: Engine, role: str, url: URL) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - driver errors vary; we say which database failed
+        engine.dispose()
+        detail = redact_text(str(getattr(exc, "orig", exc) or exc)).strip().splitlines()
+        raise DatabaseError(
+            f"cannot connect to the {role} database {redact(url)}: {' '.join(detail)[:500]}"
+        ) from None
+
+
+def check_schema_exists(engine: Engine, schema: str | None, role: str) -> None:
+    if not schema:
+        return
+    names = sa.inspect(engine).get_schema_names()
+    if schema not in names:
+        raise DatabaseError(
+            f"the {role} database {redact(engine.url)} has no schema {schema!r} "
+            f"(it has: {', '.join(sorted(names))})"
+        )
+
+
+def qualified(engine: Engine, schema: str | None, table: str) -> str:
+    """A quoted, schema-qualified table name; identifiers are always quoted, never pasted."""
+    prep = engine.dialect.identifier_preparer
+    name = prep.quote_identifier(table)
+    return f"{prep.quote_identifier(schema)}.{name}" if schema else name
+
+
+def quote(engine: Engine, identifier: str) -> str:
+    return engine.dialect.identifier_preparer.quote_identifier(identifier)
+
+
+@contextmanager
+def raw_connection(engine: Engine) -> Iterator:
+    """The DB-API connection behind an engine (for COPY and executemany)."""
+    conn = engine.raw_connection()
+    try:
+        yield conn
+    finally:
+        conn.close()

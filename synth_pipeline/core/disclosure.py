@@ -1,0 +1,261 @@
+"""Disclosure control: the rules every number passes before it leaves the trusted environment.
+
+Each function takes raw aggregates (which never leave ``summarise``) and returns what may be
+released, together with a plain-language note of what the rule changed, so the reviewer sees
+which rule touched which column.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Columns whose values are identifiers or free text: described by a length and pattern
+# profile, never listed. Glob patterns on lower-case column names.
+DEFAULT_NEVER_LIST = [
+    "*_source_value",
+    "*_source_id",
+    "note_text",
+    "note_title",
+    "snippet",
+    "lexical_variant",
+    "value_as_string",
+    "sig",
+    "lot_number",
+    "unique_device_id",
+    "npi",
+    "dea",
+    "provider_name",
+    "care_site_name",
+    "address_1",
+    "address_2",
+    "zip",
+    "term_modifiers",
+]
+
+
+class DisclosurePolicy(BaseModel):
+    """Project-wide disclosure rules, written into ``project.yaml`` so the reviewer sees each."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_cell_count: int = Field(
+        10, ge=1, description="k: a count below this is never released (ONS uses 10)."
+    )
+    rounding: int = Field(5, ge=1, description="Released counts are rounded to a multiple of this.")
+    low_percentile: float = Field(
+        1.0, ge=0, lt=50, description="Numeric and date ranges are bottom-coded here."
+    )
+    high_percentile: float = Field(
+        99.0, gt=50, le=100, description="Numeric and date ranges are top-coded here."
+    )
+    max_listed_values: int = Field(
+        50, ge=0, description="At most this many common values are listed per column."
+    )
+    max_distinct_for_listing: int = Field(
+        1000,
+        ge=1,
+        description="A column with more distinct values than this is high-cardinality: never listed.",
+    )
+    identifier_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A string column whose distinct values exceed this share of its rows is "
+        "treated as an identifier: never listed.",
+    )
+    never_list: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NEVER_LIST),
+        description="Column name patterns whose values are never listed (free text, identifiers).",
+    )
+    pattern_sample_size: int = Field(
+        1000,
+        ge=10,
+        description="Rows read to recognise the shape of a never-listed string column; only "
+        "the shape's name leaves.",
+    )
+
+    @model_validator(mode="after")
+    def _percentiles_ordered(self) -> DisclosurePolicy:
+        if self.low_percentile >= self.high_percentile:
+            raise ValueError("low_percentile must be below high_percentile")
+        return self
+
+    @property
+    def k(self) -> int:
+        return self.min_cell_count
+
+    def never_listed(self, column: str) -> bool:
+        c = column.lower()
+        return any(fnmatch.fnmatchcase(c, p.lower()) for p in self.never_list)
+
+
+def release_count(n: int, policy: DisclosurePolicy) -> int | None:
+    """A count as it may be released: zero stays zero, below k is withheld (None), others are
+    rounded to the nearest multiple of ``rounding`` (never below k after rounding)."""
+    if n <= 0:
+        return 0
+    if n < policy.k:
+        return None
+    r = policy.rounding
+    rounded = int(r * math.floor(n / r + 0.5))
+    return max(rounded, policy.k)
+
+
+@dataclass
+class ReleasedValues:
+    values: list[tuple[object, int]]  # (value, released count), most common first
+    other_count: int  # released count of the rows whose value was folded (0 if withheld)
+    notes: list[str]
+
+
+def fold_frequencies(
+    pairs: Sequence[tuple[object, int]],
+    non_null: int,
+    policy: DisclosurePolicy,
+) -> ReleasedValues:
+    """Keep values seen at least k times (at most ``max_listed_values``), fold the rest.
+
+    ``pairs`` are (value, exact count) for every distinct non-null value the query returned.
+    """
+    ordered = sorted(pairs, key=lambda p: (-p[1], str(p[0])))
+    kept: list[tuple[object, int]] = []
+    folded_values = 0
+    folded_rows = 0
+    for value, count in ordered:
+        if count >= policy.k and len(kept) < policy.max_listed_values:
+            released = release_count(count, policy)
+            assert released is not None
+            kept.append((value, released))
+        else:
+            folded_values += 1
+            folded_rows += count
+    notes: list[str] = []
+    if folded_values:
+        rare = sum(1 for _, c in ordered if c < policy.k)
+        if rare:
+            notes.append(f"values seen fewer than k={policy.k} times folded into other")
+        if folded_values > rare:
+            notes.append(f"only the {policy.max_listed_values} most common values listed")
+    other = release_count(folded_rows, policy) or 0
+    if folded_rows and not other:
+        notes.append(f"other bucket below k={policy.k}: withheld")
+    return ReleasedValues(values=kept, other_count=other, notes=notes)
+
+
+def quantile_grid(n: int, policy: DisclosurePolicy) -> list[float]:
+    """Probabilities at which quantiles may be released for a column of ``n`` values.
+
+    The ends are top- and bottom-coded: at least k values lie at or beyond the lowest and the
+    highest released point, and consecutive points are at least k values apart.
+    """
+    k = policy.k
+    if n < 2 * k:
+        return []
+    lo = max(policy.low_percentile / 100, k / n)
+    hi = min(policy.high_percentile / 100, 1 - k / n)
+    if hi < lo:
+        return []
+    # up to 21 points (every 5%), thinned so each interval holds at least k values
+    max_intervals = max(1, int((hi - lo) * n // k))
+    intervals = min(20, max_intervals)
+    if hi == lo:
+        return [round(lo, 6)]
+    return [round(lo + (hi - lo) * i / intervals, 6) for i in range(intervals + 1)]
+
+
+def rank_for(p: float, n: int) -> int:
+    """1-based rank of the value at probability p (PostgreSQL's percentile_disc definition)."""
+    return min(n, max(1, math.ceil(p * n)))
+
+
+@dataclass
+class ReleasedBins:
+    bins: list[tuple[int, int, int]]  # (from, to, released count), inclusive edges
+    notes: list[str]
+
+
+def merge_bins(counts: Sequence[tuple[int, int]], policy: DisclosurePolicy) -> ReleasedBins:
+    """Variable-width bins over ordered integer keys (years, hours), each holding at least k rows.
+
+    The outermost edges are coded: the first bin starts at the key where the k-th smallest value
+    lies and the last ends where the k-th largest lies, so no raw minimum or maximum leaves.
+    """
+    k = policy.k
+    items = sorted((int(a), int(c)) for a, c in counts if c > 0)
+    total = sum(c for _, c in items)
+    if total < k:
+        return ReleasedBins(
+            [], [f"fewer than k={k} values: distribution withheld"] if total else []
+        )
+    # bottom- and top-coded edges
+    low_edge = _key_at_rank(items, max(k, math.ceil(policy.low_percentile / 100 * total)))
+    high_edge = _key_at_rank(
+        items, total - max(k, math.ceil((1 - policy.high_percentile / 100) * total)) + 1
+    )
+    if high_edge < low_edge:
+        high_edge = low_edge
+    clamped: dict[int, int] = {}
+    for key, c in items:
+        key = min(max(key, low_edge), high_edge)
+        clamped[key] = clamped.get(key, 0) + c
+    bins: list[list[int]] = []
+    start = None
+    acc = 0
+    for key in sorted(clamped):
+        if start is None:
+            start = key
+        acc += clamped[key]
+        if acc >= k:
+            bins.append([start, key, acc])
+            start, acc = None, 0
+    if acc:  # the remainder joins the last bin
+        if bins:
+            bins[-1][1] = max(bins[-1][1], high_edge)
+            bins[-1][2] += acc
+        else:
+            bins.append([low_edge, high_edge, acc])
+    if bins:
+        bins[-1][1] = high_edge
+    released = [(a, b, release_count(c, policy) or 0) for a, b, c in bins]
+    notes = []
+    raw_min, raw_max = items[0][0], items[-1][0]
+    if raw_min < low_edge or raw_max > high_edge:
+        notes.append(
+            f"range coded to p{policy.low_percentile:g}..p{policy.high_percentile:g} (at least k={k} values beyond each end)"
+        )
+    if any(b - a > 0 for a, b, _ in released):
+        notes.append(f"neighbouring bins merged until each holds at least k={k} values")
+    return ReleasedBins(released, notes)
+
+
+def _key_at_rank(items: Sequence[tuple[int, int]], rank: int) -> int:
+    acc = 0
+    for key, c in items:
+        acc += c
+        if acc >= rank:
+            return key
+    return items[-1][0]
+
+
+def release_shares(counts: Sequence[int], policy: DisclosurePolicy) -> tuple[list[int], list[str]]:
+    """Counts over a fixed set of categories (months, hours): those below k are withheld (0)."""
+    out = []
+    withheld = 0
+    for c in counts:
+        r = release_count(c, policy)
+        if r is None:
+            withheld += 1
+            out.append(0)
+        else:
+            out.append(r)
+    notes = (
+        [f"{'a category' if withheld == 1 else 'categories'} below k={policy.k} withheld"]
+        if withheld
+        else []
+    )
+    return out, notes

@@ -1,0 +1,117 @@
+"""What every column generator is and receives.
+
+A generator turns one column's released statistics and the reviewer's parameters into values,
+a block of rows at a time. Randomness comes from a stream per (seed, table, column, block),
+so the output for a seed does not depend on how the rows are chunked for writing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from ..statistics import ColumnStats
+
+# Rows per random stream. Chunks handed to writers are whole multiples of this.
+BLOCK_ROWS = 65_536
+
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "integer": pl.Int64(),
+    "float": pl.Float64(),
+    "string": pl.Utf8(),
+    "date": pl.Date(),
+    "datetime": pl.Datetime("us"),
+    "boolean": pl.Boolean(),
+}
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ColumnContext:
+    """Everything a generator may use: the approved config of its column, nothing from the source."""
+
+    table: str
+    column: str
+    logical_type: str
+    nullable: bool
+    max_length: int | None
+    stats: ColumnStats | None
+    params: BaseModel
+    rows: int  # rows this run generates for the table
+    seed: int
+    parent_rows: Callable[[str], int]  # synthetic row count of another table in this run
+    parent_source_rows: Callable[[str], int | None]  # released source row count of another table
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def rng(self, block: int, purpose: str = "") -> np.random.Generator:
+        key = [
+            self.seed & 0xFFFFFFFF,
+            zlib.crc32(self.table.encode()),
+            zlib.crc32((self.column + "|" + purpose).encode()),
+            block,
+        ]
+        return np.random.default_rng(np.random.SeedSequence(key))
+
+
+class Generator:
+    """A column generator. Subclasses set the class variables and implement :meth:`block`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    types: ClassVar[frozenset[str]]
+    Params: ClassVar[type[BaseModel]] = NoParams
+    needs_stats: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def depends_on(cls, params: BaseModel) -> list[str]:
+        """Columns of the same row that must be generated first."""
+        return []
+
+    @classmethod
+    def check(
+        cls, ctx_stats: ColumnStats | None, params: BaseModel, logical_type: str
+    ) -> str | None:
+        """A reason this generator cannot run with these statistics and parameters, or None."""
+        for need in cls.needs_stats:
+            if ctx_stats is None or not getattr(ctx_stats, need):
+                return f"needs stats.{need}, which this column's statistics do not have"
+        return None
+
+    def block(
+        self, ctx: ColumnContext, start: int, count: int, block: int, done: dict[str, pl.Series]
+    ) -> pl.Series:
+        raise NotImplementedError
+
+
+def apply_nulls(ctx: ColumnContext, values: pl.Series, block: int) -> pl.Series:
+    """Blank a share of the rows equal to the column's released null fraction."""
+    frac = ctx.stats.null_fraction if ctx.stats else 0.0
+    if frac <= 0 or len(values) == 0:
+        return values
+    mask = ctx.rng(block, "nulls").random(len(values)) < frac
+    return (
+        pl.select(pl.when(pl.lit(pl.Series(mask))).then(None).otherwise(values))
+        .to_series()
+        .alias(values.name)
+    )
+
+
+def interpolate_quantiles(points: list[tuple[float, float]], u: np.ndarray) -> np.ndarray:
+    """Inverse CDF through released (probability, value) points; beyond the ends, the end values."""
+    ps = np.array([p for p, _ in points], dtype=float)
+    vs = np.array([v for _, v in points], dtype=float)
+    if len(ps) == 1:
+        return np.full(len(u), vs[0])
+    # stretch the coded range over the whole unit interval so the ends are not piled up
+    lo, hi = ps[0], ps[-1]
+    scaled = lo + u * (hi - lo)
+    return np.interp(scaled, ps, vs)

@@ -1,0 +1,126 @@
+"""Generators that sample a released distribution: common values and numeric quantiles."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from .base import POLARS_TYPES, Generator, apply_nulls, interpolate_quantiles
+
+
+class WeightedChoiceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    other: Literal["drop", "value", "null", "quantiles"] = "drop"
+    other_value: int | float | str | bool | None = None
+
+
+class WeightedChoice(Generator):
+    """Values seen at least k times, in their released proportions.
+
+    The folded "other" share becomes: ``drop`` (spread over the listed values), ``value`` (one
+    stand-in such as concept 0, "No matching concept"), ``null``, or ``quantiles`` (numbers drawn
+    from the released quantiles).
+    """
+
+    name = "weighted_choice"
+    summary = "Common values (seen at least k times) in their released proportions."
+    types = frozenset({"integer", "float", "string", "boolean"})
+    Params = WeightedChoiceParams
+
+    @classmethod
+    def check(cls, ctx_stats, params, logical_type):
+        p = params
+        has_values = bool(ctx_stats and ctx_stats.values)
+        if not has_values and p.other in ("drop", "null"):  # type: ignore[attr-defined]
+            return "needs stats.values (no value was seen at least k times); choose another generator or other: value"
+        if p.other == "value" and p.other_value is None:  # type: ignore[attr-defined]
+            return "params.other_value is required when other is value"
+        if p.other == "quantiles" and not (ctx_stats and ctx_stats.quantiles):  # type: ignore[attr-defined]
+            return "other: quantiles needs stats.quantiles"
+        if ctx_stats and ctx_stats.values:
+            for vc in ctx_stats.values:
+                if not _fits(vc.value, logical_type):
+                    return f"stats.values holds {vc.value!r}, which is not a {logical_type}"
+        return None
+
+    def block(self, ctx, start, count, block, done):
+        p: WeightedChoiceParams = ctx.params  # type: ignore[assignment]
+        stats = ctx.stats
+        values = [vc.value for vc in (stats.values or [])] if stats else []
+        weights = [float(vc.count) for vc in (stats.values or [])] if stats else []
+        other = float(stats.other_count or 0) if stats else 0.0
+        rng = ctx.rng(block)
+        dtype = POLARS_TYPES[ctx.logical_type]
+        use_other = p.other != "drop" and (other > 0 or not values)
+        total = sum(weights) + (other if use_other else 0.0)
+        if not values and use_other:
+            other, total = 1.0, 1.0
+        probs = np.array(weights + ([other] if use_other else []), dtype=float) / total
+        pick = rng.choice(len(probs), size=count, p=probs)
+        listed = (
+            pl.Series(ctx.column, values, dtype=dtype, strict=False)
+            if values
+            else pl.Series(ctx.column, [], dtype=dtype)
+        )
+        idx = np.minimum(pick, max(len(values) - 1, 0))
+        out = listed.gather(idx) if values else pl.Series(ctx.column, [None] * count, dtype=dtype)
+        if use_other:
+            is_other = pick == len(values)
+            if p.other == "value":
+                fill = pl.Series(ctx.column, [p.other_value] * count, dtype=dtype, strict=False)
+            elif p.other == "quantiles":
+                points = [(q.p, float(q.value)) for q in stats.quantiles]  # type: ignore[union-attr]
+                nums = interpolate_quantiles(points, rng.random(count))
+                if ctx.logical_type == "integer":
+                    nums = np.rint(nums)
+                fill = pl.Series(ctx.column, nums).cast(dtype)
+            else:
+                fill = pl.Series(ctx.column, [None] * count, dtype=dtype)
+            out = (
+                pl.select(pl.when(pl.lit(pl.Series(is_other))).then(fill).otherwise(out))
+                .to_series()
+                .alias(ctx.column)
+            )
+        return apply_nulls(ctx, out, block)
+
+
+def _fits(value, logical_type: str) -> bool:
+    if logical_type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if logical_type == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if logical_type == "boolean":
+        return isinstance(value, bool) or value in (0, 1)
+    return True
+
+
+class NumericQuantilesParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+class NumericQuantiles(Generator):
+    """Numbers by inverse-CDF sampling through the released quantiles (top- and bottom-coded),
+    rounded for integer columns, optionally clipped to a reviewer's plausible range."""
+
+    name = "numeric_quantiles"
+    summary = "Numbers drawn through the released quantiles (p1..p99 coded), with nulls."
+    types = frozenset({"integer", "float"})
+    Params = NumericQuantilesParams
+    needs_stats = ("quantiles",)
+
+    def block(self, ctx, start, count, block, done):
+        p: NumericQuantilesParams = ctx.params  # type: ignore[assignment]
+        points = [(q.p, float(q.value)) for q in ctx.stats.quantiles]  # type: ignore[union-attr]
+        nums = interpolate_quantiles(points, ctx.rng(block).random(count))
+        if p.minimum is not None or p.maximum is not None:
+            nums = np.clip(nums, p.minimum, p.maximum)
+        if ctx.logical_type == "integer":
+            nums = np.rint(nums).astype(np.int64)
+        return apply_nulls(
+            ctx, pl.Series(ctx.column, nums).cast(POLARS_TYPES[ctx.logical_type]), block
+        )

@@ -1,0 +1,202 @@
+"""Dates and datetimes from binned distributions, twins and offsets.
+
+A date is drawn as a year (from released year bins), a month (released month-of-year counts)
+and a uniform day. A ``*_datetime`` twin copies its ``*_date`` and adds a time of day, so the two
+always agree. An end date is its start date plus a non-negative released offset in days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import ColumnContext, Generator, apply_nulls, interpolate_quantiles
+
+_EPOCH = np.datetime64("1970-01-01", "D")
+
+
+class DateBinsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_year: int | None = Field(None, description="Placeholder range when no bins were released.")
+    to_year: int | None = None
+
+
+def _days(ctx: ColumnContext, count: int, block: int) -> np.ndarray:
+    """Days since 1970-01-01 drawn from the year bins and month-of-year counts."""
+    rng = ctx.rng(block)
+    stats = ctx.stats
+    params = ctx.params
+    if stats and stats.years:
+        bins = stats.years
+        w = np.array([max(b.count, 0) for b in bins], dtype=float)
+        w = w / w.sum() if w.sum() > 0 else np.full(len(bins), 1 / len(bins))
+        which = rng.choice(len(bins), size=count, p=w)
+        lo = np.array([b.start for b in bins])[which]
+        hi = np.array([b.end for b in bins])[which]
+        years = rng.integers(lo, hi + 1)
+    else:
+        lo, hi = params.from_year or 2000, params.to_year or params.from_year or 2000  # type: ignore[attr-defined]
+        years = rng.integers(lo, hi + 1, size=count)
+    if stats and stats.months and sum(stats.months) > 0:
+        mw = np.array(stats.months, dtype=float)
+        months = rng.choice(12, size=count, p=mw / mw.sum()) + 1
+    else:
+        months = rng.integers(1, 13, size=count)
+    first = (years.astype("int64") - 1970) * 12 + (months - 1)
+    month_start = np.datetime64("1970-01", "M") + first.astype("timedelta64[M]")
+    next_start = month_start + np.timedelta64(1, "M")
+    length = (next_start.astype("datetime64[D]") - month_start.astype("datetime64[D]")).astype(
+        np.int64
+    )
+    day = np.floor(rng.random(count) * length).astype(np.int64)
+    return (month_start.astype("datetime64[D]") - _EPOCH).astype(np.int64) + day
+
+
+def _seconds_of_day(ctx: ColumnContext, count: int, block: int) -> np.ndarray:
+    tod = ctx.stats.time_of_day if ctx.stats else None
+    if tod is None:
+        return np.zeros(count, dtype=np.int64)
+    rng = ctx.rng(block, "time")
+    midnight = rng.random(count) < tod.midnight_share
+    if tod.hours and sum(tod.hours) > 0:
+        hw = np.array(tod.hours, dtype=float)
+        hours = rng.choice(24, size=count, p=hw / hw.sum())
+    else:
+        hours = rng.integers(0, 24, size=count)
+    secs = hours * 3600 + rng.integers(0, 3600, size=count)
+    secs[midnight] = 0
+    return secs.astype(np.int64)
+
+
+def _check_bins(stats, params) -> str | None:
+    if not (stats and stats.years) and params.from_year is None:
+        return "needs stats.years or params.from_year (a placeholder range)"
+    return None
+
+
+class DateBins(Generator):
+    name = "date_bins"
+    summary = "Dates drawn from released year bins and month-of-year counts, day uniform."
+    types = frozenset({"date"})
+    Params = DateBinsParams
+
+    @classmethod
+    def check(cls, ctx_stats, params, logical_type):
+        return _check_bins(ctx_stats, params)
+
+    def block(self, ctx, start, count, block, done):
+        days = _days(ctx, count, block)
+        return apply_nulls(ctx, pl.Series(ctx.column, days.astype(np.int32)).cast(pl.Date), block)
+
+
+class DatetimeBins(Generator):
+    name = "datetime_bins"
+    summary = "Datetimes: a binned date plus a time of day from the released hour profile."
+    types = frozenset({"datetime"})
+    Params = DateBinsParams
+
+    @classmethod
+    def check(cls, ctx_stats, params, logical_type):
+        return _check_bins(ctx_stats, params)
+
+    def block(self, ctx, start, count, block, done):
+        micros = (_days(ctx, count, block) * 86400 + _seconds_of_day(ctx, count, block)) * 1_000_000
+        return apply_nulls(ctx, pl.Series(ctx.column, micros).cast(pl.Datetime("us")), block)
+
+
+class TwinParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    date_column: str
+
+
+class DatetimeFromDate(Generator):
+    """The ``*_datetime`` twin of a ``*_date`` column: same day, time from the released profile."""
+
+    name = "datetime_from_date"
+    summary = "Same day as its date twin, plus a time of day; null where the date is null."
+    types = frozenset({"datetime"})
+    Params = TwinParams
+
+    @classmethod
+    def depends_on(cls, params):
+        return [params.date_column]  # type: ignore[attr-defined]
+
+    def block(self, ctx, start, count, block, done):
+        date = done[ctx.params.date_column]  # type: ignore[attr-defined]
+        secs = pl.Series(_seconds_of_day(ctx, count, block) * 1_000_000).cast(pl.Duration("us"))
+        out = date.cast(pl.Datetime("us")) + secs
+        return out.alias(ctx.column)
+
+
+class DatePartParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    date_column: str
+    part: str = Field(description="year, month or day")
+
+
+class DatePart(Generator):
+    """year_of_birth, month_of_birth, day_of_birth taken from the generated birth date."""
+
+    name = "date_part"
+    summary = "Year, month or day of another generated date column, so the two agree."
+    types = frozenset({"integer"})
+    Params = DatePartParams
+
+    @classmethod
+    def depends_on(cls, params):
+        return [params.date_column]  # type: ignore[attr-defined]
+
+    @classmethod
+    def check(cls, ctx_stats, params, logical_type):
+        if params.part not in ("year", "month", "day"):  # type: ignore[attr-defined]
+            return "params.part must be year, month or day"
+        return None
+
+    def block(self, ctx, start, count, block, done):
+        src = done[ctx.params.date_column]  # type: ignore[attr-defined]
+        part = ctx.params.part  # type: ignore[attr-defined]
+        expr = getattr(pl.col("d").dt, part)()
+        return pl.DataFrame({"d": src}).select(expr.cast(pl.Int64)).to_series().alias(ctx.column)
+
+
+class DateOffsetParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_column: str
+    minimum_days: int = Field(
+        0, description="End on or after start: offsets below this are raised to it."
+    )
+
+
+class DateOffset(Generator):
+    """An end date or datetime: its start column plus a released offset in days, never negative."""
+
+    name = "date_offset"
+    summary = "Start column plus a released offset in days (never before the start)."
+    types = frozenset({"date", "datetime"})
+    Params = DateOffsetParams
+    needs_stats = ("offset",)
+
+    @classmethod
+    def depends_on(cls, params):
+        return [params.from_column]  # type: ignore[attr-defined]
+
+    def block(self, ctx, start, count, block, done):
+        p: DateOffsetParams = ctx.params  # type: ignore[assignment]
+        base = done[p.from_column]
+        points = [(q.p, float(q.value)) for q in ctx.stats.offset.quantiles]  # type: ignore[union-attr]
+        offs = np.rint(interpolate_quantiles(points, ctx.rng(block).random(count))).astype(np.int64)
+        offs = np.maximum(offs, p.minimum_days)
+        delta = pl.Series(offs * 86_400_000_000).cast(pl.Duration("us"))
+        if ctx.logical_type == "date":
+            out = (base.cast(pl.Datetime("us")) + delta).cast(pl.Date)
+        else:
+            out = base.cast(pl.Datetime("us")) + delta
+        out = apply_nulls(ctx, out.alias(ctx.column), block)
+        return out
+
+
+def iso_date(value: str) -> dt.date:
+    return dt.date.fromisoformat(value[:10])

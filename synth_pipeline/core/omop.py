@@ -1,0 +1,139 @@
+"""What the OMOP CDM specification says about tables and fields.
+
+The facts come from the OHDSI CommonDataModel field-level specifications for CDM 5.3 and 5.4
+(Apache-2.0), reduced to the columns we use and shipped as ``omop_cdm_fields.csv``.
+They fill in what an extract leaves out: primary and foreign keys (extracts rarely declare
+them), which tables are public vocabulary, and the intended type of each field.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+SPEC_FILE = "omop_cdm_fields.csv"
+
+# Keys the specification leaves implicit but every OMOP user relies on.
+_EXTRA_FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("note_nlp", "note_id"): ("note", "note_id"),
+    ("cohort", "subject_id"): ("person", "person_id"),
+    ("cohort_attribute", "subject_id"): ("person", "person_id"),
+}
+
+# Tables that describe the extract rather than patients; never generated from statistics.
+METADATA_TABLES = frozenset({"cdm_source", "metadata"})
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    table: str
+    name: str
+    datatype: str  # as the specification writes it: integer, float, date, datetime, varchar(50)
+    required: bool
+    primary_key: bool
+    fk_table: str | None
+    fk_field: str | None
+
+    @property
+    def logical_type(self) -> str:
+        return logical_type_of_spec(self.datatype)
+
+    @property
+    def max_length(self) -> int | None:
+        if self.datatype.startswith("varchar(") and self.datatype != "varchar(max)":
+            return int(self.datatype[len("varchar(") : -1])
+        return None
+
+
+@dataclass
+class TableSpec:
+    name: str
+    schema: str  # CDM or VOCAB
+    fields: dict[str, FieldSpec] = field(default_factory=dict)
+
+    @property
+    def is_vocabulary(self) -> bool:
+        return self.schema == "VOCAB"
+
+    @property
+    def primary_key(self) -> list[str]:
+        return [f.name for f in self.fields.values() if f.primary_key]
+
+
+def logical_type_of_spec(datatype: str) -> str:
+    d = datatype.lower()
+    if d in ("integer", "bigint"):
+        return "integer"
+    if d in ("float", "numeric"):
+        return "float"
+    if d == "date":
+        return "date"
+    if d == "datetime":
+        return "datetime"
+    return "string"
+
+
+@lru_cache(maxsize=1)
+def _spec_rows() -> list[dict[str, str]]:
+    with resources.files("synth_pipeline.core").joinpath(SPEC_FILE).open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@lru_cache(maxsize=4)
+def cdm_tables(version: str = "5.4") -> dict[str, TableSpec]:
+    """Tables of one CDM version, lower-case names, each with its fields."""
+    tables: dict[str, TableSpec] = {}
+    for row in _spec_rows():
+        if row["cdm_version"] != version:
+            continue
+        t = tables.setdefault(row["table"], TableSpec(row["table"], row["table_schema"]))
+        fk = _EXTRA_FOREIGN_KEYS.get((row["table"], row["field"]))
+        t.fields[row["field"]] = FieldSpec(
+            table=row["table"],
+            name=row["field"],
+            datatype=row["datatype"],
+            required=row["required"] == "1",
+            primary_key=row["primary_key"] == "1",
+            fk_table=fk[0] if fk else (row["fk_table"] or None),
+            fk_field=fk[1] if fk else (row["fk_field"] or None),
+        )
+    return tables
+
+
+def field_spec(table: str, column: str) -> FieldSpec | None:
+    """The specification of a field, from CDM 5.4 or else 5.3 (extracts of both exist)."""
+    t, c = table.lower(), column.lower()
+    for version in ("5.4", "5.3"):
+        spec = cdm_tables(version).get(t)
+        if spec and c in spec.fields:
+            return spec.fields[c]
+    extra = _EXTRA_FOREIGN_KEYS.get((t, c))
+    if extra:
+        return FieldSpec(t, c, "integer", False, False, extra[0], extra[1])
+    return None
+
+
+def table_spec(table: str) -> TableSpec | None:
+    t = table.lower()
+    return cdm_tables("5.4").get(t) or cdm_tables("5.3").get(t)
+
+
+def is_vocabulary_table(table: str) -> bool:
+    spec = table_spec(table)
+    return bool(spec and spec.is_vocabulary)
+
+
+def guess_cdm_version(tables_and_columns: dict[str, list[str]]) -> str:
+    """5.4 if the extract has fields that only 5.4 has, else 5.3."""
+    only_54 = 0
+    v53 = cdm_tables("5.3")
+    for table, columns in tables_and_columns.items():
+        known = v53.get(table.lower())
+        if known is None:
+            if table.lower() in cdm_tables("5.4"):
+                only_54 += 1
+            continue
+        only_54 += sum(1 for c in columns if c.lower() not in known.fields and field_spec(table, c))
+    return "5.4" if only_54 else "5.3"

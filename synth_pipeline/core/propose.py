@@ -1,0 +1,230 @@
+"""Proposing a generator for every column, and refreshing a reviewed config when the source changes.
+
+The proposal is a draft: it says which generator it picked and why, and a reviewer can change
+any choice. A refresh keeps the reviewer's choices (generator, parameters, kind, rows when they
+were changed by hand) and replaces only what came from the source.
+"""
+
+from __future__ import annotations
+
+from .config import ColumnConfig, ReviewBlock, SourceSummary, TableConfig
+from .generators import CATALOGUE
+from .schema import TableSchema, column_role
+from .statistics import ColumnStats, TableStats, fingerprint_of
+
+
+def source_fingerprint(schema: TableSchema, stats: TableStats) -> str:
+    """What an approval is tied to: the table's shape and its released statistics.
+
+    The exact row count is left out (a hash of a small number can be reversed).
+    """
+    shape = {
+        "columns": [[c.name, c.logical_type, c.sql_type, c.nullable] for c in schema.columns],
+        "primary_key": schema.primary_key,
+        "foreign_keys": [[f.column, f.parent_table, f.parent_column] for f in schema.foreign_keys],
+    }
+    return fingerprint_of({"shape": shape, "stats": stats.model_dump(mode="json", by_alias=True)})
+
+
+def rows_to_generate(stats: TableStats) -> tuple[int, str | None]:
+    k = stats.policy.k
+    if stats.row_count is None:
+        return k, f"source row count is below k={k}: generating k rows"
+    return stats.row_count, None
+
+
+def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
+    findings = list(stats.findings)
+    if schema.kind == "vocabulary":
+        kind, rows = "vocabulary", schema.row_count
+    elif schema.kind == "metadata":
+        kind, rows = "skip", 0
+        findings.append("skipped by default: describes the real extract; write your own if needed")
+    else:
+        kind = "synthetic"
+        rows, note = rows_to_generate(stats)
+        if note:
+            findings.append(note)
+        if schema.row_count == 0:
+            rows = 0
+    columns: dict[str, ColumnConfig] = {}
+    names = [c.name for c in schema.columns]
+    for col in schema.columns:
+        cs = stats.columns.get(col.name)
+        if kind == "synthetic":
+            generator, params, why = propose_column(schema, col.name, cs, names, stats)
+        else:
+            generator, params, why = None, {}, f"{kind} table: not generated"
+        columns[col.name] = ColumnConfig(
+            type=col.logical_type,
+            sql_type=col.sql_type,
+            nullable=col.nullable,
+            max_length=col.max_length,
+            generator=generator,
+            params=params,
+            why=why,
+            stats=cs if kind == "synthetic" else None,
+            disclosure=stats.disclosure.get(col.name, []),
+        )
+    pk = schema.primary_key[0] if len(schema.primary_key) == 1 else None
+    return TableConfig(
+        table=schema.name,
+        kind=kind,  # type: ignore[arg-type]
+        rows=rows,
+        primary_key=pk,
+        source=SourceSummary(
+            row_count=stats.row_count,
+            fingerprint=source_fingerprint(schema, stats),
+            findings=findings,
+        ),
+        columns=columns,
+        review=ReviewBlock(),
+    )
+
+
+def propose_column(
+    schema: TableSchema, name: str, cs: ColumnStats | None, names: list[str], stats: TableStats
+) -> tuple[str, dict, str]:
+    """(generator, params, why) for one column of a synthetic table."""
+    col = schema.column(name)
+    role = column_role(schema, name)
+    lt = col.logical_type
+    k = stats.policy.k
+    if role == "primary_key":
+        return "primary_key", {}, "primary key: dense 1..rows, the source's ids are not used"
+    if cs is None or (cs.non_null == 0 and cs.null_fraction >= 1.0):
+        if not col.nullable and role == "foreign_key":
+            fk = schema.foreign_key(name)
+            return (
+                "foreign_key",
+                {"table": fk.parent_table, "distribution": "uniform"},
+                "required reference with no usable source values: uniform over the parent",
+            )  # type: ignore[union-attr]
+        return "always_null", {}, "every source value is NULL (or 0 meaning NULL)"
+    if role == "foreign_key":
+        fk = schema.foreign_key(name)
+        assert fk is not None
+        dist = "fanout" if cs.fanout else "uniform"
+        return (
+            "foreign_key",
+            {"table": fk.parent_table, "distribution": dist},
+            f"reference to {fk.parent_table}: drawn from its synthetic keys 1..n"
+            + (", children per parent as released" if cs.fanout else ", uniformly"),
+        )
+    if lt == "datetime":
+        twin = name[: -len("time")] if name.endswith("_datetime") else None
+        if twin and twin in names and schema.column(twin).logical_type == "date":
+            return (
+                "datetime_from_date",
+                {"date_column": twin},
+                f"same day as {twin}, time of day as released",
+            )
+        if cs.offset is not None:
+            return (
+                "date_offset",
+                {"from_column": cs.offset.from_column},
+                f"{cs.offset.from_column} plus released days, never before it",
+            )
+        if cs.years:
+            return (
+                "datetime_bins",
+                {},
+                "year bins and month-of-year counts, time of day as released",
+            )
+        return _no_distribution(col.nullable, "datetime_bins", k)
+    if lt == "date":
+        if cs.offset is not None:
+            return (
+                "date_offset",
+                {"from_column": cs.offset.from_column},
+                f"{cs.offset.from_column} plus released days, never before it",
+            )
+        if cs.years:
+            return "date_bins", {}, "year bins and month-of-year counts, day uniform"
+        return _no_distribution(col.nullable, "date_bins", k)
+    if name in ("year_of_birth", "month_of_birth", "day_of_birth") and "birth_datetime" in names:
+        bd = stats.columns.get("birth_datetime")
+        if bd is not None and bd.years and bd.null_fraction == 0:
+            part = name.split("_")[0]
+            return (
+                "date_part",
+                {"date_column": "birth_datetime", "part": part},
+                f"the {part} of birth_datetime, so the two agree",
+            )
+    if role == "code":
+        if cs.values:
+            return (
+                "weighted_choice",
+                {"other": "value", "other_value": 0} if cs.other_count else {},
+                f"{len(cs.values)} concept/code values seen at least k={k} times"
+                + ("; the rest become 0 (no matching concept)" if cs.other_count else ""),
+            )
+        return (
+            "constant",
+            {"value": 0},
+            f"no code seen at least k={k} times: 0 (no matching concept)",
+        )
+    if lt in ("integer", "float"):
+        covered = sum(v.count for v in cs.values or [])
+        total = covered + (cs.other_count or 0)
+        if cs.values and total and covered / total >= 0.95:
+            params = {"other": "quantiles"} if cs.other_count and cs.quantiles else {}
+            return "weighted_choice", params, f"{len(cs.values)} values cover most rows"
+        if cs.quantiles:
+            return "numeric_quantiles", {}, "numbers through the released quantiles"
+        if cs.values:
+            return "weighted_choice", {}, f"{len(cs.values)} common values (no quantiles released)"
+        return _no_distribution(col.nullable, "numeric", k)
+    if lt == "boolean":
+        if cs.values:
+            return "weighted_choice", {}, "true/false in released proportions"
+        return _no_distribution(col.nullable, "boolean", k)
+    # strings
+    if cs.listed and cs.values:
+        params = {"other": "drop"}
+        return "weighted_choice", params, f"{len(cs.values)} short values seen at least k={k} times"
+    return (
+        "string_pattern",
+        {},
+        f"free text or identifier: random {cs.pattern or 'code'}-shaped strings of released lengths",
+    )
+
+
+def _no_distribution(nullable: bool, what: str, k: int) -> tuple[str, dict, str]:
+    why = f"fewer than k={k} values: no distribution released"
+    if nullable:
+        return "always_null", {}, why + "; left NULL"
+    if what in ("date_bins", "datetime_bins"):
+        return what, {"from_year": 2000, "to_year": 2000}, why + "; placeholder year 2000"
+    if what == "boolean":
+        return "constant", {"value": False}, why + "; placeholder false"
+    return "constant", {"value": 0}, why + "; placeholder 0"
+
+
+def refresh_table_config(existing: TableConfig, proposed: TableConfig) -> TableConfig:
+    """Carry a reviewer's choices over to a fresh proposal; anything from the source is replaced.
+
+    Kept: the table's kind, hand-set rows, and for every column still present its generator and
+    parameters (when they still fit the new statistics). The result is a draft.
+    """
+    out = proposed.model_copy(deep=True)
+    out.kind = existing.kind
+    if existing.rows != (existing.source.row_count or 0) and existing.kind == "synthetic":
+        out.rows = existing.rows  # set by hand
+    for name, col in out.columns.items():
+        old = existing.columns.get(name)
+        if old is None or old.type != col.type:
+            continue
+        gen = CATALOGUE.get(old.generator or "")
+        if gen is None or col.type not in gen.types:
+            continue
+        try:
+            params = gen.Params.model_validate(old.params)
+        except Exception:  # noqa: BLE001 - invalid old params: keep the new proposal
+            continue
+        if gen.check(col.stats, params, col.type) is None and all(
+            d in out.columns for d in gen.depends_on(params)
+        ):
+            col.generator, col.params, col.why = old.generator, old.params, old.why
+    out.review = ReviewBlock()
+    return out

@@ -1,0 +1,104 @@
+"""The released statistics: everything here has passed disclosure control.
+
+These models are what ``column_stats`` produces and what the per-table YAML carries under each
+column's ``stats``. Nothing raw (no exact small count, no raw minimum or maximum, no list of
+real dates, no free-text value) can be represented in them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .disclosure import DisclosurePolicy
+
+Scalar = int | float | str | bool
+
+
+class ValueCount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: Scalar
+    count: int = Field(ge=0)
+
+
+class QuantilePoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p: float = Field(ge=0, le=1)
+    value: int | float | str  # numbers, or ISO dates for date offsets
+
+
+class Bin(BaseModel):
+    """An inclusive range of integer keys (years, children per parent) and its released count."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    start: int = Field(alias="from")
+    end: int = Field(alias="to")
+    count: int = Field(ge=0)
+
+
+class TimeOfDay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    midnight_share: float = Field(ge=0, le=1)
+    hours: list[int] | None = None  # 24 released counts of non-midnight times, or None
+
+
+class DateOffset(BaseModel):
+    """Days from another column of the same row to this one (end dates from start dates)."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_column: str
+    quantiles: list[QuantilePoint]
+    negative_share: float = Field(0, ge=0, le=1)  # rows in the source that end before they start
+
+
+class ColumnStats(BaseModel):
+    """Released statistics of one column. Which fields are present depends on its type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    non_null: int | None = Field(None, description="Released count of non-null rows.")
+    null_fraction: float = Field(0.0, ge=0, le=1)
+    distinct: int | None = Field(None, description="Released count of distinct values.")
+    zero_as_null: int | None = Field(
+        None, description="Released count of rows holding 0 where NULL was meant (id columns)."
+    )
+    values: list[ValueCount] | None = Field(None, description="Values seen at least k times.")
+    other_count: int | None = Field(None, description="Released count of rows with other values.")
+    quantiles: list[QuantilePoint] | None = None
+    years: list[Bin] | None = None
+    months: list[int] | None = None  # 12 released counts, January first
+    time_of_day: TimeOfDay | None = None
+    length: list[QuantilePoint] | None = None
+    pattern: str | None = None
+    offset: DateOffset | None = None
+    fanout: list[Bin] | None = Field(
+        None, description="Children per referenced parent (foreign keys), parents counted."
+    )
+    dangling: int | None = Field(
+        None, description="Released count of references to no row of the parent table."
+    )
+    listed: bool = Field(True, description="False when values are never listed (free text, ids).")
+
+
+class TableStats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    table: str
+    kind: str
+    row_count: int | None  # released; None when below k
+    columns: dict[str, ColumnStats]
+    disclosure: dict[str, list[str]] = Field(default_factory=dict)  # column -> rules applied
+    findings: list[str] = Field(default_factory=list)  # dirty data seen, counts released
+    policy: DisclosurePolicy
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.model_dump(mode="json", by_alias=True))
+
+
+def fingerprint_of(data: Any) -> str:
+    """A stable sha256 of JSON-able data (key order and whitespace do not matter)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,142 @@
+"""Turning an approved table config into synthetic rows, chunk by chunk.
+
+Columns are generated column-wise with NumPy/Polars, a block of 65,536 rows at a time, each
+block from its own random stream. Chunks are whole blocks, so the same seed gives the same rows
+whatever the chunk size, and memory is bounded by the chunk, not the table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import polars as pl
+
+from .config import ConfigError, ProjectFiles, TableConfig
+from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
+
+
+def scaled_rows(rows: int, scale: float) -> int:
+    """Rows a run generates for a table: the approved count times the scale factor."""
+    if scale <= 0:
+        raise ConfigError(f"scale must be above 0, got {scale}", setting="scale")
+    return int(round(rows * scale))
+
+
+def chunk_size(chunk_rows: int) -> int:
+    """Chunk rows rounded up to whole random-stream blocks."""
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows}", setting="chunk_rows")
+    return max(1, math.ceil(chunk_rows / BLOCK_ROWS)) * BLOCK_ROWS
+
+
+@dataclass
+class TableRun:
+    """One table's generation: its config and the facts of the run it belongs to."""
+
+    config: TableConfig
+    seed: int
+    scale: float
+    parent_rows: Callable[[str], int]
+    parent_source_rows: Callable[[str], int | None]
+
+    @property
+    def rows(self) -> int:
+        return scaled_rows(self.config.rows, self.scale)
+
+    def schema(self) -> dict[str, pl.DataType]:
+        return {name: POLARS_TYPES[c.type] for name, c in self.config.columns.items()}
+
+    def contexts(self) -> dict[str, ColumnContext]:
+        out = {}
+        for name, col in self.config.columns.items():
+            gen = CATALOGUE[col.generator]  # type: ignore[index]
+            out[name] = ColumnContext(
+                table=self.config.table,
+                column=name,
+                logical_type=col.type,
+                nullable=col.nullable,
+                max_length=col.max_length,
+                stats=col.stats,
+                params=gen.Params.model_validate(col.params),
+                rows=self.rows,
+                seed=self.seed,
+                parent_rows=self.parent_rows,
+                parent_source_rows=self.parent_source_rows,
+            )
+        return out
+
+    def chunks(self, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        """DataFrames of at most ``chunk_rows`` (rounded to whole blocks) in table column order."""
+        if self.config.kind != "synthetic":
+            raise ConfigError(
+                f"table kind is {self.config.kind}: it is not generated",
+                table=self.config.table,
+                setting="kind",
+            )
+        total = self.rows
+        size = chunk_size(chunk_rows)
+        order = self.config.generation_order()
+        contexts = self.contexts()
+        generators = {name: CATALOGUE[self.config.columns[name].generator]() for name in order}  # type: ignore[index]
+        columns = list(self.config.columns)
+        schema = self.schema()
+        for chunk_start in range(0, total, size):
+            blocks = []
+            for block_start in range(chunk_start, min(total, chunk_start + size), BLOCK_ROWS):
+                count = min(BLOCK_ROWS, total - block_start)
+                block = block_start // BLOCK_ROWS
+                done: dict[str, pl.Series] = {}
+                for name in order:
+                    series = generators[name].block(contexts[name], block_start, count, block, done)
+                    done[name] = series.cast(schema[name]).alias(name)
+                blocks.append(pl.DataFrame([done[c] for c in columns]))
+            yield pl.concat(blocks) if len(blocks) > 1 else blocks[0]
+
+
+def referenced_tables(cfg: TableConfig) -> dict[str, str]:
+    """Column -> parent table, for every column generated as a foreign key."""
+    out = {}
+    for name, col in cfg.columns.items():
+        if col.generator == "foreign_key":
+            out[name] = str(col.params.get("table"))
+    return out
+
+
+def parent_facts(
+    files: ProjectFiles, cfg: TableConfig, scale: float
+) -> tuple[dict[str, int], dict[str, int | None], list[str]]:
+    """Synthetic and released source row counts of the parents this table references.
+
+    A parent without an approved synthetic table in the project gets 0 rows: references to it
+    are NULL, with a warning (or an error for a NOT NULL column).
+    """
+    rows: dict[str, int] = {}
+    source_rows: dict[str, int | None] = {}
+    warnings: list[str] = []
+    for column, parent in referenced_tables(cfg).items():
+        if parent in rows:
+            continue
+        if parent == cfg.table:
+            rows[parent], source_rows[parent] = scaled_rows(cfg.rows, scale), cfg.source.row_count
+            continue
+        if not files.has_table(parent):
+            rows[parent], source_rows[parent] = 0, None
+        else:
+            pcfg = files.load_table(parent)
+            rows[parent] = scaled_rows(pcfg.rows, scale) if pcfg.kind == "synthetic" else 0
+            source_rows[parent] = pcfg.source.row_count
+        if rows[parent] == 0:
+            if not cfg.columns[column].nullable:
+                raise ConfigError(
+                    f"references table {parent}, which has no synthetic rows in this project, "
+                    "but the column is NOT NULL",
+                    table=cfg.table,
+                    column=column,
+                    setting="params.table",
+                )
+            warnings.append(
+                f"{column}: parent table {parent} has no synthetic rows; references left NULL"
+            )
+    return rows, source_rows, warnings

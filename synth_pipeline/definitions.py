@@ -1,0 +1,46 @@
+"""The one Definitions object: assets, checks, resources, sensors and schedules.
+
+``dagster dev -w workspace.yaml`` loads ``defs`` from here. Connection URLs come from the
+environment (see settings.py and the README); with none set, the source is the bundled demo
+extract and the destination an SQLite file under the work folder.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from . import settings
+from .assets import ALL_ASSETS
+from .resources import DestinationDatabase, JsonStateIOManager, SourceDatabase, SynthProject
+
+
+def _env_or_none(names: tuple[str, ...]):
+    found = settings.first_env(names)
+    return dg.EnvVar(found[0]) if found else None
+
+
+def build_resources() -> dict[str, object]:
+    """Resources wired to the environment: URLs as EnvVar references, never as literal text."""
+    return {
+        "source": SourceDatabase(
+            url=_env_or_none(settings.SOURCE_URL_VARS),
+            db_schema=_env_or_none(settings.SOURCE_SCHEMA_VARS),
+        ),
+        "destination": DestinationDatabase(
+            url=_env_or_none(settings.DESTINATION_URL_VARS),
+            db_schema=_env_or_none(settings.DESTINATION_SCHEMA_VARS),
+        ),
+        "project": SynthProject(
+            project=settings.project_name(),
+            config_root=str(settings.config_root()),
+            bundle_dir=str(settings.bundle_dir(settings.project_name())),
+        ),
+        "state_io_manager": JsonStateIOManager(base_dir=str(settings.work_dir() / "state")),
+    }
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(assets=ALL_ASSETS, resources=build_resources())
+
+
+defs = build_definitions()

@@ -1,0 +1,132 @@
+"""Dagster resources: the source, the destination, the project's files, and stored asset values.
+
+Database URLs reach the resources through environment variables (``dg.EnvVar``), so the UI,
+run config and metadata show a variable's name and never a password.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+from sqlalchemy.engine import Engine
+
+from . import settings
+from .core.config import ProjectConfig, ProjectFiles
+from .core.database import open_destination, open_source, redact
+from .demo.loader import ensure_demo_sqlite
+
+
+class SourceDatabase(dg.ConfigurableResource):
+    """The OMOP extract, opened read-only. With no URL set, the bundled demo extract in SQLite."""
+
+    url: str | None = None
+    db_schema: str | None = None
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def resolved_url(self) -> str:
+        if self.url:
+            return self.url
+        return ensure_demo_sqlite(settings.demo_source_path())
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = open_source(self.resolved_url())
+        return self._engine
+
+    def describe(self) -> str:
+        return redact(self.resolved_url())
+
+    def teardown_after_execution(self, context) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class DestinationDatabase(dg.ConfigurableResource):
+    """The existing database the synthetic tables are written to."""
+
+    url: str | None = None
+    db_schema: str | None = None
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def resolved_url(self, project: str) -> str:
+        return self.url or settings.default_destination_url(project)
+
+    def engine(self, project: str) -> Engine:
+        if self._engine is None:
+            self._engine = open_destination(self.resolved_url(project))
+        return self._engine
+
+    def describe(self, project: str) -> str:
+        return redact(self.resolved_url(project))
+
+    def teardown_after_execution(self, context) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class SynthProject(dg.ConfigurableResource):
+    """The reviewed configuration files of one project, and the run's seed, scale and bundle."""
+
+    project: str = "demo"
+    config_root: str = ""
+    bundle_dir: str = ""
+    seed: int | None = None
+    scale: float | None = None
+    chunk_rows: int | None = None
+
+    def files(self) -> ProjectFiles:
+        return ProjectFiles(Path(self.config_root or settings.config_root()), self.project)
+
+    def settings(self) -> ProjectConfig:
+        return self.files().load_project()
+
+    def run_seed(self) -> int:
+        return self.seed if self.seed is not None else self.settings().seed
+
+    def run_scale(self) -> float:
+        return self.scale if self.scale is not None else self.settings().scale
+
+    def run_chunk_rows(self) -> int:
+        return self.chunk_rows or self.settings().chunk_rows
+
+    def bundle_path(self) -> Path:
+        return Path(self.bundle_dir) if self.bundle_dir else settings.bundle_dir(self.project)
+
+
+class JsonStateIOManager(dg.ConfigurableIOManager):
+    """Stores asset values as readable JSON files, one per partition, under the work folder.
+
+    Everything stored here is either structure of the source (inside the trusted environment)
+    or has passed disclosure control.
+    """
+
+    base_dir: str = ""
+
+    def _path(self, context) -> Path:
+        base = Path(self.base_dir or settings.work_dir() / "state")
+        parts = list(context.asset_key.path)
+        name = context.asset_partition_key if context.has_asset_partitions else "value"
+        return base.joinpath(*parts) / f"{name}.json"
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = obj.model_dump(mode="json", by_alias=True) if hasattr(obj, "model_dump") else obj
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+        tmp.replace(path)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        path = self._path(context)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no stored value for {context.asset_key.to_user_string()} at {path}: "
+                "materialise it first"
+            )
+        return json.loads(path.read_text())

@@ -1,0 +1,245 @@
+"""Headless runs: the same assets the UI materialises, executed in process on a Dagster instance.
+
+The CLI's ``init``, ``run`` and ``demo`` go through here, so their runs show in the UI's
+history when they share its ``DAGSTER_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from . import settings
+from .assets import (
+    ALL_ASSETS,
+    column_stats,
+    csv_bundle,
+    reviewed_config,
+    schema_snapshot,
+    synthetic_table,
+)
+from .core import omop
+from .core.database import open_source, redact_text
+from .core.errors import ConfigError
+from .core.schema import list_tables
+from .definitions import build_resources
+from .partitions import OMOP_TABLES
+from .resources import SynthProject
+
+CONFIG_STEPS = [schema_snapshot, column_stats, reviewed_config]
+TABLE_STEPS = [*CONFIG_STEPS, synthetic_table]
+
+
+@contextmanager
+def environment(values: dict[str, str | None]) -> Iterator[None]:
+    """Set environment variables for the duration of a run, then put the old values back."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def instance_for_cli() -> dg.DagsterInstance:
+    """The instance under DAGSTER_HOME (created with our dagster.yaml when new)."""
+    home = settings.dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(settings.repo_root() / "configs" / "dagster.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.get()
+
+
+def order_parents_first(tables: list[str]) -> list[str]:
+    """Tables ordered so that each comes after the tables its foreign keys point to."""
+    present = set(tables)
+    deps: dict[str, set[str]] = {}
+    for t in tables:
+        spec = omop.table_spec(t)
+        parents = {f.fk_table for f in (spec.fields.values() if spec else []) if f.fk_table}
+        deps[t] = {p for p in parents if p in present and p != t}
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(t: str, stack: set[str]) -> None:
+        if t in seen or t in stack:
+            return
+        stack.add(t)
+        for p in sorted(deps[t]):
+            visit(p, stack)
+        seen.add(t)
+        out.append(t)
+
+    for t in sorted(tables):
+        visit(t, set())
+    return out
+
+
+@dataclass
+class TableOutcome:
+    table: str
+    ok: bool
+    messages: list[str] = field(default_factory=list)
+    rows: int | None = None
+
+
+@dataclass
+class RunReport:
+    tables: list[TableOutcome]
+    bundle_ok: bool | None = None
+    bundle_messages: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tables) and self.bundle_ok is not False
+
+
+def _failures(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
+    """(errors, failed checks) of a run, with any URL password hidden."""
+    errors, checks = [], []
+    for ev in result.all_events:
+        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
+            err = ev.step_failure_data.error
+            if err.cls_name == "DagsterAssetCheckFailedError":
+                continue  # reported below, with the check's own reason
+            while err.cause is not None and "dagster" in (err.cls_name or "").lower():
+                err = err.cause
+            text = err.message.strip().splitlines()[-1] if err.message else str(err)
+            errors.append(redact_text(text))
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            text = evaluation.description or evaluation.check_name
+            checks.append(f"check {evaluation.check_name} failed: {text}")
+    return list(dict.fromkeys(errors)), list(dict.fromkeys(checks))
+
+
+def source_tables(source_url: str | None, source_schema: str | None) -> dict[str, str]:
+    from .resources import SourceDatabase
+
+    src = SourceDatabase(url=source_url, db_schema=source_schema)
+    engine = open_source(src.resolved_url())
+    try:
+        return list_tables(engine, source_schema)
+    finally:
+        engine.dispose()
+
+
+def execute(
+    *,
+    source_url: str | None,
+    source_schema: str | None = None,
+    destination_url: str | None = None,
+    destination_schema: str | None = None,
+    project: str,
+    config_root: Path | None = None,
+    bundle_dir: Path | None = None,
+    tables: list[str] | None = None,
+    seed: int | None = None,
+    scale: float | None = None,
+    chunk_rows: int | None = None,
+    config_only: bool = False,
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "ERROR",
+) -> RunReport:
+    """Materialise every asset of the selected tables (and the bundle) in process."""
+    if scale is not None and scale <= 0:
+        raise ConfigError(f"scale must be above 0, got {scale}", setting="--scale")
+    env = {
+        "SYNTH_SOURCE_URL": source_url,
+        "SYNTH_SOURCE_SCHEMA": source_schema,
+        "SYNTH_DESTINATION_URL": destination_url,
+        "SYNTH_DESTINATION_SCHEMA": destination_schema,
+        "SYNTH_PROJECT": project,
+        "SYNTH_CONFIG_DIR": str(config_root) if config_root else os.environ.get("SYNTH_CONFIG_DIR"),
+        "SYNTH_BUNDLE_DIR": str(bundle_dir) if bundle_dir else os.environ.get("SYNTH_BUNDLE_DIR"),
+        # the aliases would shadow nothing once ours are set; clear them so one value wins
+        "SRC_DSN": None,
+        "SRC_SCHEMA": None,
+        "DST_DSN": None,
+        "DST_SCHEMA": None,
+    }
+    with environment(env):
+        available = source_tables(source_url, source_schema)
+        selected = tables or sorted(available)
+        unknown = [t for t in selected if t.lower() not in available]
+        if unknown:
+            raise ConfigError(
+                f"not in the source: {', '.join(unknown)} (it has {', '.join(sorted(available))})",
+                setting="--tables",
+            )
+        selected = order_parents_first([t.lower() for t in selected])
+        resources = build_resources()
+        proj: SynthProject = resources["project"]  # type: ignore[assignment]
+        resources["project"] = SynthProject(
+            project=proj.project,
+            config_root=proj.config_root,
+            bundle_dir=proj.bundle_dir,
+            seed=seed,
+            scale=scale,
+            chunk_rows=chunk_rows,
+        )
+        files = resources["project"].files()  # type: ignore[attr-defined]
+        if not files.exists():
+            files.save_project(files.load_project())
+        files.write_json_schema()
+        instance = instance or instance_for_cli()
+        known = set(instance.get_dynamic_partitions(OMOP_TABLES))
+        new = [t for t in available if t not in known]
+        if new:
+            instance.add_dynamic_partitions(OMOP_TABLES, new)
+        steps = CONFIG_STEPS if config_only else TABLE_STEPS
+        # the console shows what the user must act on; the run's full log is in the instance
+        run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+        report = RunReport(tables=[])
+        for t in selected:
+            result = dg.materialize(
+                ALL_ASSETS,
+                selection=steps,
+                partition_key=t,
+                run_config=run_config,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                tags={"synth_pipeline/command": "init" if config_only else "run"},
+            )
+            report.run_ids.append(result.run_id)
+            errors, checks = _failures(result)
+            # init only drafts: an unapproved config is its expected outcome, not a failure
+            ok = not errors if config_only else result.success
+            outcome = TableOutcome(t, ok, errors + ([] if config_only else checks))
+            if config_only and checks:
+                outcome.messages.append("drafted: awaiting review")
+            if result.success and not config_only:
+                outcome.rows = result.output_for_node("synthetic_table")["rows"]
+            report.tables.append(outcome)
+        if not config_only:
+            result = dg.materialize(
+                ALL_ASSETS,
+                selection=[csv_bundle],
+                run_config=run_config,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                tags={"synth_pipeline/command": "run"},
+            )
+            report.run_ids.append(result.run_id)
+            report.bundle_ok = result.success
+            errors, checks = _failures(result)
+            report.bundle_messages = errors + checks
+        return report
