@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import settings
@@ -22,7 +23,8 @@ def _url(cli_value: str | None, names: tuple[str, ...]) -> str | None:
 
 
 def _log_level(args) -> str:
-    return "INFO" if getattr(args, "verbose", False) else "ERROR"
+    # the summary printed at the end says what failed and why; the full log is in the run history
+    return "INFO" if getattr(args, "verbose", False) else "CRITICAL"
 
 
 def _files(args) -> ProjectFiles:
@@ -233,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -7,7 +7,6 @@ history when they share its ``DAGSTER_HOME``.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,7 +60,8 @@ def instance_for_cli() -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     if not (home / "dagster.yaml").exists():
-        shutil.copy(settings.repo_root() / "configs" / "dagster.yaml", home / "dagster.yaml")
+        template = (settings.repo_root() / "configs" / "dagster.yaml").read_text()
+        (home / "dagster.yaml").write_text(template.replace("${DAGSTER_HOME}", str(home)))
     return dg.DagsterInstance.get()
 
 
@@ -155,7 +155,7 @@ def execute(
     chunk_rows: int | None = None,
     config_only: bool = False,
     instance: dg.DagsterInstance | None = None,
-    log_level: str = "ERROR",
+    log_level: str = "CRITICAL",
 ) -> RunReport:
     """Materialise every asset of the selected tables (and the bundle) in process."""
     if scale is not None and scale <= 0:
