@@ -81,6 +81,7 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
 def synthetic_table(
     context: dg.AssetExecutionContext,
     reviewed_config: dict,
+    column_stats: dict,
     destination: DestinationDatabase,
     source: SourceDatabase,
     project: SynthProject,
@@ -96,7 +97,9 @@ def synthetic_table(
             file=str(files.table_file(table)),
             table=table,
         )
-    require_approved(cfg, reviewed_config["source_fingerprint"])
+    # the latest statistics, not those the config was last checked against: a source that
+    # changed since is refused even before reviewed_config is refreshed
+    require_approved(cfg, column_stats["source_fingerprint"])
     engine = destination.engine(project.project)
     schema = destination.db_schema
     seed, scale = project.run_seed(), project.run_scale()

@@ -412,7 +412,8 @@ def approval_problem(cfg: TableConfig, current_source_fingerprint: str | None) -
     """Why this config may not be generated from, or None when its approval holds."""
     r = cfg.review
     if r.status != "approved":
-        return "the configuration is a draft, not approved by a reviewer (synth-pipeline approve)"
+        why = f" ({r.comment})" if r.comment else ""
+        return f"the configuration is a draft, not approved by a reviewer{why}; review it, then synth-pipeline approve"
     if not r.config_fingerprint or r.config_fingerprint != cfg.fingerprint():
         return (
             f"the configuration was edited after {r.reviewer} approved it on {r.approved_at}; "

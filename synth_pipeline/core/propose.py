@@ -226,5 +226,9 @@ def refresh_table_config(existing: TableConfig, proposed: TableConfig) -> TableC
             d in out.columns for d in gen.depends_on(params)
         ):
             col.generator, col.params, col.why = old.generator, old.params, old.why
-    out.review = ReviewBlock()
+    previous = existing.review
+    note = "statistics refreshed because the source schema or statistics changed"
+    if previous.status == "approved":
+        note += f"; previously approved by {previous.reviewer} on {previous.approved_at}"
+    out.review = ReviewBlock(comment=note)
     return out

@@ -1,0 +1,102 @@
+"""The disclosure rules on their own: every released number obeys k, rounding and coding."""
+
+from __future__ import annotations
+
+import pytest
+
+from synth_pipeline.core import disclosure as dc
+
+POLICY = dc.DisclosurePolicy()
+
+
+@pytest.mark.parametrize(
+    ("n", "released"),
+    [(0, 0), (1, None), (9, None), (10, 10), (12, 10), (13, 15), (2694, 2695), (1037, 1035)],
+)
+def test_release_count_withholds_below_k_and_rounds(n, released):
+    assert dc.release_count(n, POLICY) == released
+
+
+def test_release_count_never_rounds_below_k():
+    policy = dc.DisclosurePolicy(min_cell_count=12, rounding=5)
+    assert dc.release_count(12, policy) == 12
+
+
+def test_fold_frequencies_drops_rare_values_and_withholds_a_small_other():
+    pairs = [("a", 500), ("b", 40), ("rare", 3), ("rarer", 1)]
+    out = dc.fold_frequencies(pairs, 544, POLICY)
+    assert [v for v, _ in out.values] == ["a", "b"]
+    assert out.other_count == 0  # 4 rows folded: below k, withheld
+    assert any("fewer than k" in n for n in out.notes)
+    assert any("withheld" in n for n in out.notes)
+
+
+def test_fold_frequencies_releases_a_large_other_rounded():
+    pairs = [("a", 500)] + [(f"r{i}", 2) for i in range(30)]
+    out = dc.fold_frequencies(pairs, 560, POLICY)
+    assert out.values == [("a", 500)]
+    assert out.other_count == 60
+
+
+def test_fold_frequencies_caps_the_number_listed():
+    policy = dc.DisclosurePolicy(max_listed_values=3)
+    out = dc.fold_frequencies([(i, 100 - i) for i in range(10)], 955, policy)
+    assert len(out.values) == 3
+    assert any("most common" in n for n in out.notes)
+
+
+def test_quantile_grid_keeps_k_values_beyond_each_end():
+    for n in (20, 50, 101, 999, 100_000):
+        grid = dc.quantile_grid(n, POLICY)
+        assert grid, n
+        assert dc.rank_for(grid[0], n) >= POLICY.k
+        assert n - dc.rank_for(grid[-1], n) + 1 >= POLICY.k
+        ranks = [dc.rank_for(p, n) for p in grid]
+        assert all(b - a >= POLICY.k - 1 for a, b in zip(ranks, ranks[1:], strict=False)), (
+            n,
+            ranks,
+        )
+
+
+def test_quantile_grid_releases_nothing_for_tiny_columns():
+    assert dc.quantile_grid(19, POLICY) == []
+
+
+def test_merge_bins_codes_the_extremes_and_merges_small_bins():
+    # one person born in 1907 (aged 109), a few in the 1920s, many later
+    counts = (
+        [(1907, 1), (1921, 3), (1922, 4), (1925, 6)]
+        + [(y, 40) for y in range(1950, 1990)]
+        + [(2015, 2)]
+    )
+    out = dc.merge_bins(counts, POLICY)
+    starts = [a for a, _, _ in out.bins]
+    ends = [b for _, b, _ in out.bins]
+    assert min(starts) > 1907  # the raw minimum never leaves
+    assert max(ends) < 2015  # nor the raw maximum
+    assert all(c >= POLICY.k for _, _, c in out.bins)
+    assert any("coded" in n for n in out.notes)
+
+
+def test_merge_bins_withholds_a_tiny_distribution():
+    out = dc.merge_bins([(2001, 3), (2002, 4)], POLICY)
+    assert out.bins == []
+
+
+def test_release_shares_withholds_small_categories():
+    counts, notes = dc.release_shares([100, 3, 0, 57], POLICY)
+    assert counts == [100, 0, 0, 55]
+    assert notes
+
+
+def test_policy_rejects_k_below_one_and_crossed_percentiles():
+    with pytest.raises(ValueError):
+        dc.DisclosurePolicy(min_cell_count=0)
+    with pytest.raises(ValueError):
+        dc.DisclosurePolicy(low_percentile=40, high_percentile=30)
+
+
+def test_never_list_patterns_match_source_values_and_free_text():
+    assert POLICY.never_listed("person_source_value")
+    assert POLICY.never_listed("NOTE_TEXT")
+    assert not POLICY.never_listed("gender_concept_id")
