@@ -96,3 +96,22 @@ def postgres_database(postgres_server_url) -> str:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, isolated_environment):
+    """`synth-pipeline demo --out DIR` (the README's main command) with a private copy of the
+    configuration root; shared by the tests that inspect its outputs."""
+    from synth_pipeline import cli
+    from synth_pipeline.core.config import ProjectFiles
+
+    root = tmp_path_factory.mktemp("cfg") / "configuration-files"
+    shutil.copytree(DEMO_CONFIGS, root)
+    out = tmp_path_factory.mktemp("demo-out")
+    code = cli.main(["demo", "--out", str(out), "--config-dir", str(root)])
+    return {
+        "code": code,
+        "out": out,
+        "files": ProjectFiles(root, "demo"),
+        "url": f"sqlite:///{out / 'synthetic.sqlite'}",
+    }

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import pytest
 
-from synth_pipeline import cli, settings
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline import settings
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.runner import execute
 
@@ -23,20 +21,6 @@ from .pipeline_assertions import (
     outside_coded_ranges,
     row_count_mismatches,
 )
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """`synth-pipeline demo --out DIR` with a private copy of the configuration root."""
-    import shutil
-
-    from .conftest import DEMO_CONFIGS
-
-    root = tmp_path_factory.mktemp("cfg") / "configuration-files"
-    shutil.copytree(DEMO_CONFIGS, root)
-    out = tmp_path_factory.mktemp("demo-out")
-    code = cli.main(["demo", "--out", str(out), "--config-dir", str(root)])
-    return {"code": code, "out": out, "files": ProjectFiles(root, "demo")}
 
 
 def test_demo_command_succeeds_and_writes_a_bundle(demo_run, capsys):

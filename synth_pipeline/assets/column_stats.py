@@ -7,7 +7,7 @@ from ..core.schema import TableSchema
 from ..core.summarise import summarise_table
 from ..partitions import omop_table_partitions
 from ..resources import SourceDatabase, SynthProject
-from .presentation import DATABASE_RETRY, GROUP, bullet_list, markdown_table
+from .presentation import GROUP, bullet_list, markdown_table, retry_transient
 
 
 def _describe(cs) -> str:
@@ -32,11 +32,11 @@ def _describe(cs) -> str:
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"sql"},
-    retry_policy=DATABASE_RETRY,
     description="Null fraction, distinct count, common values, quantiles, date bins, string "
     "length profile and children per parent of each column, computed by aggregate SQL in the "
     "source and released only through disclosure control.",
 )
+@retry_transient
 def column_stats(
     context: dg.AssetExecutionContext,
     schema_snapshot: dict,
@@ -44,8 +44,11 @@ def column_stats(
     project: SynthProject,
 ) -> dg.Output:
     table = TableSchema.model_validate(schema_snapshot)
-    policy = project.settings().disclosure
-    stats = summarise_table(source.engine(), source.db_schema, table, policy)
+    settings = project.settings()
+    policy = settings.disclosure
+    stats = summarise_table(
+        source.engine(), source.db_schema, table, policy, settings.conditional.get(table.name, {})
+    )
     fingerprint = source_fingerprint(table, stats)
     data = {
         "stats": stats.model_dump(mode="json", by_alias=True),

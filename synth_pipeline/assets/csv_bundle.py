@@ -5,10 +5,13 @@ import sqlalchemy as sa
 
 from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
+from ..core.fidelity import table_fidelity
 from ..core.integrity import stale_references
+from ..core.report import fidelity_html
+from ..core.rules import count_violations
 from ..core.write import ColumnDef, read_register
 from ..resources import DestinationDatabase, SynthProject
-from .presentation import DATABASE_RETRY, GROUP, bullet_list, markdown_table
+from .presentation import GROUP, bullet_list, markdown_table, retry_transient
 from .synthetic_table import synthetic_table
 
 VERIFIES_CHECK = "bundle_verifies"
@@ -19,7 +22,6 @@ VERIFIES_CHECK = "bundle_verifies"
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"csv"},
-    retry_policy=DATABASE_RETRY,
     check_specs=[
         dg.AssetCheckSpec(
             VERIFIES_CHECK,
@@ -32,6 +34,7 @@ VERIFIES_CHECK = "bundle_verifies"
     "(tables, columns, rows, sha256, config fingerprints, generator version, creation time) and a "
     "README that starts with the disclaimer; written to a temporary folder and renamed into place.",
 )
+@retry_transient
 def csv_bundle(
     context: dg.AssetExecutionContext, destination: DestinationDatabase, project: SynthProject
 ):
@@ -71,6 +74,16 @@ def csv_bundle(
             }
         )
     out = project.bundle_path()
+    existing = set(insp.get_table_names(schema=schema))
+    fidelity = []
+    for t, entry in sorted(included.items()):
+        cfg = files.load_table(t)
+        if cfg.kind == "synthetic":
+            violations = count_violations(engine, schema, cfg, existing)
+            fidelity.append(
+                table_fidelity(engine, schema, cfg, entry.get("parent_rows") or {}, violations)
+            )
+    threshold = project.settings().fidelity.min_median_column_score
     manifest = write_bundle(
         engine,
         schema,
@@ -80,6 +93,11 @@ def csv_bundle(
         seed=project.run_seed(),
         scale=project.run_scale(),
         on_table=lambda t, n: context.log.info(f"bundle: {t}.csv, {n:,} rows"),
+        reports={
+            "fidelity.html": lambda created: fidelity_html(
+                project.project, fidelity, created, threshold
+            )
+        },
     )
     bad = verify_bundle(out)
     for n in notes:
@@ -97,6 +115,11 @@ def csv_bundle(
                 ],
             ),
             "total_rows": sum(e["rows"] for e in manifest["tables"]),
+            "fidelity_report": dg.MetadataValue.path(str(out / "fidelity.html")),
+            "median_column_scores": markdown_table(
+                ["table", "median column score", "rule violations"],
+                [[f.table, f.median_score, sum(f.rule_violations.values())] for f in fidelity],
+            ),
             "notes": bullet_list(notes),
         },
     )

@@ -2,15 +2,59 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
 import polars as pl
+import sqlalchemy as sa
+
+from ..core.database import redact_text
 
 GROUP = "synth_pipeline"
 
-# Transient database errors (a dropped connection, a restarting server) are retried.
-DATABASE_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+MAX_RETRIES = 3
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error worth retrying: a dropped or refused connection, a locked SQLite file.
+
+    Configuration errors, refused reviews and SQL errors are not: retrying cannot fix them.
+    """
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if type(orig).__module__.startswith("psycopg") and isinstance(exc, sa.exc.OperationalError):
+        return True
+    return "database is locked" in str(orig)
+
+
+def retry_transient(fn):
+    """Wrap an asset so transient database errors re-run the step (up to 3 times, waiting
+    1, 2, 4 seconds) while every other error fails it at once. The wrapped function yields."""
+
+    @functools.wraps(fn)
+    def wrapper(context, *args, **kwargs):
+        try:
+            result = fn(context, *args, **kwargs)
+            if inspect.isgenerator(result):
+                yield from result
+            else:
+                yield result
+        except sa.exc.DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            context.log.warning(
+                f"transient database error, retrying: {redact_text(str(exc.orig))[:300]}"
+            )
+            raise dg.RetryRequested(
+                max_retries=MAX_RETRIES, seconds_to_wait=2**context.retry_number
+            ) from exc
+
+    return wrapper
 
 
 def _cell(v: object) -> str:

@@ -14,7 +14,7 @@ from ..core.schema import TableSchema
 from ..core.statistics import TableStats, fingerprint_of
 from ..partitions import omop_table_partitions
 from ..resources import SynthProject
-from .presentation import GROUP, bullet_list, markdown_table
+from .presentation import GROUP, bullet_list, markdown_table, retry_transient
 
 APPROVED_CHECK = "config_approved"
 
@@ -36,6 +36,7 @@ APPROVED_CHECK = "config_approved"
     description="resources/configuration-files/<project>/<table>.yaml: the statistics the "
     "generators need, the generator of each column, the rows to generate and the review block.",
 )
+@retry_transient
 def reviewed_config(
     context: dg.AssetExecutionContext,
     schema_snapshot: dict,

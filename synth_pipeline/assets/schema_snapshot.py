@@ -6,7 +6,7 @@ from ..core.schema import read_table_schema
 from ..core.statistics import fingerprint_of
 from ..partitions import omop_table_partitions
 from ..resources import SourceDatabase
-from .presentation import DATABASE_RETRY, GROUP, markdown_table
+from .presentation import GROUP, markdown_table, retry_transient
 
 
 @dg.asset(
@@ -14,10 +14,10 @@ from .presentation import DATABASE_RETRY, GROUP, markdown_table
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"sql"},
-    retry_policy=DATABASE_RETRY,
     description="Tables, columns, SQL types, nullability, keys (declared or from the OMOP CDM "
     "specification) and row count of one source table, read through a read-only connection.",
 )
+@retry_transient
 def schema_snapshot(context: dg.AssetExecutionContext, source: SourceDatabase) -> dg.Output:
     table = context.partition_key
     snapshot = read_table_schema(source.engine(), source.db_schema, table)

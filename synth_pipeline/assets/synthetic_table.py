@@ -11,9 +11,11 @@ import dagster as dg
 from ..core import GENERATOR_VERSION
 from ..core.config import ConfigError, TableConfig, require_approved
 from ..core.database import qualified, quote
+from ..core.fidelity import table_fidelity
 from ..core.integrity import dangling_references
+from ..core.rules import count_violations
 from ..core.schema import list_tables
-from ..core.synthesise import TableRun, parent_facts, referenced_tables
+from ..core.synthesise import TableRun, referenced_tables
 from ..core.write import (
     ColumnDef,
     RegisterEntry,
@@ -24,10 +26,12 @@ from ..core.write import (
 )
 from ..partitions import omop_table_partitions
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
-from .presentation import DATABASE_RETRY, GROUP, bullet_list, preview
+from .presentation import GROUP, bullet_list, markdown_table, preview, retry_transient
 
 REFERENCES_CHECK = "references_resolve"
 ROW_COUNT_CHECK = "row_count_matches_config"
+RULES_CHECK = "rules_hold"
+FIDELITY_CHECK = "fidelity_meets_threshold"
 
 
 class Progress:
@@ -60,7 +64,6 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"sql"},
-    retry_policy=DATABASE_RETRY,
     check_specs=[
         dg.AssetCheckSpec(
             REFERENCES_CHECK,
@@ -74,10 +77,24 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
             blocking=True,
             description="The destination holds exactly the rows the approved config asks for (times the scale).",
         ),
+        dg.AssetCheckSpec(
+            RULES_CHECK,
+            asset="synthetic_table",
+            blocking=True,
+            description="No row breaks an enabled consistency rule (end after start, inside the "
+            "person's visit, observation period and lifetime, datetimes on their dates, birth parts).",
+        ),
+        dg.AssetCheckSpec(
+            FIDELITY_CHECK,
+            asset="synthetic_table",
+            description="The median column score (KSComplement/TVComplement against the approved "
+            "statistics) and the cardinality shape of each foreign key reach project.yaml's thresholds.",
+        ),
     ],
     description="The synthetic table in the destination database, generated column by column "
     "from the approved config, written in bulk (COPY on PostgreSQL) and swapped in atomically.",
 )
+@retry_transient
 def synthetic_table(
     context: dg.AssetExecutionContext,
     reviewed_config: dict,
@@ -130,15 +147,10 @@ def synthetic_table(
         )
         expected = rows  # a vocabulary table is whatever the source holds now
     else:
-        parent_rows, parent_source_rows, warnings = parent_facts(files, cfg, scale)
+        run = TableRun.for_project(files, cfg, seed, scale)
+        warnings = run.warnings
+        parent_rows = {p: run.parent_rows(p) for p in set(referenced_tables(cfg).values())}
         entry.parent_rows = parent_rows
-        run = TableRun(
-            cfg,
-            seed,
-            scale,
-            parent_rows=lambda p: parent_rows.get(p, 0),
-            parent_source_rows=lambda p: parent_source_rows.get(p),
-        )
         expected = run.rows
         pk = (
             cfg.primary_key
@@ -164,6 +176,11 @@ def synthetic_table(
         if cfg.kind == "synthetic"
         else {}
     )
+    fidelity = None
+    if cfg.kind == "synthetic":
+        present = set(list_tables(engine, schema))
+        violations = count_violations(engine, schema, cfg, present)
+        fidelity = table_fidelity(engine, schema, cfg, parent_rows, violations)
     metadata = {
         "dagster/row_count": rows,
         "kind": cfg.kind,
@@ -175,6 +192,33 @@ def synthetic_table(
         "rows_per_second": round(rows / seconds) if seconds > 0 else 0,
         "warnings": bullet_list(warnings),
     }
+    if fidelity is not None:
+        metadata["median_column_score"] = (
+            fidelity.median_score if fidelity.median_score is not None else "n/a"
+        )
+        metadata["fidelity"] = markdown_table(
+            ["column", "generator", "metric", "score", "null similarity", "boundary", "category"],
+            [
+                [
+                    c.column,
+                    c.generator,
+                    c.metric,
+                    c.score,
+                    c.null_similarity,
+                    c.boundary_adherence,
+                    c.category_adherence,
+                ]
+                for c in fidelity.columns
+            ],
+        )
+        metadata["references"] = markdown_table(
+            ["column", "parent", "ReferentialIntegrity", "CardinalityShapeSimilarity"],
+            [
+                [r.column, r.parent, r.referential_integrity, r.cardinality_shape_similarity]
+                for r in fidelity.references
+            ],
+        )
+        metadata["rule_violations"] = dg.MetadataValue.json(fidelity.rule_violations)
     if rows and cfg.kind != "skip":
         cols = columns_of(cfg)
         sql = f"SELECT {', '.join(quote(engine, c.name) for c in cols)} FROM {qualified(engine, schema, table)} LIMIT 10"
@@ -203,4 +247,32 @@ def synthetic_table(
         check_name=ROW_COUNT_CHECK,
         passed=rows == expected,
         metadata={"rows": rows, "expected": expected},
+    )
+    violations = fidelity.rule_violations if fidelity else {}
+    broken = {k: v for k, v in violations.items() if v}
+    yield dg.AssetCheckResult(
+        check_name=RULES_CHECK,
+        passed=not broken,
+        metadata={"violations": dg.MetadataValue.json(violations)},
+        description="every enabled rule holds" if not broken else f"rule violations: {broken}",
+    )
+    thresholds = project.settings().fidelity
+    low_shape = [
+        r.column
+        for r in (fidelity.references if fidelity else [])
+        if r.cardinality_shape_similarity is not None
+        and r.cardinality_shape_similarity < thresholds.min_cardinality_shape_similarity
+    ]
+    median = fidelity.median_score if fidelity else None
+    ok = (median is None or median >= thresholds.min_median_column_score) and not low_shape
+    yield dg.AssetCheckResult(
+        check_name=FIDELITY_CHECK,
+        passed=ok,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "median_column_score": median if median is not None else "n/a",
+            "low_cardinality_shape": low_shape or ["none"],
+        },
+        description=f"median column score {median} (threshold {thresholds.min_median_column_score})"
+        + (f"; children per parent off in {low_shape}" if low_shape else ""),
     )

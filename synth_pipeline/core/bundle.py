@@ -99,9 +99,14 @@ def write_bundle(
     scale: float | None,
     created_at: str | None = None,
     on_table: Callable[[str, int], None] | None = None,
+    reports: dict[str, Callable[[str], str]] | None = None,
 ) -> dict:
     """Export ``tables`` (each: table, kind, columns [ColumnDef], order_by, config_fingerprint)
-    into a new bundle at ``out_dir``; returns the manifest."""
+    into a new bundle at ``out_dir``; returns the manifest.
+
+    ``reports`` maps a file name to a function of the creation time that returns the file's
+    text (the fidelity report); each is written inside the same atomic swap and checksummed.
+    """
     out_dir = Path(out_dir).resolve()
     recover_bundle(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +138,10 @@ def write_bundle(
             )
             if on_table:
                 on_table(t["table"], rows)
+        extra = []
+        for name, render in sorted((reports or {}).items()):
+            (tmp / name).write_text(render(created), encoding="utf-8")
+            extra.append({"file": name, "sha256": sha256_of(tmp / name)})
         manifest = {
             "disclaimer": DISCLAIMER,
             "project": project,
@@ -142,6 +151,7 @@ def write_bundle(
             "seed": seed,
             "scale": scale,
             "tables": entries,
+            "reports": extra,
         }
         (tmp / README).write_text(bundle_readme(project, entries, created), encoding="utf-8")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -186,7 +196,7 @@ def verify_bundle(out_dir: Path) -> list[str]:
         problems.append(f"{readme} does not start with the disclaimer")
     if manifest.get("disclaimer") != DISCLAIMER:
         problems.append("manifest.json does not carry the disclaimer")
-    for t in manifest["tables"]:
+    for t in manifest["tables"] + manifest.get("reports", []):
         f = out_dir / t["file"]
         if not f.exists():
             problems.append(f"{t['file']} is missing")

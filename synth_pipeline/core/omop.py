@@ -137,3 +137,44 @@ def guess_cdm_version(tables_and_columns: dict[str, list[str]]) -> str:
             continue
         only_54 += sum(1 for c in columns if c.lower() not in known.fields and field_spec(table, c))
     return "5.4" if only_54 else "5.3"
+
+
+@dataclass(frozen=True)
+class EventShape:
+    """Where a clinical table keeps its person, visit and dates (by OMOP convention)."""
+
+    table: str
+    start: str  # the date column every rule places in time
+    end: str | None = None
+    kind: str = "event"  # lifetime (observation_period), death, visit, event, era
+
+
+# OMOP CDM 5.3/5.4 tables whose rows happen to a person at a time.
+EVENT_SHAPES: dict[str, EventShape] = {
+    s.table: s
+    for s in (
+        EventShape(
+            "observation_period",
+            "observation_period_start_date",
+            "observation_period_end_date",
+            "lifetime",
+        ),
+        EventShape("death", "death_date", None, "death"),
+        EventShape("visit_occurrence", "visit_start_date", "visit_end_date", "visit"),
+        EventShape("visit_detail", "visit_detail_start_date", "visit_detail_end_date", "event"),
+        EventShape("condition_occurrence", "condition_start_date", "condition_end_date"),
+        EventShape("drug_exposure", "drug_exposure_start_date", "drug_exposure_end_date"),
+        EventShape("procedure_occurrence", "procedure_date", "procedure_end_date"),
+        EventShape("device_exposure", "device_exposure_start_date", "device_exposure_end_date"),
+        EventShape("measurement", "measurement_date"),
+        EventShape("observation", "observation_date"),
+        EventShape("note", "note_date"),
+        EventShape("specimen", "specimen_date"),
+        EventShape("condition_era", "condition_era_start_date", "condition_era_end_date", "era"),
+        EventShape("drug_era", "drug_era_start_date", "drug_era_end_date", "era"),
+        EventShape("dose_era", "dose_era_start_date", "dose_era_end_date", "era"),
+        EventShape(
+            "payer_plan_period", "payer_plan_period_start_date", "payer_plan_period_end_date", "era"
+        ),
+    )
+}

@@ -87,8 +87,10 @@ def propose_column(
 ) -> tuple[str, dict, str]:
     """(generator, params, why) for one column of a synthetic table."""
     col = schema.column(name)
-    role = column_role(schema, name)
     lt = col.logical_type
+    role = column_role(schema, name)
+    if role == "foreign_key" and lt != "integer":
+        role = "value"  # synthetic keys are integers; a text reference is generated as a value
     k = stats.policy.k
     if role == "primary_key":
         return "primary_key", {}, "primary key: dense 1..rows, the source's ids are not used"
@@ -151,30 +153,17 @@ def propose_column(
                 {"date_column": "birth_datetime", "part": part},
                 f"the {part} of birth_datetime, so the two agree",
             )
-    if role == "code":
-        if cs.values:
-            return (
-                "weighted_choice",
-                {"other": "value", "other_value": 0} if cs.other_count else {},
-                f"{len(cs.values)} concept/code values seen at least k={k} times"
-                + ("; the rest become 0 (no matching concept)" if cs.other_count else ""),
-            )
-        return (
-            "constant",
-            {"value": 0},
-            f"no code seen at least k={k} times: 0 (no matching concept)",
-        )
     if lt in ("integer", "float"):
-        covered = sum(v.count for v in cs.values or [])
-        total = covered + (cs.other_count or 0)
-        if cs.values and total and covered / total >= 0.95:
-            params = {"other": "quantiles"} if cs.other_count and cs.quantiles else {}
-            return "weighted_choice", params, f"{len(cs.values)} values cover most rows"
-        if cs.quantiles:
-            return "numeric_quantiles", {}, "numbers through the released quantiles"
-        if cs.values:
-            return "weighted_choice", {}, f"{len(cs.values)} common values (no quantiles released)"
-        return _no_distribution(col.nullable, "numeric", k)
+        generator, params, why = _code(cs, k) if role == "code" else _independent_numeric(cs)
+        if generator is None:
+            return _no_distribution(col.nullable, "numeric", k)
+        if cs.conditional is not None:
+            alt = "conditional_choice" if role == "code" else "conditional_quantiles"
+            why += (
+                f"; statistics per {cs.conditional.by} are released: choose {alt} with by: "
+                f"{cs.conditional.by} to use them (opt-in: columns stay independent otherwise)"
+            )
+        return generator, params, why
     if lt == "boolean":
         if cs.values:
             return "weighted_choice", {}, "true/false in released proportions"
@@ -188,6 +177,30 @@ def propose_column(
         {},
         f"free text or identifier: random {cs.pattern or 'code'}-shaped strings of released lengths",
     )
+
+
+def _code(cs: ColumnStats, k: int) -> tuple[str, dict, str]:
+    if cs.values:
+        return (
+            "weighted_choice",
+            {"other": "value", "other_value": 0} if cs.other_count else {},
+            f"{len(cs.values)} concept/code values seen at least k={k} times"
+            + ("; the rest become 0 (no matching concept)" if cs.other_count else ""),
+        )
+    return "constant", {"value": 0}, f"no code seen at least k={k} times: 0 (no matching concept)"
+
+
+def _independent_numeric(cs: ColumnStats) -> tuple[str | None, dict, str]:
+    covered = sum(v.count for v in cs.values or [])
+    total = covered + (cs.other_count or 0)
+    if cs.values and total and covered / total >= 0.95:
+        params = {"other": "quantiles"} if cs.other_count and cs.quantiles else {}
+        return "weighted_choice", params, f"{len(cs.values)} values cover most rows"
+    if cs.quantiles:
+        return "numeric_quantiles", {}, "numbers through the released quantiles"
+    if cs.values:
+        return "weighted_choice", {}, f"{len(cs.values)} common values (no quantiles released)"
+    return None, {}, ""
 
 
 def _no_distribution(nullable: bool, what: str, k: int) -> tuple[str, dict, str]:

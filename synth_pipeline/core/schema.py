@@ -145,7 +145,9 @@ def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSc
                 name=col["name"],
                 sql_type=_sql_type_text(t, engine),
                 logical_type=logical_type_of(t, spec),
-                nullable=bool(col.get("nullable", True)),
+                # NOT NULL as declared, or as the OMOP specification requires
+                nullable=bool(col.get("nullable", True))
+                and not (spec is not None and spec.required),
                 max_length=length or (spec.max_length if spec else None),
             )
         )

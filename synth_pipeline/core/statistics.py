@@ -54,6 +54,29 @@ class DateOffset(BaseModel):
     negative_share: float = Field(0, ge=0, le=1)  # rows in the source that end before they start
 
 
+class GroupStats(BaseModel):
+    """Statistics of a column within one group of rows (rows sharing a value of another column)."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: Scalar | None = Field(
+        None, description="The group's value; None for the pooled small groups."
+    )
+    count: int = Field(ge=0, description="Released count of the group's rows.")
+    null_fraction: float = Field(0.0, ge=0, le=1)
+    quantiles: list[QuantilePoint] | None = None
+    values: list[ValueCount] | None = None
+    other_count: int | None = None
+
+
+class ConditionalStats(BaseModel):
+    """A column summarised per value of another column (opt-in, see project.yaml `conditional`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str
+    groups: list[GroupStats]
+    other: GroupStats | None = Field(None, description="Groups too small to release, pooled.")
+
+
 class ColumnStats(BaseModel):
     """Released statistics of one column. Which fields are present depends on its type."""
 
@@ -80,6 +103,7 @@ class ColumnStats(BaseModel):
     dangling: int | None = Field(
         None, description="Released count of references to no row of the parent table."
     )
+    conditional: ConditionalStats | None = None
     listed: bool = Field(True, description="False when values are never listed (free text, ids).")
 
 

@@ -20,12 +20,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
-from .database import is_postgres, qualified, quote
+from .database import qualified, quote
 from .schema import ColumnSchema, TableSchema, column_role
+from .sqlexpr import SqlExpressions
 from .statistics import (
     Bin,
     ColumnStats,
+    ConditionalStats,
     DateOffset,
+    GroupStats,
     QuantilePoint,
     TableStats,
     TimeOfDay,
@@ -62,63 +65,30 @@ def _py(value: Any) -> Any:
     return value
 
 
-class _Sql:
-    """Dialect-specific expressions over one quoted column or expression."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.pg = is_postgres(engine)
-
-    def length(self, col: str) -> str:
-        return f"CHAR_LENGTH(CAST({col} AS TEXT))" if self.pg else f"LENGTH({col})"
-
-    def year(self, col: str, text: bool) -> str:
-        if self.pg and not text:
-            return f"CAST(EXTRACT(YEAR FROM {col}) AS INTEGER)"
-        return self._text_part(col, 1, 4)
-
-    def month(self, col: str, text: bool) -> str:
-        if self.pg and not text:
-            return f"CAST(EXTRACT(MONTH FROM {col}) AS INTEGER)"
-        return self._text_part(col, 6, 2)
-
-    def hour(self, col: str, text: bool) -> str:
-        if self.pg and not text:
-            return f"CAST(EXTRACT(HOUR FROM {col}) AS INTEGER)"
-        return self._text_part(col, 12, 2)
-
-    def is_midnight(self, col: str, text: bool) -> str:
-        if self.pg and not text:
-            return f"(CAST({col} AS TIME) = TIME '00:00:00')"
-        t = f"CAST({col} AS TEXT)"
-        return f"(LENGTH({t}) <= 10 OR SUBSTR({t}, 12, 8) = '00:00:00')"
-
-    def _text_part(self, col: str, start: int, length: int) -> str:
-        t = f"CAST({col} AS TEXT)"
-        part = f"SUBSTR({t}, {start}, {length})"
-        if self.pg:
-            return f"(CASE WHEN {part} ~ '^[0-9]+$' THEN CAST({part} AS INTEGER) END)"
-        return f"(CASE WHEN {part} GLOB '[0-9]*' THEN CAST({part} AS INTEGER) END)"
-
-    def day_difference(self, end: str, start: str, text: bool) -> str:
-        if self.pg and not text:
-            return f"CAST(FLOOR(EXTRACT(EPOCH FROM (CAST({end} AS TIMESTAMP) - CAST({start} AS TIMESTAMP))) / 86400) AS INTEGER)"
-        if self.pg:
-            return f"(CAST(SUBSTR({end}, 1, 10) AS DATE) - CAST(SUBSTR({start}, 1, 10) AS DATE))"
-        return (
-            f"CAST(julianday(SUBSTR({end}, 1, 10)) - julianday(SUBSTR({start}, 1, 10)) AS INTEGER)"
-        )
-
-
 def _is_text_stored(col: ColumnSchema) -> bool:
     t = col.sql_type.upper()
     return not any(x in t for x in ("DATE", "TIME"))
 
 
 def summarise_table(
-    engine: Engine, schema: str | None, table: TableSchema, policy: dc.DisclosurePolicy
+    engine: Engine,
+    schema: str | None,
+    table: TableSchema,
+    policy: dc.DisclosurePolicy,
+    conditional: dict[str, str] | None = None,
 ) -> TableStats:
-    """Released statistics of one source table."""
+    """Released statistics of one source table.
+
+    ``conditional`` maps a column to the column it is also summarised by (per-group statistics
+    for conditional generators); pairs naming a column the table lacks are ignored.
+    """
+    conditional = {
+        c: by
+        for c, by in (conditional or {}).items()
+        if c in {x.name for x in table.columns}
+        and by in {x.name for x in table.columns}
+        and c != by
+    }
     kind = table.kind
     if kind == "vocabulary":
         # Public reference data, copied as it is: nothing about patients to summarise.
@@ -142,7 +112,7 @@ def summarise_table(
         )
 
     tbl = qualified(engine, schema, table.source_name)
-    sql = _Sql(engine)
+    sql = SqlExpressions(engine)
     findings: list[str] = []
     notes: dict[str, list[str]] = {}
     stats: dict[str, ColumnStats] = {}
@@ -163,7 +133,9 @@ def summarise_table(
             zeros = int(scan.get(f"z:{col.name}") or 0)
             distinct = int(scan[f"d:{col.name}"])
             col_notes: list[str] = []
-            effective_non_null = non_null - zeros if role == "foreign_key" else non_null
+            # 0 in an optional reference means NULL; in a required one it is a broken reference
+            zero_is_null = role == "foreign_key" and col.nullable
+            effective_non_null = non_null - zeros if zero_is_null else non_null
             cs = ColumnStats()
             released_nn = dc.release_count(effective_non_null, policy)
             released_total = dc.release_count(total, policy)
@@ -181,7 +153,12 @@ def summarise_table(
                 col_notes.append(f"distinct count below k={policy.k}: withheld")
             if zeros and role == "foreign_key":
                 cs.zero_as_null = dc.release_count(zeros, policy)
-                findings.append(f"{col.name}: {rel(zeros)} rows hold 0 for NULL; treated as NULL")
+                handling = (
+                    "treated as NULL"
+                    if zero_is_null
+                    else "a required reference: drawn from the parent"
+                )
+                findings.append(f"{col.name}: {rel(zeros)} rows hold 0 for NULL; {handling}")
             longer = int(scan.get(f"l:{col.name}") or 0)
             if longer:
                 findings.append(
@@ -222,6 +199,10 @@ def summarise_table(
                     col_notes,
                     findings,
                 )
+                if col.name in conditional and col.logical_type in ("integer", "float"):
+                    cs.conditional = _summarise_by_group(
+                        conn, tbl, table, col, conditional[col.name], role, policy, col_notes
+                    )
             stats[col.name] = cs
             notes[col.name] = col_notes
 
@@ -236,7 +217,9 @@ def summarise_table(
     )
 
 
-def _first_scan(conn: Connection, sql: _Sql, tbl: str, table: TableSchema) -> dict[str, Any]:
+def _first_scan(
+    conn: Connection, sql: SqlExpressions, tbl: str, table: TableSchema
+) -> dict[str, Any]:
     """Row count and, per column, non-null, distinct, zero and over-long counts in one scan."""
     parts = ["COUNT(*) AS c0"]
     labels = ["__rows"]
@@ -293,7 +276,7 @@ def _grouped(conn: Connection, tbl: str, expr: str, where: str = "") -> list[tup
 def _summarise_values(
     conn: Connection,
     engine: Engine,
-    sql: _Sql,
+    sql: SqlExpressions,
     tbl: str,
     table: TableSchema,
     col: ColumnSchema,
@@ -378,7 +361,7 @@ def _string_shape(conn: Connection, tbl: str, q: str, sample: int) -> str:
 
 def _summarise_dates(
     conn: Connection,
-    sql: _Sql,
+    sql: SqlExpressions,
     tbl: str,
     table: TableSchema,
     col: ColumnSchema,
@@ -456,7 +439,7 @@ def _summarise_dates(
 def _summarise_reference(
     conn: Connection,
     engine: Engine,
-    sql: _Sql,
+    sql: SqlExpressions,
     schema: str | None,
     tbl: str,
     table: TableSchema,
@@ -481,44 +464,213 @@ def _summarise_reference(
             else f"{ref} IS NOT NULL"
         )
 
+    notes.append("ids never listed: generated from the parent's synthetic key range")
+    parent_names = {n.lower(): n for n in sa.inspect(engine).get_table_names(schema=schema)}
+    parent = parent_names.get(fk.parent_table)
+    pcol = None
+    if parent is None:
+        findings.append(f"{col.name}: parent table {fk.parent_table} is not in the extract")
+    else:
+        parent_cols = {
+            c["name"].lower(): c["name"]
+            for c in sa.inspect(engine).get_columns(parent, schema=schema)
+        }
+        pcol = parent_cols.get(fk.parent_column.lower())
+    resolves = valid(q)
+    if pcol is not None:
+        ptbl, pq = qualified(engine, schema, parent), quote(engine, pcol)
+        if sql.pg:  # a semi-join PostgreSQL runs as a hash or merge join
+            resolves += f" AND EXISTS (SELECT 1 FROM {ptbl} p WHERE p.{pq} = {tbl}.{q})"
+        else:  # SQLite builds one temporary index for IN (subquery); EXISTS would loop
+            resolves += f" AND {q} IN (SELECT {pq} FROM {ptbl} WHERE {pq} IS NOT NULL)"
+    total, usable, resolving = conn.execute(
+        sa.text(
+            f"SELECT COUNT(*), SUM(CASE WHEN {valid(q)} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {resolves} THEN 1 ELSE 0 END) FROM {tbl}"
+        )
+    ).one()
+    total, usable, resolving = int(total), int(usable or 0), int(resolving or 0)
+    dangling = usable - resolving
+
+    # children per parent, over the references that resolve
     per_parent = conn.execute(
         sa.text(
-            f"SELECT n, COUNT(*) FROM (SELECT {q} AS r, COUNT(*) AS n FROM {tbl} WHERE {valid(q)} GROUP BY {q}) s GROUP BY n"
+            f"SELECT n, COUNT(*) FROM (SELECT {q} AS r, COUNT(*) AS n FROM {tbl} WHERE {resolves} GROUP BY {q}) s GROUP BY n"
         )
     ).all()
     binned = dc.merge_bins([(int(n), int(c)) for n, c in per_parent], policy)
     cs.fanout = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins] or None
     notes.extend(f"children per parent: {n}" for n in binned.notes)
-    notes.append("ids never listed: generated from the parent's synthetic key range")
+    if not dangling:
+        return
+    cs.dangling = dc.release_count(dangling, policy)
+    what = (
+        "person ids missing from person"
+        if fk.parent_table == "person"
+        else f"references to no {fk.parent_table} row"
+    )
+    if col.nullable:
+        # an optional reference that points nowhere means no reference: NULL
+        released_total = dc.release_count(total, policy)
+        released_null = dc.release_count(total - resolving, policy) or 0
+        cs.non_null = dc.release_count(resolving, policy)
+        cs.null_fraction = (
+            round(min(1.0, released_null / released_total), 4) if released_total else 1.0
+        )
+        handling = "treated as NULL (the column is optional)"
+    else:
+        handling = "drawn from the synthetic parent like the others (the column is required)"
+    findings.append(f"{col.name}: {rel(dangling)} {what} (dangling); {handling}")
 
-    parent_names = {n.lower(): n for n in sa.inspect(engine).get_table_names(schema=schema)}
-    parent = parent_names.get(fk.parent_table)
-    if parent is None:
-        findings.append(f"{col.name}: parent table {fk.parent_table} is not in the extract")
-        return
-    parent_cols = {
-        c["name"].lower(): c["name"] for c in sa.inspect(engine).get_columns(parent, schema=schema)
-    }
-    pcol = parent_cols.get(fk.parent_column.lower())
-    if pcol is None:
-        return
-    ptbl = qualified(engine, schema, parent)
-    pq = quote(engine, pcol)
-    if sql.pg:  # an anti-join PostgreSQL runs as a hash or merge join
-        missing = f"NOT EXISTS (SELECT 1 FROM {ptbl} p WHERE p.{pq} = c.{q})"
-    else:  # SQLite builds one temporary index for IN (subquery); NOT EXISTS would loop
-        missing = f"c.{q} NOT IN (SELECT {pq} FROM {ptbl} WHERE {pq} IS NOT NULL)"
-    dangling = conn.execute(
-        sa.text(f"SELECT COUNT(*) FROM {tbl} c WHERE {valid('c.' + q)} AND {missing}")
-    ).scalar_one()
-    dangling = int(dangling or 0)
-    if dangling:
-        cs.dangling = dc.release_count(dangling, policy)
-        what = (
-            "person ids missing from person"
-            if fk.parent_table == "person"
-            else f"references to no {fk.parent_table} row"
+
+def _summarise_by_group(
+    conn: Connection,
+    tbl: str,
+    table: TableSchema,
+    col: ColumnSchema,
+    by: str,
+    role: str,
+    policy: dc.DisclosurePolicy,
+    notes: list[str],
+) -> ConditionalStats | None:
+    """The column per value of ``by``: quantiles (numbers) or common values (codes) per group.
+
+    A group is released only when it holds enough rows for its own statistic (2k values for
+    quantiles, k for values); smaller groups are pooled into one ``other`` group, and a pool
+    below k is withheld.
+    """
+    engine = conn.engine
+    q, g = quote(engine, col.name), quote(engine, by)
+    k = policy.k
+    sizes = conn.execute(
+        sa.text(f"SELECT {g}, COUNT(*), COUNT({q}) FROM {tbl} WHERE {g} IS NOT NULL GROUP BY {g}")
+    ).all()
+    sizes = [(_py(v), int(n), int(nn)) for v, n, nn in sizes]
+    numeric = role != "code"
+    need = 2 * k if numeric else k
+    big = sorted((s for s in sizes if s[2] >= need and s[1] >= k), key=lambda s: (-s[1], str(s[0])))
+    big = big[: policy.max_listed_values]
+    big_values = {s[0] for s in big}
+    small = [s for s in sizes if s[0] not in big_values]
+    groups: list[GroupStats] = []
+
+    def null_fraction(n: int, nn: int) -> float:
+        released_n, released_null = dc.release_count(n, policy), dc.release_count(n - nn, policy)
+        return round(min(1.0, (released_null or 0) / released_n), 4) if released_n else 0.0
+
+    if numeric:
+        wanted = []
+        for value, _n, nn in big:
+            grid = dc.quantile_grid(nn, policy)
+            wanted += [(value, dc.rank_for(p, nn), p) for p in grid]
+        points = _ranked_by_group(conn, tbl, q, g, wanted)
+        for value, n, nn in big:
+            pts = [
+                QuantilePoint(p=p, value=points[(value, r)])
+                for v, r, p in wanted
+                if v == value and (value, r) in points
+            ]
+            groups.append(
+                GroupStats(
+                    value=value,
+                    count=dc.release_count(n, policy) or 0,
+                    null_fraction=null_fraction(n, nn),
+                    quantiles=_thin(pts),
+                )
+            )
+    else:
+        pairs = conn.execute(
+            sa.text(
+                f"SELECT {g}, {q}, COUNT(*) FROM {tbl} WHERE {g} IS NOT NULL AND {q} IS NOT NULL GROUP BY {g}, {q}"
+            )
+        ).all()
+        by_group: dict[Any, list[tuple[Any, int]]] = {}
+        for gv, v, c in pairs:
+            by_group.setdefault(_py(gv), []).append((_py(v), int(c)))
+        for value, n, nn in big:
+            released = dc.fold_frequencies(by_group.get(value, []), nn, policy)
+            groups.append(
+                GroupStats(
+                    value=value,
+                    count=dc.release_count(n, policy) or 0,
+                    null_fraction=null_fraction(n, nn),
+                    values=[ValueCount(value=v, count=c) for v, c in released.values],
+                    other_count=released.other_count,
+                )
+            )
+    other = None
+    pooled_n, pooled_nn = sum(s[1] for s in small), sum(s[2] for s in small)
+    if small and pooled_nn >= need:
+        other = GroupStats(
+            value=None,
+            count=dc.release_count(pooled_n, policy) or 0,
+            null_fraction=null_fraction(pooled_n, pooled_nn),
         )
-        findings.append(
-            f"{col.name}: {rel(dangling)} {what} (dangling); synthetic references all resolve"
-        )
+        if not numeric:
+            pooled: dict[Any, int] = {}
+            for s in small:
+                for v, c in by_group.get(s[0], []):
+                    pooled[v] = pooled.get(v, 0) + c
+            released = dc.fold_frequencies(list(pooled.items()), pooled_nn, policy)
+            other.values = [ValueCount(value=v, count=c) for v, c in released.values]
+            other.other_count = released.other_count
+        else:
+            small_values = [s[0] for s in small]
+            other.quantiles = _pooled_quantiles(conn, tbl, q, g, small_values, pooled_nn, policy)
+    if not groups and other is None:
+        return None
+    notes.append(
+        f"per {by}: {len(groups)} groups with at least {need} values released"
+        + ("; smaller groups pooled" if small else "")
+        + ("" if other is not None or not small else f" (pool below {need}: withheld)")
+    )
+    return ConditionalStats(by=by, groups=groups, other=other)
+
+
+def _thin(points: list[QuantilePoint]) -> list[QuantilePoint]:
+    return [
+        pt
+        for i, pt in enumerate(points)
+        if i in (0, len(points) - 1) or not (points[i - 1].value == pt.value == points[i + 1].value)
+    ]
+
+
+def _ranked_by_group(
+    conn: Connection, tbl: str, q: str, g: str, wanted: list[tuple[Any, int, float]]
+) -> dict:
+    """Values at (group, rank) pairs, ranks within each group (one ordered pass)."""
+    if not wanted:
+        return {}
+    params: dict[str, Any] = {}
+    rows_sql = []
+    for i, (value, rank, _p) in enumerate(wanted):
+        params[f"g{i}"], params[f"r{i}"] = value, rank
+        rows_sql.append(f"(:g{i}, :r{i})")
+    sql = (
+        f"WITH want(gv, rk) AS (VALUES {', '.join(rows_sql)}) "
+        f"SELECT s.gv, s.rn, s.v FROM (SELECT {g} AS gv, {q} AS v, "
+        f"ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY {q}) AS rn FROM {tbl} "
+        f"WHERE {g} IS NOT NULL AND {q} IS NOT NULL) s JOIN want w ON s.gv = w.gv AND s.rn = w.rk"
+    )
+    rows = conn.execute(sa.text(sql), params).all()
+    return {(_py(gv), int(rn)): _py(v) for gv, rn, v in rows}
+
+
+def _pooled_quantiles(conn, tbl, q, g, group_values, n, policy) -> list[QuantilePoint]:
+    grid = dc.quantile_grid(n, policy)
+    if not grid:
+        return []
+    params = {f"s{i}": v for i, v in enumerate(group_values)}
+    where = f"{g} IN ({', '.join(':' + k for k in params)})"
+    ranks = {dc.rank_for(p, n): p for p in grid}
+    rows = conn.execute(
+        sa.text(
+            f"SELECT rn, v FROM (SELECT {q} AS v, ROW_NUMBER() OVER (ORDER BY {q}) AS rn FROM {tbl} "
+            f"WHERE {q} IS NOT NULL AND {where}) s WHERE rn IN ({', '.join(str(r) for r in sorted(ranks))})"
+        ),
+        params,
+    ).all()
+    by_rank = {int(r): _py(v) for r, v in rows}
+    return _thin(
+        [QuantilePoint(p=ranks[r], value=by_rank[r]) for r in sorted(ranks) if r in by_rank]
+    )

@@ -8,13 +8,17 @@ whatever the chunk size, and memory is bounded by the chunk, not the table.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from .config import ConfigError, ProjectFiles, TableConfig
 from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
+from .relations import Relations
+from .rules import align_twins, place_anchors
 
 
 def scaled_rows(rows: int, scale: float) -> int:
@@ -33,13 +37,50 @@ def chunk_size(chunk_rows: int) -> int:
 
 @dataclass
 class TableRun:
-    """One table's generation: its config and the facts of the run it belongs to."""
+    """One table's generation: its config and the facts of the run it belongs to.
+
+    With ``relations`` (a project's other tables, regenerated on demand) the table's
+    consistency rules tie each row to its person, visit and observation period; without,
+    only the rules inside a row (end after start, twins, birth parts) apply.
+    """
 
     config: TableConfig
     seed: int
     scale: float
     parent_rows: Callable[[str], int]
     parent_source_rows: Callable[[str], int | None]
+    relations: Relations | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_project(
+        cls,
+        files: ProjectFiles,
+        cfg: TableConfig,
+        seed: int,
+        scale: float,
+        relations: Relations | None = None,
+    ) -> TableRun:
+        """A run whose parents are the project's other approved tables (same seed and scale)."""
+        rows, source_rows, warnings = parent_facts(files, cfg, scale)
+        return cls(
+            cfg,
+            seed,
+            scale,
+            parent_rows=lambda p: rows.get(p, 0),
+            parent_source_rows=lambda p: source_rows.get(p),
+            relations=relations or Relations.shared(files, seed, scale),
+            warnings=warnings,
+        )
+
+    def rules_rng(self, block: int) -> np.random.Generator:
+        key = [
+            self.seed & 0xFFFFFFFF,
+            zlib.crc32(self.config.table.encode()),
+            zlib.crc32(b"|rules"),
+            block,
+        ]
+        return np.random.default_rng(np.random.SeedSequence(key))
 
     @property
     def rows(self) -> int:
@@ -64,6 +105,7 @@ class TableRun:
                 seed=self.seed,
                 parent_rows=self.parent_rows,
                 parent_source_rows=self.parent_source_rows,
+                rules=self.config.rules,
             )
         return out
 
@@ -80,6 +122,7 @@ class TableRun:
         order = self.config.generation_order()
         contexts = self.contexts()
         generators = {name: CATALOGUE[self.config.columns[name].generator]() for name in order}  # type: ignore[index]
+        dependencies = {name: generators[name].depends_on(contexts[name].params) for name in order}
         columns = list(self.config.columns)
         schema = self.schema()
         for chunk_start in range(0, total, size):
@@ -88,10 +131,23 @@ class TableRun:
                 count = min(BLOCK_ROWS, total - block_start)
                 block = block_start // BLOCK_ROWS
                 done: dict[str, pl.Series] = {}
-                for name in order:
-                    series = generators[name].block(contexts[name], block_start, count, block, done)
+
+                def generate(
+                    name: str, start=block_start, count=count, block=block, done=done
+                ) -> None:
+                    series = generators[name].block(contexts[name], start, count, block, done)
                     done[name] = series.cast(schema[name]).alias(name)
-                blocks.append(pl.DataFrame([done[c] for c in columns]))
+
+                for name in order:
+                    generate(name)
+                changed = place_anchors(self.config, done, self.relations, self.rules_rng(block))
+                if changed:  # regenerate what derives from a moved anchor, from the same streams
+                    for name in order:
+                        if name not in changed and set(dependencies[name]) & changed:
+                            generate(name)
+                            changed.add(name)
+                align_twins(self.config, done)
+                blocks.append(pl.DataFrame([done[c].cast(schema[c]).alias(c) for c in columns]))
             yield pl.concat(blocks) if len(blocks) > 1 else blocks[0]
 
 
@@ -117,6 +173,9 @@ def parent_facts(
     warnings: list[str] = []
     for column, parent in referenced_tables(cfg).items():
         if parent in rows:
+            continue
+        if scaled_rows(cfg.rows, scale) == 0:  # an empty table references nothing
+            rows[parent], source_rows[parent] = 0, None
             continue
         if parent == cfg.table:
             rows[parent], source_rows[parent] = scaled_rows(cfg.rows, scale), cfg.source.row_count

@@ -22,7 +22,7 @@ from ..core.write import ColumnDef, load_chunks
 
 DATA_PACKAGE = "synth_pipeline.demo"
 CDM_VERSION = "5.3"
-_MARKER = "synth_pipeline_demo_v1"
+_MARKER = "synth_pipeline_demo_v2"
 
 
 def demo_files() -> dict[str, Path]:
@@ -35,10 +35,11 @@ def demo_files() -> dict[str, Path]:
 
 
 def _column_defs(table: str, header: list[str]) -> list[ColumnDef]:
-    spec = omop.cdm_tables(CDM_VERSION).get(table)
     out = []
     for name in header:
-        f = spec.fields.get(name) if spec else None
+        # the extract is CDM 5.3; a table only the 5.4 specification knows (cohort) takes its types
+        spec = omop.cdm_tables(CDM_VERSION).get(table)
+        f = spec.fields.get(name) if spec else omop.field_spec(table, name)
         out.append(ColumnDef(name, f.logical_type if f else "string", f.max_length if f else None))
     return out
 

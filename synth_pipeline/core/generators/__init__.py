@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import BLOCK_ROWS, POLARS_TYPES, ColumnContext, Generator
 from .basic import AlwaysNull, Constant, ForeignKey, PrimaryKey
-from .distributions import NumericQuantiles, WeightedChoice
+from .distributions import ConditionalChoice, ConditionalQuantiles, NumericQuantiles, WeightedChoice
 from .temporal import DateBins, DateOffset, DatePart, DatetimeBins, DatetimeFromDate
 from .text import StringPattern
 
@@ -15,6 +15,8 @@ CATALOGUE: dict[str, type[Generator]] = {
         ForeignKey,
         WeightedChoice,
         NumericQuantiles,
+        ConditionalQuantiles,
+        ConditionalChoice,
         DateBins,
         DatetimeBins,
         DatetimeFromDate,

@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ..statistics import ColumnStats
 
+# Key under which the rules pass a block's latest allowed end day to end-date generators
+# (suffixed with the start column's name).
+WINDOW_END = "__window_end__:"
+
 # Rows per random stream. Chunks handed to writers are whole multiples of this.
 BLOCK_ROWS = 65_536
 
@@ -50,6 +54,7 @@ class ColumnContext:
     seed: int
     parent_rows: Callable[[str], int]  # synthetic row count of another table in this run
     parent_source_rows: Callable[[str], int | None]  # released source row count of another table
+    rules: Any = None  # the table's consistency rules (config.Rules), None in isolated use
     cache: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, block: int, purpose: str = "") -> np.random.Generator:
@@ -92,12 +97,19 @@ class Generator:
         raise NotImplementedError
 
 
+def null_mask(ctx: ColumnContext, block: int, count: int) -> np.ndarray:
+    """Which rows of a block are NULL: a share equal to the column's released null fraction."""
+    frac = ctx.stats.null_fraction if ctx.stats else 0.0
+    if frac <= 0 or count == 0:
+        return np.zeros(count, dtype=bool)
+    return ctx.rng(block, "nulls").random(count) < frac
+
+
 def apply_nulls(ctx: ColumnContext, values: pl.Series, block: int) -> pl.Series:
     """Blank a share of the rows equal to the column's released null fraction."""
-    frac = ctx.stats.null_fraction if ctx.stats else 0.0
-    if frac <= 0 or len(values) == 0:
+    mask = null_mask(ctx, block, len(values))
+    if not mask.any():
         return values
-    mask = ctx.rng(block, "nulls").random(len(values)) < frac
     return (
         pl.select(pl.when(pl.lit(pl.Series(mask))).then(None).otherwise(values))
         .to_series()

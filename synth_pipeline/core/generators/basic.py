@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from .base import POLARS_TYPES, ColumnContext, Generator, apply_nulls
+from .base import BLOCK_ROWS, POLARS_TYPES, ColumnContext, Generator, apply_nulls, null_mask
 
 
 class PrimaryKey(Generator):
@@ -106,9 +106,10 @@ class ForeignKey(Generator):
             draws[rng.random(n_parent) >= share] = 0
             if draws.sum() == 0:
                 draws[:] = 1
-            scaled = draws * (ctx.rows / draws.sum())
+            wanted = int(self._non_null_before(ctx)[-1])
+            scaled = draws * (wanted / draws.sum())
             counts = np.floor(scaled).astype(np.int64)
-            short = ctx.rows - counts.sum()
+            short = wanted - counts.sum()
             if short > 0:
                 remainder = scaled - counts
                 counts[np.argsort(-remainder, kind="stable")[:short]] += 1
@@ -116,14 +117,35 @@ class ForeignKey(Generator):
         ctx.cache[key] = counts
         return counts
 
+    def _non_null_before(self, ctx: ColumnContext) -> np.ndarray:
+        """Non-null rows before each block (and, last, in the whole table): the null masks of
+        all blocks are drawn once, so children are dealt to parents in the same order whatever
+        the chunking."""
+        key = "fk_non_null"
+        if key not in ctx.cache:
+            blocks = -(-ctx.rows // BLOCK_ROWS)
+            sizes = [min(BLOCK_ROWS, ctx.rows - b * BLOCK_ROWS) for b in range(blocks)]
+            kept = [int((~null_mask(ctx, b, n)).sum()) for b, n in enumerate(sizes)]
+            ctx.cache[key] = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+        return ctx.cache[key]
+
     def block(self, ctx, start, count, block, done):
         n_parent = ctx.parent_rows(ctx.params.table)  # type: ignore[attr-defined]
         if n_parent <= 0:
             return pl.Series(ctx.column, [None] * count, dtype=pl.Int64)
         cum = self._counts(ctx)
-        if cum is not None:
-            rows = np.arange(start, start + count)
-            ids = np.searchsorted(cum, rows, side="right") + 1
-        else:
+        nulls = null_mask(ctx, block, count)
+        if cum is None:
             ids = ctx.rng(block).integers(1, n_parent + 1, size=count)
-        return apply_nulls(ctx, pl.Series(ctx.column, ids.astype(np.int64)), block)
+            return apply_nulls(ctx, pl.Series(ctx.column, ids.astype(np.int64)), block)
+        # the block's non-null rows take the next places in the parents' sequence of children
+        first = self._non_null_before(ctx)[block]
+        places = first + np.arange(int((~nulls).sum()))
+        ids = np.zeros(count, dtype=np.int64)
+        ids[~nulls] = np.searchsorted(cum, places, side="right") + 1
+        out = pl.Series(ctx.column, ids)
+        return (
+            pl.select(pl.when(pl.lit(pl.Series(nulls))).then(None).otherwise(out))
+            .to_series()
+            .alias(ctx.column)
+        )

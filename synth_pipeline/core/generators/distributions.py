@@ -124,3 +124,104 @@ class NumericQuantiles(Generator):
         return apply_nulls(
             ctx, pl.Series(ctx.column, nums).cast(POLARS_TYPES[ctx.logical_type]), block
         )
+
+
+class ConditionalParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: str
+
+
+def _group_index(ctx, done: dict[str, pl.Series]) -> tuple[np.ndarray, list]:
+    """For each row, the index of its group in stats.conditional.groups (-1: pooled/other)."""
+    cond = ctx.stats.conditional  # type: ignore[union-attr]
+    keys = done[cond.by].to_list()
+    lookup = {g.value: i for i, g in enumerate(cond.groups)}
+    return np.array([lookup.get(k, -1) for k in keys], dtype=np.int64), cond.groups
+
+
+def _check_conditional(ctx_stats, params) -> str | None:
+    cond = ctx_stats.conditional if ctx_stats else None
+    if cond is None:
+        return "needs stats.conditional (per-group statistics: list the pair under `conditional` in project.yaml)"
+    if cond.by != params.by:  # type: ignore[attr-defined]
+        return f"params.by is {params.by!r} but the statistics are per {cond.by!r}"  # type: ignore[attr-defined]
+    return None
+
+
+class ConditionalQuantiles(Generator):
+    """Numbers drawn through the released quantiles of the row's group (e.g. value_as_number per
+    measurement_concept_id); rows of pooled or unknown groups use the pooled or overall quantiles."""
+
+    name = "conditional_quantiles"
+    summary = "Numbers through the quantiles of the row's group (per value of another column)."
+    types = frozenset({"integer", "float"})
+    Params = ConditionalParams
+
+    @classmethod
+    def depends_on(cls, params):
+        return [params.by]  # type: ignore[attr-defined]
+
+    @classmethod
+    def check(cls, ctx_stats, params, logical_type):
+        return _check_conditional(ctx_stats, params)
+
+    def block(self, ctx, start, count, block, done):
+        idx, groups = _group_index(ctx, done)
+        rng = ctx.rng(block)
+        u, nulls = rng.random(count), rng.random(count)
+        out = np.full(count, np.nan)
+        fallback = ctx.stats.conditional.other or ctx.stats  # type: ignore[union-attr]
+        for gi in np.unique(idx):
+            rows = idx == gi
+            src = groups[gi] if gi >= 0 else fallback
+            if not src.quantiles:
+                continue
+            pts = [(q.p, float(q.value)) for q in src.quantiles]
+            out[rows] = interpolate_quantiles(pts, u[rows])
+            frac = getattr(src, "null_fraction", 0.0) or 0.0
+            out[rows & (nulls < frac)] = np.nan
+        if ctx.logical_type == "integer":
+            out = np.rint(out)
+        s = pl.Series(ctx.column, out).fill_nan(None)
+        return s.cast(POLARS_TYPES[ctx.logical_type])
+
+
+class ConditionalChoice(Generator):
+    """Common values of the row's group (e.g. unit_concept_id per measurement_concept_id)."""
+
+    name = "conditional_choice"
+    summary = "Common values of the row's group (per value of another column)."
+    types = frozenset({"integer", "string", "boolean", "float"})
+    Params = ConditionalParams
+
+    @classmethod
+    def depends_on(cls, params):
+        return [params.by]  # type: ignore[attr-defined]
+
+    @classmethod
+    def check(cls, ctx_stats, params, logical_type):
+        problem = _check_conditional(ctx_stats, params)
+        if problem is None and not any(g.values for g in ctx_stats.conditional.groups):
+            return "the per-group statistics hold no values (numbers are per group as quantiles: use conditional_quantiles)"
+        return problem
+
+    def block(self, ctx, start, count, block, done):
+        idx, groups = _group_index(ctx, done)
+        rng = ctx.rng(block)
+        dtype = POLARS_TYPES[ctx.logical_type]
+        picked: list = [None] * count
+        u, nulls = rng.random(count), rng.random(count)
+        fallback = ctx.stats.conditional.other or ctx.stats  # type: ignore[union-attr]
+        for gi in np.unique(idx):
+            rows = np.flatnonzero(idx == gi)
+            src = groups[gi] if gi >= 0 else fallback
+            values = [v.value for v in (src.values or [])]
+            if not values:
+                continue
+            w = np.array([v.count for v in src.values], dtype=float)
+            cum = np.cumsum(w / w.sum())
+            choice = np.minimum(np.searchsorted(cum, u[rows], side="right"), len(values) - 1)
+            frac = getattr(src, "null_fraction", 0.0) or 0.0
+            for r, c in zip(rows, choice, strict=True):
+                picked[r] = None if nulls[r] < frac else values[c]
+        return pl.Series(ctx.column, picked, dtype=dtype, strict=False)

@@ -7,13 +7,11 @@ always agree. An end date is its start date plus a non-negative released offset 
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import ColumnContext, Generator, apply_nulls, interpolate_quantiles
+from .base import WINDOW_END, ColumnContext, Generator, apply_nulls, interpolate_quantiles
 
 _EPOCH = np.datetime64("1970-01-01", "D")
 
@@ -188,15 +186,16 @@ class DateOffset(Generator):
         base = done[p.from_column]
         points = [(q.p, float(q.value)) for q in ctx.stats.offset.quantiles]  # type: ignore[union-attr]
         offs = np.rint(interpolate_quantiles(points, ctx.rng(block).random(count))).astype(np.int64)
-        offs = np.maximum(offs, p.minimum_days)
+        if ctx.rules is None or ctx.rules.end_after_start:
+            offs = np.maximum(offs, p.minimum_days)
         delta = pl.Series(offs * 86_400_000_000).cast(pl.Duration("us"))
+        out = base.cast(pl.Datetime("us")) + delta
+        limit = done.get(WINDOW_END + p.from_column)
+        if limit is not None:  # the latest day the rules allow (end of the visit's period, death)
+            last = limit.cast(pl.Datetime("us")) + pl.duration(hours=23, minutes=59, seconds=59)
+            out = pl.select(
+                pl.min_horizontal(out, pl.max_horizontal(last, base.cast(pl.Datetime("us"))))
+            ).to_series()
         if ctx.logical_type == "date":
-            out = (base.cast(pl.Datetime("us")) + delta).cast(pl.Date)
-        else:
-            out = base.cast(pl.Datetime("us")) + delta
-        out = apply_nulls(ctx, out.alias(ctx.column), block)
-        return out
-
-
-def iso_date(value: str) -> dt.date:
-    return dt.date.fromisoformat(value[:10])
+            out = out.cast(pl.Date)
+        return apply_nulls(ctx, out.alias(ctx.column), block)

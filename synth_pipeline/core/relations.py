@@ -1,0 +1,213 @@
+"""Anchors from parent tables, for rules that tie a row to its person, visit and periods.
+
+A child table never reads the destination: the parent's synthetic rows are regenerated here
+from the parent's approved config with the same seed and scale, which gives exactly the rows
+the parent's own synthetic table holds. Only the few columns the rules need are kept, as NumPy
+arrays of days since 1970-01-01 indexed by the parent's dense key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from .config import ProjectFiles, TableConfig
+
+NO_DEATH = np.iinfo(np.int64).max // 4
+NO_BIRTH = np.iinfo(np.int64).min // 4
+
+
+def days(series: pl.Series) -> np.ndarray:
+    """Dates or datetimes as int64 days since 1970-01-01 (nulls as the minimum int64)."""
+    if series.dtype == pl.Date:
+        out = series.cast(pl.Int64)
+    else:
+        out = (series.cast(pl.Datetime("us")).cast(pl.Int64) // 86_400_000_000).cast(pl.Int64)
+    return out.fill_null(np.iinfo(np.int64).min).to_numpy()
+
+
+@dataclass
+class Persons:
+    birth: np.ndarray  # by person_id - 1
+    death: np.ndarray  # NO_DEATH where the person has no death row
+
+
+@dataclass
+class Periods:
+    person: np.ndarray  # sorted by person, then start
+    start: np.ndarray
+    end: np.ndarray
+    first: np.ndarray  # by person_id - 1: index of the person's first period
+    count: np.ndarray  # by person_id - 1: number of periods
+
+    def containing(self, person: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Index of the period of ``person`` that contains ``day`` (-1 where none does)."""
+        shift = np.int64(1) << 32
+        keys = self.person.astype(np.int64) * shift + (self.start - np.int64(-(1 << 31)))
+        probe = person.astype(np.int64) * shift + (day - np.int64(-(1 << 31)))
+        idx = np.searchsorted(keys, probe, side="right") - 1
+        ok = (
+            (idx >= 0)
+            & (self.person[np.maximum(idx, 0)] == person)
+            & (self.end[np.maximum(idx, 0)] >= day)
+        )
+        return np.where(ok, idx, -1)
+
+
+@dataclass
+class Visits:
+    person: np.ndarray  # by visit_occurrence_id - 1
+    start: np.ndarray
+    end: np.ndarray
+
+
+class Relations:
+    """Regenerates parent tables on demand for one run (seed, scale) of one project."""
+
+    _shared: dict[tuple, Relations] = {}
+
+    @classmethod
+    def shared(cls, files: ProjectFiles, seed: int, scale: float) -> Relations:
+        """One instance per project, seed, scale and version of the anchor tables' files, so the
+        tables of one process (a CLI run, the UI's run worker) regenerate each parent once."""
+        anchors = ("person", "death", "observation_period", "visit_occurrence")
+        stamp = tuple(
+            (t, files.table_file(t).stat().st_mtime_ns) if files.has_table(t) else (t, None)
+            for t in anchors
+        )
+        key = (str(files.folder.resolve()), seed, scale, stamp)
+        if key not in cls._shared:
+            cls._shared.clear()  # keep one: arrays of big parents are not small
+            cls._shared[key] = cls(files, seed, scale)
+        return cls._shared[key]
+
+    def __init__(self, files: ProjectFiles, seed: int, scale: float, chunk_rows: int = 1 << 20):
+        self.files, self.seed, self.scale, self.chunk_rows = files, seed, scale, chunk_rows
+        self._frames: dict[str, pl.DataFrame | None] = {}
+        self._persons: Persons | None | bool = False
+        self._periods: Periods | None | bool = False
+        self._visits: Visits | None | bool = False
+        self._building: set[str] = set()
+
+    def _config(self, table: str) -> TableConfig | None:
+        if not self.files.has_table(table):
+            return None
+        cfg = self.files.load_table(table)
+        return cfg if cfg.kind == "synthetic" else None
+
+    def frame(self, table: str, columns: list[str]) -> pl.DataFrame | None:
+        """The parent's synthetic rows (only ``columns``), or None if it has none in this project."""
+        if table in self._frames:
+            return self._frames[table]
+        cfg = self._config(table)
+        if cfg is None or cfg.rows == 0 or table in self._building:
+            self._frames[table] = None
+            return None
+        from .synthesise import TableRun
+
+        self._building.add(table)
+        try:
+            run = TableRun.for_project(self.files, cfg, self.seed, self.scale, relations=self)
+            keep = [c for c in columns if c in cfg.columns]
+            parts = [df.select(keep) for df in run.chunks(self.chunk_rows)]
+        finally:
+            self._building.discard(table)
+        frame = pl.concat(parts) if parts else None
+        self._frames[table] = frame
+        return frame
+
+    def persons(self) -> Persons | None:
+        if self._persons is not False:
+            return self._persons  # type: ignore[return-value]
+        person = self.frame(
+            "person", ["birth_datetime", "year_of_birth", "month_of_birth", "day_of_birth"]
+        )
+        if person is None:
+            self._persons = None
+            return None
+        birth = birth_days(person)
+        death = np.full(len(birth), NO_DEATH, dtype=np.int64)
+        dead = self.frame("death", ["person_id", "death_date"])
+        if dead is not None and "person_id" in dead.columns and "death_date" in dead.columns:
+            ok = dead.filter(pl.col("person_id").is_not_null() & pl.col("death_date").is_not_null())
+            ids = ok["person_id"].to_numpy() - 1
+            np.minimum.at(death, ids, days(ok["death_date"]))
+        self._persons = Persons(birth, death)
+        return self._persons
+
+    def periods(self) -> Periods | None:
+        if self._periods is not False:
+            return self._periods  # type: ignore[return-value]
+        op = self.frame(
+            "observation_period",
+            ["person_id", "observation_period_start_date", "observation_period_end_date"],
+        )
+        persons = self.persons()
+        if op is None or persons is None or "person_id" not in op.columns:
+            self._periods = None
+            return None
+        op = op.drop_nulls().sort(["person_id", "observation_period_start_date"])
+        person = op["person_id"].to_numpy().astype(np.int64)
+        start = days(op["observation_period_start_date"])
+        end = (
+            days(op["observation_period_end_date"])
+            if "observation_period_end_date" in op.columns
+            else start
+        )
+        n = len(persons.birth)
+        count = np.bincount(person - 1, minlength=n)[:n]
+        first = np.concatenate([[0], np.cumsum(count)[:-1]])
+        self._periods = Periods(person, start, end, first, count)
+        return self._periods
+
+    def visits(self) -> Visits | None:
+        if self._visits is not False:
+            return self._visits  # type: ignore[return-value]
+        v = self.frame("visit_occurrence", ["person_id", "visit_start_date", "visit_end_date"])
+        if v is None or "person_id" not in v.columns or "visit_start_date" not in v.columns:
+            self._visits = None
+            return None
+        start = days(v["visit_start_date"])
+        end = days(v["visit_end_date"]) if "visit_end_date" in v.columns else start
+        person = v["person_id"].fill_null(0).to_numpy().astype(np.int64)
+        self._visits = Visits(person, start, np.maximum(end, start))
+        return self._visits
+
+
+def birth_days(person: pl.DataFrame) -> np.ndarray:
+    """Each person's date of birth in days: birth_datetime, else year/month/day of birth."""
+    n = person.height
+    out = np.full(n, NO_BIRTH, dtype=np.int64)
+    if "year_of_birth" in person.columns:
+        y = person["year_of_birth"].fill_null(1970).to_numpy()
+        m = (
+            person["month_of_birth"].fill_null(1).to_numpy()
+            if "month_of_birth" in person.columns
+            else np.ones(n)
+        )
+        d = (
+            person["day_of_birth"].fill_null(1).to_numpy()
+            if "day_of_birth" in person.columns
+            else np.ones(n)
+        )
+        months = (
+            (np.asarray(y, dtype=np.int64) - 1970) * 12
+            + np.clip(np.asarray(m, dtype=np.int64), 1, 12)
+            - 1
+        )
+        first = (np.datetime64("1970-01", "M") + months.astype("timedelta64[M]")).astype(
+            "datetime64[D]"
+        )
+        out = (
+            (first - np.datetime64("1970-01-01", "D")).astype(np.int64)
+            + np.clip(np.asarray(d, dtype=np.int64), 1, 28)
+            - 1
+        )
+        if "year_of_birth" in person.columns:
+            out = np.where(person["year_of_birth"].is_null().to_numpy(), NO_BIRTH, out)
+    if "birth_datetime" in person.columns:
+        b = days(person["birth_datetime"])
+        out = np.where(b == np.iinfo(np.int64).min, out, b)
+    return out

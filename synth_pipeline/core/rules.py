@@ -1,0 +1,297 @@
+"""Consistency rules, enforced by construction while a block of rows is generated.
+
+Columns are first generated independently; then the rows' anchors are moved where the rules
+need them (the person of an event's visit, a start date inside the person's visit or
+observation period, after birth and before death), and every column derived from a moved
+anchor (end dates, datetime twins, parts of dates) is generated again from its own random
+stream, so it keeps its released distribution relative to the new anchor. No row is rejected
+and redrawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .config import TableConfig
+from .generators.base import WINDOW_END
+from .omop import EVENT_SHAPES
+from .relations import NO_BIRTH, NO_DEATH, Relations, days
+
+
+def _dates(values: np.ndarray, like: pl.Series) -> pl.Series:
+    s = pl.Series(like.name, values.astype(np.int64))
+    out = s.cast(pl.Int32).cast(pl.Date)
+    if like.dtype != pl.Date:
+        out = out.cast(pl.Datetime("us"))
+    return out.alias(like.name)
+
+
+def _fk_target(cfg: TableConfig, column: str) -> str | None:
+    col = cfg.columns.get(column)
+    if col is None or col.generator != "foreign_key":
+        return None
+    return str(col.params.get("table"))
+
+
+def place_anchors(
+    cfg: TableConfig,
+    done: dict[str, pl.Series],
+    relations: Relations | None,
+    rng: np.random.Generator,
+) -> set[str]:
+    """Move person and start date of each row where the table's rules need them.
+
+    Returns the names of the columns changed (their dependants must be generated again) and
+    records, under ``WINDOW_END + start``, the latest day an end date may take.
+    """
+    shape = EVENT_SHAPES.get(cfg.table)
+    rules = cfg.rules
+    if (
+        shape is None
+        or relations is None
+        or shape.start not in done
+        or _fk_target(cfg, "person_id") != "person"
+    ):
+        return set()
+    if not (rules.within_lifetime or rules.within_observation_period or rules.visit_same_person):
+        return set()
+    persons = relations.persons()
+    if persons is None:
+        return set()
+    n_person = len(persons.birth)
+    person_s = done["person_id"]
+    pid = person_s.fill_null(0).to_numpy().astype(np.int64)
+    has_person = (pid >= 1) & (pid <= n_person)
+    start = days(done[shape.start])
+    has_start = start != np.iinfo(np.int64).min
+    n = len(pid)
+    lo = np.full(n, NO_BIRTH, dtype=np.int64)
+    hi = np.full(n, NO_DEATH, dtype=np.int64)
+    end_hi = np.full(n, NO_DEATH, dtype=np.int64)
+    via_visit = np.zeros(n, dtype=bool)
+
+    if (
+        shape.kind == "event"
+        and rules.visit_same_person
+        and _fk_target(cfg, "visit_occurrence_id") == "visit_occurrence"
+    ):
+        visits = relations.visits()
+        if visits is not None:
+            vid = done["visit_occurrence_id"].fill_null(0).to_numpy().astype(np.int64)
+            via_visit = (vid >= 1) & (vid <= len(visits.person))
+            v = vid[via_visit] - 1
+            pid[via_visit] = visits.person[v]
+            has_person = (pid >= 1) & (pid <= n_person)
+            lo[via_visit], hi[via_visit] = visits.start[v], visits.end[v]
+
+    periods = (
+        relations.periods()
+        if rules.within_observation_period and shape.kind != "lifetime" and shape.kind != "death"
+        else None
+    )
+    if periods is not None and periods.count.sum() > 0:
+        others = ~via_visit & has_person
+        without = others & (periods.count[np.clip(pid - 1, 0, n_person - 1)] == 0)
+        if without.any():  # only persons with an observation period have events
+            candidates = np.flatnonzero(periods.count) + 1
+            pid[without] = candidates[rng.integers(0, len(candidates), size=int(without.sum()))]
+        p = pid[others] - 1
+        pick = periods.first[p] + np.floor(rng.random(len(p)) * periods.count[p]).astype(np.int64)
+        lo[others], hi[others] = periods.start[pick], periods.end[pick]
+        end_hi[others] = periods.end[pick]
+        if via_visit.any():
+            idx = periods.containing(pid[via_visit], lo[via_visit])
+            end_hi[via_visit] = np.where(idx >= 0, periods.end[np.maximum(idx, 0)], hi[via_visit])
+    elif via_visit.any():
+        end_hi[via_visit] = NO_DEATH
+
+    if rules.within_lifetime:
+        q = np.clip(pid - 1, 0, n_person - 1)
+        birth = np.where(has_person, persons.birth[q], NO_BIRTH)
+        death = np.where(has_person, persons.death[q], NO_DEATH)
+        lo = np.maximum(lo, birth)
+        if shape.kind != "death":
+            hi = np.minimum(hi, death)
+            end_hi = np.minimum(end_hi, death)
+    hi = np.maximum(hi, lo)
+    end_hi = np.maximum(end_hi, lo)
+
+    bounded = (lo > NO_BIRTH) & (hi < NO_DEATH)
+    outside = has_start & ((start < lo) | (start > hi))
+    redraw = outside & bounded
+    new_start = start.copy()
+    new_start[redraw] = lo[redraw] + np.floor(
+        rng.random(int(redraw.sum())) * (hi[redraw] - lo[redraw] + 1)
+    ).astype(np.int64)
+    only_lo = outside & ~bounded
+    new_start[only_lo] = np.clip(start[only_lo], lo[only_lo], hi[only_lo])
+
+    changed = set()
+    if (new_start != start).any():
+        moved = _dates(np.where(has_start, new_start, 0), done[shape.start])
+        done[shape.start] = (
+            pl.select(pl.when(pl.lit(pl.Series(has_start))).then(moved).otherwise(None))
+            .to_series()
+            .alias(shape.start)
+        )
+        changed.add(shape.start)
+    if (pid != person_s.fill_null(0).to_numpy()).any():
+        ids = pl.Series("person_id", pid, dtype=pl.Int64)
+        done["person_id"] = (
+            pl.select(pl.when(pl.lit(pl.Series(pid == 0))).then(None).otherwise(ids))
+            .to_series()
+            .alias("person_id")
+        )
+        changed.add("person_id")
+    if rules.end_after_start or rules.within_observation_period or rules.within_lifetime:
+        done[WINDOW_END + shape.start] = _dates(
+            np.clip(end_hi, -(10**6), 10**6), done[shape.start].cast(pl.Date)
+        )
+    return changed
+
+
+def align_twins(cfg: TableConfig, done: dict[str, pl.Series]) -> None:
+    """Datetimes on their dates, and birth parts from birth_datetime, whatever generated them."""
+    rules = cfg.rules
+    if rules.datetime_matches_date:
+        for name, col in cfg.columns.items():
+            if (
+                col.type != "datetime"
+                or not name.endswith("_datetime")
+                or col.generator == "datetime_from_date"
+            ):
+                continue
+            twin = name[: -len("time")]
+            if twin in done and done[twin].dtype == pl.Date and name in done:
+                dt = done[name]
+                time_of_day = dt - dt.dt.truncate("1d")
+                fixed = done[twin].cast(pl.Datetime("us")) + time_of_day.fill_null(
+                    pl.duration(days=0)
+                )
+                done[name] = (
+                    pl.select(pl.when(dt.is_null()).then(None).otherwise(fixed))
+                    .to_series()
+                    .alias(name)
+                )
+    if rules.birth_parts_match and cfg.table == "person" and "birth_datetime" in done:
+        birth = done["birth_datetime"]
+        for part in ("year", "month", "day"):
+            name = f"{part}_of_birth"
+            if name in done and cfg.columns[name].generator != "date_part":
+                derived = getattr(birth.dt, part)().cast(pl.Int64)
+                done[name] = (
+                    pl.select(pl.when(birth.is_null()).then(done[name]).otherwise(derived))
+                    .to_series()
+                    .alias(name)
+                )
+
+
+def count_violations(
+    engine, schema: str | None, cfg: TableConfig, present: set[str]
+) -> dict[str, int]:
+    """Rows of a destination table that break each enabled rule, counted by SQL.
+
+    ``present`` names the destination's tables (rules against a missing parent are not counted).
+    """
+    import sqlalchemy as sa
+
+    from .database import qualified, quote
+    from .sqlexpr import SqlExpressions
+
+    sql = SqlExpressions(engine)
+    rules = cfg.rules
+    t = qualified(engine, schema, cfg.table)
+
+    def q(c: str) -> str:
+        return quote(engine, c)
+
+    def d(c: str, alias: str = "") -> str:
+        return sql.as_date((alias + "." if alias else "") + q(c), text=False)
+
+    checks: dict[str, str] = {}
+    cols = set(cfg.columns)
+    shape = EVENT_SHAPES.get(cfg.table)
+    if rules.end_after_start:
+        pairs = []
+        for name in cols:
+            for end, start in (("_end_date", "_start_date"), ("_end_datetime", "_start_datetime")):
+                if name.endswith(end) and name[: -len(end)] + start in cols:
+                    pairs.append((name, name[: -len(end)] + start))
+        if shape and shape.end and shape.end in cols and (shape.end, shape.start) not in pairs:
+            pairs.append((shape.end, shape.start))
+        for end, start in pairs:
+            checks[f"end_after_start:{end}"] = (
+                f"SELECT COUNT(*) FROM {t} WHERE {q(end)} < {q(start)}"
+            )
+    if rules.datetime_matches_date:
+        for name in cols:
+            twin = name[: -len("time")] if name.endswith("_datetime") else None
+            if twin and twin in cols and cfg.columns[twin].type == "date":
+                checks[f"datetime_matches_date:{name}"] = (
+                    f"SELECT COUNT(*) FROM {t} WHERE {d(name)} <> {d(twin)}"
+                )
+    if rules.birth_parts_match and cfg.table == "person" and "birth_datetime" in cols:
+        bd = q("birth_datetime")
+        for part, expr in (("year", sql.year(bd, False)), ("month", sql.month(bd, False))):
+            col = f"{part}_of_birth"
+            if col in cols:
+                checks[f"birth_parts_match:{col}"] = (
+                    f"SELECT COUNT(*) FROM {t} WHERE {bd} IS NOT NULL AND {q(col)} <> {expr}"
+                )
+    if shape and "person_id" in cols and shape.start in cols:
+        start = shape.start
+        end_expr = (
+            f"COALESCE({d(shape.end, 'e')}, {d(start, 'e')})"
+            if shape.end and shape.end in cols
+            else d(start, "e")
+        )
+        if (
+            rules.visit_same_person
+            and "visit_occurrence_id" in cols
+            and shape.kind == "event"
+            and "visit_occurrence" in present
+        ):
+            v = qualified(engine, schema, "visit_occurrence")
+            checks["visit_same_person"] = (
+                f"SELECT COUNT(*) FROM {t} e JOIN {v} v ON v.{q('visit_occurrence_id')} = e.{q('visit_occurrence_id')} "
+                f"WHERE v.{q('person_id')} <> e.{q('person_id')} OR {d(start, 'e')} < {d('visit_start_date', 'v')} "
+                f"OR {d(start, 'e')} > {d('visit_end_date', 'v')}"
+            )
+        if (
+            rules.within_observation_period
+            and shape.kind in ("visit", "event", "era")
+            and "observation_period" in present
+            and cfg.primary_key
+        ):
+            # a left join grouped by row: SQLite indexes a join automatically, not NOT EXISTS
+            op = qualified(engine, schema, "observation_period")
+            pk = q(cfg.primary_key)
+            checks["within_observation_period"] = (
+                f"SELECT COUNT(*) FROM (SELECT e.{pk} FROM {t} e LEFT JOIN {op} o "
+                f"ON o.{q('person_id')} = e.{q('person_id')} "
+                f"AND {d('observation_period_start_date', 'o')} <= {d(start, 'e')} "
+                f"AND {d('observation_period_end_date', 'o')} >= {end_expr} "
+                f"WHERE e.{q('person_id')} IS NOT NULL AND e.{q(start)} IS NOT NULL "
+                f"GROUP BY e.{pk} HAVING COUNT(o.{q('person_id')}) = 0) s"
+            )
+        if rules.within_lifetime and "person" in present and shape.kind != "death":
+            p = qualified(engine, schema, "person")
+            checks["within_lifetime:birth"] = (
+                f"SELECT COUNT(*) FROM {t} e JOIN {p} p ON p.{q('person_id')} = e.{q('person_id')} "
+                f"WHERE p.{q('birth_datetime')} IS NOT NULL AND {d(start, 'e')} < {d('birth_datetime', 'p')}"
+            )
+            if "death" in present:
+                dd = qualified(engine, schema, "death")
+                checks["within_lifetime:death"] = (
+                    f"SELECT COUNT(*) FROM {t} e JOIN {dd} x ON x.{q('person_id')} = e.{q('person_id')} "
+                    f"WHERE {d(start, 'e')} > {d('death_date', 'x')}"
+                )
+    out = {}
+    with engine.connect() as conn:
+        for name, query in checks.items():
+            try:
+                out[name] = int(conn.execute(sa.text(query)).scalar_one() or 0)
+            except sa.exc.DBAPIError:
+                conn.rollback()  # a parent without the columns the rule needs: not applicable
+    return out

@@ -1,0 +1,63 @@
+"""Dialect-specific SQL expressions over quoted columns (SQLite keeps dates as ISO text)."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from .database import is_postgres
+
+
+class SqlExpressions:
+    """Dialect-specific expressions over one quoted column or expression."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.pg = is_postgres(engine)
+
+    def length(self, col: str) -> str:
+        return f"CHAR_LENGTH(CAST({col} AS TEXT))" if self.pg else f"LENGTH({col})"
+
+    def year(self, col: str, text: bool) -> str:
+        if self.pg and not text:
+            return f"CAST(EXTRACT(YEAR FROM {col}) AS INTEGER)"
+        return self._text_part(col, 1, 4)
+
+    def month(self, col: str, text: bool) -> str:
+        if self.pg and not text:
+            return f"CAST(EXTRACT(MONTH FROM {col}) AS INTEGER)"
+        return self._text_part(col, 6, 2)
+
+    def hour(self, col: str, text: bool) -> str:
+        if self.pg and not text:
+            return f"CAST(EXTRACT(HOUR FROM {col}) AS INTEGER)"
+        return self._text_part(col, 12, 2)
+
+    def is_midnight(self, col: str, text: bool) -> str:
+        if self.pg and not text:
+            return f"(CAST({col} AS TIME) = TIME '00:00:00')"
+        t = f"CAST({col} AS TEXT)"
+        return f"(LENGTH({t}) <= 10 OR SUBSTR({t}, 12, 8) = '00:00:00')"
+
+    def _text_part(self, col: str, start: int, length: int) -> str:
+        t = f"CAST({col} AS TEXT)"
+        part = f"SUBSTR({t}, {start}, {length})"
+        if self.pg:
+            return f"(CASE WHEN {part} ~ '^[0-9]+$' THEN CAST({part} AS INTEGER) END)"
+        return f"(CASE WHEN {part} GLOB '[0-9]*' THEN CAST({part} AS INTEGER) END)"
+
+    def as_date(self, col: str, text: bool) -> str:
+        """The date part of a date or datetime column, comparable with other dates."""
+        if self.pg and not text:
+            return f"CAST({col} AS DATE)"
+        if self.pg:
+            return f"CAST(SUBSTR({col}, 1, 10) AS DATE)"
+        return f"SUBSTR({col}, 1, 10)"
+
+    def day_difference(self, end: str, start: str, text: bool) -> str:
+        if self.pg and not text:
+            return f"CAST(FLOOR(EXTRACT(EPOCH FROM (CAST({end} AS TIMESTAMP) - CAST({start} AS TIMESTAMP))) / 86400) AS INTEGER)"
+        if self.pg:
+            return f"(CAST(SUBSTR({end}, 1, 10) AS DATE) - CAST(SUBSTR({start}, 1, 10) AS DATE))"
+        return (
+            f"CAST(julianday(SUBSTR({end}, 1, 10)) - julianday(SUBSTR({start}, 1, 10)) AS INTEGER)"
+        )
