@@ -21,7 +21,7 @@ from .disclosure import DisclosurePolicy
 from .errors import ConfigError, ReviewGateError
 from .generators import CATALOGUE
 from .schema import LogicalType
-from .statistics import ColumnStats, fingerprint_of
+from .statistics import ColumnStats, PrivacyBudget, fingerprint_of
 
 FORMAT_VERSION = 1
 PROJECT_FILE = "project.yaml"
@@ -143,6 +143,9 @@ class SourceSummary(BaseModel):
     row_count: int | None = Field(None, description="Released row count (None: below k).")
     fingerprint: str | None = None
     findings: list[str] = Field(default_factory=list)
+    dp: PrivacyBudget | None = Field(
+        None, description="The differential privacy budget the statistics spent (when it is on)."
+    )
 
 
 class TableConfig(BaseModel):
