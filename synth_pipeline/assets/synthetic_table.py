@@ -27,6 +27,7 @@ from ..core.write import (
 from ..partitions import omop_table_partitions
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from .presentation import GROUP, bullet_list, markdown_table, preview, retry_transient
+from .privacy import PRIVACY_CHECK_SPECS, assess, privacy_check_results, privacy_metadata
 
 REFERENCES_CHECK = "references_resolve"
 ROW_COUNT_CHECK = "row_count_matches_config"
@@ -90,6 +91,7 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
             description="The median column score (KSComplement/TVComplement against the approved "
             "statistics) and the cardinality shape of each foreign key reach project.yaml's thresholds.",
         ),
+        *PRIVACY_CHECK_SPECS,
     ],
     description="The synthetic table in the destination database, generated column by column "
     "from the approved config, written in bulk (COPY on PostgreSQL) and swapped in atomically.",
@@ -219,6 +221,9 @@ def synthetic_table(
             ],
         )
         metadata["rule_violations"] = dg.MetadataValue.json(fidelity.rule_violations)
+    # measured against the source, inside the trusted environment; csv_bundle reads the verdict
+    privacy = assess(cfg, source, destination, project)
+    metadata.update(privacy_metadata(privacy))
     if rows and cfg.kind != "skip":
         cols = columns_of(cfg)
         sql = f"SELECT {', '.join(quote(engine, c.name) for c in cols)} FROM {qualified(engine, schema, table)} LIMIT 10"
@@ -276,3 +281,4 @@ def synthetic_table(
         description=f"median column score {median} (threshold {thresholds.min_median_column_score})"
         + (f"; children per parent off in {low_shape}" if low_shape else ""),
     )
+    yield from privacy_check_results(privacy)

@@ -39,6 +39,51 @@ class FidelityThresholds(BaseModel):
     )
 
 
+class PrivacyThresholds(BaseModel):
+    """What the privacy checks hold each synthetic table to (see core/privacy.py); a table that
+    exceeds one is refused by csv_bundle."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_exact_match_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of synthetic rows equal to some source row on every informative "
+        "non-key column.",
+    )
+    max_unique_match_excess: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="How far the share of synthetic rows matching a source row that is unique on "
+        "its quasi-identifiers (person: year of birth, gender, race, ethnicity; events: concept, "
+        "date) may exceed the share a fresh real row shows by chance (source rows whose "
+        "combination occurs exactly twice).",
+    )
+    max_dcr_closer_share: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Share of synthetic rows closer to the source than held-out source rows are "
+        "(distance to closest record; 0.5 is what a fresh sample of patients would show).",
+    )
+    max_rare_category_leaks: int = Field(
+        0,
+        ge=0,
+        description="Values seen fewer than k times in the source that appear in the output.",
+    )
+    dcr_sample_rows: int = Field(
+        1000, ge=10, description="Synthetic rows and held-out rows sampled for the DCR share."
+    )
+    dcr_reference_rows: int = Field(
+        5000, ge=10, description="Source rows (the other half) they are compared with."
+    )
+    quasi_identifiers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per table, the quasi-identifier columns to use instead of the defaults.",
+    )
+
+
 class ProjectConfig(BaseModel):
     """Settings shared by every table of a project."""
 
@@ -57,6 +102,7 @@ class ProjectConfig(BaseModel):
     )
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     fidelity: FidelityThresholds = Field(default_factory=FidelityThresholds)
+    privacy: PrivacyThresholds = Field(default_factory=PrivacyThresholds)
     conditional: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {
             "measurement": {
