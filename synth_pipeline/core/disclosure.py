@@ -205,11 +205,27 @@ def quantile_window(rank: int, n: int, k: int) -> tuple[int, int]:
 
 def window_mean(values: Sequence[float], integer: bool) -> int | float:
     """The released value of a quantile window: the mean of its k values, an integer for
-    integer columns and six significant digits otherwise."""
-    m = math.fsum(float(v) for v in values) / len(values)
+    integer columns and six significant digits otherwise.
+
+    A mean can land on one of the window's own values by chance (dense data on a grid of
+    decimals). Then the midpoint between that value and its distinct neighbour is released
+    instead: the window is a run of consecutive ranks, so no value of the data lies strictly
+    between two neighbouring distinct values of it.
+    """
+    numbers = sorted(float(v) for v in values)
+    m = math.fsum(numbers) / len(numbers)
     if integer:
         return int(math.floor(m + 0.5))
-    return float(f"{m:.6g}")
+    released = float(f"{m:.6g}")
+    distinct = sorted(set(numbers))
+    if released in distinct and len(distinct) > 1:
+        i = distinct.index(released)
+        neighbour = distinct[i + 1] if i + 1 < len(distinct) else distinct[i - 1]
+        midpoint = (released + neighbour) / 2
+        released = float(f"{midpoint:.6g}")
+        if released in distinct:  # six digits were not enough to tell them apart
+            released = midpoint
+    return released
 
 
 @dataclass

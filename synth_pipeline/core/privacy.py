@@ -315,14 +315,14 @@ def _rare_leaks(
         if rare.len() == 0:
             continue
         produced = synthetic[c].drop_nulls().unique()
-        leaked = produced.filter(produced.is_in(rare))
+        leaked = produced.filter(produced.is_in(rare.implode()))
         if col.generator == "weighted_choice" and col.params.get("other") == "quantiles":
             # numbers drawn through the quantiles may land anywhere in the coded range; only the
             # listed values (and a stand-in) travel through the config
             channel = [v.value for v in (col.stats.values or [])] if col.stats else []
             if col.params.get("other_value") is not None:
                 channel.append(col.params["other_value"])
-            leaked = leaked.filter(leaked.is_in(pl.Series(channel, dtype=leaked.dtype)))
+            leaked = leaked.filter(leaked.is_in(pl.Series(channel, dtype=leaked.dtype).implode()))
         if leaked.len():
             out[c] = leaked.len()
     return out
