@@ -13,7 +13,16 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ColumnConfig, ProjectFiles, TableConfig, approval_problem, atomic_write_text
+import yaml
+
+from .config import (
+    ColumnConfig,
+    ProjectFiles,
+    TableConfig,
+    approval_problem,
+    atomic_write_text,
+    dump_yaml,
+)
 from .disclosure import DisclosurePolicy
 from .statistics import ColumnStats, PrivacyBudget
 
@@ -218,13 +227,22 @@ def _generator(col: ColumnConfig) -> str:
     return col.generator + (f": {params}" if params else "")
 
 
+def _normalised(text: str) -> str:
+    """The file as our writer lays it out, so a hand edit in another editor's style shows only
+    what it changed (comments dropped)."""
+    try:
+        return dump_yaml(yaml.safe_load(text))
+    except yaml.YAMLError:
+        return text
+
+
 def approved_diff(files: ProjectFiles, table: str) -> list[str] | None:
     """Unified diff of the table's file against its last approved copy (None: no copy kept)."""
     copy = approved_copy_path(files, table)
     if not copy.exists():
         return None
-    before = copy.read_text(encoding="utf-8").splitlines()
-    after = files.table_file(table).read_text(encoding="utf-8").splitlines()
+    before = _normalised(copy.read_text(encoding="utf-8")).splitlines()
+    after = _normalised(files.table_file(table).read_text(encoding="utf-8")).splitlines()
     return list(
         difflib.unified_diff(
             before,
