@@ -1,7 +1,9 @@
 """synthetic_table[t]: the table created and filled in the destination from the approved config alone.
 
-The source is not read here, except to copy public vocabulary tables as they are. The code
-refuses an unapproved, stale or hand-edited config itself, whatever the orchestration does.
+The rows come from the config alone: the source is read only to copy public vocabulary tables
+as they are, and to measure the written rows against it for the privacy report (inside the
+trusted environment). The code refuses an unapproved, stale or hand-edited config itself,
+whatever the orchestration does.
 """
 
 import time
