@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from . import DISCLAIMER
+from .bundle import table_row_count
 from .config import PrivacyThresholds, TableConfig, atomic_write_text
 from .database import qualified, quote, redact
 from .disclosure import DisclosurePolicy, release_count
@@ -370,6 +371,7 @@ def assess_table(
     report.assessed = True
     report.columns, report.quasi_identifiers = informative, qi
     if not wanted:
+        report.synthetic_rows = table_row_count(destination, destination_schema, cfg.table)
         report.note = "no column generated from released statistics"
         return report
     src = _read(source, source_schema, names[cfg.table], cfg, wanted)
