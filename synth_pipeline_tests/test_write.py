@@ -120,3 +120,39 @@ def test_a_failure_mid_write_leaves_the_previous_table(engine):
     register = read_register(engine, None)["measurement"]
     assert register["config_fingerprint"] == "sha256:first"
     assert "measurement__synth_new" not in sa.inspect(engine).get_table_names()
+
+
+def test_quantiles_are_the_same_nearest_rank_on_both_databases(tmp_path, postgres_database):
+    """PostgreSQL's percentile_disc path gives exactly SQLite's ROW_NUMBER path."""
+    import numpy as np
+
+    from synth_pipeline.core import disclosure as dc
+    from synth_pipeline.core.summarise import _quantiles
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.integers(0, 40, 997), rng.integers(-5, 5_000, 2_000)])
+    frame = pl.DataFrame(
+        {
+            "id": np.arange(values.size, dtype=np.int64),
+            "v": pl.Series(values.tolist()).set(pl.Series(rng.random(values.size) < 0.1), None),
+        }
+    )
+    cols = [ColumnDef("id", "integer"), ColumnDef("v", "integer")]
+    entry = RegisterEntry("synthetic", "sha256:q", 1, 1.0, {}, "test")
+    results = []
+    policy = dc.DisclosurePolicy()
+    for url in (f"sqlite:///{tmp_path / 'q.sqlite'}", postgres_database):
+        eng = open_destination(url)
+        replace_table(eng, None, "q", cols, iter([frame]), primary_key="id", entry=entry)
+        n = frame["v"].count()
+        grid = dc.quantile_grid(n, policy) + [0.0, 0.5, 1.0, 0.333333]
+        with eng.connect() as conn:
+            results.append(
+                [(q.p, q.value) for q in _quantiles(conn, '"q"', '"v"', n, sorted(grid))]
+            )
+        with eng.begin() as conn:
+            conn.execute(sa.text('DROP TABLE "q"'))
+            conn.execute(sa.text('DROP TABLE "_synth_pipeline_tables"'))
+        eng.dispose()
+    assert len(results[0]) > 5
+    assert results[0] == results[1]
