@@ -156,3 +156,31 @@ def test_quantiles_are_the_same_nearest_rank_on_both_databases(tmp_path, postgre
         eng.dispose()
     assert len(results[0]) > 5
     assert results[0] == results[1]
+
+
+def test_vocabulary_copy_can_be_skipped(demo_sqlite_url, config_root, tmp_path):
+    """On request, vocabulary tables are left out; synthetic tables are written as usual."""
+    import dagster as dg
+
+    from synth_pipeline.core.schema import list_tables
+    from synth_pipeline.runner import execute
+
+    dest = f"sqlite:///{tmp_path / 'dest.sqlite'}"
+    common = dict(
+        source_url=demo_sqlite_url,
+        destination_url=dest,
+        project="demo",
+        config_root=config_root,
+        tables=["concept", "care_site"],
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    report = execute(bundle_dir=tmp_path / "skipped", copy_vocabulary=False, **common)
+    assert report.ok, [(t.table, t.messages) for t in report.tables]
+    engine = open_destination(dest)
+    assert set(list_tables(engine, None)) >= {"care_site"}
+    assert "concept" not in list_tables(engine, None)
+    report = execute(bundle_dir=tmp_path / "copied", **common)
+    assert report.ok
+    assert "concept" in list_tables(engine, None)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text('SELECT COUNT(*) FROM "concept"')).scalar_one() > 0
