@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
-from .database import qualified, quote
+from .database import is_postgres, qualified, quote
 from .schema import ColumnSchema, TableSchema, column_role
 from .sqlexpr import SqlExpressions
 from .statistics import (
@@ -246,15 +246,28 @@ def _quantiles(
     if not grid or n <= 0:
         return []
     ranks = {dc.rank_for(p, n): p for p in grid}
-    in_list = ", ".join(str(r) for r in sorted(ranks))
     cond = f"{expr} IS NOT NULL" + (f" AND {where}" if where else "")
-    rows = conn.execute(
-        sa.text(
-            f"SELECT rn, v FROM (SELECT {expr} AS v, ROW_NUMBER() OVER (ORDER BY {expr}) AS rn "
-            f"FROM {tbl} WHERE {cond}) s WHERE rn IN ({in_list}) ORDER BY rn"
-        )
-    ).all()
-    by_rank = {int(r): _py(v) for r, v in rows}
+    if is_postgres(conn.engine):
+        # one sort, no window: percentile_disc(p) is the value at rank ceil(p * n) (rank 1 for
+        # p = 0), the same nearest rank as rank_for, computed in the same double arithmetic
+        order = sorted(ranks)
+        probs = ", ".join(repr(float(ranks[r])) for r in order)
+        values = conn.execute(
+            sa.text(
+                f"SELECT percentile_disc(ARRAY[{probs}]::float8[]) WITHIN GROUP (ORDER BY {expr}) "
+                f"FROM {tbl} WHERE {cond}"
+            )
+        ).scalar_one()
+        by_rank = {r: _py(v) for r, v in zip(order, values or [], strict=False) if v is not None}
+    else:
+        in_list = ", ".join(str(r) for r in sorted(ranks))
+        rows = conn.execute(
+            sa.text(
+                f"SELECT rn, v FROM (SELECT {expr} AS v, ROW_NUMBER() OVER (ORDER BY {expr}) AS rn "
+                f"FROM {tbl} WHERE {cond}) s WHERE rn IN ({in_list}) ORDER BY rn"
+            )
+        ).all()
+        by_rank = {int(r): _py(v) for r, v in rows}
     points = [(ranks[r], by_rank[r]) for r in sorted(ranks) if r in by_rank]
     # a point between two equal neighbours adds nothing to the inverse CDF: leave it out
     kept = [
