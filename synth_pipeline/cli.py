@@ -15,6 +15,11 @@ from .core.errors import SynthPipelineError
 from .core.review import keep_approved_copy, review_text
 from .runner import RunReport, execute
 
+SKIP_VOCABULARY_HELP = (
+    "do not copy vocabulary tables (concept, concept_ancestor ...); leave the destination's "
+    "as they are, for a later load"
+)
+
 
 def _url(cli_value: str | None, names: tuple[str, ...]) -> str | None:
     if cli_value:
@@ -69,6 +74,7 @@ def cmd_run(args, *, demo: bool = False) -> int:
         tables=args.tables,
         seed=args.seed,
         scale=args.scale,
+        copy_vocabulary=not getattr(args, "skip_vocabulary", False),
         log_level=_log_level(args),
     )
     print(f"synth-pipeline {'demo' if demo else 'run'}: project {args.project}")
@@ -106,6 +112,7 @@ def cmd_demo(args) -> int:
         tables=None,
         seed=args.seed,
         scale=args.scale,
+        skip_vocabulary=args.skip_vocabulary,
         verbose=args.verbose,
     )
     return cmd_run(ns, demo=True)
@@ -204,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, help="overrides the project's seed")
     d.add_argument("--scale", type=float, help="multiplies every table's row count")
     d.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
+    d.add_argument("--skip-vocabulary", action="store_true", help=SKIP_VOCABULARY_HELP)
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("init", help="write draft configuration files from a source extract")
@@ -254,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scale", type=float, help="multiplies every table's row count")
     r.add_argument("--seed", type=int, help="random seed (default: the project's)")
     r.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
+    r.add_argument("--skip-vocabulary", action="store_true", help=SKIP_VOCABULARY_HELP)
     common(r)
     r.set_defaults(func=cmd_run)
     return p

@@ -77,6 +77,7 @@ class SynthProject(dg.ConfigurableResource):
     seed: int | None = None
     scale: float | None = None
     chunk_rows: int | None = None
+    copy_vocabulary: bool = True  # False: vocabulary tables are left for a later load
 
     def files(self) -> ProjectFiles:
         return ProjectFiles(Path(self.config_root or settings.config_root()), self.project)

@@ -153,6 +153,7 @@ def execute(
     seed: int | None = None,
     scale: float | None = None,
     chunk_rows: int | None = None,
+    copy_vocabulary: bool = True,
     config_only: bool = False,
     instance: dg.DagsterInstance | None = None,
     log_level: str = "CRITICAL",
@@ -193,6 +194,7 @@ def execute(
             seed=seed,
             scale=scale,
             chunk_rows=chunk_rows,
+            copy_vocabulary=copy_vocabulary,
         )
         files = resources["project"].files()  # type: ignore[attr-defined]
         if not files.exists():

@@ -107,11 +107,16 @@ def demo_run(tmp_path_factory, isolated_environment):
 
     root = tmp_path_factory.mktemp("cfg") / "configuration-files"
     shutil.copytree(DEMO_CONFIGS, root)
+    from synth_pipeline.runner import environment
+
     out = tmp_path_factory.mktemp("demo-out")
-    code = cli.main(["demo", "--out", str(out), "--config-dir", str(root)])
+    home = out / "dagster_home"  # its own instance: other tests' runs do not mix with its history
+    with environment({"DAGSTER_HOME": str(home)}):
+        code = cli.main(["demo", "--out", str(out), "--config-dir", str(root)])
     return {
         "code": code,
         "out": out,
         "files": ProjectFiles(root, "demo"),
         "url": f"sqlite:///{out / 'synthetic.sqlite'}",
+        "dagster_home": home,
     }

@@ -12,7 +12,7 @@ import dagster as dg
 
 from synth_pipeline import settings
 from synth_pipeline.core.database import open_destination, open_source
-from synth_pipeline.runner import execute
+from synth_pipeline.runner import environment, execute
 
 from .pipeline_assertions import (
     bundle_problems,
@@ -86,7 +86,8 @@ def test_same_seed_gives_identical_files(demo_run, tmp_path):
 
 
 def test_dirty_data_is_reported_in_metadata(demo_run):
-    instance = dg.DagsterInstance.get()
+    with environment({"DAGSTER_HOME": str(demo_run["dagster_home"])}):
+        instance = dg.DagsterInstance.get()
     found = {}
     for table in ("drug_exposure", "measurement", "condition_occurrence", "observation_period"):
         records = instance.fetch_materializations(

@@ -135,6 +135,12 @@ def synthetic_table(
         context.log.info(
             f"{table}: kind skip, not generated (removed from the destination if it was there)"
         )
+    elif cfg.kind == "vocabulary" and not project.copy_vocabulary:
+        rows, expected = 0, 0
+        context.log.info(
+            f"{table}: vocabulary copy skipped on request; the destination's table is left as it "
+            "is, and references into it wait for a later load"
+        )
     elif cfg.kind == "vocabulary":
         src_names = list_tables(source.engine(), source.db_schema)
         expected = cfg.rows

@@ -12,14 +12,15 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import DISCLAIMER, GENERATOR_VERSION
-from .database import qualified, quote
+from .database import is_postgres, qualified, quote
 from .write import ColumnDef, stream_select
 
 MANIFEST = "manifest.json"
@@ -43,21 +44,83 @@ def export_table_csv(
     path: Path,
     batch_rows: int = 200_000,
 ) -> int:
-    """Write one destination table to CSV in a stable row order; returns rows written."""
-    cols = ", ".join(quote(engine, c.name) for c in columns)
+    """Write one destination table to CSV in a stable row order; returns rows written.
+
+    The same bytes whichever the destination: values go through Polars' CSV writer, with dates
+    as YYYY-MM-DD and datetimes as 'YYYY-MM-DD HH:MM:SS'. PostgreSQL streams the ordered rows
+    out with ``COPY (SELECT ...) TO STDOUT`` into a scratch file that Polars reads in batches;
+    SQLite's rows are fetched in batches. Memory stays flat either way.
+    """
     order = ", ".join(quote(engine, c) for c in order_by)
-    sql = f"SELECT {cols} FROM {qualified(engine, schema, table)}" + (
-        f" ORDER BY {order}" if order else ""
-    )
     rows = 0
     with path.open("wb") as f:
         f.write((",".join(_csv_header(c.name) for c in columns) + "\n").encode())
-        for df in stream_select(engine, sql, columns, batch_rows):
+        if is_postgres(engine):
+            frames = _postgres_frames(engine, schema, table, columns, order, path, batch_rows)
+        else:
+            cols = ", ".join(quote(engine, c.name) for c in columns)
+            sql = f"SELECT {cols} FROM {qualified(engine, schema, table)}" + (
+                f" ORDER BY {order}" if order else ""
+            )
+            frames = stream_select(engine, sql, columns, batch_rows)
+        for df in frames:
             df.write_csv(
                 f, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S", date_format="%Y-%m-%d"
             )
             rows += df.height
     return rows
+
+
+def _postgres_frames(
+    engine: Engine,
+    schema: str | None,
+    table: str,
+    columns: list[ColumnDef],
+    order: str,
+    path: Path,
+    batch_rows: int,
+) -> Iterator[pl.DataFrame]:
+    """The table's rows as typed DataFrames, streamed out of PostgreSQL by COPY.
+
+    Dates, datetimes and booleans are turned into their bundle text in SQL; numbers are read
+    back by Polars from PostgreSQL's shortest exact text, so they print as on SQLite.
+    """
+    exprs = []
+    for c in columns:
+        q = quote(engine, c.name)
+        if c.logical_type == "date":
+            exprs.append(f"to_char({q}, 'YYYY-MM-DD')")
+        elif c.logical_type == "datetime":
+            exprs.append(f"to_char({q}, 'YYYY-MM-DD HH24:MI:SS')")
+        elif c.logical_type == "boolean":
+            exprs.append(f"CASE WHEN {q} THEN 'true' WHEN NOT {q} THEN 'false' END")
+        else:
+            exprs.append(q)
+    sql = f"SELECT {', '.join(exprs)} FROM {qualified(engine, schema, table)}" + (
+        f" ORDER BY {order}" if order else ""
+    )
+    scratch = path.with_name(f".{path.name}.copy")
+    try:
+        with engine.connect() as conn, scratch.open("wb") as out:
+            driver = conn.connection.driver_connection
+            with driver.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV)") as copy:
+                for block in copy:
+                    out.write(block)
+        text = {c.name: pl.Utf8() for c in columns}
+        typed = []
+        for c in columns:
+            col = pl.col(c.name)
+            if c.logical_type == "integer":
+                typed.append(col.cast(pl.Int64))
+            elif c.logical_type == "float":
+                named = col.replace({"Infinity": "inf", "-Infinity": "-inf"})
+                typed.append(named.cast(pl.Float64).alias(c.name))
+            else:
+                typed.append(col)
+        frames = pl.scan_csv(scratch, has_header=False, schema=text)
+        yield from frames.select(typed).collect_batches(chunk_size=batch_rows)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def _csv_header(name: str) -> str:

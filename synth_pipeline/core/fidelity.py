@@ -248,97 +248,52 @@ def _years(r: _Reader, column: str, stats: ColumnStats) -> tuple[float, float, D
     )
 
 
+def _column_score(r: _Reader, name: str, col, rows: int) -> ColumnScore | None:
+    """The score of one column: which metric depends on how it was generated."""
+    gen, stats = col.generator or "", col.stats
+    if gen in ("primary_key", "foreign_key", "date_part", "datetime_from_date") or rows == 0:
+        return None  # keys are scored as references, derived columns by the rules
+    nulls = _null_similarity(r, name, stats, rows)
+    if gen in ("weighted_choice", "conditional_choice") and stats and stats.values:
+        other_value = col.params.get("other_value") if col.params.get("other") == "value" else None
+        score, adherence, dist = _categorical(r, name, stats, other_value)
+        return ColumnScore(
+            name, gen, "TVComplement", score, nulls, category_adherence=adherence, distribution=dist
+        )
+    if gen in ("date_bins", "datetime_bins") and stats and stats.years:
+        score, inside, dist = _years(r, name, stats)
+        return ColumnScore(
+            name, gen, "TVComplement", score, nulls, boundary_adherence=inside, distribution=dist
+        )
+    # the rest are compared as distributions of numbers: values, day offsets or string lengths
+    if gen in ("numeric_quantiles", "conditional_quantiles") and stats and stats.quantiles:
+        expr, where, integer = r.q(name), "", col.type == "integer"
+        points = [(q.p, float(q.value)) for q in stats.quantiles]
+    elif gen == "date_offset" and stats and stats.offset:
+        start = col.params.get("from_column", stats.offset.from_column)
+        expr, where, integer = (
+            r.sql.day_difference(r.q(name), r.q(start), text=False),
+            f"AND {r.q(start)} IS NOT NULL",
+            True,
+        )
+        points = [(q.p, max(0.0, float(q.value))) for q in stats.offset.quantiles]
+    elif gen == "string_pattern" and stats and stats.length:
+        expr, where, integer = r.sql.length(r.q(name)), "", True
+        points = [(q.p, float(q.value)) for q in stats.length]
+    else:  # constants, always-null, placeholders: only their nulls can be compared
+        return ColumnScore(name, gen, "NullSimilarity", nulls, nulls)
+    score, inside, dist = _ks_against_points(r, expr, where, points, integer)
+    return ColumnScore(
+        name, gen, "KSComplement", score, nulls, boundary_adherence=inside, distribution=dist
+    )
+
+
 def column_scores(
     engine: Engine, schema: str | None, cfg: TableConfig, rows: int
 ) -> list[ColumnScore]:
     r = _Reader(engine, schema, cfg.table)
-    out: list[ColumnScore] = []
-    for name, col in cfg.columns.items():
-        gen, stats = col.generator or "", col.stats
-        if gen in ("primary_key", "foreign_key", "date_part", "datetime_from_date") or rows == 0:
-            continue
-        nulls = _null_similarity(r, name, stats, rows)
-        if gen in ("weighted_choice", "conditional_choice") and stats and stats.values:
-            other_value = (
-                col.params.get("other_value") if col.params.get("other") == "value" else None
-            )
-            score, adherence, dist = _categorical(r, name, stats, other_value)
-            out.append(
-                ColumnScore(
-                    name,
-                    gen,
-                    "TVComplement",
-                    score,
-                    nulls,
-                    category_adherence=adherence,
-                    distribution=dist,
-                )
-            )
-        elif gen in ("numeric_quantiles", "conditional_quantiles") and stats and stats.quantiles:
-            points = [(q.p, float(q.value)) for q in stats.quantiles]
-            score, inside, dist = _ks_against_points(
-                r, r.q(name), "", points, col.type == "integer"
-            )
-            out.append(
-                ColumnScore(
-                    name,
-                    gen,
-                    "KSComplement",
-                    score,
-                    nulls,
-                    boundary_adherence=inside,
-                    distribution=dist,
-                )
-            )
-        elif gen in ("date_bins", "datetime_bins") and stats and stats.years:
-            score, inside, dist = _years(r, name, stats)
-            out.append(
-                ColumnScore(
-                    name,
-                    gen,
-                    "TVComplement",
-                    score,
-                    nulls,
-                    boundary_adherence=inside,
-                    distribution=dist,
-                )
-            )
-        elif gen == "date_offset" and stats and stats.offset:
-            start = col.params.get("from_column", stats.offset.from_column)
-            diff = r.sql.day_difference(r.q(name), r.q(start), text=False)
-            points = [(q.p, max(0.0, float(q.value))) for q in stats.offset.quantiles]
-            score, inside, dist = _ks_against_points(
-                r, diff, f"AND {r.q(start)} IS NOT NULL", points, True
-            )
-            out.append(
-                ColumnScore(
-                    name,
-                    gen,
-                    "KSComplement",
-                    score,
-                    nulls,
-                    boundary_adherence=inside,
-                    distribution=dist,
-                )
-            )
-        elif gen == "string_pattern" and stats and stats.length:
-            points = [(q.p, float(q.value)) for q in stats.length]
-            length = r.sql.length(r.q(name))
-            score, inside, dist = _ks_against_points(r, length, "", points, True)
-            out.append(
-                ColumnScore(
-                    name,
-                    gen,
-                    "KSComplement",
-                    score,
-                    nulls,
-                    boundary_adherence=inside,
-                    distribution=dist,
-                )
-            )
-        else:  # constants, always-null, placeholders: only their nulls can be compared
-            out.append(ColumnScore(name, gen, "NullSimilarity", nulls, nulls))
-    return out
+    scores = (_column_score(r, name, col, rows) for name, col in cfg.columns.items())
+    return [s for s in scores if s is not None]
 
 
 def reference_scores(

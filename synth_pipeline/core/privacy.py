@@ -554,7 +554,11 @@ def privacy_markdown(
         )
     others = sorted(r.table for r in reports if r not in assessed)
     if others:
-        lines += ["", f"Not assessed (vocabulary, empty or not generated): {', '.join(others)}."]
+        lines += ["", f"Not assessed (empty, or nothing to compare): {', '.join(others)}."]
+    lines += [
+        "",
+        "Vocabulary tables are public reference data, copied as they are, and not assessed.",
+    ]
     overall = [r.exact_match_rate for r in assessed if r.exact_match_rate is not None]
     if overall:
         lines += [

@@ -114,8 +114,8 @@ def propose_column(
             f"reference to {fk.parent_table}: drawn from its synthetic keys 1..n"
             + (", children per parent as released" if cs.fanout else ", uniformly"),
         )
-    if lt == "datetime":
-        twin = name[: -len("time")] if name.endswith("_datetime") else None
+    if lt in ("date", "datetime"):
+        twin = name[: -len("time")] if lt == "datetime" and name.endswith("_datetime") else None
         if twin and twin in names and schema.column(twin).logical_type == "date":
             return (
                 "datetime_from_date",
@@ -123,28 +123,17 @@ def propose_column(
                 f"same day as {twin}, time of day as released",
             )
         if cs.offset is not None:
+            start = cs.offset.from_column
             return (
                 "date_offset",
-                {"from_column": cs.offset.from_column},
-                f"{cs.offset.from_column} plus released days, never before it",
+                {"from_column": start},
+                f"{start} plus released days, never before it",
             )
+        bins = "date_bins" if lt == "date" else "datetime_bins"
         if cs.years:
-            return (
-                "datetime_bins",
-                {},
-                "year bins and month-of-year counts, time of day as released",
-            )
-        return _no_distribution(col.nullable, "datetime_bins", k)
-    if lt == "date":
-        if cs.offset is not None:
-            return (
-                "date_offset",
-                {"from_column": cs.offset.from_column},
-                f"{cs.offset.from_column} plus released days, never before it",
-            )
-        if cs.years:
-            return "date_bins", {}, "year bins and month-of-year counts, day uniform"
-        return _no_distribution(col.nullable, "date_bins", k)
+            detail = "day uniform" if lt == "date" else "time of day as released"
+            return bins, {}, f"year bins and month-of-year counts, {detail}"
+        return _no_distribution(col.nullable, bins, k)
     if name in ("year_of_birth", "month_of_birth", "day_of_birth") and "birth_datetime" in names:
         bd = stats.columns.get("birth_datetime")
         if bd is not None and bd.years and bd.null_fraction == 0:

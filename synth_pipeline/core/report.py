@@ -107,6 +107,11 @@ KSComplement for numbers, offsets and lengths, TVComplement for categories and y
 
 
 def _table_section(t: TableFidelity) -> str:
+    if t.rows == 0:
+        return (
+            f'<section id="{escape(t.table)}"><h2>{escape(t.table)}</h2>'
+            "<p>0 rows: the table is empty in the source and stays empty.</p></section>"
+        )
     cols = "".join(
         f"<tr><td>{escape(c.column)}</td><td>{escape(c.generator)}</td><td>{escape(c.metric)}</td>"
         f"<td>{_fmt(c.score)}</td><td>{_fmt(c.null_similarity)}</td><td>{_fmt(c.boundary_adherence)}</td>"

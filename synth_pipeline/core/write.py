@@ -2,19 +2,24 @@
 
 A table is built under a temporary name and swapped in within one transaction, together with
 its row in the ``_synth_pipeline_tables`` register, so readers see the old table or the new
-one and never a half-written one. PostgreSQL is filled with COPY (psycopg 3), SQLite with
-batched executemany inside the transaction.
+one and never a half-written one. PostgreSQL is filled with one binary COPY (psycopg 3), SQLite
+with batched executemany inside the transaction; the next chunk is generated in a background
+thread while the current one is written, and memory is bounded by a few chunks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -73,17 +78,196 @@ def _sqlite_rows(df: pl.DataFrame) -> list[tuple]:
     return df.select(exprs).rows()
 
 
-def _copy_into(conn: Connection, target: str, columns: list[ColumnDef], df: pl.DataFrame) -> None:
-    cols = ", ".join(quote(conn.engine, c.name) for c in columns)
-    text = df.write_csv(
-        include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f", date_format="%Y-%m-%d"
-    )
-    driver = conn.connection.driver_connection
-    with (
-        driver.cursor() as cur,
-        cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT CSV)") as copy,
-    ):
-        copy.write(text)
+# PostgreSQL's binary COPY format: a signature, flags and header extension length, then per row
+# a 16-bit field count and per field a 32-bit byte length (-1 for NULL) and the value's bytes,
+# all big-endian; a field count of -1 ends the stream.
+COPY_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_BINARY_TRAILER = b"\xff\xff"
+_PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
+_PG_EPOCH_MICROS = _PG_EPOCH_DAYS * 86_400_000_000
+_BATCH_BYTES = 1 << 20  # rows are assembled in batches of about this size, to stay in cache
+# Chunks are encoded and sent in pieces of this many rows, up to four pieces ahead of the
+# database: small enough for the server to start early, large enough to amortise the calls.
+COPY_PIECE_ROWS = 65_536
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_FIXED = {
+    "integer": (">i8", 8),
+    "float": (">f8", 8),
+    "date": (">i4", 4),
+    "datetime": (">i8", 8),
+    "boolean": (">u1", 1),
+}
+
+
+def _big_endian(values: np.ndarray, code: str, width: int) -> np.ndarray:
+    """Values as big-endian bytes, seen as native unsigned integers of the same width."""
+    return np.ascontiguousarray(values.astype(code)).view(_UINT[width])
+
+
+def _strided(buf: np.ndarray, pos: int, row_bytes: int, rows: int, dtype) -> np.ndarray:
+    """A view of one field in every row of a row-major byte buffer (unaligned is fine)."""
+    return np.ndarray(shape=(rows,), dtype=dtype, buffer=buf, offset=pos, strides=(row_bytes,))
+
+
+class _FixedField:
+    """A fixed-width column: 4 length bytes, then the value (or only length -1 for NULL)."""
+
+    def __init__(self, s: pl.Series, logical: str):
+        code, self.width = _FIXED[logical]
+        if logical == "date":
+            v = s.cast(pl.Date).cast(pl.Int32).fill_null(0).to_numpy() - _PG_EPOCH_DAYS
+        elif logical == "datetime":
+            v = s.cast(pl.Datetime("us")).cast(pl.Int64).fill_null(0).to_numpy() - _PG_EPOCH_MICROS
+        elif logical == "boolean":
+            v = s.cast(pl.Boolean).cast(pl.UInt8).fill_null(0).to_numpy()
+        elif logical == "integer":
+            v = s.cast(pl.Int64).fill_null(0).to_numpy()
+        else:
+            v = s.cast(pl.Float64).fill_null(0).to_numpy()
+        self.values = _big_endian(v, code, self.width)
+        self.length = _big_endian(np.array([self.width]), ">i4", 4)[0]
+        self.lengths = self.keep = None
+        if s.null_count():
+            valid = s.is_not_null().to_numpy()
+            self.lengths = _big_endian(np.where(valid, self.width, -1), ">i4", 4)
+            # every byte of a value is kept (1) or dropped (0) with its row's validity
+            ones = _UINT[self.width](int.from_bytes(b"\x01" * self.width, "little"))
+            self.keep = valid.astype(_UINT[self.width]) * ones
+
+    def slot(self, a: int, b: int) -> int:
+        return self.width
+
+    def fill(self, out, keep, row_bytes: int, pos: int, a: int, b: int, width: int) -> None:
+        n = b - a
+        lengths = self.length if self.lengths is None else self.lengths[a:b]
+        _strided(out, pos, row_bytes, n, np.uint32)[...] = lengths
+        _strided(out, pos + 4, row_bytes, n, _UINT[self.width])[...] = self.values[a:b]
+        if self.keep is not None:
+            _strided(keep, pos + 4, row_bytes, n, _UINT[self.width])[...] = self.keep[a:b]
+
+
+class _TextField:
+    """A string column: 4 length bytes, then its UTF-8 bytes (or only length -1 for NULL)."""
+
+    def __init__(self, s: pl.Series):
+        n = len(s)
+        arr = s.cast(pl.Utf8).to_arrow(compat_level=pl.CompatLevel.oldest())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if arr.type != pa.large_utf8():
+            arr = arr.cast(pa.large_utf8())
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+        data = arr.buffers()[2]
+        data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        lens = np.diff(offsets)
+        valid = s.is_not_null().to_numpy() if s.null_count() else None
+        if valid is not None:
+            lens = np.where(valid, lens, 0)
+        widest = int(lens.max()) if n else 0
+        # rows of the data buffer as overlapping windows, so a batch's values are one gather
+        padded = np.concatenate([data, np.zeros(widest + 1, np.uint8)])
+        self.windows = np.lib.stride_tricks.sliding_window_view(padded, max(widest, 1))
+        self.starts = offsets[:-1]
+        self.lens = lens
+        self.lengths = _big_endian(lens if valid is None else np.where(valid, lens, -1), ">i4", 4)
+
+    def slot(self, a: int, b: int) -> int:
+        return int(self.lens[a:b].max()) if b > a else 0
+
+    def fill(self, out, keep, row_bytes: int, pos: int, a: int, b: int, width: int) -> None:
+        n = b - a
+        _strided(out, pos, row_bytes, n, np.uint32)[...] = self.lengths[a:b]
+        if not width:
+            return
+        body = np.ascontiguousarray(self.windows[self.starts[a:b], :width])
+        _strided(out, pos + 4, row_bytes, n, f"V{width}")[...] = body.view(f"V{width}").ravel()
+        inside = (np.arange(width) < self.lens[a:b, None]).view(np.uint8)
+        _strided(keep, pos + 4, row_bytes, n, f"V{width}")[...] = inside.view(f"V{width}").ravel()
+
+
+def binary_copy_rows(df: pl.DataFrame, columns: list[ColumnDef]) -> list[np.ndarray]:
+    """The rows of ``df`` in PostgreSQL's binary COPY format (without header and trailer).
+
+    Vectorised: each batch of rows is laid out in a row-major buffer with every field at its
+    widest, filled column by column through strided views, and the unused bytes (NULL values,
+    short strings) are then dropped in one filter.
+    """
+    n = df.height
+    fields: list[_FixedField | _TextField] = [
+        _TextField(df[c.name])
+        if c.logical_type == "string"
+        else _FixedField(df[c.name], c.logical_type)
+        for c in columns
+    ]
+    fixed = 2 + sum(4 + f.width for f in fields if isinstance(f, _FixedField))
+    texts = sum(1 for f in fields if isinstance(f, _TextField))
+    masked = texts > 0 or any(f.keep is not None for f in fields if isinstance(f, _FixedField))
+    count = _big_endian(np.array([len(fields)]), ">i2", 2)[0]
+    step = max(16, _BATCH_BYTES // (fixed + 24 * texts))
+    out = []
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        widths = [f.slot(a, b) for f in fields]
+        row_bytes = 2 + sum(4 + w for w in widths)
+        buf = np.empty((b - a) * row_bytes, np.uint8)
+        keep = np.ones((b - a) * row_bytes, np.uint8) if masked else None
+        _strided(buf, 0, row_bytes, b - a, np.uint16)[...] = count
+        pos = 2
+        for f, w in zip(fields, widths, strict=True):
+            f.fill(buf, keep, row_bytes, pos, a, b, w)
+            pos += 4 + w
+        out.append(buf if keep is None else pl.Series(buf).filter(pl.Series(keep) != 0).to_numpy())
+    return out
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def prefetch(items: Iterable, depth: int = 1) -> Iterator:
+    """Produce ``items`` in a background thread, at most ``depth`` ahead of the consumer.
+
+    Generating and encoding the next chunk (NumPy and Polars release the GIL) then overlaps
+    with the database taking in the current one. Memory stays bounded by ``depth`` + 2 items.
+    An exception in the producer is raised in the consumer; a consumer that stops early stops
+    the producer.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer as it is
+            put(_Failed(exc))
+
+    worker = threading.Thread(target=produce, name="synth-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def load_chunks(
@@ -93,22 +277,41 @@ def load_chunks(
     chunks: Iterable[pl.DataFrame],
     on_chunk: Callable[[int], None] | None = None,
 ) -> int:
-    """Append DataFrames to an existing table in the connection's transaction; returns rows."""
+    """Append DataFrames to an existing table in the connection's transaction; returns rows.
+
+    PostgreSQL: one binary COPY for all chunks. SQLite: executemany per chunk. Either way the
+    next chunk is produced (and encoded) in a background thread while this one is written.
+    """
     total = 0
-    pg = is_postgres(conn.engine)
-    insert = None
-    if not pg:
-        placeholders = ", ".join("?" for _ in columns)
-        names = ", ".join(quote(conn.engine, c.name) for c in columns)
-        insert = f"INSERT INTO {target} ({names}) VALUES ({placeholders})"
-    for df in chunks:
-        if df.height == 0:
-            continue
-        if pg:
-            _copy_into(conn, target, columns, df)
-        else:
-            conn.exec_driver_sql(insert, _sqlite_rows(df))  # type: ignore[arg-type]
-        total += df.height
+    if is_postgres(conn.engine):
+        cols = ", ".join(quote(conn.engine, c.name) for c in columns)
+        encoded = (
+            (piece.height, binary_copy_rows(piece, columns))
+            for df in chunks
+            for piece in df.iter_slices(COPY_PIECE_ROWS)
+            if piece.height
+        )
+        driver = conn.connection.driver_connection
+        with (
+            driver.cursor() as cur,
+            cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.write(COPY_BINARY_HEADER)
+            for height, parts in prefetch(encoded, depth=4):
+                for part in parts:
+                    copy.write(memoryview(part))
+                total += height
+                if on_chunk:
+                    on_chunk(total)
+            copy.write(COPY_BINARY_TRAILER)
+        return total
+    placeholders = ", ".join("?" for _ in columns)
+    names = ", ".join(quote(conn.engine, c.name) for c in columns)
+    insert = f"INSERT INTO {target} ({names}) VALUES ({placeholders})"
+    rows = ((df.height, _sqlite_rows(df)) for df in chunks if df.height)
+    for height, batch in prefetch(rows):
+        conn.exec_driver_sql(insert, batch)  # type: ignore[arg-type]
+        total += height
         if on_chunk:
             on_chunk(total)
     return total
@@ -158,11 +361,19 @@ def replace_table(
     temp = f"{table}{TEMP_SUFFIX}"[:63]
     token = secrets.token_hex(4)
     pk_name = f"{table[:40]}_pk_{token}" if primary_key else None
+    # PostgreSQL builds the primary key index once after the load (a bulk sort) rather than
+    # row by row; SQLite cannot add a primary key to an existing table, so it declares it first.
+    index_after = primary_key is not None and is_postgres(engine)
     with engine.begin() as conn:
         _table(temp, schema, columns, None, None).drop(conn, checkfirst=True)
-        new = _table(temp, schema, columns, primary_key, pk_name)
+        new = _table(temp, schema, columns, None if index_after else primary_key, pk_name)
         new.create(conn)
         rows = load_chunks(conn, qualified(engine, schema, temp), columns, chunks, on_chunk)
+        if index_after:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {qualified(engine, schema, temp)} ADD CONSTRAINT "
+                f"{quote(engine, pk_name)} PRIMARY KEY ({quote(engine, primary_key)})"  # type: ignore[arg-type]
+            )
         _table(table, schema, columns, None, None).drop(conn, checkfirst=True)
         conn.exec_driver_sql(
             f"ALTER TABLE {qualified(engine, schema, temp)} RENAME TO {quote(engine, table)}"
@@ -204,7 +415,14 @@ def read_register(engine: Engine, schema: str | None) -> dict[str, dict]:
 
 
 def coerce_frame(rows: list[tuple], columns: list[ColumnDef]) -> pl.DataFrame:
-    """Database rows as a typed DataFrame (SQLite hands back dates as text, PostgreSQL as dates)."""
+    """Database rows as a typed DataFrame (SQLite hands back dates as text, PostgreSQL as dates).
+
+    Rows go to Polars as they are (built in Rust, no per-value Python work) when every value
+    already has its column's type; dirty columns (mixed types) are converted value by value.
+    """
+    fast = _frame_from_rows(rows, columns)
+    if fast is not None:
+        return fast
     data = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
     series = []
     for c, values in zip(columns, data, strict=True):
@@ -212,6 +430,44 @@ def coerce_frame(rows: list[tuple], columns: list[ColumnDef]) -> pl.DataFrame:
         s = pl.Series(c.name, list(values), dtype=None if values else target, strict=False)
         series.append(_cast(s, c.logical_type, target))
     return pl.DataFrame(series)
+
+
+# How rows arrive from the drivers: SQLite gives dates and datetimes as text and booleans as
+# integers; PostgreSQL gives them typed. Polars checks each value against these.
+_ROW_TYPES = {
+    "integer": pl.Int64(),
+    "float": pl.Float64(),
+    "string": pl.Utf8(),
+    "boolean": pl.Boolean(),
+    "date": pl.Date(),
+    "datetime": pl.Datetime("us"),
+}
+
+
+def _frame_from_rows(rows: list[tuple], columns: list[ColumnDef]) -> pl.DataFrame | None:
+    if not rows:
+        return None
+    schema = {}
+    for i, c in enumerate(columns):
+        v = None
+        if c.logical_type in ("date", "datetime", "boolean"):
+            v = next((r[i] for r in rows if r[i] is not None), None)
+        if c.logical_type in ("date", "datetime") and isinstance(v, str):
+            schema[c.name] = pl.Utf8()
+        elif c.logical_type == "boolean" and isinstance(v, int) and not isinstance(v, bool):
+            schema[c.name] = pl.Int64()
+        else:
+            schema[c.name] = _ROW_TYPES[c.logical_type]
+    try:
+        df = pl.DataFrame(rows, schema=schema, orient="row", strict=True)
+    except Exception:  # noqa: BLE001 - a value of another type: take the careful path
+        return None
+    return pl.DataFrame(
+        [
+            _cast(df[c.name], c.logical_type, POLARS_TYPES[c.logical_type]).alias(c.name)
+            for c in columns
+        ]
+    )
 
 
 def _cast(s: pl.Series, logical: str, target: pl.DataType) -> pl.Series:

@@ -68,15 +68,19 @@ class ForeignKeyParams(BaseModel):
 class ForeignKey(Generator):
     """References drawn from the parent's synthetic key range 1..n(parent), so each resolves.
 
-    With the released children-per-parent distribution, each parent gets a number of children
-    drawn from it (parents without children in their released share), scaled to the rows wanted;
-    rows are then assigned to parents in order. Nulls follow the column's null fraction.
+    With the released children-per-parent distribution, parents are dealt children in key order:
+    each parent's count is drawn from the released bins (parents without children in their
+    released share), scaled so the expected total matches the rows wanted, and rounded at
+    random. Counts are drawn for 2^20 parents at a time, as the rows need them, so memory does
+    not grow with the parent table. Rows left over when the parents run out go to parents drawn
+    uniformly. Nulls follow the column's null fraction.
     """
 
     name = "foreign_key"
     summary = "References into the synthetic parent's key range; every one resolves."
     types = frozenset({"integer"})
     Params = ForeignKeyParams
+    PARENTS_PER_DRAW = 1 << 20
 
     @classmethod
     def check(cls, ctx_stats, params, logical_type):
@@ -84,68 +88,88 @@ class ForeignKey(Generator):
             return "params.distribution must be fanout or uniform"
         return None
 
-    def _counts(self, ctx: ColumnContext) -> np.ndarray | None:
-        key = "fk_counts"
-        if key in ctx.cache:
-            return ctx.cache[key]
-        params = ctx.params
-        n_parent = ctx.parent_rows(params.table)  # type: ignore[attr-defined]
-        counts = None
-        fanout = ctx.stats.fanout if ctx.stats else None
-        if params.distribution == "fanout" and fanout and n_parent > 0 and ctx.rows > 0:  # type: ignore[attr-defined]
-            rng = ctx.rng(0, "fanout")
-            referenced = sum(b.count for b in fanout)
-            parent_source = ctx.parent_source_rows(params.table) or referenced  # type: ignore[attr-defined]
-            share = min(1.0, referenced / parent_source) if parent_source else 1.0
-            weights = np.array([b.count for b in fanout], dtype=float)
-            weights /= weights.sum()
-            which = rng.choice(len(fanout), size=n_parent, p=weights)
-            lo = np.array([b.start for b in fanout])[which]
-            hi = np.array([b.end for b in fanout])[which]
-            draws = rng.integers(lo, hi + 1).astype(float)
-            draws[rng.random(n_parent) >= share] = 0
-            if draws.sum() == 0:
-                draws[:] = 1
-            wanted = int(self._non_null_before(ctx)[-1])
-            scaled = draws * (wanted / draws.sum())
-            counts = np.floor(scaled).astype(np.int64)
-            short = wanted - counts.sum()
-            if short > 0:
-                remainder = scaled - counts
-                counts[np.argsort(-remainder, kind="stable")[:short]] += 1
-            counts = np.cumsum(counts)
-        ctx.cache[key] = counts
-        return counts
-
-    def _non_null_before(self, ctx: ColumnContext) -> np.ndarray:
-        """Non-null rows before each block (and, last, in the whole table): the null masks of
-        all blocks are drawn once, so children are dealt to parents in the same order whatever
-        the chunking."""
-        key = "fk_non_null"
-        if key not in ctx.cache:
-            blocks = -(-ctx.rows // BLOCK_ROWS)
-            sizes = [min(BLOCK_ROWS, ctx.rows - b * BLOCK_ROWS) for b in range(blocks)]
-            kept = [int((~null_mask(ctx, b, n)).sum()) for b, n in enumerate(sizes)]
-            ctx.cache[key] = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
-        return ctx.cache[key]
-
     def block(self, ctx, start, count, block, done):
         n_parent = ctx.parent_rows(ctx.params.table)  # type: ignore[attr-defined]
         if n_parent <= 0:
             return pl.Series(ctx.column, [None] * count, dtype=pl.Int64)
-        cum = self._counts(ctx)
-        nulls = null_mask(ctx, block, count)
-        if cum is None:
+        fanout = ctx.stats.fanout if ctx.stats else None
+        if ctx.params.distribution != "fanout" or not fanout:  # type: ignore[attr-defined]
             ids = ctx.rng(block).integers(1, n_parent + 1, size=count)
             return apply_nulls(ctx, pl.Series(ctx.column, ids.astype(np.int64)), block)
-        # the block's non-null rows take the next places in the parents' sequence of children
-        first = self._non_null_before(ctx)[block]
-        places = first + np.arange(int((~nulls).sum()))
+        nulls = null_mask(ctx, block, count)
         ids = np.zeros(count, dtype=np.int64)
-        ids[~nulls] = np.searchsorted(cum, places, side="right") + 1
+        ids[~nulls] = self._deal(ctx, block, int((~nulls).sum()), n_parent)
         out = pl.Series(ctx.column, ids)
         return (
             pl.select(pl.when(pl.lit(pl.Series(nulls))).then(None).otherwise(out))
             .to_series()
             .alias(ctx.column)
         )
+
+    def _deal(self, ctx: ColumnContext, block: int, k: int, n_parent: int) -> np.ndarray:
+        """Parent ids for the next ``k`` non-null rows of ``block`` (blocks come in order)."""
+        state = ctx.cache.get("fk_deal")
+        if state is None or block < state["next_block"] - 1:
+            state = {
+                "next_block": 0,
+                "pos": 0,
+                "draw": -1,
+                "cum": np.zeros(0, np.int64),
+                "base": 0,
+                "last": None,
+            }
+            ctx.cache["fk_deal"] = state
+        if block == state["next_block"] - 1 and state["last"] is not None:
+            return state["last"]  # the same block again (a column regenerated under the rules)
+        while state["next_block"] < block:  # catch up on skipped blocks, in order
+            b = state["next_block"]
+            n = min(BLOCK_ROWS, ctx.rows - b * BLOCK_ROWS)
+            self._take(ctx, state, int((~null_mask(ctx, b, n)).sum()), n_parent, b)
+            state["next_block"] += 1
+        ids = self._take(ctx, state, k, n_parent, block)
+        state["next_block"], state["last"] = block + 1, ids
+        return ids
+
+    def _take(self, ctx, state, k, n_parent, block) -> np.ndarray:
+        parts = []
+        while k > 0:
+            end = state["base"] + (int(state["cum"][-1]) if len(state["cum"]) else 0)
+            if state["pos"] >= end:
+                if (state["draw"] + 1) * self.PARENTS_PER_DRAW >= n_parent:  # parents used up
+                    parts.append(ctx.rng(block, "overflow").integers(1, n_parent + 1, size=k))
+                    break
+                state["base"] = end
+                state["draw"] += 1
+                state["cum"] = np.cumsum(self._counts(ctx, state["draw"], n_parent))
+                continue
+            take = min(k, end - state["pos"])
+            local = state["pos"] - state["base"] + np.arange(take)
+            first_parent = state["draw"] * self.PARENTS_PER_DRAW
+            parts.append(first_parent + np.searchsorted(state["cum"], local, side="right") + 1)
+            state["pos"] += take
+            k -= take
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def _counts(self, ctx: ColumnContext, draw: int, n_parent: int) -> np.ndarray:
+        """Children of parents draw*2^20 .. (draw+1)*2^20 - 1 (their own random stream)."""
+        fanout = ctx.stats.fanout  # type: ignore[union-attr]
+        params = ctx.params
+        lo_parent = draw * self.PARENTS_PER_DRAW
+        n = min(self.PARENTS_PER_DRAW, n_parent - lo_parent)
+        rng = ctx.rng(draw, "fanout")
+        weights = np.array([b.count for b in fanout], dtype=float)
+        weights /= weights.sum()
+        referenced = sum(b.count for b in fanout)
+        parent_source = ctx.parent_source_rows(params.table) or referenced  # type: ignore[attr-defined]
+        share = min(1.0, referenced / parent_source) if parent_source else 1.0
+        mean = share * float(
+            sum(w * (b.start + b.end) / 2 for w, b in zip(weights, fanout, strict=True))
+        )
+        frac = ctx.stats.null_fraction if ctx.stats else 0.0
+        factor = ctx.rows * (1 - frac) / (n_parent * mean) if mean > 0 else 0.0
+        which = rng.choice(len(fanout), size=n, p=weights)
+        lo = np.array([b.start for b in fanout])[which]
+        hi = np.array([b.end for b in fanout])[which]
+        draws = rng.integers(lo, hi + 1).astype(float)
+        draws[rng.random(n) >= share] = 0
+        return np.floor(draws * factor + rng.random(n)).astype(np.int64)
