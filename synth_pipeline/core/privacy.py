@@ -370,16 +370,16 @@ def assess_table(
     wanted = list(dict.fromkeys(informative + qi + channels))
     report.assessed = True
     report.columns, report.quasi_identifiers = informative, qi
+    report.synthetic_rows = table_row_count(destination, destination_schema, cfg.table)
+    if report.synthetic_rows == 0:
+        report.note = "the synthetic table is empty"
+        return report
     if not wanted:
-        report.synthetic_rows = table_row_count(destination, destination_schema, cfg.table)
         report.note = "no column generated from released statistics"
         return report
     src = _read(source, source_schema, names[cfg.table], cfg, wanted)
     syn = _read(destination, destination_schema, cfg.table, cfg, wanted)
     report.source_rows, report.synthetic_rows = src.height, syn.height
-    if syn.height == 0:
-        report.note = "the synthetic table is empty"
-        return report
     if informative:
         matched = syn.join(
             src.select(informative).unique(), on=informative, how="semi", nulls_equal=True
