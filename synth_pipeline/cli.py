@@ -1,4 +1,4 @@
-"""The ``synth-pipeline`` command: demo, init, approve, run."""
+"""The ``synth-pipeline`` command: demo, init, approve, review, run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from . import settings
 from .core.config import ProjectFiles, approval_problem, approve
 from .core.database import redact
 from .core.errors import SynthPipelineError
+from .core.review import keep_approved_copy, review_text
 from .runner import RunReport, execute
 
 SKIP_VOCABULARY_HELP = (
@@ -156,12 +157,27 @@ def cmd_approve(args) -> int:
         cfg = files.load_table(t)
         approved = approve(cfg, args.reviewer, cfg.source.fingerprint, args.comment)
         files.save_table(approved)
+        keep_approved_copy(files, t)  # what `review` diffs against next time
         was = (
             "re-approved"
             if cfg.review.status == "approved" and approval_problem(cfg, None) is None
             else "approved"
         )
         print(f"  {t:<24} {was} by {approved.review.reviewer} at {approved.review.approved_at}")
+    return 0
+
+
+def cmd_review(args) -> int:
+    files = _files(args)
+    if not files.folder.exists():
+        raise SynthPipelineError(f"no project {args.project!r} in {files.root}")
+    tables = args.table or files.tables()
+    for t in tables:
+        if not files.has_table(t):
+            raise SynthPipelineError(
+                f"project {args.project} has no table {t!r} ({files.table_file(t)})"
+            )
+    print("\n".join(review_text(files, t) for t in tables), end="")
     return 0
 
 
@@ -216,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--reviewer", required=True, help="who reviewed the files")
     a.add_argument("--comment", help="a note kept in the review block")
     a.set_defaults(func=cmd_approve)
+
+    v = sub.add_parser(
+        "review",
+        help="print every value a config took from the source, the rule that let it out, "
+        "and the changes since the last approval",
+    )
+    common(v)
+    v.add_argument("--table", nargs="+", help="only these tables (default: all)")
+    v.set_defaults(func=cmd_review)
 
     r = sub.add_parser(
         "run", help="materialise every asset of the selected tables headless and write the bundle"

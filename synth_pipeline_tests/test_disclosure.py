@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synth_pipeline.core import disclosure as dc
 
@@ -100,3 +102,31 @@ def test_never_list_patterns_match_source_values_and_free_text():
     assert POLICY.never_listed("person_source_value")
     assert POLICY.never_listed("NOTE_TEXT")
     assert not POLICY.never_listed("gender_concept_id")
+
+
+def test_quantile_windows_stay_clear_of_the_extremes():
+    for k in (5, 10, 25):
+        policy = dc.DisclosurePolicy(min_cell_count=k)
+        for n in (2 * k, 3 * k + 1, 101, 5_000):
+            for p in dc.quantile_grid(n, policy):
+                first, last = dc.quantile_window(dc.rank_for(p, n), n, k)
+                assert last - first + 1 == k
+                # the k/2 smallest and largest values never enter a released quantile
+                assert first > k // 2 and last <= n - k // 2, (k, n, p, first, last)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 50_000), min_size=10, max_size=10, unique=True),
+    st.integers(0, 3),
+)
+def test_a_window_mean_is_never_one_of_its_distinct_values(millis, decimals):
+    values = sorted(m / 10**decimals for m in millis)
+    released = dc.window_mean(values, integer=False)
+    assert released not in values
+    assert values[0] <= released <= values[-1]
+
+
+def test_a_window_of_ties_releases_the_tied_value():
+    assert dc.window_mean([7.5] * 10, integer=False) == 7.5
+    assert dc.window_mean([1909, 1910, 1910, 1911] + [1912] * 6, integer=True) == 1911

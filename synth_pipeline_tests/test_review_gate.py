@@ -109,10 +109,36 @@ def _resources(config_root, source_path, tmp_path):
     }
 
 
-def test_dagster_blocking_check_fails_and_generation_does_not_run(
-    config_root, source_copy, tmp_path
-):
+def _make_draft(config_root, source_path):
     set_review(config_root / "demo" / "person.yaml", status="draft")
+
+
+def _edit_after_approval(config_root, source_path):
+    path = config_root / "demo" / "person.yaml"
+    data = yaml.safe_load(path.read_text())
+    # a reviewer slips a value into the released statistics without a new approval
+    data["columns"]["race_concept_id"]["stats"]["values"].append({"value": 8657, "count": 100})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _change_the_source(config_root, source_path):
+    with sqlite3.connect(source_path) as conn:
+        conn.execute("DELETE FROM person WHERE person_id % 3 = 0")
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [
+        (_make_draft, "draft, not approved by a reviewer"),
+        (_edit_after_approval, "edited after"),
+        (_change_the_source, "source schema or statistics changed"),
+    ],
+    ids=["draft", "edited-after-approval", "stale-fingerprint"],
+)
+def test_dagster_blocking_check_fails_and_generation_does_not_run(
+    config_root, source_copy, tmp_path, breakage, reason
+):
+    breakage(config_root, source_copy)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(OMOP_TABLES, ["person"])
     result = dg.materialize(
@@ -125,7 +151,8 @@ def test_dagster_blocking_check_fails_and_generation_does_not_run(
     )
     assert not result.success
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "config_approved"]
-    assert not check.passed and "draft" in check.description
+    assert not check.passed
+    assert check.description.startswith("table person: ") and reason in check.description
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert "synthetic_table" not in materialized
     assert "reviewed_config" in materialized

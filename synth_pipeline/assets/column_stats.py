@@ -2,11 +2,13 @@
 
 import dagster as dg
 
+from ..core.dp import noise_for
 from ..core.propose import source_fingerprint
-from ..core.schema import TableSchema
+from ..core.schema import TableSchema, list_tables
 from ..core.summarise import summarise_table
 from ..partitions import omop_table_partitions
 from ..resources import SourceDatabase, SynthProject
+from ..settings import work_dir
 from .presentation import GROUP, bullet_list, markdown_table, retry_transient
 
 
@@ -46,8 +48,20 @@ def column_stats(
     table = TableSchema.model_validate(schema_snapshot)
     settings = project.settings()
     policy = settings.disclosure
+    # differential privacy (off unless project.yaml sets disclosure.epsilon); the noise key
+    # stays in the work folder, inside the trusted environment
+    noise = (
+        noise_for(table, policy, list_tables(source.engine(), source.db_schema), work_dir())
+        if policy.epsilon is not None
+        else None
+    )
     stats = summarise_table(
-        source.engine(), source.db_schema, table, policy, settings.conditional.get(table.name, {})
+        source.engine(),
+        source.db_schema,
+        table,
+        policy,
+        settings.conditional.get(table.name, {}),
+        noise,
     )
     fingerprint = source_fingerprint(table, stats)
     data = {
@@ -65,6 +79,7 @@ def column_stats(
             else f"below k={policy.k}",
             "source_fingerprint": fingerprint,
             "min_cell_count_k": policy.k,
+            "dp_epsilon_spent": stats.dp.table_epsilon if stats.dp else "off",
             "statistics": markdown_table(
                 ["column", "non-null", "null fraction", "distinct", "released", "rules applied"],
                 [

@@ -7,11 +7,13 @@ from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
 from ..core.integrity import stale_references
+from ..core.privacy import bundle_problems, privacy_markdown
 from ..core.report import fidelity_html
 from ..core.rules import count_violations
 from ..core.write import ColumnDef, read_register
 from ..resources import DestinationDatabase, SynthProject
 from .presentation import GROUP, bullet_list, markdown_table, retry_transient
+from .privacy import load_reports
 from .synthetic_table import synthetic_table
 
 VERIFIES_CHECK = "bundle_verifies"
@@ -49,6 +51,12 @@ def csv_bundle(
         raise SynthPipelineError(
             "the destination's tables do not fit together: " + "; ".join(problems)
         )
+    # vocabulary tables are public reference data copied as they are: nothing to assess
+    generated = sorted(t for t, e in included.items() if e["kind"] == "synthetic")
+    privacy = load_reports(project, destination, generated)
+    refused = bundle_problems(privacy, included)
+    if refused:
+        raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
     insp = sa.inspect(engine)
     tables = []
     notes = []
@@ -84,6 +92,7 @@ def csv_bundle(
                 table_fidelity(engine, schema, cfg, entry.get("parent_rows") or {}, violations)
             )
     threshold = project.settings().fidelity.min_median_column_score
+    policy = project.settings().disclosure
     manifest = write_bundle(
         engine,
         schema,
@@ -96,7 +105,10 @@ def csv_bundle(
         reports={
             "fidelity.html": lambda created: fidelity_html(
                 project.project, fidelity, created, threshold
-            )
+            ),
+            "privacy.md": lambda created: privacy_markdown(
+                project.project, [r for r in privacy.values() if r], created, policy
+            ),
         },
     )
     bad = verify_bundle(out)

@@ -1,7 +1,9 @@
 """synthetic_table[t]: the table created and filled in the destination from the approved config alone.
 
-The source is not read here, except to copy public vocabulary tables as they are. The code
-refuses an unapproved, stale or hand-edited config itself, whatever the orchestration does.
+The rows come from the config alone: the source is read only to copy public vocabulary tables
+as they are, and to measure the written rows against it for the privacy report (inside the
+trusted environment). The code refuses an unapproved, stale or hand-edited config itself,
+whatever the orchestration does.
 """
 
 import time
@@ -27,6 +29,7 @@ from ..core.write import (
 from ..partitions import omop_table_partitions
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from .presentation import GROUP, bullet_list, markdown_table, preview, retry_transient
+from .privacy import PRIVACY_CHECK_SPECS, assess, privacy_check_results, privacy_metadata
 
 REFERENCES_CHECK = "references_resolve"
 ROW_COUNT_CHECK = "row_count_matches_config"
@@ -90,6 +93,7 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
             description="The median column score (KSComplement/TVComplement against the approved "
             "statistics) and the cardinality shape of each foreign key reach project.yaml's thresholds.",
         ),
+        *PRIVACY_CHECK_SPECS,
     ],
     description="The synthetic table in the destination database, generated column by column "
     "from the approved config, written in bulk (COPY on PostgreSQL) and swapped in atomically.",
@@ -225,6 +229,9 @@ def synthetic_table(
             ],
         )
         metadata["rule_violations"] = dg.MetadataValue.json(fidelity.rule_violations)
+    # measured against the source, inside the trusted environment; csv_bundle reads the verdict
+    privacy = assess(cfg, source, destination, project)
+    metadata.update(privacy_metadata(privacy))
     if rows and cfg.kind != "skip":
         cols = columns_of(cfg)
         sql = f"SELECT {', '.join(quote(engine, c.name) for c in cols)} FROM {qualified(engine, schema, table)} LIMIT 10"
@@ -282,3 +289,4 @@ def synthetic_table(
         description=f"median column score {median} (threshold {thresholds.min_median_column_score})"
         + (f"; children per parent off in {low_shape}" if low_shape else ""),
     )
+    yield from privacy_check_results(privacy)

@@ -21,7 +21,7 @@ from .disclosure import DisclosurePolicy
 from .errors import ConfigError, ReviewGateError
 from .generators import CATALOGUE
 from .schema import LogicalType
-from .statistics import ColumnStats, fingerprint_of
+from .statistics import ColumnStats, PrivacyBudget, fingerprint_of
 
 FORMAT_VERSION = 1
 PROJECT_FILE = "project.yaml"
@@ -36,6 +36,51 @@ class FidelityThresholds(BaseModel):
     )
     min_cardinality_shape_similarity: float = Field(
         0.7, ge=0, le=1, description="Children per parent against the released fan-out."
+    )
+
+
+class PrivacyThresholds(BaseModel):
+    """What the privacy checks hold each synthetic table to (see core/privacy.py); a table that
+    exceeds one is refused by csv_bundle."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_exact_match_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of synthetic rows equal to some source row on every informative "
+        "non-key column.",
+    )
+    max_unique_match_excess: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="How far the share of synthetic rows matching a source row that is unique on "
+        "its quasi-identifiers (person: year of birth, gender, race, ethnicity; events: concept, "
+        "date) may exceed the share a fresh real row shows by chance (source rows whose "
+        "combination occurs exactly twice).",
+    )
+    max_dcr_closer_share: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Share of synthetic rows closer to the source than held-out source rows are "
+        "(distance to closest record; 0.5 is what a fresh sample of patients would show).",
+    )
+    max_rare_category_leaks: int = Field(
+        0,
+        ge=0,
+        description="Values seen fewer than k times in the source that appear in the output.",
+    )
+    dcr_sample_rows: int = Field(
+        1000, ge=10, description="Synthetic rows and held-out rows sampled for the DCR share."
+    )
+    dcr_reference_rows: int = Field(
+        5000, ge=10, description="Source rows (the other half) they are compared with."
+    )
+    quasi_identifiers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per table, the quasi-identifier columns to use instead of the defaults.",
     )
 
 
@@ -57,6 +102,7 @@ class ProjectConfig(BaseModel):
     )
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     fidelity: FidelityThresholds = Field(default_factory=FidelityThresholds)
+    privacy: PrivacyThresholds = Field(default_factory=PrivacyThresholds)
     conditional: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {
             "measurement": {
@@ -143,6 +189,9 @@ class SourceSummary(BaseModel):
     row_count: int | None = Field(None, description="Released row count (None: below k).")
     fingerprint: str | None = None
     findings: list[str] = Field(default_factory=list)
+    dp: PrivacyBudget | None = Field(
+        None, description="The differential privacy budget the statistics spent (when it is on)."
+    )
 
 
 class TableConfig(BaseModel):

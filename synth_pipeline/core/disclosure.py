@@ -11,6 +11,7 @@ import fnmatch
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -77,6 +78,23 @@ class DisclosurePolicy(BaseModel):
         ge=10,
         description="Rows read to recognise the shape of a never-listed string column; only "
         "the shape's name leaves.",
+    )
+    epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="Differential privacy budget of the whole project (None: off). Split equally "
+        "over the source's patient-level tables, then over each table's released counts and "
+        "histograms, which get noise before the k and rounding rules.",
+    )
+    dp_mechanism: Literal["geometric", "laplace"] = Field(
+        "geometric",
+        description="Noise under differential privacy: two-sided geometric (integer, exact) or "
+        "Laplace (rounded to an integer).",
+    )
+    dp_quantiles: Literal["not_noised", "withheld"] = Field(
+        "not_noised",
+        description="Quantiles under differential privacy: released under the k rules only "
+        "(outside the epsilon guarantee), or withheld.",
     )
 
     @model_validator(mode="after")
@@ -171,6 +189,43 @@ def quantile_grid(n: int, policy: DisclosurePolicy) -> list[float]:
 def rank_for(p: float, n: int) -> int:
     """1-based rank of the value at probability p (PostgreSQL's percentile_disc definition)."""
     return min(n, max(1, math.ceil(p * n)))
+
+
+def quantile_window(rank: int, n: int, k: int) -> tuple[int, int]:
+    """The 1-based ranks (first, last) of the k values whose mean is released for ``rank``.
+
+    Centred on the rank; with the ranks :func:`quantile_grid` gives (at least k from each end)
+    the window never reaches the k/2 smallest or largest values, so no extreme enters a
+    statistic, and no released quantile is a single record's value.
+    """
+    first = max(1, rank - (k - 1) // 2)
+    last = min(n, first + k - 1)
+    return max(1, last - k + 1), last
+
+
+def window_mean(values: Sequence[float], integer: bool) -> int | float:
+    """The released value of a quantile window: the mean of its k values, an integer for
+    integer columns and six significant digits otherwise.
+
+    A mean can land on one of the window's own values by chance (dense data on a grid of
+    decimals). Then the midpoint between that value and its distinct neighbour is released
+    instead: the window is a run of consecutive ranks, so no value of the data lies strictly
+    between two neighbouring distinct values of it.
+    """
+    numbers = sorted(float(v) for v in values)
+    m = math.fsum(numbers) / len(numbers)
+    if integer:
+        return int(math.floor(m + 0.5))
+    released = float(f"{m:.6g}")
+    distinct = sorted(set(numbers))
+    if released in distinct and len(distinct) > 1:
+        i = distinct.index(released)
+        neighbour = distinct[i + 1] if i + 1 < len(distinct) else distinct[i - 1]
+        midpoint = (released + neighbour) / 2
+        released = float(f"{midpoint:.6g}")
+        if released in distinct:  # six digits were not enough to tell them apart
+            released = midpoint
+    return released
 
 
 @dataclass

@@ -76,6 +76,7 @@ def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
             row_count=stats.row_count,
             fingerprint=source_fingerprint(schema, stats),
             findings=findings,
+            dp=stats.dp,
         ),
         columns=columns,
         review=ReviewBlock(),

@@ -107,6 +107,31 @@ class ColumnStats(BaseModel):
     listed: bool = Field(True, description="False when values are never listed (free text, ids).")
 
 
+class PrivacyBudget(BaseModel):
+    """The differential privacy budget a table's released statistics spent (when it is on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mechanism: str = Field(description="geometric (two-sided, integer) or laplace (rounded).")
+    unit: str = Field(
+        "row",
+        description="What one neighbouring extract differs by: one row of this table. A person "
+        "with several rows is protected at epsilon times their row count.",
+    )
+    project_epsilon: float = Field(description="project.yaml disclosure.epsilon.")
+    tables_sharing: int = Field(description="Patient-level tables of the source sharing it.")
+    table_epsilon: float = Field(description="This table's equal share.")
+    statistics: int = Field(description="Counts and histograms of this table that get noise.")
+    statistic_epsilon: float = Field(description="Each one's equal share of table_epsilon.")
+    spent: dict[str, float] = Field(
+        description="Epsilon spent per column (and 'rows' for the row count); sums to table_epsilon."
+    )
+    quantiles: str = Field(description="How quantiles are treated under differential privacy.")
+    outside_guarantee: list[str] = Field(
+        default_factory=list, description="What is released without noise, and why."
+    )
+
+
 class TableStats(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -117,6 +142,7 @@ class TableStats(BaseModel):
     disclosure: dict[str, list[str]] = Field(default_factory=dict)  # column -> rules applied
     findings: list[str] = Field(default_factory=list)  # dirty data seen, counts released
     policy: DisclosurePolicy
+    dp: PrivacyBudget | None = None  # the differential privacy budget spent, when it is on
 
     def fingerprint(self) -> str:
         return fingerprint_of(self.model_dump(mode="json", by_alias=True))

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
 from .database import is_postgres, qualified, quote
+from .dp import Noise
 from .schema import ColumnSchema, TableSchema, column_role
 from .sqlexpr import SqlExpressions
 from .statistics import (
@@ -76,11 +77,14 @@ def summarise_table(
     table: TableSchema,
     policy: dc.DisclosurePolicy,
     conditional: dict[str, str] | None = None,
+    noise: Noise | None = None,
 ) -> TableStats:
     """Released statistics of one source table.
 
     ``conditional`` maps a column to the column it is also summarised by (per-group statistics
     for conditional generators); pairs naming a column the table lacks are ignored.
+    ``noise`` (differential privacy, see :mod:`.dp`) is added to every released count and
+    histogram before the k and rounding rules; per-group statistics are then withheld.
     """
     conditional = {
         c: by
@@ -100,7 +104,10 @@ def summarise_table(
             findings=["vocabulary table: public reference data, copied as it is"],
             policy=policy,
         )
-    row_count = dc.release_count(table.row_count, policy)
+    if noise is not None and kind != "metadata":
+        row_count = dc.release_count(noise.counts("rows", [table.row_count])[0], policy)
+    else:
+        row_count = dc.release_count(table.row_count, policy)
     if kind == "metadata":
         return TableStats(
             table=table.name,
@@ -118,6 +125,8 @@ def summarise_table(
     stats: dict[str, ColumnStats] = {}
 
     def rel(n: int) -> str:
+        if noise is not None:
+            return "some"  # counts in findings are withheld under differential privacy
         r = dc.release_count(n, policy)
         return f"about {r}" if r is not None else f"fewer than {policy.k}"
 
@@ -137,22 +146,38 @@ def summarise_table(
             zero_is_null = role == "foreign_key" and col.nullable
             effective_non_null = non_null - zeros if zero_is_null else non_null
             cs = ColumnStats()
-            released_nn = dc.release_count(effective_non_null, policy)
-            released_total = dc.release_count(total, policy)
-            released_null = dc.release_count(total - effective_non_null, policy)
+            if noise is None:
+                released_nn = dc.release_count(effective_non_null, policy)
+                released_total = dc.release_count(total, policy)
+                released_null = dc.release_count(total - effective_non_null, policy)
+            else:
+                nulls, values = (
+                    noise.counts(
+                        f"{col.name}:nulls", [total - effective_non_null, effective_non_null]
+                    )
+                    if col.nullable
+                    else (0, noise.counts("rows", [table.row_count])[0])
+                )
+                released_nn = dc.release_count(values, policy)
+                released_null = dc.release_count(nulls, policy)
+                released_total = (released_nn or 0) + (released_null or 0)
             cs.non_null = released_nn
             if released_null is None:
                 col_notes.append(f"null count below k={policy.k}: released as no nulls")
                 released_null = 0
-            if released_total:
+            if released_nn is None and effective_non_null and released_total:
+                # the few values left must not show as a null fraction just under 1
+                col_notes.append(f"non-null count below k={policy.k}: released as all NULL")
+                cs.null_fraction = 1.0
+            elif released_total:
                 cs.null_fraction = round(min(1.0, released_null / released_total), 4)
             elif effective_non_null == 0:
                 cs.null_fraction = 1.0
-            cs.distinct = dc.release_count(distinct, policy)
-            if cs.distinct is None and distinct:
+            cs.distinct = dc.release_count(distinct, policy) if noise is None else None
+            if cs.distinct is None and distinct and noise is None:
                 col_notes.append(f"distinct count below k={policy.k}: withheld")
             if zeros and role == "foreign_key":
-                cs.zero_as_null = dc.release_count(zeros, policy)
+                cs.zero_as_null = dc.release_count(zeros, policy) if noise is None else None
                 handling = (
                     "treated as NULL"
                     if zero_is_null
@@ -181,7 +206,19 @@ def summarise_table(
                 cs.distinct = None
             elif role == "foreign_key":
                 _summarise_reference(
-                    conn, engine, sql, schema, tbl, table, col, policy, cs, col_notes, findings, rel
+                    conn,
+                    engine,
+                    sql,
+                    schema,
+                    tbl,
+                    table,
+                    col,
+                    policy,
+                    cs,
+                    col_notes,
+                    findings,
+                    rel,
+                    noise,
                 )
             else:
                 _summarise_values(
@@ -198,11 +235,17 @@ def summarise_table(
                     cs,
                     col_notes,
                     findings,
+                    noise,
                 )
                 if col.name in conditional and col.logical_type in ("integer", "float"):
-                    cs.conditional = _summarise_by_group(
-                        conn, tbl, table, col, conditional[col.name], role, policy, col_notes
-                    )
+                    if noise is not None:
+                        col_notes.append(
+                            f"per-{conditional[col.name]} statistics withheld under differential privacy"
+                        )
+                    else:
+                        cs.conditional = _summarise_by_group(
+                            conn, tbl, table, col, conditional[col.name], role, policy, col_notes
+                        )
             stats[col.name] = cs
             notes[col.name] = col_notes
 
@@ -214,6 +257,7 @@ def summarise_table(
         disclosure={c: n for c, n in notes.items() if n},
         findings=findings,
         policy=policy,
+        dp=noise.budget if noise is not None else None,
     )
 
 
@@ -240,42 +284,73 @@ def _first_scan(
 
 
 def _quantiles(
-    conn: Connection, tbl: str, expr: str, n: int, grid: list[float], where: str = ""
+    conn: Connection,
+    tbl: str,
+    expr: str,
+    n: int,
+    grid: list[float],
+    policy: dc.DisclosurePolicy,
+    integer: bool,
+    where: str = "",
+    params: dict[str, Any] | None = None,
 ) -> list[QuantilePoint]:
-    """Values at the given probabilities (nearest rank, as percentile_disc), one ordered pass."""
+    """Released quantiles: at each probability of the grid, the mean of the k values around its
+    nearest rank (:func:`.disclosure.quantile_window`), so no point is one record's value."""
     if not grid or n <= 0:
         return []
-    ranks = {dc.rank_for(p, n): p for p in grid}
+    windows = {p: dc.quantile_window(dc.rank_for(p, n), n, policy.k) for p in grid}
+    wanted = sorted({r for a, b in windows.values() for r in range(a, b + 1)})
+    by_rank = _values_at_ranks(conn, tbl, expr, n, wanted, where, params or {})
+    points = []
+    for p, (a, b) in windows.items():
+        values = [by_rank.get(r) for r in range(a, b + 1)]
+        if all(v is not None for v in values):
+            points.append(QuantilePoint(p=p, value=dc.window_mean(values, integer)))  # type: ignore[arg-type]
+    return _thin(points)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None  # a non-numeric value in a numeric column (dirty data) joins no window
+
+
+def _values_at_ranks(
+    conn: Connection,
+    tbl: str,
+    expr: str,
+    n: int,
+    ranks: list[int],
+    where: str,
+    params: dict[str, Any],
+) -> dict[int, float | None]:
+    """The values at the given 1-based ranks of ``expr`` in ascending order, in one sorted pass.
+
+    They stay inside this module: only their window means are released.
+    """
     cond = f"{expr} IS NOT NULL" + (f" AND {where}" if where else "")
     if is_postgres(conn.engine):
-        # one sort, no window: percentile_disc(p) is the value at rank ceil(p * n) (rank 1 for
-        # p = 0), the same nearest rank as rank_for, computed in the same double arithmetic
-        order = sorted(ranks)
-        probs = ", ".join(repr(float(ranks[r])) for r in order)
+        # one sort, no window function: percentile_disc(p) is the value at rank ceil(p * n);
+        # p = (rank - 0.5) / n lands inside the rank's interval whatever the rounding
+        probs = ", ".join(repr((r - 0.5) / n) for r in ranks)
         values = conn.execute(
             sa.text(
                 f"SELECT percentile_disc(ARRAY[{probs}]::float8[]) WITHIN GROUP (ORDER BY {expr}) "
                 f"FROM {tbl} WHERE {cond}"
-            )
+            ),
+            params,
         ).scalar_one()
-        by_rank = {r: _py(v) for r, v in zip(order, values or [], strict=False) if v is not None}
-    else:
-        in_list = ", ".join(str(r) for r in sorted(ranks))
-        rows = conn.execute(
-            sa.text(
-                f"SELECT rn, v FROM (SELECT {expr} AS v, ROW_NUMBER() OVER (ORDER BY {expr}) AS rn "
-                f"FROM {tbl} WHERE {cond}) s WHERE rn IN ({in_list}) ORDER BY rn"
-            )
-        ).all()
-        by_rank = {int(r): _py(v) for r, v in rows}
-    points = [(ranks[r], by_rank[r]) for r in sorted(ranks) if r in by_rank]
-    # a point between two equal neighbours adds nothing to the inverse CDF: leave it out
-    kept = [
-        pt
-        for i, pt in enumerate(points)
-        if i in (0, len(points) - 1) or not (points[i - 1][1] == pt[1] == points[i + 1][1])
-    ]
-    return [QuantilePoint(p=p, value=v) for p, v in kept]
+        return {r: _number(_py(v)) for r, v in zip(ranks, values or [], strict=False)}
+    in_list = ", ".join(str(r) for r in ranks)
+    rows = conn.execute(
+        sa.text(
+            f"SELECT rn, v FROM (SELECT {expr} AS v, ROW_NUMBER() OVER (ORDER BY {expr}) AS rn "
+            f"FROM {tbl} WHERE {cond}) s WHERE rn IN ({in_list})"
+        ),
+        params,
+    ).all()
+    return {int(r): _number(_py(v)) for r, v in rows}
 
 
 def _grouped(conn: Connection, tbl: str, expr: str, where: str = "") -> list[tuple[Any, int]]:
@@ -300,12 +375,14 @@ def _summarise_values(
     cs: ColumnStats,
     notes: list[str],
     findings: list[str],
+    noise: Noise | None = None,
 ) -> None:
     q = quote(engine, col.name)
     lt = col.logical_type
     if lt in ("date", "datetime"):
-        _summarise_dates(conn, sql, tbl, table, col, non_null, policy, cs, notes, findings)
+        _summarise_dates(conn, sql, tbl, table, col, non_null, policy, cs, notes, findings, noise)
         return
+    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
 
     never_list = lt == "string" and (
         policy.never_listed(col.name)
@@ -319,7 +396,10 @@ def _summarise_values(
         listable = False
 
     if listable:
-        released = dc.fold_frequencies(_grouped(conn, tbl, q), non_null, policy)
+        pairs = _grouped(conn, tbl, q)
+        if noise is not None:
+            pairs = noise.pairs(f"{col.name}:values", pairs)
+        released = dc.fold_frequencies(pairs, non_null, policy)
         cs.values = [ValueCount(value=v, count=c) for v, c in released.values]
         cs.other_count = released.other_count
         notes.extend(released.notes)
@@ -331,19 +411,22 @@ def _summarise_values(
                 "free text or identifier: values never listed, only a length and shape profile"
             )
 
-    if lt in ("integer", "float") and role != "code":
+    if lt in ("integer", "float") and role != "code" and not quantiles_allowed:
+        notes.append("quantiles withheld under differential privacy")
+    elif lt in ("integer", "float") and role != "code":
         grid = dc.quantile_grid(non_null, policy)
-        cs.quantiles = _quantiles(conn, tbl, q, non_null, grid)
+        cs.quantiles = _quantiles(conn, tbl, q, non_null, grid, policy, lt == "integer")
         if cs.quantiles:
             notes.append(
-                f"quantiles p{grid[0] * 100:g}..p{grid[-1] * 100:g} only (range top- and bottom-coded)"
+                f"quantiles p{grid[0] * 100:g}..p{grid[-1] * 100:g} only, each the mean of "
+                f"k={policy.k} neighbouring values (range top- and bottom-coded)"
             )
         else:
             notes.append(f"fewer than {2 * policy.k} values: no quantiles released")
     if lt == "string":
         length_expr = sql.length(q)
-        grid = dc.quantile_grid(non_null, policy)
-        cs.length = _quantiles(conn, tbl, length_expr, non_null, grid)
+        grid = dc.quantile_grid(non_null, policy) if quantiles_allowed else []
+        cs.length = _quantiles(conn, tbl, length_expr, non_null, grid, policy, True)
         if not cs.values:
             cs.pattern = _string_shape(conn, tbl, q, policy.pattern_sample_size)
 
@@ -383,6 +466,7 @@ def _summarise_dates(
     cs: ColumnStats,
     notes: list[str],
     findings: list[str],
+    noise: Noise | None = None,
 ) -> None:
     q = quote(conn.engine, col.name)
     text = _is_text_stored(col)
@@ -390,16 +474,22 @@ def _summarise_dates(
     out_of_range = sum(c for y, c in years if y < 1677 or y > 2262)
     if out_of_range:
         r = dc.release_count(out_of_range, policy)
-        findings.append(
-            f"{col.name}: {'about ' + str(r) if r else f'fewer than {policy.k}'} dates outside 1677..2262"
+        how_many = (
+            "some" if noise is not None else ("about " + str(r) if r else f"fewer than {policy.k}")
         )
+        findings.append(f"{col.name}: {how_many} dates outside 1677..2262")
+    if noise is not None:
+        years = noise.pairs(f"{col.name}:years", years)
     binned = dc.merge_bins(years, policy)
     cs.years = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins]
     notes.extend(binned.notes)
     if cs.years:
         notes.append("dates released as year bins and month-of-year counts, never as dates")
     months = dict(_grouped(conn, tbl, sql.month(q, text)))
-    month_counts, month_notes = dc.release_shares([months.get(m, 0) for m in range(1, 13)], policy)
+    month_raw = [months.get(m, 0) for m in range(1, 13)]
+    if noise is not None:
+        month_raw = noise.counts(f"{col.name}:months", month_raw)
+    month_counts, month_notes = dc.release_shares(month_raw, policy)
     cs.months = month_counts if any(month_counts) else None
     notes.extend(f"months: {n}" for n in month_notes)
     if col.logical_type == "datetime":
@@ -408,17 +498,20 @@ def _summarise_dates(
                 f"SELECT SUM(CASE WHEN {sql.is_midnight(q, text)} THEN 1 ELSE 0 END) FROM {tbl} WHERE {q} IS NOT NULL"
             )
         ).scalar_one()
-        midnight = int(midnight or 0)
-        other = non_null - midnight
-        hours = None
-        if other >= policy.k:
-            by_hour = dict(
-                _grouped(conn, tbl, sql.hour(q, text), where=f"NOT {sql.is_midnight(q, text)}")
-            )
-            hours, hour_notes = dc.release_shares([by_hour.get(h, 0) for h in range(24)], policy)
-            notes.extend(f"hours: {n}" for n in hour_notes)
-        share = 1.0 if other < policy.k else round(midnight / non_null, 3)
-        cs.time_of_day = TimeOfDay(midnight_share=share, hours=hours)
+        by_hour = dict(
+            _grouped(conn, tbl, sql.hour(q, text), where=f"NOT {sql.is_midnight(q, text)}")
+        )
+        # one histogram over the rows: midnight (a date-only time) or the hour of the day
+        cells = [int(midnight or 0)] + [by_hour.get(h, 0) for h in range(24)]
+        if noise is not None:
+            cells = noise.counts(f"{col.name}:hours", cells)
+        released_midnight = dc.release_count(cells[0], policy) or 0
+        hours, hour_notes = dc.release_shares(cells[1:], policy)
+        notes.extend(f"hours: {n}" for n in hour_notes)
+        timed = sum(hours)
+        # the share comes from released counts only, so a few odd times cannot show in it
+        share = 1.0 if not timed else round(released_midnight / (released_midnight + timed), 3)
+        cs.time_of_day = TimeOfDay(midnight_share=share, hours=hours if timed else None)
     start = offset_source_column([c.name for c in table.columns], col.name)
     if start is not None:
         qs = quote(conn.engine, start)
@@ -431,22 +524,37 @@ def _summarise_dates(
             )
         ).one()
         n_pairs, negative = int(counts[0]), int(counts[1] or 0)
-        grid = dc.quantile_grid(n_pairs, policy)
-        quantiles = _quantiles(conn, tbl, diff, n_pairs, grid, where=f"{qs} IS NOT NULL")
+        allowed = noise is None or policy.dp_quantiles == "not_noised"
+        grid = dc.quantile_grid(n_pairs, policy) if allowed else []
+        quantiles = _quantiles(
+            conn, tbl, diff, n_pairs, grid, policy, True, where=f"{qs} IS NOT NULL"
+        )
+        if not allowed:
+            notes.append(f"days after {start}: quantiles withheld under differential privacy")
         if quantiles:
-            neg = dc.release_count(negative, policy) or 0
-            released_pairs = dc.release_count(n_pairs, policy) or n_pairs
+            if noise is None:
+                neg = dc.release_count(negative, policy) or 0
+                released_pairs = dc.release_count(n_pairs, policy) or n_pairs
+            else:
+                neg = dc.release_count(noise.counts(f"{col.name}:negative", [negative])[0], policy)
+                neg, released_pairs = neg or 0, cs.non_null or 0
             cs.offset = DateOffset(
                 from_column=start,
                 quantiles=quantiles,
-                negative_share=round(neg / released_pairs, 4) if neg else 0.0,
+                negative_share=min(1.0, round(neg / released_pairs, 4)) if neg else 0.0,
             )
-            notes.append(f"days after {start} released as quantiles (top- and bottom-coded)")
+            notes.append(
+                f"days after {start} released as quantiles, each the mean of k={policy.k} "
+                "neighbouring values (top- and bottom-coded)"
+            )
         if negative:
             r = dc.release_count(negative, policy)
-            findings.append(
-                f"{col.name}: {'about ' + str(r) if r else f'fewer than {policy.k}'} rows end before {start}"
+            how_many = (
+                "some"
+                if noise is not None
+                else ("about " + str(r) if r else f"fewer than {policy.k}")
             )
+            findings.append(f"{col.name}: {how_many} rows end before {start}")
 
 
 def _summarise_reference(
@@ -462,6 +570,7 @@ def _summarise_reference(
     notes: list[str],
     findings: list[str],
     rel,
+    noise: Noise | None = None,
 ) -> None:
     """A reference to a patient-level table: ids are never listed; fan-out and dangling counts."""
     q = quote(engine, col.name)
@@ -511,12 +620,16 @@ def _summarise_reference(
             f"SELECT n, COUNT(*) FROM (SELECT {q} AS r, COUNT(*) AS n FROM {tbl} WHERE {resolves} GROUP BY {q}) s GROUP BY n"
         )
     ).all()
-    binned = dc.merge_bins([(int(n), int(c)) for n, c in per_parent], policy)
+    fanout = [(int(n), int(c)) for n, c in per_parent]
+    if noise is not None:
+        # one more child moves its parent one bin along: two bins change by one each
+        fanout = noise.pairs(f"{col.name}:fanout", fanout, sensitivity=2)
+    binned = dc.merge_bins(fanout, policy)
     cs.fanout = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins] or None
     notes.extend(f"children per parent: {n}" for n in binned.notes)
     if not dangling:
         return
-    cs.dangling = dc.release_count(dangling, policy)
+    cs.dangling = dc.release_count(dangling, policy) if noise is None else None
     what = (
         "person ids missing from person"
         if fk.parent_table == "person"
@@ -524,12 +637,20 @@ def _summarise_reference(
     )
     if col.nullable:
         # an optional reference that points nowhere means no reference: NULL
-        released_total = dc.release_count(total, policy)
-        released_null = dc.release_count(total - resolving, policy) or 0
-        cs.non_null = dc.release_count(resolving, policy)
+        if noise is None:
+            released_total = dc.release_count(total, policy)
+            released_null = dc.release_count(total - resolving, policy) or 0
+            cs.non_null = dc.release_count(resolving, policy)
+        else:  # replaces the column's null split released above (the same statistic)
+            nulls, values = noise.counts(f"{col.name}:nulls", [total - resolving, resolving])
+            released_null = dc.release_count(nulls, policy) or 0
+            cs.non_null = dc.release_count(values, policy)
+            released_total = released_null + (cs.non_null or 0)
         cs.null_fraction = (
             round(min(1.0, released_null / released_total), 4) if released_total else 1.0
         )
+        if cs.non_null is None and resolving:
+            cs.null_fraction = 1.0
         handling = "treated as NULL (the column is optional)"
     else:
         handling = "drawn from the synthetic parent like the others (the column is required)"
@@ -574,14 +695,15 @@ def _summarise_by_group(
     if numeric:
         wanted = []
         for value, _n, nn in big:
-            grid = dc.quantile_grid(nn, policy)
-            wanted += [(value, dc.rank_for(p, nn), p) for p in grid]
-        points = _ranked_by_group(conn, tbl, q, g, wanted)
+            for p in dc.quantile_grid(nn, policy):
+                first, last = dc.quantile_window(dc.rank_for(p, nn), nn, k)
+                wanted.append((value, p, first, last))
+        means = _window_means_by_group(conn, tbl, q, g, wanted, col.logical_type == "integer")
         for value, n, nn in big:
             pts = [
-                QuantilePoint(p=p, value=points[(value, r)])
-                for v, r, p in wanted
-                if v == value and (value, r) in points
+                QuantilePoint(p=p, value=means[i])
+                for i, (v, p, _, _) in enumerate(wanted)
+                if v == value and i in means
             ]
             groups.append(
                 GroupStats(
@@ -629,7 +751,9 @@ def _summarise_by_group(
             other.other_count = released.other_count
         else:
             small_values = [s[0] for s in small]
-            other.quantiles = _pooled_quantiles(conn, tbl, q, g, small_values, pooled_nn, policy)
+            other.quantiles = _pooled_quantiles(
+                conn, tbl, q, g, small_values, pooled_nn, policy, col.logical_type == "integer"
+            )
     if not groups and other is None:
         return None
     notes.append(
@@ -648,42 +772,42 @@ def _thin(points: list[QuantilePoint]) -> list[QuantilePoint]:
     ]
 
 
-def _ranked_by_group(
-    conn: Connection, tbl: str, q: str, g: str, wanted: list[tuple[Any, int, float]]
-) -> dict:
-    """Values at (group, rank) pairs, ranks within each group (one ordered pass)."""
+def _window_means_by_group(
+    conn: Connection,
+    tbl: str,
+    q: str,
+    g: str,
+    wanted: list[tuple[Any, float, int, int]],
+    integer: bool,
+) -> dict[int, int | float]:
+    """Per wanted (group, p, first rank, last rank): the mean of the group's values at those
+    ranks (ranks within each group, one ordered pass). Keyed by the position in ``wanted``."""
     if not wanted:
         return {}
     params: dict[str, Any] = {}
     rows_sql = []
-    for i, (value, rank, _p) in enumerate(wanted):
-        params[f"g{i}"], params[f"r{i}"] = value, rank
-        rows_sql.append(f"(:g{i}, :r{i})")
+    for i, (value, _p, first, last) in enumerate(wanted):
+        params[f"g{i}"], params[f"a{i}"], params[f"b{i}"] = value, first, last
+        rows_sql.append(f"({i}, :g{i}, :a{i}, :b{i})")
     sql = (
-        f"WITH want(gv, rk) AS (VALUES {', '.join(rows_sql)}) "
-        f"SELECT s.gv, s.rn, s.v FROM (SELECT {g} AS gv, {q} AS v, "
+        f"WITH want(i, gv, a, b) AS (VALUES {', '.join(rows_sql)}) "
+        f"SELECT w.i, s.v FROM (SELECT {g} AS gv, {q} AS v, "
         f"ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY {q}) AS rn FROM {tbl} "
-        f"WHERE {g} IS NOT NULL AND {q} IS NOT NULL) s JOIN want w ON s.gv = w.gv AND s.rn = w.rk"
+        f"WHERE {g} IS NOT NULL AND {q} IS NOT NULL) s "
+        "JOIN want w ON s.gv = w.gv AND s.rn BETWEEN w.a AND w.b"
     )
-    rows = conn.execute(sa.text(sql), params).all()
-    return {(_py(gv), int(rn)): _py(v) for gv, rn, v in rows}
+    found: dict[int, list[float | None]] = {}
+    for i, v in conn.execute(sa.text(sql), params).all():
+        found.setdefault(int(i), []).append(_number(_py(v)))
+    return {
+        i: dc.window_mean(vs, integer)  # type: ignore[arg-type]
+        for i, vs in found.items()
+        if len(vs) == wanted[i][3] - wanted[i][2] + 1 and all(v is not None for v in vs)
+    }
 
 
-def _pooled_quantiles(conn, tbl, q, g, group_values, n, policy) -> list[QuantilePoint]:
+def _pooled_quantiles(conn, tbl, q, g, group_values, n, policy, integer) -> list[QuantilePoint]:
     grid = dc.quantile_grid(n, policy)
-    if not grid:
-        return []
     params = {f"s{i}": v for i, v in enumerate(group_values)}
     where = f"{g} IN ({', '.join(':' + k for k in params)})"
-    ranks = {dc.rank_for(p, n): p for p in grid}
-    rows = conn.execute(
-        sa.text(
-            f"SELECT rn, v FROM (SELECT {q} AS v, ROW_NUMBER() OVER (ORDER BY {q}) AS rn FROM {tbl} "
-            f"WHERE {q} IS NOT NULL AND {where}) s WHERE rn IN ({', '.join(str(r) for r in sorted(ranks))})"
-        ),
-        params,
-    ).all()
-    by_rank = {int(r): _py(v) for r, v in rows}
-    return _thin(
-        [QuantilePoint(p=ranks[r], value=by_rank[r]) for r in sorted(ranks) if r in by_rank]
-    )
+    return _quantiles(conn, tbl, q, n, grid, policy, integer, where=where, params=params)

@@ -1,0 +1,162 @@
+"""Optional differential privacy: off by default, noise on every released count and histogram
+when on, the budget recorded, and the same noisy statistics for the same data."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import yaml
+
+from synth_pipeline import cli, settings
+from synth_pipeline.core import dp
+from synth_pipeline.core.config import ProjectConfig, ProjectFiles
+from synth_pipeline.core.database import open_source
+from synth_pipeline.core.disclosure import DisclosurePolicy
+from synth_pipeline.core.review import review_text
+from synth_pipeline.core.schema import list_tables, read_table_schema
+from synth_pipeline.core.summarise import summarise_table
+
+from . import adversarial as adv
+from .conftest import DEMO_CONFIGS
+
+
+@pytest.fixture(scope="module")
+def extract(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dp") / "source.sqlite"
+    adv.build_extract(f"sqlite:///{path}")
+    return open_source(f"sqlite:///{path}")
+
+
+def summarise(engine, table: str, policy: DisclosurePolicy, work_dir):
+    schema = read_table_schema(engine, None, table)
+    noise = dp.noise_for(schema, policy, list_tables(engine, None), work_dir)
+    return summarise_table(engine, None, schema, policy, None, noise)
+
+
+def counts_of(stats) -> list[int]:
+    """Every released count of a table's statistics, in a fixed order."""
+    out = [stats.row_count or 0]
+    for cs in stats.columns.values():
+        out += [cs.non_null or 0]
+        out += [v.count for v in cs.values or []] + [cs.other_count or 0]
+        out += [b.count for b in cs.years or []] + list(cs.months or [])
+        out += [b.count for b in cs.fanout or []]
+        if cs.time_of_day and cs.time_of_day.hours:
+            out += cs.time_of_day.hours
+    return out
+
+
+def test_off_by_default():
+    assert DisclosurePolicy().epsilon is None
+    assert ProjectConfig(project="x").disclosure.epsilon is None
+    demo = ProjectFiles(DEMO_CONFIGS, "demo")
+    assert demo.load_project().disclosure.epsilon is None
+    for table in demo.tables():
+        data = yaml.safe_load(demo.table_file(table).read_text())
+        assert "dp" not in data["source"], table
+
+
+def test_noise_changes_the_counts_and_keeps_the_rules(extract, tmp_path):
+    k = 10
+    plain = summarise(extract, "condition_occurrence", DisclosurePolicy(), tmp_path)
+    noisy = summarise(extract, "condition_occurrence", DisclosurePolicy(epsilon=1.0), tmp_path)
+    assert plain.dp is None and noisy.dp is not None
+    before, after = counts_of(plain), counts_of(noisy)
+    assert len(before) > 10
+    assert before != after
+    # the k and rounding rules still apply, after the noise
+    assert all(c == 0 or (c >= k and c % 5 == 0) for c in after)
+    # findings carry no counts under differential privacy
+    assert not any("about" in f for f in noisy.findings)
+
+
+def test_the_budget_is_split_and_recorded(extract, tmp_path):
+    policy = DisclosurePolicy(epsilon=2.0)
+    stats = summarise(extract, "visit_occurrence", policy, tmp_path)
+    budget = stats.dp
+    tables = dp.patient_tables(list_tables(extract, None))
+    assert budget.tables_sharing == len(tables) == 8
+    assert budget.table_epsilon == pytest.approx(2.0 / 8)
+    assert sum(budget.spent.values()) == pytest.approx(budget.table_epsilon, rel=1e-6)
+    assert budget.spent["visit_start_date"] == pytest.approx(2 * budget.statistic_epsilon)
+    assert "visit_occurrence_id" not in budget.spent  # the primary key releases nothing
+    assert budget.mechanism == "geometric" and "not noised" in budget.quantiles
+    # over every table the project's budget is not exceeded
+    total = sum(summarise(extract, t, policy, tmp_path).dp.table_epsilon for t in tables)
+    assert total == pytest.approx(2.0)
+
+
+def test_same_data_same_noise_other_key_other_noise(extract, tmp_path):
+    policy = DisclosurePolicy(epsilon=1.0)
+    first = summarise(extract, "measurement", policy, tmp_path / "a")
+    again = summarise(extract, "measurement", policy, tmp_path / "a")
+    other = summarise(extract, "measurement", policy, tmp_path / "b")
+    assert first.model_dump() == again.model_dump()
+    assert counts_of(first) != counts_of(other)
+
+
+def test_quantiles_can_be_withheld(extract, tmp_path):
+    stats = summarise(
+        extract, "measurement", DisclosurePolicy(epsilon=1.0, dp_quantiles="withheld"), tmp_path
+    )
+    assert stats.columns["value_as_number"].quantiles in (None, [])
+    assert "withheld" in stats.dp.quantiles and "quantiles" not in stats.dp.outside_guarantee
+
+
+def test_geometric_and_laplace_noise_have_the_right_spread():
+    budget = dp.PrivacyBudget(
+        mechanism="geometric",
+        project_epsilon=1.0,
+        tables_sharing=1,
+        table_epsilon=1.0,
+        statistics=1,
+        statistic_epsilon=1.0,
+        spent={"rows": 1.0},
+        quantiles="",
+    )
+    noise = dp.Noise(b"k" * 32, "t", budget)
+    draws = np.array(noise.counts("x", [1000] * 4000)) - 1000
+    # two-sided geometric, alpha = e^-1: mean 0, variance 2 alpha / (1 - alpha)^2 = 1.84
+    assert abs(draws.mean()) < 0.15 and 1.4 < draws.var() < 2.3
+    assert noise.counts("x", [1000] * 4000) == list(draws + 1000)  # stable
+    laplace = dp.Noise(b"k" * 32, "t", budget.model_copy(update={"mechanism": "laplace"}))
+    lap = np.array(laplace.counts("x", [1000] * 4000)) - 1000
+    assert abs(lap.mean()) < 0.15 and 1.5 < lap.var() < 2.6  # Laplace b=1, rounded: about 2
+    assert noise.counts("x", [0, 0, 0]) == [max(0, c) for c in noise.counts("x", [0, 0, 0])]
+
+
+def test_the_key_stays_in_the_work_folder(tmp_path):
+    key = dp.load_or_create_key(tmp_path)
+    path = dp.key_path(tmp_path)
+    assert path.is_relative_to(tmp_path) and len(key) == 32
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert dp.load_or_create_key(tmp_path) == key
+    path.write_text("not hex\n")
+    with pytest.raises(Exception, match="dp-noise.key"):
+        dp.load_or_create_key(tmp_path)
+
+
+def test_pipeline_with_epsilon_records_the_budget_and_keeps_approvals(tmp_path):
+    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    adv.build_extract(source)
+    root = tmp_path / "cfg"
+    files = ProjectFiles(root, "dp")
+    files.save_project(ProjectConfig(project="dp", disclosure=DisclosurePolicy(epsilon=4.0)))
+    common = ["--project", "dp", "--config-dir", str(root)]
+    assert cli.main(["init", "--source", source, *common, "--tables", "person", "measurement"]) == 0
+    data = yaml.safe_load(files.table_file("measurement").read_text())
+    assert data["source"]["dp"]["project_epsilon"] == 4.0
+    assert data["source"]["dp"]["table_epsilon"] == pytest.approx(4.0 / 8)
+    assert set(data["source"]["dp"]["spent"]) >= {"rows", "measurement_concept_id"}
+    assert "noise" in review_text(files, "measurement")
+    assert cli.main(["approve", "--all", "--reviewer", "DP Reviewer", *common]) == 0
+    before = {t: files.table_file(t).read_text() for t in files.tables()}
+    # a second look at the same data draws the same noise: nothing changes, approvals hold
+    assert cli.main(["init", "--source", source, *common, "--tables", "person", "measurement"]) == 0
+    assert {t: files.table_file(t).read_text() for t in files.tables()} == before
+    assert files.load_table("person").review.status == "approved"
+    key = dp.key_path(settings.work_dir()).read_text().strip()
+    assert all(key not in text for text in before.values())

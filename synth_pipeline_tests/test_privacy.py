@@ -1,0 +1,207 @@
+"""The privacy report: it catches copies and leaks, blocks the bundle when a table fails, and
+publishes only rates."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from synth_pipeline import cli, settings
+from synth_pipeline.assets import ALL_ASSETS, csv_bundle
+from synth_pipeline.core.config import PrivacyThresholds, ProjectFiles
+from synth_pipeline.core.database import open_destination, open_source
+from synth_pipeline.core.disclosure import DisclosurePolicy
+from synth_pipeline.core.privacy import (
+    assess_table,
+    destination_key,
+    quasi_identifiers,
+    report_path,
+)
+from synth_pipeline.core.propose import propose_table_config
+from synth_pipeline.core.schema import read_table_schema
+from synth_pipeline.core.summarise import summarise_table
+from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+from synth_pipeline.resources import (
+    DestinationDatabase,
+    JsonStateIOManager,
+    SourceDatabase,
+    SynthProject,
+)
+
+from . import adversarial as adv
+
+
+@pytest.fixture(scope="module")
+def extract_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('privacy') / 'source.sqlite'}"
+    adv.build_extract(url)
+    return url
+
+
+def test_a_copy_of_the_source_fails_every_check(extract_url, tmp_path):
+    """Publishing the real rows as 'synthetic' is what the report exists to stop."""
+    source = open_source(extract_url)
+    schema = read_table_schema(source, None, "condition_occurrence")
+    cfg = propose_table_config(schema, summarise_table(source, None, schema, DisclosurePolicy()))
+    destination = open_destination(f"sqlite:///{tmp_path / 'copy.sqlite'}")
+    columns = [ColumnDef(n, c.type, c.max_length) for n, c in cfg.columns.items()]
+    entry = RegisterEntry("synthetic", cfg.fingerprint(), 1, 1.0, {}, "test")
+    copy_table(
+        source,
+        None,
+        "condition_occurrence",
+        destination,
+        None,
+        "condition_occurrence",
+        columns,
+        entry=entry,
+    )
+    report = assess_table(source, None, destination, None, cfg, 10, PrivacyThresholds())
+    assert report.exact_match_rate == 1.0
+    assert report.unique_match_rate > report.unique_match_baseline + 0.5
+    assert report.dcr_closer_share > 0.6
+    assert report.rare_category_leaks == 1 and report.rare_leak_columns == ["condition_concept_id"]
+    assert set(report.failures) == {
+        "privacy_exact_matches",
+        "privacy_unique_matches",
+        "privacy_dcr",
+        "privacy_rare_categories",
+    }
+    assert report.dcr_samples == {"synthetic": 1000, "held_out": 1000, "reference": 1000}
+    assert quasi_identifiers(cfg, PrivacyThresholds()) == [
+        "condition_concept_id",
+        "condition_start_date",
+    ]
+
+
+def test_thresholds_and_quasi_identifiers_come_from_project_yaml(extract_url, tmp_path):
+    source = open_source(extract_url)
+    schema = read_table_schema(source, None, "person")
+    cfg = propose_table_config(schema, summarise_table(source, None, schema, DisclosurePolicy()))
+    thresholds = PrivacyThresholds(quasi_identifiers={"person": ["gender_concept_id"]})
+    assert quasi_identifiers(cfg, thresholds) == ["gender_concept_id"]
+    assert quasi_identifiers(cfg, PrivacyThresholds()) == [
+        "year_of_birth",
+        "gender_concept_id",
+        "race_concept_id",
+        "ethnicity_concept_id",
+    ]
+    with pytest.raises(ValueError):
+        PrivacyThresholds(max_exact_match_rate=1.5)
+
+
+def _resources(root, source_url, destination_url, bundle):
+    return {
+        "source": SourceDatabase(url=source_url),
+        "destination": DestinationDatabase(url=destination_url),
+        "project": SynthProject(project="adv", config_root=str(root), bundle_dir=str(bundle)),
+        "state_io_manager": JsonStateIOManager(base_dir=str(bundle.parent / "state")),
+    }
+
+
+def test_a_reviewer_who_hand_lists_a_rare_value_is_caught(extract_url, tmp_path, capsys):
+    root = tmp_path / "cfg"
+    common = ["--project", "adv", "--config-dir", str(root)]
+    assert cli.main(["init", "--source", extract_url, *common]) == 0
+    files = ProjectFiles(root, "adv")
+    path = files.table_file("condition_occurrence")
+    data = yaml.safe_load(path.read_text())
+    # the reviewer "restores" the condition seen once, with a generous count
+    data["columns"]["condition_concept_id"]["stats"]["values"].append(
+        {"value": adv.RARE_CONDITION, "count": 200}
+    )
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert cli.main(["approve", "--all", "--reviewer", "Careless Reviewer", *common]) == 0
+    destination = f"sqlite:///{tmp_path / 'synthetic.sqlite'}"
+    bundle = tmp_path / "bundle"
+    capsys.readouterr()
+    run = ["run", "--source", extract_url, "--destination", destination, "--bundle", str(bundle)]
+    code = cli.main([*run, *common])
+    out = capsys.readouterr().out
+    assert code == 1
+    line = next(x for x in out.splitlines() if "privacy_rare_categories" in x)
+    assert "condition_occurrence: 1 values seen fewer than k times" in line
+    assert "condition_concept_id" in line
+    assert "the bundle is refused: condition_occurrence: privacy checks failed" in out
+    assert not (bundle / "manifest.json").exists()
+    # the value did reach the destination: the report is what stopped it going further
+    engine = open_destination(destination)
+    with engine.connect() as conn:
+        leaked = conn.execute(
+            sa.text("SELECT COUNT(*) FROM condition_occurrence WHERE condition_concept_id = :c"),
+            {"c": adv.RARE_CONDITION},
+        ).scalar_one()
+    assert leaked > 0
+
+    # removing the value and approving again lets the bundle through
+    data["columns"]["condition_concept_id"]["stats"]["values"].pop()
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    approve = ["approve", "--table", "condition_occurrence", "--reviewer", "Second Look", *common]
+    assert cli.main(approve) == 0
+    assert cli.main([*run, "--tables", "condition_occurrence", *common]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert "privacy.md" in {r["file"] for r in manifest["reports"]}
+
+    # a table whose report is missing (or out of date) is refused too, naming it
+    key = destination_key(destination, None)
+    report_path(settings.work_dir(), "adv", key, "note").unlink()
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=[csv_bundle],
+        instance=instance,
+        resources=_resources(root, extract_url, destination, bundle),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message + "".join(
+        c.message for c in [failure.step_failure_data.error.cause] if c
+    )
+    assert "note: no privacy report" in message
+
+
+def test_the_demo_bundle_reports_rates_only(demo_run):
+    bundle = demo_run["out"] / "bundle"
+    text = (bundle / "privacy.md").read_text()
+    assert "FAIL" not in text
+    rows = [line.split("|") for line in text.splitlines() if line.endswith("| pass |")]
+    tables = {r[1].strip() for r in rows}
+    assert {"person", "condition_occurrence", "drug_exposure", "measurement"} <= tables
+    for r in rows:
+        exact, dcr, rare = r[3].strip(), r[5].strip(), r[7].strip()
+        assert float(exact) <= 0.1 and rare == "0"
+        assert dcr == "n/a" or float(dcr) <= 0.6
+    # no exact source count: the person table's sample sizes are rounded like released counts
+    source = open_source(f"sqlite:///{settings.demo_source_path()}")
+    with source.connect() as conn:
+        persons = conn.execute(sa.text("SELECT COUNT(*) FROM person")).scalar_one()
+    assert str(persons) not in text and str(persons // 2) not in text
+
+
+def test_a_table_with_nothing_to_compare_still_gets_a_current_report(extract_url, tmp_path):
+    """Only keys and random strings: nothing to measure, but the report must still match the
+    destination's register, or csv_bundle would refuse the table as out of date."""
+    from synth_pipeline.core.privacy import bundle_problems
+    from synth_pipeline.core.write import read_register
+
+    source = open_source(extract_url)
+    schema = read_table_schema(source, None, "provider")
+    cfg = propose_table_config(schema, summarise_table(source, None, schema, DisclosurePolicy()))
+    for col in cfg.columns.values():
+        if col.generator not in ("primary_key", "string_pattern"):
+            col.generator, col.params = "always_null", {}
+    destination = open_destination(f"sqlite:///{tmp_path / 'dest.sqlite'}")
+    columns = [ColumnDef(n, c.type, c.max_length) for n, c in cfg.columns.items()]
+    entry = RegisterEntry("synthetic", cfg.fingerprint(), 1, 1.0, {}, "test")
+    copy_table(source, None, "provider", destination, None, "provider", columns, entry=entry)
+    report = assess_table(source, None, destination, None, cfg, 10, PrivacyThresholds())
+    register = read_register(destination, None)
+    report.written_at = register["provider"]["written_at"]
+    assert report.assessed and report.passed and report.synthetic_rows == 4
+    assert "no column generated from released statistics" in report.note
+    assert bundle_problems({"provider": report}, register) == []
