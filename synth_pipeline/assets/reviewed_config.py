@@ -93,5 +93,7 @@ def reviewed_config(
         check_name=APPROVED_CHECK,
         passed=problem is None,
         metadata={"reason": problem or "approved", "reviewer": cfg.review.reviewer or ""},
-        description=problem or f"approved by {cfg.review.reviewer} on {cfg.review.approved_at}",
+        description=f"{path}: {problem}"
+        if problem
+        else f"approved by {cfg.review.reviewer} on {cfg.review.approved_at}",
     )
