@@ -118,6 +118,20 @@ def test_unreachable_destination(capsys, config_root, tmp_path, demo_sqlite_url,
     assert not (tmp_path / "bundle").exists()
 
 
+def test_a_password_given_as_a_url_parameter_is_hidden_too(
+    capsys, config_root, tmp_path, demo_sqlite_url, postgres_database
+):
+    """libpq also reads ?password=...; the URL is shown with that parameter hidden as well."""
+    u = make_url(postgres_database).set(port=1).update_query_dict({"password": PASSWORD})
+    destination = u.render_as_string(hide_password=False)
+    assert leaks(destination), "the URL really carries the password"
+    code, out = run_cli(
+        capsys, config_root, tmp_path, source=demo_sqlite_url, destination=destination
+    )
+    assert_clear_and_redacted(code, out, "cannot connect to the destination database")
+    assert "password=***" in out
+
+
 @pytest.mark.parametrize("which", ["nologin", "unknown"])
 def test_a_role_the_server_refuses_at_login(
     which, capsys, config_root, tmp_path, demo_sqlite_url, postgres_database, roles

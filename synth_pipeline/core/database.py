@@ -15,6 +15,11 @@ from sqlalchemy.engine import URL, Engine, make_url
 from .errors import DatabaseError
 
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+# libpq also takes a password as a parameter: ?password=..., or password=... in a DSN
+_PASSWORD_PARAMETER = re.compile(
+    r"((?:^|[?&\s;'\"(])(?:ssl)?(?:password|passwd|pwd)\s*=\s*)('[^']*'|[^&\s;'\")]+)",
+    re.IGNORECASE,
+)
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -34,14 +39,14 @@ def redact(url: str | URL | None) -> str:
         return "<none>"
     try:
         u = make_url(url) if isinstance(url, str) else url
-        return u.render_as_string(hide_password=True)
+        return redact_text(u.render_as_string(hide_password=True))
     except Exception:  # noqa: BLE001 - whatever it is, never echo a secret
         return redact_text(str(url))
 
 
 def redact_text(text: str) -> str:
-    """Hide anything that looks like the password part of a URL inside free text."""
-    return _PASSWORD_IN_TEXT.sub(r"\1***\3", text)
+    """Hide anything that looks like the password of a URL or DSN inside free text."""
+    return _PASSWORD_PARAMETER.sub(r"\1***", _PASSWORD_IN_TEXT.sub(r"\1***\3", text))
 
 
 def is_postgres(engine: Engine) -> bool:
