@@ -57,7 +57,7 @@ class Site:
     def file(self, table: str) -> Path:
         return self.root / "demo" / f"{table}.yaml"
 
-    def args(self, *extra: str) -> list[str]:
+    def args(self, *extra: str, tables: tuple[str, ...] = ("person",)) -> list[str]:
         return [
             "run",
             "--source",
@@ -68,11 +68,11 @@ class Site:
             "demo",
             "--bundle",
             str(self.bundle),
-            "--tables",
-            "person",
             "--config-dir",
             str(self.root),
             *extra,
+            "--tables",
+            *tables,
         ]
 
     def state(self) -> tuple[dict, dict]:
@@ -99,8 +99,8 @@ def site(good_run, tmp_path) -> Site:
     return s
 
 
-def run(site: Site, capsys, *extra: str) -> tuple[int, str]:
-    code = cli.main(site.args(*extra))
+def run(site: Site, capsys, *extra: str, tables=("person",)) -> tuple[int, str]:
+    code = cli.main(site.args(*extra, tables=tables))
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -258,6 +258,21 @@ def test_a_new_source_column_missing_from_the_config(site, capsys):
     # the reviewer's other choices survive the refresh
     assert refreshed["columns"]["gender_concept_id"]["generator"] == "weighted_choice"
     assert_untouched(site)
+
+
+def test_a_new_source_table_is_drafted_and_refused(site, capsys):
+    with sqlite3.connect(site.source) as conn:
+        conn.execute("CREATE TABLE ward_stay AS SELECT person_id, 3 AS nights FROM person")
+    code, out = run(site, capsys, tables=("person", "ward_stay"))
+    assert code == 1
+    assert str(site.file("ward_stay")) in out and "a table new in the source" in out
+    assert yaml.safe_load(site.file("ward_stay").read_text())["review"]["status"] == "draft"
+    # person's config is fine, so person was generated again (the same rows; only its
+    # register row's time moved); nothing was written for ward_stay, and no bundle
+    assert site.before is not None
+    tables, bundle = site.state()
+    assert "ward_stay" not in tables and tables["person"] == site.before[0]["person"]
+    assert bundle == site.before[1]
 
 
 def test_after_fixing_the_mistake_the_next_run_succeeds(site, capsys):

@@ -50,6 +50,7 @@ def reviewed_config(
     path = files.table_file(table.name)
     proposed = propose_table_config(table, stats)
     if not path.exists():
+        proposed.review.comment = "a table new in the source: drafted, not yet reviewed"
         files.save_table(proposed)
         action = "drafted from the statistics: needs review"
     else:
