@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from . import settings
 from .core.config import ProjectConfig, ProjectFiles
-from .core.database import open_destination, open_source, redact
+from .core.database import open_source, open_writable_destination, redact
 from .demo.loader import ensure_demo_sqlite
 
 
@@ -57,7 +57,7 @@ class DestinationDatabase(dg.ConfigurableResource):
 
     def engine(self, project: str) -> Engine:
         if self._engine is None:
-            self._engine = open_destination(self.resolved_url(project))
+            self._engine = open_writable_destination(self.resolved_url(project), self.db_schema)
         return self._engine
 
     def describe(self, project: str) -> str:

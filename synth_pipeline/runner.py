@@ -24,9 +24,10 @@ from .assets import (
     synthetic_table,
 )
 from .core import omop
-from .core.database import open_source, redact_text
+from .core.database import open_source, open_writable_destination, redact_text
 from .core.errors import ConfigError
-from .core.schema import list_tables
+from .core.preflight import check_configuration
+from .core.schema import list_tables, unusable_name
 from .definitions import build_resources
 from .partitions import OMOP_TABLES
 from .resources import SynthProject
@@ -120,7 +121,9 @@ def _failures(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
                 continue  # reported below, with the check's own reason
             while err.cause is not None and "dagster" in (err.cls_name or "").lower():
                 err = err.cause
-            text = err.message.strip().splitlines()[-1] if err.message else str(err)
+            # the first line says what went wrong; later ones are context (SQL, COPY line, a link)
+            lines = [x for x in (err.message or "").strip().splitlines() if x.strip()]
+            text = lines[0] if lines else str(err)
             errors.append(redact_text(text))
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
@@ -197,12 +200,18 @@ def execute(
             copy_vocabulary=copy_vocabulary,
         )
         files = resources["project"].files()  # type: ignore[attr-defined]
+        # bad input stops the run here, before anything is written
+        check_configuration(files, available, copy_vocabulary=copy_vocabulary)
+        if not config_only:
+            open_writable_destination(
+                destination_url or settings.default_destination_url(project), destination_schema
+            ).dispose()
         if not files.exists():
             files.save_project(files.load_project())
         files.write_json_schema()
         instance = instance or instance_for_cli()
         known = set(instance.get_dynamic_partitions(OMOP_TABLES))
-        new = [t for t in available if t not in known]
+        new = [t for t in available if t not in known and not unusable_name(t)]
         if new:
             instance.add_dynamic_partitions(OMOP_TABLES, new)
         steps = CONFIG_STEPS if config_only else TABLE_STEPS
@@ -210,6 +219,11 @@ def execute(
         run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         report = RunReport(tables=[])
         for t in selected:
+            problem = unusable_name(t)
+            if problem:
+                why = f"not run: {problem}; rename it in the extract (or a view) or leave it out"
+                report.tables.append(TableOutcome(t, False, [why]))
+                continue
             result = dg.materialize(
                 ALL_ASSETS,
                 selection=steps,
@@ -230,7 +244,14 @@ def execute(
             if result.success and not config_only:
                 outcome.rows = result.output_for_node("synthetic_table")["rows"]
             report.tables.append(outcome)
-        if not config_only:
+        failed = [t.table for t in report.tables if not t.ok]
+        if not config_only and failed:
+            # a bundle is published only from a run where every table succeeded
+            report.bundle_ok = False
+            report.bundle_messages = [
+                f"not written because {', '.join(failed)} failed; the previous bundle is kept"
+            ]
+        elif not config_only:
             result = dg.materialize(
                 ALL_ASSETS,
                 selection=[csv_bundle],

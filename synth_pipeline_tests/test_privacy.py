@@ -126,7 +126,9 @@ def test_a_reviewer_who_hand_lists_a_rare_value_is_caught(extract_url, tmp_path,
     line = next(x for x in out.splitlines() if "privacy_rare_categories" in x)
     assert "condition_occurrence: 1 values seen fewer than k times" in line
     assert "condition_concept_id" in line
-    assert "the bundle is refused: condition_occurrence: privacy checks failed" in out
+    # a failed table keeps the bundle from being written at all (the CLI holds it back)
+    assert "not written because condition_occurrence failed" in out
+    assert not (bundle / "manifest.json").exists()
     assert not (bundle / "manifest.json").exists()
     # the value did reach the destination: the report is what stopped it going further
     engine = open_destination(destination)

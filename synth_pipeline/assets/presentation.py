@@ -8,9 +8,8 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 import polars as pl
-import sqlalchemy as sa
 
-from ..core.database import redact_text
+from ..core.database import is_transient_error, redact_text
 
 GROUP = "synth_pipeline"
 
@@ -22,14 +21,7 @@ def is_transient(exc: BaseException) -> bool:
 
     Configuration errors, refused reviews and SQL errors are not: retrying cannot fix them.
     """
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    if type(orig).__module__.startswith("psycopg") and isinstance(exc, sa.exc.OperationalError):
-        return True
-    return "database is locked" in str(orig)
+    return is_transient_error(exc)
 
 
 def retry_transient(fn):
@@ -44,11 +36,12 @@ def retry_transient(fn):
                 yield from result
             else:
                 yield result
-        except sa.exc.DBAPIError as exc:
+        except Exception as exc:
             if not is_transient(exc):
                 raise
+            detail = redact_text(str(getattr(exc, "orig", None) or exc)).strip()
             context.log.warning(
-                f"transient database error, retrying: {redact_text(str(exc.orig))[:300]}"
+                f"transient database error, retrying: {detail.splitlines()[0][:300] if detail else type(exc).__name__}"
             )
             raise dg.RetryRequested(
                 max_retries=MAX_RETRIES, seconds_to_wait=2**context.retry_number

@@ -50,6 +50,7 @@ def reviewed_config(
     path = files.table_file(table.name)
     proposed = propose_table_config(table, stats)
     if not path.exists():
+        proposed.review.comment = "a table new in the source: drafted, not yet reviewed"
         files.save_table(proposed)
         action = "drafted from the statistics: needs review"
     else:
@@ -93,6 +94,7 @@ def reviewed_config(
         check_name=APPROVED_CHECK,
         passed=problem is None,
         metadata={"reason": problem or "approved", "reviewer": cfg.review.reviewer or ""},
-        description=f"table {table.name}: "
-        + (problem or f"approved by {cfg.review.reviewer} on {cfg.review.approved_at}"),
+        description=f"table {table.name}: {problem} ({path})"
+        if problem
+        else f"approved by {cfg.review.reviewer} on {cfg.review.approved_at}",
     )

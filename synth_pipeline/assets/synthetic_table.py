@@ -17,7 +17,7 @@ from ..core.fidelity import table_fidelity
 from ..core.integrity import dangling_references
 from ..core.rules import count_violations
 from ..core.schema import list_tables
-from ..core.synthesise import TableRun, referenced_tables
+from ..core.synthesise import TableRun, referenced_tables, written_width
 from ..core.write import (
     ColumnDef,
     RegisterEntry,
@@ -59,7 +59,7 @@ class Progress:
 
 
 def columns_of(cfg: TableConfig) -> list[ColumnDef]:
-    return [ColumnDef(name, c.type, c.max_length) for name, c in cfg.columns.items()]
+    return [ColumnDef(name, c.type, written_width(c)) for name, c in cfg.columns.items()]
 
 
 @dg.asset(

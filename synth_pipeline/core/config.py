@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .disclosure import DisclosurePolicy
 from .errors import ConfigError, ReviewGateError
 from .generators import CATALOGUE
-from .schema import LogicalType
+from .schema import LogicalType, unusable_name
 from .statistics import ColumnStats, PrivacyBudget, fingerprint_of
 
 FORMAT_VERSION = 1
@@ -461,6 +461,9 @@ class ProjectFiles:
         return self.folder / PROJECT_FILE
 
     def table_file(self, table: str) -> Path:
+        problem = unusable_name(table)
+        if problem:
+            raise ConfigError(f"not a usable table: {problem}", table=table, setting="table")
         return self.folder / f"{table}.yaml"
 
     def exists(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,11 @@ from sqlalchemy.engine import URL, Engine, make_url
 from .errors import DatabaseError
 
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+# libpq also takes a password as a parameter: ?password=..., or password=... in a DSN
+_PASSWORD_PARAMETER = re.compile(
+    r"((?:^|[?&\s;'\"(])(?:ssl)?(?:password|passwd|pwd)\s*=\s*)('[^']*'|[^&\s;'\")]+)",
+    re.IGNORECASE,
+)
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -33,14 +39,14 @@ def redact(url: str | URL | None) -> str:
         return "<none>"
     try:
         u = make_url(url) if isinstance(url, str) else url
-        return u.render_as_string(hide_password=True)
+        return redact_text(u.render_as_string(hide_password=True))
     except Exception:  # noqa: BLE001 - whatever it is, never echo a secret
         return redact_text(str(url))
 
 
 def redact_text(text: str) -> str:
-    """Hide anything that looks like the password part of a URL inside free text."""
-    return _PASSWORD_IN_TEXT.sub(r"\1***\3", text)
+    """Hide anything that looks like the password of a URL or DSN inside free text."""
+    return _PASSWORD_PARAMETER.sub(r"\1***", _PASSWORD_IN_TEXT.sub(r"\1***\3", text))
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -143,6 +149,64 @@ def check_schema_exists(engine: Engine, schema: str | None, role: str) -> None:
             f"the {role} database {redact(engine.url)} has no schema {schema!r} "
             f"(it has: {', '.join(sorted(names))})"
         )
+
+
+def open_writable_destination(url: str | URL, schema: str | None = None) -> Engine:
+    """The destination, checked before anything is written: it connects, the schema exists,
+    and it lets us create tables there."""
+    engine = open_destination(url)
+    try:
+        check_schema_exists(engine, schema, "destination")
+        check_can_create_tables(engine, schema)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def check_can_create_tables(engine: Engine, schema: str | None) -> None:
+    """Create a scratch table in a transaction that is rolled back, so a destination without
+    write permission fails here, with its name, rather than halfway through a run."""
+    probe = qualified(engine, schema, f"_synth_pipeline_probe_{secrets.token_hex(4)}")
+    try:
+        with engine.connect() as conn, conn.begin() as tx:
+            conn.exec_driver_sql(f"CREATE TABLE {probe} (x INTEGER)")
+            tx.rollback()
+    except sa.exc.DBAPIError as exc:
+        if is_transient_error(exc):
+            raise
+        where = f" in schema {schema!r}" if schema else ""
+        raise DatabaseError(
+            f"the destination database {redact(engine.url)} does not let us create tables{where}: "
+            f"{_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = redact_text(str(getattr(exc, "orig", None) or exc)).strip()
+    return (text.splitlines() or [""])[0][:300]
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """A database error a retry can fix: a dropped or refused connection, a locked SQLite file.
+
+    SQL errors, missing tables and refused permissions are not. Errors raised by the drivers
+    themselves count too (COPY runs on psycopg's own cursor, outside SQLAlchemy's wrapping).
+    """
+    orig: BaseException | None = exc
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        if not isinstance(exc, sa.exc.OperationalError):
+            return False
+    if orig is None:
+        return False
+    if type(orig).__module__.startswith("psycopg"):
+        import psycopg
+
+        return isinstance(orig, psycopg.OperationalError)
+    return "database is locked" in str(orig)
 
 
 def qualified(engine: Engine, schema: str | None, table: str) -> str:

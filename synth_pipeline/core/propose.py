@@ -231,7 +231,28 @@ def refresh_table_config(existing: TableConfig, proposed: TableConfig) -> TableC
             col.generator, col.params, col.why = old.generator, old.params, old.why
     previous = existing.review
     note = "statistics refreshed because the source schema or statistics changed"
+    note += "".join(f"; {change}" for change in column_changes(existing, out))
     if previous.status == "approved":
         note += f"; previously approved by {previous.reviewer} on {previous.approved_at}"
     out.review = ReviewBlock(comment=note)
+    return out
+
+
+def column_changes(existing: TableConfig, proposed: TableConfig) -> list[str]:
+    """What changed in a table's columns between a reviewed file and the source, in words."""
+    old, new = existing.columns, proposed.columns
+    removed = [c for c in old if c not in new]
+    added = [c for c in new if c not in old]
+    retyped = [
+        f"{c} ({old[c].type} -> {new[c].type})"
+        for c in new
+        if c in old and old[c].type != new[c].type
+    ]
+    out = []
+    if removed:
+        out.append(f"columns no longer in the source: {', '.join(removed)}")
+    if added:
+        out.append(f"new source columns not yet reviewed: {', '.join(added)}")
+    if retyped:
+        out.append(f"columns whose type changed: {', '.join(retyped)}")
     return out

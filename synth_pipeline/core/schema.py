@@ -114,6 +114,35 @@ def list_tables(engine: Engine, schema: str | None) -> dict[str, str]:
     return out
 
 
+def unusable_name(name: str) -> str | None:
+    """Why a table name cannot name a partition, a config file and a bundle file, or None.
+
+    Any other name is fine: identifiers are quoted in SQL, never pasted.
+    """
+    if not name.strip() or name.strip(".") == "" or name.startswith("."):
+        return "its name is empty, dots only or starts with a dot, which cannot name a file"
+    bad = sorted({ch for ch in name if ch in "/\\" or ord(ch) < 32})
+    if bad:
+        return f"its name holds {', '.join(repr(ch) for ch in bad)}, which cannot be in a file name"
+    return None
+
+
+def identifier_findings(table: TableSchema) -> list[str]:
+    """Spellings worth a warning: OMOP names in another case are read, but not recognised by
+    the consistency rules and twin columns, which know the OMOP spelling."""
+    out = []
+    if table.source_name != table.name:
+        out.append(f"table spelled {table.source_name!r} in the source: written as {table.name}")
+    for c in table.columns:
+        if c.name != c.name.lower() and omop.field_spec(table.name, c.name) is not None:
+            out.append(
+                f"{c.name}: spelled unlike the OMOP field {c.name.lower()}; generated as a plain "
+                "column (twins and consistency rules need the OMOP spelling: rename it in the "
+                "extract or a view)"
+            )
+    return out
+
+
 def table_kind(name: str) -> TableKind:
     if name in omop.METADATA_TABLES:
         return "metadata"
@@ -133,6 +162,12 @@ def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSc
             + (f" in schema {schema!r}" if schema else "")
         )
     source_name = names[table]
+    problem = unusable_name(table)
+    if problem:
+        raise DatabaseError(
+            f"source table {source_name!r} cannot be used: {problem}; rename it in the extract "
+            "or a view"
+        )
     insp = sa.inspect(engine)
     reflected = insp.get_columns(source_name, schema=schema)
     columns: list[ColumnSchema] = []

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import disclosure as dc
 from .database import is_postgres, qualified, quote
 from .dp import Noise
-from .schema import ColumnSchema, TableSchema, column_role
+from .schema import ColumnSchema, TableSchema, column_role, identifier_findings
 from .sqlexpr import SqlExpressions
 from .statistics import (
     Bin,
@@ -120,7 +120,7 @@ def summarise_table(
 
     tbl = qualified(engine, schema, table.source_name)
     sql = SqlExpressions(engine)
-    findings: list[str] = []
+    findings: list[str] = identifier_findings(table)
     notes: dict[str, list[str]] = {}
     stats: dict[str, ColumnStats] = {}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from .config import ConfigError, ProjectFiles, TableConfig
+from .config import ColumnConfig, ConfigError, ProjectFiles, TableConfig
 from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
 from .relations import Relations
 from .rules import align_twins, place_anchors
@@ -149,6 +149,25 @@ class TableRun:
                 align_twins(self.config, done)
                 blocks.append(pl.DataFrame([done[c].cast(schema[c]).alias(c) for c in columns]))
             yield pl.concat(blocks) if len(blocks) > 1 else blocks[0]
+
+
+def written_width(col: ColumnConfig) -> int | None:
+    """The width a string column is created with in the destination.
+
+    Its declared width, widened to the longest value the config itself may write: a dirty
+    source's common values can be longer than its declared width (an extract in SQLite does
+    not enforce widths), and cutting them would invent values nobody approved.
+    """
+    if col.type != "string" or not col.max_length:
+        return col.max_length
+    stats = col.stats
+    candidates: list[object] = [col.params.get("value"), col.params.get("other_value")]
+    if stats is not None:
+        candidates += [v.value for v in stats.values or []]
+        groups = [*stats.conditional.groups, stats.conditional.other] if stats.conditional else []
+        candidates += [v.value for g in groups if g is not None for v in g.values or []]
+    longest = max((len(v) for v in candidates if isinstance(v, str)), default=0)
+    return max(col.max_length, longest)
 
 
 def referenced_tables(cfg: TableConfig) -> dict[str, str]:

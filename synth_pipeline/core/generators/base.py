@@ -117,6 +117,16 @@ def apply_nulls(ctx: ColumnContext, values: pl.Series, block: int) -> pl.Series:
     )
 
 
+# The largest float64 below 2**63. A quantile near the top of the 64-bit range rounds, as a
+# float, to 2**63, which NumPy would wrap to -2**63 and Polars would refuse to cast.
+_INT64_FLOAT_MAX = float(np.nextafter(2.0**63, 0))
+
+
+def whole_numbers(nums: np.ndarray) -> np.ndarray:
+    """Floats rounded to whole numbers that fit a 64-bit integer (NaN stays NaN)."""
+    return np.clip(np.rint(nums), -(2.0**63), _INT64_FLOAT_MAX)
+
+
 def interpolate_quantiles(points: list[tuple[float, float]], u: np.ndarray) -> np.ndarray:
     """Inverse CDF through released (probability, value) points; beyond the ends, the end values."""
     ps = np.array([p for p, _ in points], dtype=float)

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from .base import POLARS_TYPES, Generator, apply_nulls, interpolate_quantiles
+from .base import POLARS_TYPES, Generator, apply_nulls, interpolate_quantiles, whole_numbers
 
 
 class WeightedChoiceParams(BaseModel):
@@ -75,7 +75,7 @@ class WeightedChoice(Generator):
                 points = [(q.p, float(q.value)) for q in stats.quantiles]  # type: ignore[union-attr]
                 nums = interpolate_quantiles(points, rng.random(count))
                 if ctx.logical_type == "integer":
-                    nums = np.rint(nums)
+                    nums = whole_numbers(nums)
                 fill = pl.Series(ctx.column, nums).cast(dtype)
             else:
                 fill = pl.Series(ctx.column, [None] * count, dtype=dtype)
@@ -120,7 +120,7 @@ class NumericQuantiles(Generator):
         if p.minimum is not None or p.maximum is not None:
             nums = np.clip(nums, p.minimum, p.maximum)
         if ctx.logical_type == "integer":
-            nums = np.rint(nums).astype(np.int64)
+            nums = whole_numbers(nums).astype(np.int64)
         return apply_nulls(
             ctx, pl.Series(ctx.column, nums).cast(POLARS_TYPES[ctx.logical_type]), block
         )
@@ -181,7 +181,7 @@ class ConditionalQuantiles(Generator):
             frac = getattr(src, "null_fraction", 0.0) or 0.0
             out[rows & (nulls < frac)] = np.nan
         if ctx.logical_type == "integer":
-            out = np.rint(out)
+            out = whole_numbers(out)
         s = pl.Series(ctx.column, out).fill_nan(None)
         return s.cast(POLARS_TYPES[ctx.logical_type])
 
