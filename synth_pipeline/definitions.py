@@ -1,4 +1,4 @@
-"""The one Definitions object: assets, checks, resources, sensors and schedules.
+"""The one Definitions object: assets, checks, resources, sensors, schedules and automation.
 
 ``dagster dev -w workspace.yaml`` loads ``defs`` from here. Connection URLs come from the
 environment (see settings.py and the README); with none set, the source is the bundled demo
@@ -11,7 +11,10 @@ import dagster as dg
 
 from . import settings
 from .assets import ALL_ASSETS
+from .automation import automation_sensor
 from .resources import DestinationDatabase, JsonStateIOManager, SourceDatabase, SynthProject
+from .schedules import build_refresh_schedule
+from .sensors import config_file_sensor, new_extract_sensor
 
 
 def _env_or_none(names: tuple[str, ...]):
@@ -40,7 +43,14 @@ def build_resources() -> dict[str, object]:
 
 
 def build_definitions() -> dg.Definitions:
-    return dg.Definitions(assets=ALL_ASSETS, resources=build_resources())
+    resources = build_resources()
+    project: SynthProject = resources["project"]  # type: ignore[assignment]
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        resources=resources,
+        sensors=[new_extract_sensor, config_file_sensor, automation_sensor],
+        schedules=[build_refresh_schedule(project.files())],
+    )
 
 
 defs = build_definitions()

@@ -31,6 +31,7 @@ from .core.schema import list_tables, unusable_name
 from .definitions import build_resources
 from .partitions import OMOP_TABLES
 from .resources import SynthProject
+from .sensors import record_config_observations
 
 CONFIG_STEPS = [schema_snapshot, column_stats, reviewed_config]
 TABLE_STEPS = [*CONFIG_STEPS, synthetic_table]
@@ -214,6 +215,7 @@ def execute(
         new = [t for t in available if t not in known and not unusable_name(t)]
         if new:
             instance.add_dynamic_partitions(OMOP_TABLES, new)
+        record_config_observations(instance, files, [t for t in selected if t in available])
         steps = CONFIG_STEPS if config_only else TABLE_STEPS
         # the console shows what the user must act on; the run's full log is in the instance
         run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}

@@ -1,16 +1,25 @@
 """The five steps of the pipeline, one module each. Thin: read resources, call core, attach metadata."""
 
 from .column_stats import column_stats
+from .config_file import config_file
 from .csv_bundle import csv_bundle
 from .reviewed_config import reviewed_config
 from .schema_snapshot import schema_snapshot
 from .synthetic_table import synthetic_table
 
-ALL_ASSETS = [schema_snapshot, column_stats, reviewed_config, synthetic_table, csv_bundle]
+ALL_ASSETS = [
+    config_file,
+    schema_snapshot,
+    column_stats,
+    reviewed_config,
+    synthetic_table,
+    csv_bundle,
+]
 
 __all__ = [
     "ALL_ASSETS",
     "column_stats",
+    "config_file",
     "csv_bundle",
     "reviewed_config",
     "schema_snapshot",

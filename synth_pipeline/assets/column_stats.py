@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ..core.disclosure import audit_released_counts
 from ..core.dp import noise_for
 from ..core.propose import source_fingerprint
 from ..core.schema import TableSchema, list_tables
@@ -10,6 +11,8 @@ from ..partitions import omop_table_partitions
 from ..resources import SourceDatabase, SynthProject
 from ..settings import work_dir
 from .presentation import GROUP, bullet_list, markdown_table, retry_transient
+
+DISCLOSURE_CHECK = "disclosure_rules_hold"
 
 
 def _describe(cs) -> str:
@@ -34,6 +37,15 @@ def _describe(cs) -> str:
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"sql"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            DISCLOSURE_CHECK,
+            asset="column_stats",
+            blocking=True,
+            description="Every count in the released statistics is 0, or at least k and rounded "
+            "as project.yaml's disclosure policy says, checked again after summarising.",
+        )
+    ],
     description="Null fraction, distinct count, common values, quantiles, date bins, string "
     "length profile and children per parent of each column, computed by aggregate SQL in the "
     "source and released only through disclosure control.",
@@ -44,7 +56,7 @@ def column_stats(
     schema_snapshot: dict,
     source: SourceDatabase,
     project: SynthProject,
-) -> dg.Output:
+):
     table = TableSchema.model_validate(schema_snapshot)
     settings = project.settings()
     policy = settings.disclosure
@@ -70,7 +82,9 @@ def column_stats(
     }
     for finding in stats.findings:
         context.log.warning(f"{table.name}: {finding}")
-    return dg.Output(
+    # vocabulary tables are public reference data, described as they are
+    problems = [] if stats.kind == "vocabulary" else audit_released_counts(data["stats"], policy)
+    yield dg.Output(
         data,
         data_version=dg.DataVersion(fingerprint[7:23]),
         metadata={
@@ -96,4 +110,12 @@ def column_stats(
             ),
             "dirty_data_found": bullet_list(stats.findings),
         },
+    )
+    yield dg.AssetCheckResult(
+        check_name=DISCLOSURE_CHECK,
+        passed=not problems,
+        metadata={"k": policy.k, "rounding": policy.rounding, "problems": bullet_list(problems)},
+        description=f"every released count is 0 or at least k={policy.k}, rounded to {policy.rounding}"
+        if not problems
+        else f"{len(problems)} released count(s) break the rules: {'; '.join(problems[:5])}",
     )

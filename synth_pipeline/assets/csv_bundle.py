@@ -3,6 +3,7 @@
 import dagster as dg
 import sqlalchemy as sa
 
+from ..automation import behind_gate
 from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
@@ -24,6 +25,7 @@ VERIFIES_CHECK = "bundle_verifies"
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"csv"},
+    automation_condition=behind_gate(),
     check_specs=[
         dg.AssetCheckSpec(
             VERIFIES_CHECK,

@@ -8,12 +8,14 @@ The blocking check ``config_approved`` then stops generation until someone appro
 
 import dagster as dg
 
+from ..automation import on_upstream_change
 from ..core.config import approval_problem
 from ..core.propose import propose_table_config, refresh_table_config
 from ..core.schema import TableSchema
 from ..core.statistics import TableStats, fingerprint_of
 from ..partitions import omop_table_partitions
 from ..resources import SynthProject
+from .config_file import config_file
 from .presentation import GROUP, bullet_list, markdown_table, retry_transient
 
 APPROVED_CHECK = "config_approved"
@@ -24,6 +26,8 @@ APPROVED_CHECK = "config_approved"
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"yaml"},
+    deps=[config_file],
+    automation_condition=on_upstream_change(),
     check_specs=[
         dg.AssetCheckSpec(
             APPROVED_CHECK,

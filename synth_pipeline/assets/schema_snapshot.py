@@ -2,11 +2,15 @@
 
 import dagster as dg
 
+from ..core.config import ConfigError
+from ..core.propose import schema_drift
 from ..core.schema import read_table_schema
 from ..core.statistics import fingerprint_of
 from ..partitions import omop_table_partitions
-from ..resources import SourceDatabase
-from .presentation import GROUP, markdown_table, retry_transient
+from ..resources import SourceDatabase, SynthProject
+from .presentation import GROUP, bullet_list, markdown_table, retry_transient
+
+DRIFT_CHECK = "schema_matches_config"
 
 
 @dg.asset(
@@ -14,18 +18,39 @@ from .presentation import GROUP, markdown_table, retry_transient
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"sql"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            DRIFT_CHECK,
+            asset="schema_snapshot",
+            description="The source table has the columns and types its configuration file was "
+            "written for. A drift does not stop the refresh: reviewed_config redrafts the file "
+            "and the approval gate holds generation until a reviewer approves the change.",
+        )
+    ],
     description="Tables, columns, SQL types, nullability, keys (declared or from the OMOP CDM "
     "specification) and row count of one source table, read through a read-only connection.",
 )
 @retry_transient
-def schema_snapshot(context: dg.AssetExecutionContext, source: SourceDatabase) -> dg.Output:
+def schema_snapshot(
+    context: dg.AssetExecutionContext, source: SourceDatabase, project: SynthProject
+):
     table = context.partition_key
     snapshot = read_table_schema(source.engine(), source.db_schema, table)
     data = snapshot.model_dump(mode="json")
     context.log.info(
         f"{table}: {len(snapshot.columns)} columns, {snapshot.row_count} rows in {source.describe()}"
     )
-    return dg.Output(
+    files = project.files()
+    drift: list[str] = []
+    note = ""
+    if files.has_table(table):
+        try:
+            drift = schema_drift(snapshot, files.load_table(table))
+        except ConfigError as exc:
+            drift = [f"the configuration file cannot be read: {exc}"]
+    else:
+        note = "no configuration file yet: reviewed_config drafts one"
+    yield dg.Output(
         data,
         data_version=dg.DataVersion(fingerprint_of(data)[7:23]),
         metadata={
@@ -48,4 +73,12 @@ def schema_snapshot(context: dg.AssetExecutionContext, source: SourceDatabase) -
                 ],
             ),
         },
+    )
+    yield dg.AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        passed=not drift,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"changes": bullet_list(drift), "file": str(files.table_file(table))},
+        description=note
+        or ("; ".join(drift) if drift else "columns and types as in the configuration file"),
     )

@@ -10,6 +10,7 @@ import time
 
 import dagster as dg
 
+from ..automation import behind_gate
 from ..core import GENERATOR_VERSION
 from ..core.config import ConfigError, TableConfig, require_approved
 from ..core.database import qualified, quote
@@ -67,6 +68,7 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
     io_manager_key="state_io_manager",
     group_name=GROUP,
     kinds={"sql"},
+    automation_condition=behind_gate(),
     check_specs=[
         dg.AssetCheckSpec(
             REFERENCES_CHECK,

@@ -240,14 +240,25 @@ def refresh_table_config(existing: TableConfig, proposed: TableConfig) -> TableC
 
 def column_changes(existing: TableConfig, proposed: TableConfig) -> list[str]:
     """What changed in a table's columns between a reviewed file and the source, in words."""
-    old, new = existing.columns, proposed.columns
+    return describe_column_changes(
+        {n: c.type for n, c in existing.columns.items()},
+        {n: c.type for n, c in proposed.columns.items()},
+    )
+
+
+def schema_drift(table: TableSchema, cfg: TableConfig) -> list[str]:
+    """How the source table's columns differ from those a config was written for, in words."""
+    return describe_column_changes(
+        {n: c.type for n, c in cfg.columns.items()},
+        {c.name: c.logical_type for c in table.columns},
+    )
+
+
+def describe_column_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Columns removed, added and retyped between two column -> logical type maps, in words."""
     removed = [c for c in old if c not in new]
     added = [c for c in new if c not in old]
-    retyped = [
-        f"{c} ({old[c].type} -> {new[c].type})"
-        for c in new
-        if c in old and old[c].type != new[c].type
-    ]
+    retyped = [f"{c} ({old[c]} -> {new[c]})" for c in new if c in old and old[c] != new[c]]
     out = []
     if removed:
         out.append(f"columns no longer in the source: {', '.join(removed)}")
