@@ -268,6 +268,9 @@ def test_config_edit_refreshes_exactly_the_dependent_partitions(operations):
     run = _materialise(ops, [synthetic_table], EDITED)
     assert run.success
     assert run.output_for_node("synthetic_table")["rows"] == cfg.rows
+    # the long step reports its progress: rows so far, rate, time left
+    logs = [e.user_message for e in instance.all_logs(run.run_id)]
+    assert any(f"{cfg.rows:,}/{cfg.rows:,} rows" in m and "rows/s" in m for m in logs), logs
     assert _stale_status(ops).get_status(csv_bundle.key) == StaleStatus.STALE
 
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)

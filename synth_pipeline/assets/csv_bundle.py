@@ -13,7 +13,7 @@ from ..core.report import fidelity_html
 from ..core.rules import count_violations
 from ..core.write import ColumnDef, read_register
 from ..resources import DestinationDatabase, SynthProject
-from .presentation import GROUP, bullet_list, markdown_table, retry_transient
+from .presentation import GROUP, Progress, bullet_list, markdown_table, retry_transient
 from .privacy import load_reports
 from .synthetic_table import synthetic_table
 
@@ -95,6 +95,10 @@ def csv_bundle(
             )
     threshold = project.settings().fidelity.min_median_column_score
     policy = project.settings().disclosure
+    progress = {
+        t: Progress(context, f"bundle {t}.csv", int(e.get("rows") or 0))
+        for t, e in included.items()
+    }
     manifest = write_bundle(
         engine,
         schema,
@@ -104,6 +108,7 @@ def csv_bundle(
         seed=project.run_seed(),
         scale=project.run_scale(),
         on_table=lambda t, n: context.log.info(f"bundle: {t}.csv, {n:,} rows"),
+        on_rows=lambda t, n: progress[t](n),
         reports={
             "fidelity.html": lambda created: fidelity_html(
                 project.project, fidelity, created, threshold
@@ -128,7 +133,11 @@ def csv_bundle(
                     for e in manifest["tables"]
                 ],
             ),
-            "total_rows": sum(e["rows"] for e in manifest["tables"]),
+            "dagster/row_count": sum(e["rows"] for e in manifest["tables"]),
+            "files": bullet_list(
+                [str(out / e["file"]) for e in manifest["tables"]]
+                + [str(out / name) for name in ("README.md", "fidelity.html", "privacy.md")]
+            ),
             "fidelity_report": dg.MetadataValue.path(str(out / "fidelity.html")),
             "median_column_scores": markdown_table(
                 ["table", "median column score", "rule violations"],

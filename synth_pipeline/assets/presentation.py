@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
@@ -69,3 +70,24 @@ def bullet_list(items: Iterable[str], empty: str = "none") -> dg.MetadataValue:
 def preview(df: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
     head = df.head(rows)
     return markdown_table(head.columns, head.rows())
+
+
+class Progress:
+    """Logs rows written, rate and time left, at most every few seconds."""
+
+    def __init__(
+        self, context: dg.AssetExecutionContext, table: str, expected: int, every: float = 5.0
+    ):
+        self.context, self.table, self.expected, self.every = context, table, expected, every
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, rows: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and rows < self.expected:
+            return
+        self.last = now
+        rate = rows / max(now - self.start, 1e-9)
+        left = (self.expected - rows) / rate if rate and self.expected > rows else 0
+        self.context.log.info(
+            f"{self.table}: {rows:,}/{self.expected:,} rows, {rate:,.0f} rows/s, about {left:,.0f} s left"
+        )

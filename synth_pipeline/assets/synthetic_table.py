@@ -29,34 +29,20 @@ from ..core.write import (
 )
 from ..partitions import omop_table_partitions
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
-from .presentation import GROUP, bullet_list, markdown_table, preview, retry_transient
+from .presentation import (
+    GROUP,
+    Progress,
+    bullet_list,
+    markdown_table,
+    preview,
+    retry_transient,
+)
 from .privacy import PRIVACY_CHECK_SPECS, assess, privacy_check_results, privacy_metadata
 
 REFERENCES_CHECK = "references_resolve"
 ROW_COUNT_CHECK = "row_count_matches_config"
 RULES_CHECK = "rules_hold"
 FIDELITY_CHECK = "fidelity_meets_threshold"
-
-
-class Progress:
-    """Logs rows written, rate and time left, at most every few seconds."""
-
-    def __init__(
-        self, context: dg.AssetExecutionContext, table: str, expected: int, every: float = 5.0
-    ):
-        self.context, self.table, self.expected, self.every = context, table, expected, every
-        self.start = self.last = time.monotonic()
-
-    def __call__(self, rows: int) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every and rows < self.expected:
-            return
-        self.last = now
-        rate = rows / max(now - self.start, 1e-9)
-        left = (self.expected - rows) / rate if rate and self.expected > rows else 0
-        self.context.log.info(
-            f"{self.table}: {rows:,}/{self.expected:,} rows, {rate:,.0f} rows/s, about {left:,.0f} s left"
-        )
 
 
 def columns_of(cfg: TableConfig) -> list[ColumnDef]:

@@ -43,6 +43,7 @@ def export_table_csv(
     order_by: list[str],
     path: Path,
     batch_rows: int = 200_000,
+    on_rows: Callable[[int], None] | None = None,
 ) -> int:
     """Write one destination table to CSV in a stable row order; returns rows written.
 
@@ -68,6 +69,8 @@ def export_table_csv(
                 f, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S", date_format="%Y-%m-%d"
             )
             rows += df.height
+            if on_rows:
+                on_rows(rows)
     return rows
 
 
@@ -162,11 +165,13 @@ def write_bundle(
     scale: float | None,
     created_at: str | None = None,
     on_table: Callable[[str, int], None] | None = None,
+    on_rows: Callable[[str, int], None] | None = None,
     reports: dict[str, Callable[[str], str]] | None = None,
 ) -> dict:
     """Export ``tables`` (each: table, kind, columns [ColumnDef], order_by, config_fingerprint)
     into a new bundle at ``out_dir``; returns the manifest.
 
+    ``on_rows`` hears (table, rows so far) after each batch, for progress in the logs.
     ``reports`` maps a file name to a function of the creation time that returns the file's
     text (the fidelity report); each is written inside the same atomic swap and checksummed.
     """
@@ -186,7 +191,13 @@ def write_bundle(
         for t in sorted(tables, key=lambda x: x["table"]):
             name = f"{t['table']}.csv"
             rows = export_table_csv(
-                engine, schema, t["table"], t["columns"], t["order_by"], tmp / name
+                engine,
+                schema,
+                t["table"],
+                t["columns"],
+                t["order_by"],
+                tmp / name,
+                on_rows=(lambda n, table=t["table"]: on_rows(table, n)) if on_rows else None,
             )
             entries.append(
                 {
