@@ -7,13 +7,14 @@ from .reviewed_config import reviewed_config
 from .schema_snapshot import schema_snapshot
 from .synthetic_table import synthetic_table
 
+# the five steps in order, then the source asset standing for the reviewed YAML files
 ALL_ASSETS = [
-    config_file,
     schema_snapshot,
     column_stats,
     reviewed_config,
     synthetic_table,
     csv_bundle,
+    config_file,
 ]
 
 __all__ = [
