@@ -21,6 +21,12 @@ SKIP_VOCABULARY_HELP = (
 )
 
 
+PARALLEL_HELP = (
+    "run N tables at a time as launched runs under the multiprocess executor; needs a "
+    "DAGSTER_HOME whose dagster.yaml uses PostgreSQL storage (configs/dagster-postgres.yaml)"
+)
+
+
 def _url(cli_value: str | None, names: tuple[str, ...]) -> str | None:
     if cli_value:
         return cli_value
@@ -76,6 +82,7 @@ def cmd_run(args, *, demo: bool = False) -> int:
         scale=args.scale,
         copy_vocabulary=not getattr(args, "skip_vocabulary", False),
         log_level=_log_level(args),
+        parallel=getattr(args, "parallel", None),
     )
     print(f"synth-pipeline {'demo' if demo else 'run'}: project {args.project}")
     _print_report(report, generation=True)
@@ -114,6 +121,7 @@ def cmd_demo(args) -> int:
         scale=args.scale,
         skip_vocabulary=args.skip_vocabulary,
         verbose=args.verbose,
+        parallel=args.parallel,
     )
     return cmd_run(ns, demo=True)
 
@@ -212,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, help="multiplies every table's row count")
     d.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
     d.add_argument("--skip-vocabulary", action="store_true", help=SKIP_VOCABULARY_HELP)
+    d.add_argument("--parallel", type=int, metavar="N", help=PARALLEL_HELP)
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("init", help="write draft configuration files from a source extract")
@@ -263,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="random seed (default: the project's)")
     r.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
     r.add_argument("--skip-vocabulary", action="store_true", help=SKIP_VOCABULARY_HELP)
+    r.add_argument("--parallel", type=int, metavar="N", help=PARALLEL_HELP)
     common(r)
     r.set_defaults(func=cmd_run)
     return p

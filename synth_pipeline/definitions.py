@@ -12,6 +12,7 @@ import dagster as dg
 from . import settings
 from .assets import ALL_ASSETS
 from .automation import automation_sensor
+from .jobs import ALL_JOBS
 from .resources import DestinationDatabase, JsonStateIOManager, SourceDatabase, SynthProject
 from .schedules import build_refresh_schedule
 from .sensors import config_file_sensor, new_extract_sensor
@@ -48,6 +49,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         resources=resources,
+        jobs=ALL_JOBS,
         sensors=[new_extract_sensor, config_file_sensor, automation_sensor],
         schedules=[build_refresh_schedule(project.files())],
     )

@@ -67,14 +67,20 @@ def instance_for_cli() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def order_parents_first(tables: list[str]) -> list[str]:
-    """Tables ordered so that each comes after the tables its foreign keys point to."""
+def _parents_within(tables: list[str]) -> dict[str, set[str]]:
+    """Per table, the tables among ``tables`` its OMOP foreign keys point to."""
     present = set(tables)
     deps: dict[str, set[str]] = {}
     for t in tables:
         spec = omop.table_spec(t)
         parents = {f.fk_table for f in (spec.fields.values() if spec else []) if f.fk_table}
         deps[t] = {p for p in parents if p in present and p != t}
+    return deps
+
+
+def order_parents_first(tables: list[str]) -> list[str]:
+    """Tables ordered so that each comes after the tables its foreign keys point to."""
+    deps = _parents_within(tables)
     out: list[str] = []
     seen: set[str] = set()
 
@@ -90,6 +96,19 @@ def order_parents_first(tables: list[str]) -> list[str]:
     for t in sorted(tables):
         visit(t, set())
     return out
+
+
+def dependency_waves(tables: list[str]) -> list[list[str]]:
+    """Tables in waves: each wave's parents are all in earlier waves, so a wave can run in
+    parallel (a cycle, which OMOP does not have, is broken in the parents-first order)."""
+    deps = _parents_within(tables)
+    wave_of: dict[str, int] = {}
+    for t in order_parents_first(tables):
+        wave_of[t] = 1 + max((wave_of[p] for p in deps[t] if p in wave_of), default=-1)
+    waves: list[list[str]] = [[] for _ in range(max(wave_of.values(), default=-1) + 1)]
+    for t, w in wave_of.items():
+        waves[w].append(t)
+    return [sorted(w) for w in waves]
 
 
 @dataclass
@@ -110,6 +129,80 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return all(t.ok for t in self.tables) and self.bundle_ok is not False
+
+
+@dataclass
+class _RunSummary:
+    """What the report needs of one run, read while its result is still open."""
+
+    run_id: str
+    success: bool
+    errors: list[str]
+    checks: list[str]
+    synthetic_rows: int | None
+
+
+def _summarise_run(result, generated: bool) -> _RunSummary:
+    errors, checks = _failures(result)
+    rows = None
+    if result.success and generated:
+        rows = result.output_for_node("synthetic_table")["rows"]
+    return _RunSummary(result.run_id, result.success, errors, checks, rows)
+
+
+def _launch_in_waves(
+    tables: list[str],
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    tags: dict[str, str],
+    parallel: int,
+) -> dict[str, _RunSummary]:
+    """Run each table's ``synthesise_table`` job on ``instance``, ``parallel`` at a time, each
+    from a worker process of its own (see run_worker.py), parents in an earlier wave than their
+    children."""
+    import json
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dagster._serdes import serialize_value
+
+    from .run_worker import RESULT_PREFIX
+
+    if instance.is_ephemeral:
+        raise ConfigError(
+            "parallel runs need a persistent instance: set DAGSTER_HOME to a folder whose "
+            "dagster.yaml uses PostgreSQL storage (see configs/dagster-postgres.yaml)",
+            setting="--parallel",
+        )
+    ref = serialize_value(instance.get_ref())
+
+    def run_one(table: str) -> _RunSummary:
+        request = {
+            "instance_ref": ref,
+            "run_config": run_config,
+            "tags": {**tags, "dagster/partition": table, "synth_pipeline/parallel": str(parallel)},
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "synth_pipeline.run_worker"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_PREFIX)]
+        if not lines:
+            tail = redact_text(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+            return _RunSummary(
+                "", False, [f"the run's process ended ({done.returncode}): {tail}"], [], None
+            )
+        return _RunSummary(**json.loads(lines[-1][len(RESULT_PREFIX) :]))
+
+    out: dict[str, _RunSummary] = {}
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="synth-run") as pool:
+        for wave in dependency_waves(tables):
+            out.update(zip(wave, pool.map(run_one, wave), strict=True))
+    return out
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
@@ -161,10 +254,19 @@ def execute(
     config_only: bool = False,
     instance: dg.DagsterInstance | None = None,
     log_level: str = "CRITICAL",
+    parallel: int | None = None,
 ) -> RunReport:
-    """Materialise every asset of the selected tables (and the bundle) in process."""
+    """Materialise every asset of the selected tables (and the bundle).
+
+    By default one in-process run per table, parents first: the cheapest for small tables.
+    With ``parallel=N`` (an instance with PostgreSQL storage) the tables run as launched runs of
+    the ``synthesise_table`` job under the multiprocess executor, N at a time, in waves so that
+    parents are written before their children.
+    """
     if scale is not None and scale <= 0:
         raise ConfigError(f"scale must be above 0, got {scale}", setting="--scale")
+    if parallel is not None and parallel < 1:
+        raise ConfigError(f"parallel must be 1 or more, got {parallel}", setting="--parallel")
     env = {
         "SYNTH_SOURCE_URL": source_url,
         "SYNTH_SOURCE_SCHEMA": source_schema,
@@ -220,31 +322,59 @@ def execute(
         # the console shows what the user must act on; the run's full log is in the instance
         run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         report = RunReport(tables=[])
+        usable = []
         for t in selected:
             problem = unusable_name(t)
             if problem:
                 why = f"not run: {problem}; rename it in the extract (or a view) or leave it out"
                 report.tables.append(TableOutcome(t, False, [why]))
-                continue
-            result = dg.materialize(
-                ALL_ASSETS,
-                selection=steps,
-                partition_key=t,
-                run_config=run_config,
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-                tags={"synth_pipeline/command": "init" if config_only else "run"},
-            )
+            else:
+                usable.append(t)
+        tags = {"synth_pipeline/command": "init" if config_only else "run"}
+        if parallel and not config_only:
+            overrides = {
+                k: v
+                for k, v in {
+                    "seed": seed,
+                    "scale": scale,
+                    "chunk_rows": chunk_rows,
+                    "copy_vocabulary": copy_vocabulary,
+                }.items()
+                if v is not None
+            }
+            job_config = {
+                **run_config,
+                "resources": {"project": {"config": overrides}},
+            }
+            results = _launch_in_waves(usable, instance, job_config, tags, parallel)
+        else:
+            results = {
+                t: _summarise_run(
+                    dg.materialize(
+                        ALL_ASSETS,
+                        selection=steps,
+                        partition_key=t,
+                        run_config=run_config,
+                        instance=instance,
+                        resources=resources,
+                        raise_on_error=False,
+                        tags=tags,
+                    ),
+                    generated=not config_only,
+                )
+                for t in usable
+            }
+        for t in usable:
+            result = results[t]
             report.run_ids.append(result.run_id)
-            errors, checks = _failures(result)
+            errors, checks = result.errors, result.checks
             # init only drafts: an unapproved config is its expected outcome, not a failure
             ok = not errors if config_only else result.success
             outcome = TableOutcome(t, ok, errors + ([] if config_only else checks))
             if config_only and checks:
                 outcome.messages.append("drafted: awaiting review")
             if result.success and not config_only:
-                outcome.rows = result.output_for_node("synthetic_table")["rows"]
+                outcome.rows = result.synthetic_rows
             report.tables.append(outcome)
         failed = [t.table for t in report.tables if not t.ok]
         if not config_only and failed:
