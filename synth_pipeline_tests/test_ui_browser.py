@@ -220,7 +220,10 @@ def test_materialise_a_partition_from_the_ui(ui):
             page.get_by_label("Search and filter assets").focus()
             page.keyboard.type("group:synth_pipeline and not key:csv_bundle")
             page.keyboard.press("Enter")
+            page.keyboard.press("Escape")  # closes the filter's suggestions
             expect(page.get_by_text("50% filled")).to_have_count(len(TABLE_STEPS))
+            expect(page.get_by_text("8 / 8 Passed")).to_have_count(1)  # synthetic_table
+            expect(page.get_by_text("1 / 1 Passed")).to_have_count(3)  # the other steps
             _shot(page, "7-table-steps-after")
         except Exception:
             _shot(page, "failure")
