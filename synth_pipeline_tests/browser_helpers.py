@@ -1,0 +1,143 @@
+"""Helpers for the browser test: a Dagster webserver on a free loopback port, headless Chromium.
+
+The webserver runs as its own process group, started from the checkout with the demo workspace
+and an instance of its own; it is stopped by its process id. Chromium is Debian's package,
+driven through Playwright with the browser on disk (Playwright never downloads one here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The flags the issue asks for: no sandbox (CI runs as root), no GPU, and nothing that reaches
+# the network by itself (background fetches, component updates, sync).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Runs launched from the UI start at once, in a subprocess of the webserver's code server:
+# the default QueuedRunCoordinator would leave them queued for a daemon the test does not run.
+# The "join the community" dialog that a new instance shows over the first page is turned off,
+# so it cannot cover the buttons the test clicks.
+TEST_INSTANCE_SETTINGS = """
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+
+nux:
+  enabled: false
+"""
+
+
+def chromium_executable() -> str | None:
+    """Debian's chromium, if installed (.ci/run installs it)."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def artefact_dir() -> Path:
+    """Where screenshots are kept: SYNTH_TEST_ARTEFACTS, else .work/test-artefacts (ignored by git)."""
+    out = Path(os.environ.get("SYNTH_TEST_ARTEFACTS") or REPO / ".work" / "test-artefacts")
+    out.mkdir(parents=True, exist_ok=True)
+    return out.resolve()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_instance_yaml(home: Path) -> Path:
+    """The project's instance template (configs/dagster.yaml) plus the test's settings: a run
+    coordinator that launches without a daemon, no first-visit dialog."""
+    home.mkdir(parents=True, exist_ok=True)
+    template = (REPO / "configs" / "dagster.yaml").read_text()
+    path = home / "dagster.yaml"
+    path.write_text(template.replace("${DAGSTER_HOME}", str(home)) + TEST_INSTANCE_SETTINGS)
+    return path
+
+
+@dataclass
+class Webserver:
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to the webserver's own process group (its code server and runs included),
+        SIGKILL if it has not gone after ``timeout`` seconds."""
+        if self.process.poll() is not None:
+            return
+        pgid = self.process.pid  # started with start_new_session: its pid is its group id
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def start_webserver(env: dict[str, str], log: Path, timeout: float = 60.0) -> Webserver:
+    """dagster-webserver on a free loopback port with the checkout's workspace.yaml; returns
+    once /server_info answers."""
+    exe = Path(sys.executable).parent / "dagster-webserver"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        [str(exe), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    handle.close()
+    server = Webserver(process, url, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"dagster-webserver exited with {process.returncode}:\n{server.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=2) as resp:
+                if resp.status == 200:
+                    return server
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"dagster-webserver did not answer in {timeout:.0f} s:\n{server.log_tail()}")

@@ -1,0 +1,262 @@
+"""The Dagster UI in a real browser: what a data engineer does first, end to end.
+
+dagster-webserver runs on a free loopback port with the checkout's workspace.yaml, its own
+instance, a copy of the approved demo configs and the demo extract in SQLite. Headless Chromium
+(Debian's package) opens the asset lineage, materialises the `person` partition of the four
+table steps from the Materialize dialog, and the test reads the run's success, the partition's
+state and every check from the pages, then from the instance and the destination. Screenshots
+of each page are kept under SYNTH_TEST_ARTEFACTS (default .work/test-artefacts/).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+from playwright.sync_api import Page, expect, sync_playwright
+
+from synth_pipeline.partitions import OMOP_TABLES
+
+from .browser_helpers import (
+    CHROMIUM_FLAGS,
+    artefact_dir,
+    chromium_executable,
+    start_webserver,
+    write_instance_yaml,
+)
+
+FIVE_ASSETS = [
+    "schema_snapshot",
+    "column_stats",
+    "reviewed_config",
+    "synthetic_table",
+    "csv_bundle",
+]
+TABLE_STEPS = FIVE_ASSETS[:4]
+PARTITION = "person"  # its parents (location, care_site, provider) are empty in the demo
+OTHER_PARTITION = "cdm_source"  # present, never picked: it must stay missing
+CHECKS = {
+    "schema_snapshot": ["schema_matches_config"],
+    "column_stats": ["disclosure_rules_hold"],
+    "reviewed_config": ["config_approved"],
+    "synthetic_table": [
+        "references_resolve",
+        "row_count_matches_config",
+        "rules_hold",
+        "fidelity_meets_threshold",
+        "privacy_exact_matches",
+        "privacy_unique_matches",
+        "privacy_dcr",
+        "privacy_rare_categories",
+    ],
+}
+RUN_TIMEOUT_MS = 180_000  # the run itself takes about 15 s; the machine is shared
+PAGE_TIMEOUT_MS = 60_000
+
+# the variables that choose what the webserver's code location reads and writes
+_PIPELINE_VARS = (
+    "SYNTH_SOURCE_URL",
+    "SYNTH_SOURCE_SCHEMA",
+    "SRC_DSN",
+    "SRC_SCHEMA",
+    "SYNTH_DESTINATION_URL",
+    "SYNTH_DESTINATION_SCHEMA",
+    "DST_DSN",
+    "DST_SCHEMA",
+    "SYNTH_PROJECT",
+    "SYNTH_CONFIG_DIR",
+    "SYNTH_BUNDLE_DIR",
+    "SYNTH_WORK_DIR",
+    "DAGSTER_HOME",
+)
+
+
+@pytest.fixture
+def ui(tmp_path, config_root, demo_sqlite_url):
+    """A running webserver on a private instance holding the partitions person and cdm_source;
+    stopped by its pid afterwards."""
+    home = tmp_path / "dagster_home"
+    write_instance_yaml(home)
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.add_dynamic_partitions(OMOP_TABLES, [PARTITION, OTHER_PARTITION])
+
+    destination = tmp_path / "synthetic.sqlite"
+    env = {k: v for k, v in os.environ.items() if k not in _PIPELINE_VARS}
+    env.update(
+        DAGSTER_HOME=str(home),
+        SYNTH_WORK_DIR=str(tmp_path / "work"),
+        SYNTH_CONFIG_DIR=str(config_root),
+        SYNTH_SOURCE_URL=demo_sqlite_url,
+        SYNTH_DESTINATION_URL=f"sqlite:///{destination}",
+        SYNTH_BUNDLE_DIR=str(tmp_path / "bundle"),
+    )
+    server = start_webserver(env, tmp_path / "webserver.log")
+    try:
+        yield {
+            "server": server,
+            "instance": instance,
+            "destination": destination,
+            "config_root": config_root,
+        }
+    finally:
+        server.stop()
+        instance.dispose()
+
+
+def _shot(page: Page, name: str) -> Path:
+    path = artefact_dir() / f"test_ui_browser-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def _open_lineage_and_materialise(page: Page, base: str) -> str:
+    """The asset lineage shows the five steps; materialise `person` of the four table steps
+    from the Materialize dialog. Returns the launched run's id, read from the graph."""
+    page.goto(f"{base}/asset-groups")
+    graph = page.locator("body")
+    for name in FIVE_ASSETS:
+        expect(graph).to_contain_text(name, timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_role("button", name=re.compile(r"Materialize all \(5\)"))).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    _shot(page, "1-asset-lineage")
+
+    # csv_bundle is not partitioned: with it in the selection the UI would ask for a backfill,
+    # which needs the daemon. Filter the graph to the four partitioned steps.
+    page.get_by_label("Search and filter assets").focus()
+    page.keyboard.type("group:synth_pipeline and not key:csv_bundle")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name=re.compile(r"Materialize all \(4\)")).click(
+        timeout=PAGE_TIMEOUT_MS
+    )
+
+    # the Materialize dialog (the partition list below it is a dialog too, without the title)
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize 4 assets")
+    expect(dialog).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    dialog.get_by_text("Select a partition or create one").click()
+    options = page.get_by_role("menuitem")
+    expect(options.filter(has_text=OTHER_PARTITION)).to_be_visible()
+    pick = options.filter(has_text=PARTITION)
+    expect(pick).to_have_count(1)
+    pick.click()
+    dialog.get_by_text("Launch runs to materialize 4 assets").click()  # closes the list
+    expect(dialog).to_contain_text("1 partition")
+    launch = dialog.get_by_role("button", name="Launch 1 run")
+    expect(launch).to_be_enabled()
+    _shot(page, "2-materialize-dialog")
+    launch.click()
+
+    # each node of the graph links to the run materialising it
+    run_link = page.locator('a[href^="/runs/"]').first
+    expect(run_link).to_be_attached(timeout=PAGE_TIMEOUT_MS)
+    href = run_link.get_attribute("href") or ""
+    match = re.fullmatch(r"/runs/([0-9a-f-]{36})", href)
+    assert match, f"the graph links to {href!r}, not to a run"
+    return match.group(1)
+
+
+def _wait_for_run(page: Page, base: str, run_id: str) -> str:
+    """The run's page, live, until the run ends; returns its status as the page shows it."""
+    page.goto(f"{base}/runs/{run_id}")
+    ended = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
+    expect(ended).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    return ended.inner_text().strip()
+
+
+def test_materialise_a_partition_from_the_ui(ui):
+    chromium = chromium_executable()
+    assert chromium, (
+        "Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)"
+    )
+    base = ui["server"].url
+    instance: dg.DagsterInstance = ui["instance"]
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        expect.set_options(timeout=PAGE_TIMEOUT_MS)  # pages load slowly on a busy machine
+        try:
+            run_id = _open_lineage_and_materialise(page, base)
+
+            status = _wait_for_run(page, base, run_id)
+            _shot(page, "3-run")
+            assert status == "Success", (
+                f"run {run_id} ended as {status}; webserver log:\n{ui['server'].log_tail()}"
+            )
+            header = page.locator("body")
+            expect(header).to_contain_text(f"partition: {PARTITION}")
+            expect(header).to_contain_text("4 assets")
+            expect(header).to_contain_text(f"{sum(len(c) for c in CHECKS.values())} checks")
+
+            # the partition's state: person materialised, cdm_source still missing
+            page.goto(f"{base}/assets/synthetic_table?view=partitions&partition={PARTITION}")
+            body = page.locator("body")
+            for text in ("Materialized (1)", "Missing (1)", "Failed (0)", run_id[:8]):
+                expect(body).to_contain_text(text)
+            _shot(page, "4-partitions")
+
+            # every check of every step, passed, on its asset's Checks tab
+            for asset, names in CHECKS.items():
+                page.goto(f"{base}/assets/{asset}?view=checks")
+                expect(page.locator("body")).to_contain_text(f"Checks ({len(names)})")
+                for name in names:
+                    row = page.get_by_title(name, exact=True).locator("xpath=..")
+                    expect(row).to_contain_text("Succeeded")
+                if asset == "synthetic_table":
+                    _shot(page, "5-checks")
+
+            # the lineage after the run: the four table steps hold one partition of two
+            page.goto(f"{base}/asset-groups")
+            for name in FIVE_ASSETS:
+                expect(page.locator("body")).to_contain_text(name)
+            _shot(page, "6-asset-lineage-after")
+            page.get_by_label("Search and filter assets").focus()
+            page.keyboard.type("group:synth_pipeline and not key:csv_bundle")
+            page.keyboard.press("Enter")
+            page.keyboard.press("Escape")  # closes the filter's suggestions
+            expect(page.get_by_text("50% filled")).to_have_count(len(TABLE_STEPS))
+            expect(page.get_by_text("8 / 8 Passed")).to_have_count(1)  # synthetic_table
+            expect(page.get_by_text("1 / 1 Passed")).to_have_count(3)  # the other steps
+            _shot(page, "7-table-steps-after")
+        except Exception:
+            _shot(page, "failure")
+            print(f"webserver log:\n{ui['server'].log_tail()}")
+            raise
+        finally:
+            browser.close()
+
+    # what the instance recorded: the UI's run, for person only
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags.get("dagster/partition") == PARTITION
+    for asset in TABLE_STEPS:
+        key = dg.AssetKey(asset)
+        assert instance.get_materialized_partitions(key) == {PARTITION}, asset
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None and event.run_id == run_id, asset
+    assert instance.get_latest_materialization_event(dg.AssetKey("csv_bundle")) is None
+
+    # and the destination got the table the approved config asks for
+    cfg = yaml.safe_load((ui["config_root"] / "demo" / f"{PARTITION}.yaml").read_text())
+    engine = sa.create_engine(f"sqlite:///{ui['destination']}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM {PARTITION}")).scalar_one()
+    finally:
+        engine.dispose()
+    assert rows == cfg["rows"] > 0
+
+
+def test_artefact_dir_follows_the_variable(tmp_path, monkeypatch):
+    target = tmp_path / "artefacts"
+    monkeypatch.setenv("SYNTH_TEST_ARTEFACTS", str(target))
+    assert artefact_dir() == target.resolve() and target.is_dir()
+    monkeypatch.delenv("SYNTH_TEST_ARTEFACTS")
+    assert artefact_dir().parts[-2:] == (".work", "test-artefacts")
