@@ -146,7 +146,11 @@ def _summarise_run(result, generated: bool) -> _RunSummary:
     errors, checks = _failures(result)
     rows = None
     if result.success and generated:
-        rows = result.output_for_node("synthetic_table")["rows"]
+        # read from the materialisation's metadata: a launched run's outputs are not loadable
+        for event in result.all_events:
+            if event.is_step_materialization and event.asset_key == synthetic_table.key:
+                metadata = event.step_materialization_data.materialization.metadata
+                rows = int(metadata["dagster/row_count"].value)
     return _RunSummary(result.run_id, result.success, errors, checks, rows)
 
 
