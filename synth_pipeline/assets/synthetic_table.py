@@ -19,6 +19,7 @@ from ..core.integrity import dangling_references
 from ..core.rules import count_violations
 from ..core.schema import list_tables
 from ..core.synthesise import TableRun, referenced_tables, written_width
+from ..core.vocabulary import plan_copy as plan_vocabulary_copy
 from ..core.write import (
     ColumnDef,
     RegisterEntry,
@@ -131,6 +132,11 @@ def synthetic_table(
         )
     elif cfg.kind == "vocabulary":
         src_names = list_tables(source.engine(), source.db_schema)
+        # which rows may leave: by default only those for concepts the approved synthetic
+        # tables can contain (core/vocabulary.py), filtered in the source database
+        plan = plan_vocabulary_copy(files, cfg, source.engine(), source.db_schema, src_names)
+        context.log.info(plan.describe())
+        warnings += [f"{c}: values not listed, may not resolve in concept" for c in plan.unlisted]
         expected = cfg.rows
         rows = copy_table(
             source.engine(),
@@ -142,6 +148,8 @@ def synthetic_table(
             columns_of(cfg),
             entry=entry,
             on_chunk=Progress(context, table, expected),
+            where=plan.where,
+            params=plan.params,
         )
         expected = rows  # a vocabulary table is whatever the source holds now
     else:
