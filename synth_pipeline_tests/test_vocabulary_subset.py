@@ -23,6 +23,7 @@ from synth_pipeline.core.config import ProjectFiles, approve
 from synth_pipeline.core.database import normalise_url, open_destination, open_source
 from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.preflight import check_configuration
+from synth_pipeline.core.review import review_text
 from synth_pipeline.demo.loader import load_demo
 from synth_pipeline.runner import execute
 
@@ -183,6 +184,10 @@ def test_demo_configs_record_the_rule(demo_run):
         assert any("vocabulary_rows: referenced" in f for f in data["source"]["findings"])
     local = yaml.safe_load(files.table_file("source_to_concept_map").read_text())
     assert local["kind"] == "skip"
+    # the reviewer is told how many concepts the approved configs release
+    text = " ".join(review_text(files, "concept").split())
+    n = len(approved_config_concepts(files))
+    assert n > 100 and f"{n} concepts in the approved synthetic configs" in text
 
 
 # ---------------------------------------------------------------------------------------------

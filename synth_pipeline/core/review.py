@@ -280,7 +280,17 @@ def review_text(files: ProjectFiles, table: str, width: int = 100) -> str:
         "values taken from the source, and the rule that let each out:",
     ]
     if cfg.kind == "vocabulary":
-        lines[3:3] = vocabulary_lines(files, cfg)
+        lines[3:3] = [
+            w
+            for line in vocabulary_lines(files, cfg)
+            for w in textwrap.wrap(
+                line.strip(),
+                width,
+                initial_indent=line[: len(line) - len(line.lstrip())],
+                subsequent_indent=line[: len(line) - len(line.lstrip())] + "    ",
+                break_on_hyphens=False,
+            )
+        ]
     items = released_values(cfg, policy)
     if not items:
         lines.append("  none")
