@@ -176,6 +176,36 @@ def test_demo_bundle_carries_the_subset_and_no_local_mapping(demo_run, demo_sqli
     assert "copied as they are" not in readme
 
 
+def test_demo_run_records_the_rule_and_counts_the_selected_rows(demo_run):
+    from synth_pipeline.runner import environment
+
+    with environment({"DAGSTER_HOME": str(demo_run["dagster_home"])}):
+        instance = dg.DagsterInstance.get()
+    dest = open_destination(demo_run["url"])
+    for table in ("concept", "concept_ancestor", "vocabulary"):
+        (record,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("synthetic_table"), asset_partitions=[table]
+            ),
+            limit=1,
+        ).records
+        rule = record.asset_materialization.metadata["vocabulary_rows"].value
+        if table == "vocabulary":
+            assert "copied whole" in rule
+        else:
+            assert "vocabulary_rows: referenced" in rule and "concepts" in rule
+        # the row-count check compared the rows written with the rows the rule selected in
+        # the source (counted there, not taken from the copy), and both match the destination
+        key = dg.AssetCheckKey(dg.AssetKey("synthetic_table"), "row_count_matches_config")
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
+        (latest,) = [h for h in history if h.run_id == record.event_log_entry.run_id]
+        evaluation = latest.event.dagster_event.event_specific_data
+        with dest.connect() as conn:
+            held = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one()
+        assert evaluation.passed, table
+        assert evaluation.metadata["expected"].value == held == evaluation.metadata["rows"].value
+
+
 def test_demo_configs_record_the_rule(demo_run):
     files = demo_run["files"]
     for table in CONCEPT_LEVEL:

@@ -168,9 +168,9 @@ class CopyPlan:
         if self.concepts is None:
             return f"{self.table}: vocabulary metadata, copied whole"
         return (
-            f"{self.table}: only rows for the {self.concepts} concepts the synthetic tables can "
-            f"contain are copied ({self.from_configs} listed in the approved synthetic configs, "
-            "the rest named by the vocabulary metadata; vocabulary_rows: referenced)"
+            f"{self.table}: only rows for a set of {self.concepts} concepts are copied "
+            f"({self.from_configs} listed in the approved synthetic configs, the rest named by "
+            "the vocabulary metadata tables; vocabulary_rows: referenced)"
         )
 
 
@@ -244,6 +244,18 @@ def metadata_concepts(
                 if concept is not None:
                     out.add(concept)
     return out
+
+
+def selected_rows(source: Engine, schema: str | None, source_table: str, plan: CopyPlan) -> int:
+    """How many source rows ``plan`` lets through, counted in the source before the copy, so the
+    row-count check compares the rows written with the rows the rule selects."""
+    sql = f"SELECT COUNT(*) FROM {qualified(source, schema, source_table)}"
+    if plan.where:
+        if is_postgres(source) and plan.params:
+            sql = sql.replace("%", "%%")  # the identifiers' own % signs, not placeholders
+        sql += f" WHERE {plan.where}"
+    with source.connect() as conn:
+        return int(conn.exec_driver_sql(sql, plan.params or None).scalar_one())
 
 
 def membership(engine: Engine, columns: tuple[str, ...], ids: list[int]) -> tuple[str, tuple]:
