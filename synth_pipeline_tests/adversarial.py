@@ -11,6 +11,8 @@ The nasty cases, each small enough to stay below k even at k = 5:
 - a group of 3 inside a per-concept statistic (concept 3004249: three measurements, extreme values)
 - a null pattern seen twice (two visits with neither an end date nor a provider)
 - a table with 4 rows (provider)
+- a vocabulary subset, as many extracts carry: concept, concept_ancestor and a site-local
+  source_to_concept_map hold exactly the concepts the records use, the rare ones included
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ GROUP_OF_3_VALUES = [987.65, 876.54, 765.43]
 GROUP_OF_3_UNIT = 8876
 PROVIDERS = 4
 PERSONS = 200
+RARE_CONCEPT_NAMES = {
+    RARE_RACE: "Pitcairn Islander of the adversarial fixture",
+    RARE_CONDITION: "Quillfeather tropical fever",
+    RARE_CAUSE: "Marjoribanks cardiac event",
+    GROUP_OF_3_CONCEPT: "Featherstonehaugh serum assay",
+}
+LOCAL_CODE = "LOCAL-OKONKWO-77"  # a site's own code in source_to_concept_map
 
 
 @dataclass
@@ -138,6 +147,41 @@ def build_extract(url: str, schema: str | None = None) -> Extract:
         sa.Column("note_text", sa.Text),
         sa.Column("encoding_concept_id", big),
         sa.Column("language_concept_id", big),
+    )
+    concept_table = sa.Table(
+        "concept",
+        md,
+        sa.Column("concept_id", big),
+        sa.Column("concept_name", text(255)),
+        sa.Column("domain_id", text(20)),
+        sa.Column("vocabulary_id", text(20)),
+        sa.Column("concept_class_id", text(20)),
+        sa.Column("standard_concept", text(1)),
+        sa.Column("concept_code", text(50)),
+        sa.Column("valid_start_date", sa.Date),
+        sa.Column("valid_end_date", sa.Date),
+        sa.Column("invalid_reason", text(1)),
+    )
+    concept_ancestor = sa.Table(
+        "concept_ancestor",
+        md,
+        sa.Column("ancestor_concept_id", big),
+        sa.Column("descendant_concept_id", big),
+        sa.Column("min_levels_of_separation", integer),
+        sa.Column("max_levels_of_separation", integer),
+    )
+    source_to_concept_map = sa.Table(
+        "source_to_concept_map",
+        md,
+        sa.Column("source_code", text(50)),
+        sa.Column("source_concept_id", big),
+        sa.Column("source_vocabulary_id", text(20)),
+        sa.Column("source_code_description", text(255)),
+        sa.Column("target_concept_id", big),
+        sa.Column("target_vocabulary_id", text(20)),
+        sa.Column("valid_start_date", sa.Date),
+        sa.Column("valid_end_date", sa.Date),
+        sa.Column("invalid_reason", text(1)),
     )
     out = Extract()
     day0 = dt.date(2010, 1, 1)
@@ -273,6 +317,64 @@ def build_extract(url: str, schema: str | None = None) -> Extract:
                 "language_concept_id": 4180186,
             }
         )
+    # the vocabulary subset: every concept the records use, and nothing else
+    used = sorted(
+        {
+            v
+            for rows in (persons, periods, deaths, providers, visits, conditions, measurement_rows)
+            for row in rows
+            for key, v in row.items()
+            if key.endswith("_concept_id") and v is not None
+        }
+        | {n["note_type_concept_id"] for n in notes}
+        | {n["language_concept_id"] for n in notes}
+        | {n["encoding_concept_id"] for n in notes}
+    )
+    concepts = [
+        {
+            "concept_id": c,
+            "concept_name": RARE_CONCEPT_NAMES.get(c, f"Concept {c}"),
+            "domain_id": "Observation",
+            "vocabulary_id": "SNOMED",
+            "concept_class_id": "Clinical Finding",
+            "standard_concept": "S",
+            "concept_code": f"C{c}",
+            "valid_start_date": dt.date(1970, 1, 1),
+            "valid_end_date": dt.date(2099, 12, 31),
+            "invalid_reason": None,
+        }
+        for c in used
+    ]
+    # each concept is its own ancestor; the rare condition descends from a common one
+    ancestors = [
+        {
+            "ancestor_concept_id": c,
+            "descendant_concept_id": c,
+            "min_levels_of_separation": 0,
+            "max_levels_of_separation": 0,
+        }
+        for c in used
+    ] + [
+        {
+            "ancestor_concept_id": common[0],
+            "descendant_concept_id": RARE_CONDITION,
+            "min_levels_of_separation": 1,
+            "max_levels_of_separation": 1,
+        }
+    ]
+    local_map = [
+        {
+            "source_code": LOCAL_CODE,
+            "source_concept_id": 0,
+            "source_vocabulary_id": "LOCAL",
+            "source_code_description": "ward code",
+            "target_concept_id": common[1],
+            "target_vocabulary_id": "SNOMED",
+            "valid_start_date": dt.date(2000, 1, 1),
+            "valid_end_date": dt.date(2099, 12, 31),
+            "invalid_reason": None,
+        }
+    ]
     with engine.begin() as conn:
         if schema:
             conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -287,6 +389,9 @@ def build_extract(url: str, schema: str | None = None) -> Extract:
             (condition, conditions),
             (measurement, measurement_rows),
             (note, notes),
+            (concept_table, concepts),
+            (concept_ancestor, ancestors),
+            (source_to_concept_map, local_map),
         ):
             conn.execute(table.insert(), rows)
     engine.dispose()

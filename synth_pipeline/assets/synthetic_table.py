@@ -19,6 +19,8 @@ from ..core.integrity import dangling_references
 from ..core.rules import count_violations
 from ..core.schema import list_tables
 from ..core.synthesise import TableRun, referenced_tables, written_width
+from ..core.vocabulary import plan_copy as plan_vocabulary_copy
+from ..core.vocabulary import selected_rows as vocabulary_rows_selected
 from ..core.write import (
     ColumnDef,
     RegisterEntry,
@@ -115,6 +117,7 @@ def synthetic_table(
     entry = RegisterEntry(cfg.kind, cfg.fingerprint(), seed, scale, {}, GENERATOR_VERSION)
     warnings: list[str] = []
     parent_rows: dict[str, int] = {}
+    vocabulary_rule: str | None = None
     started = time.monotonic()
 
     if cfg.kind == "skip":
@@ -131,19 +134,28 @@ def synthetic_table(
         )
     elif cfg.kind == "vocabulary":
         src_names = list_tables(source.engine(), source.db_schema)
-        expected = cfg.rows
+        # which rows may leave: by default only those for concepts the approved synthetic
+        # tables can contain (core/vocabulary.py), filtered in the source database
+        plan = plan_vocabulary_copy(files, cfg, source.engine(), source.db_schema, src_names)
+        context.log.info(plan.describe())
+        warnings += [f"{c}: values not listed, may not resolve in concept" for c in plan.unlisted]
+        vocabulary_rule = plan.describe()
+        src_table = src_names.get(table, table)
+        # the rows the rule selects in the source now, which the copy must write
+        expected = vocabulary_rows_selected(source.engine(), source.db_schema, src_table, plan)
         rows = copy_table(
             source.engine(),
             source.db_schema,
-            src_names.get(table, table),
+            src_table,
             engine,
             schema,
             table,
             columns_of(cfg),
             entry=entry,
             on_chunk=Progress(context, table, expected),
+            where=plan.where,
+            params=plan.params,
         )
-        expected = rows  # a vocabulary table is whatever the source holds now
     else:
         run = TableRun.for_project(files, cfg, seed, scale)
         warnings = run.warnings
@@ -190,6 +202,8 @@ def synthetic_table(
         "rows_per_second": round(rows / seconds) if seconds > 0 else 0,
         "warnings": bullet_list(warnings),
     }
+    if vocabulary_rule is not None:
+        metadata["vocabulary_rows"] = vocabulary_rule  # which rows were copied, and why
     if fidelity is not None:
         metadata["median_column_score"] = (
             fidelity.median_score if fidelity.median_score is not None else "n/a"

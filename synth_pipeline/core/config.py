@@ -200,6 +200,12 @@ class TableConfig(BaseModel):
     format_version: Literal[1] = FORMAT_VERSION
     table: str
     kind: Literal["synthetic", "vocabulary", "skip"]
+    vocabulary_rows: Literal["referenced", "all"] | None = Field(
+        None,
+        description="Vocabulary tables only: which source rows are copied. referenced (the "
+        "default): only rows for the concepts the approved synthetic tables can contain; all: "
+        "every row, for an extract known to carry the full public vocabulary.",
+    )
     rows: int = Field(ge=0, description="Rows to generate before the run's scale factor.")
     primary_key: str | None = None
     source: SourceSummary = Field(default_factory=SourceSummary)
@@ -208,8 +214,20 @@ class TableConfig(BaseModel):
     review: ReviewBlock = Field(default_factory=ReviewBlock)
 
     def fingerprint(self) -> str:
-        """Fingerprint of the content a reviewer approves (everything but the review block)."""
-        return fingerprint_of(self.model_dump(mode="json", by_alias=True, exclude={"review"}))
+        """Fingerprint of the content a reviewer approves (everything but the review block).
+
+        ``vocabulary_rows`` counts when it is set, so an approval covers the choice; unset, it
+        is left out, so files approved before the setting existed keep their fingerprints.
+        """
+        data = self.model_dump(mode="json", by_alias=True, exclude={"review"})
+        if data.get("vocabulary_rows") is None:
+            data.pop("vocabulary_rows", None)
+        return fingerprint_of(data)
+
+    @property
+    def vocabulary_rule(self) -> Literal["referenced", "all"]:
+        """Which rows of a vocabulary table are copied; referenced unless the file says all."""
+        return self.vocabulary_rows or "referenced"
 
     def generation_order(self) -> list[str]:
         """Columns in an order where each comes after the columns it is derived from."""
@@ -383,6 +401,13 @@ def _load_table_config(path: Path) -> TableConfig:
 
 def validate_generators(cfg: TableConfig, path: Path | str | None = None) -> None:
     file = str(path) if path else None
+    if cfg.kind == "synthetic" and cfg.vocabulary_rows is not None:
+        raise ConfigError(
+            "vocabulary_rows applies to vocabulary tables only (kind: vocabulary); remove it",
+            file=file,
+            table=cfg.table,
+            setting="vocabulary_rows",
+        )
     if cfg.kind != "synthetic":
         return
     for name, col in cfg.columns.items():

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from .config import ProjectFiles
 from .errors import ConfigError
+from .vocabulary import check_vocabulary_config
 
 
 def check_configuration(
@@ -27,6 +28,7 @@ def check_configuration(
         cfg = files.load_table(table)
         if cfg.kind == "skip" or (cfg.kind == "vocabulary" and not copy_vocabulary):
             continue
+        check_vocabulary_config(files, cfg)
         if table not in present:
             raise ConfigError(
                 f"the source has no table {table!r} any more; set kind: skip to keep the file "

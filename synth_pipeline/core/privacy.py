@@ -348,7 +348,7 @@ def assess_table(
     )
     if cfg.kind != "synthetic":
         report.note = (
-            "public vocabulary, copied as it is: not assessed"
+            "vocabulary: rows for the concepts the synthetic tables can contain (vocabulary_rows): not assessed"
             if cfg.kind == "vocabulary"
             else "not generated"
         )
@@ -557,7 +557,8 @@ def privacy_markdown(
         lines += ["", f"Not assessed (empty, or nothing to compare): {', '.join(others)}."]
     lines += [
         "",
-        "Vocabulary tables are public reference data, copied as they are, and not assessed.",
+        "Vocabulary tables are public reference data, limited to the concepts the synthetic tables can "
+        "contain unless a reviewer chose to copy a table whole, and not assessed.",
     ]
     overall = [r.exact_match_rate for r in assessed if r.exact_match_rate is not None]
     if overall:

@@ -7,6 +7,7 @@ were changed by hand) and replaces only what came from the source.
 
 from __future__ import annotations
 
+from . import vocabulary
 from .config import ColumnConfig, ReviewBlock, SourceSummary, TableConfig
 from .generators import CATALOGUE
 from .schema import TableSchema, column_role
@@ -35,8 +36,11 @@ def rows_to_generate(stats: TableStats) -> tuple[int, str | None]:
 
 def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
     findings = list(stats.findings)
+    vocabulary_rows = None
     if schema.kind == "vocabulary":
-        kind, rows = "vocabulary", schema.row_count
+        kind, vocabulary_rows, rule = vocabulary.proposal(schema.name)
+        rows = (stats.row_count or 0) if kind == "vocabulary" else 0
+        findings.append(rule)
     elif schema.kind == "metadata":
         kind, rows = "skip", 0
         findings.append("skipped by default: describes the real extract; write your own if needed")
@@ -70,6 +74,7 @@ def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
     return TableConfig(
         table=schema.name,
         kind=kind,  # type: ignore[arg-type]
+        vocabulary_rows=vocabulary_rows,  # type: ignore[arg-type]
         rows=rows,
         primary_key=pk,
         source=SourceSummary(
@@ -212,6 +217,8 @@ def refresh_table_config(existing: TableConfig, proposed: TableConfig) -> TableC
     """
     out = proposed.model_copy(deep=True)
     out.kind = existing.kind
+    if existing.vocabulary_rows is not None or existing.kind != proposed.kind:
+        out.vocabulary_rows = existing.vocabulary_rows  # the reviewer's choice, or its absence
     if existing.rows != (existing.source.row_count or 0) and existing.kind == "synthetic":
         out.rows = existing.rows  # set by hand
     for name, col in out.columns.items():

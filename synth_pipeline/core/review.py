@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from . import vocabulary
 from .config import (
     ColumnConfig,
     ProjectFiles,
@@ -180,7 +181,12 @@ def released_values(cfg: TableConfig, policy: DisclosurePolicy) -> list[Released
     out: list[Released] = []
     if cfg.kind == "vocabulary":
         out.append(
-            Released("rows", str(cfg.rows), "public vocabulary: copied as it is, not summarised")
+            Released(
+                "rows",
+                str(cfg.rows),
+                "vocabulary table, not summarised: count rule (released only when at least "
+                f"k={policy.k}, rounded to a multiple of {policy.rounding})",
+            )
         )
         return out
     if cfg.source.row_count is not None:
@@ -273,6 +279,18 @@ def review_text(files: ProjectFiles, table: str, width: int = 100) -> str:
         "",
         "values taken from the source, and the rule that let each out:",
     ]
+    if cfg.kind == "vocabulary":
+        lines[3:3] = [
+            w
+            for line in vocabulary_lines(files, cfg)
+            for w in textwrap.wrap(
+                line.strip(),
+                width,
+                initial_indent=line[: len(line) - len(line.lstrip())],
+                subsequent_indent=line[: len(line) - len(line.lstrip())] + "    ",
+                break_on_hyphens=False,
+            )
+        ]
     items = released_values(cfg, policy)
     if not items:
         lines.append("  none")
@@ -325,3 +343,21 @@ def review_text(files: ProjectFiles, table: str, width: int = 100) -> str:
         lines.append("changes since the last approval:")
         lines += ["  " + d for d in diff]
     return "\n".join(lines) + "\n"
+
+
+def vocabulary_lines(files: ProjectFiles, cfg: TableConfig) -> list[str]:
+    """Which rows of a vocabulary table are copied, and for concept-level tables how many
+    concepts the approved synthetic tables can contain now."""
+    lines = [f"rows copied: {vocabulary.rule_text(cfg.table, cfg.vocabulary_rule)}"]
+    if cfg.vocabulary_rule == "referenced" and cfg.table in vocabulary.CONCEPT_LEVEL:
+        released = vocabulary.released_concepts(files)
+        tables = ", ".join(f"{t} {n}" for t, n in sorted(released.by_table.items()))
+        lines.append(
+            f"  {len(released.ids)} concepts in the approved synthetic configs ({tables or 'none'}),"
+            " plus those the copied vocabulary metadata names"
+        )
+        if released.unlisted:
+            lines.append(
+                "  values not listed (may not resolve in concept): " + ", ".join(released.unlisted)
+            )
+    return lines

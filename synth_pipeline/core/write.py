@@ -496,12 +496,19 @@ def _cast(s: pl.Series, logical: str, target: pl.DataType) -> pl.Series:
 
 
 def stream_select(
-    engine: Engine, sql: str, columns: list[ColumnDef], batch_rows: int = 100_000
+    engine: Engine,
+    sql: str,
+    columns: list[ColumnDef],
+    batch_rows: int = 100_000,
+    params: tuple | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """Rows of a query as typed DataFrames, fetched in batches so memory stays flat."""
+    """Rows of a query as typed DataFrames, fetched in batches so memory stays flat.
+
+    ``params`` are bound to the driver's placeholders in ``sql`` (``?`` on SQLite, ``%s`` on
+    PostgreSQL, where a literal % is then written %%)."""
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).exec_driver_sql(
-            sql
+            sql, params if params else None
         )
         while True:
             batch = result.fetchmany(batch_rows)
@@ -522,11 +529,21 @@ def copy_table(
     entry: RegisterEntry,
     batch_rows: int = 200_000,
     on_chunk: Callable[[int], None] | None = None,
+    where: str | None = None,
+    params: tuple = (),
 ) -> int:
-    """Stream a (public vocabulary) table from the source into the destination, swapped in atomically."""
+    """Stream a (public vocabulary) table from the source into the destination, swapped in atomically.
+
+    ``where`` (SQL over quoted identifiers and driver placeholders, bound to ``params``) keeps
+    only some rows; the filter runs in the source database.
+    """
     cols = ", ".join(quote(source, c.name) for c in columns)
     sql = f"SELECT {cols} FROM {qualified(source, source_schema, source_table)}"
-    chunks = stream_select(source, sql, columns, batch_rows)
+    if where:
+        if is_postgres(source) and params:
+            sql = sql.replace("%", "%%")  # the identifiers' own % signs, not placeholders
+        sql += f" WHERE {where}"
+    chunks = stream_select(source, sql, columns, batch_rows, params or None)
     return replace_table(
         destination,
         destination_schema,

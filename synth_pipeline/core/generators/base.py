@@ -91,6 +91,12 @@ class Generator:
                 return f"needs stats.{need}, which this column's statistics do not have"
         return None
 
+    @classmethod
+    def possible_values(cls, stats: ColumnStats | None, params: BaseModel) -> list | None:
+        """Every value this generator can write, read from the approved config alone, or None
+        when the values are not a finite list (numbers through quantiles, keys, dates...)."""
+        return None
+
     def block(
         self, ctx: ColumnContext, start: int, count: int, block: int, done: dict[str, pl.Series]
     ) -> pl.Series:

@@ -44,6 +44,10 @@ class Constant(Generator):
             return f"params.value {v!r} is not a {logical_type}"
         return None
 
+    @classmethod
+    def possible_values(cls, stats, params):
+        return [params.value]  # type: ignore[attr-defined]
+
     def block(self, ctx, start, count, block, done):
         v = ctx.params.value  # type: ignore[attr-defined]
         s = pl.Series(ctx.column, [v] * count)
@@ -54,6 +58,10 @@ class AlwaysNull(Generator):
     name = "always_null"
     summary = "NULL in every row (all-null source columns, or columns left out on purpose)."
     types = frozenset({"integer", "float", "string", "boolean", "date", "datetime"})
+
+    @classmethod
+    def possible_values(cls, stats, params):
+        return []
 
     def block(self, ctx, start, count, block, done):
         return pl.Series(ctx.column, [None] * count, dtype=POLARS_TYPES[ctx.logical_type])

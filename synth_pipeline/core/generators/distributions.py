@@ -46,6 +46,16 @@ class WeightedChoice(Generator):
                     return f"stats.values holds {vc.value!r}, which is not a {logical_type}"
         return None
 
+    @classmethod
+    def possible_values(cls, stats, params):
+        p: WeightedChoiceParams = params  # type: ignore[assignment]
+        if p.other == "quantiles" and (stats is None or stats.other_count or not stats.values):
+            return None  # the other share is drawn through quantiles: any number in the range
+        values = [vc.value for vc in (stats.values or [])] if stats else []
+        if p.other == "value" and p.other_value is not None:
+            values.append(p.other_value)
+        return values
+
     def block(self, ctx, start, count, block, done):
         p: WeightedChoiceParams = ctx.params  # type: ignore[assignment]
         stats = ctx.stats
@@ -197,6 +207,16 @@ class ConditionalChoice(Generator):
     @classmethod
     def depends_on(cls, params):
         return [params.by]  # type: ignore[attr-defined]
+
+    @classmethod
+    def possible_values(cls, stats, params):
+        # a group's values, or for pooled and unknown groups the pooled or the column's values
+        if stats is None:
+            return []
+        cond = stats.conditional
+        sources = [*(cond.groups if cond else []), *([cond.other] if cond and cond.other else [])]
+        sources.append(stats)
+        return [v.value for src in sources for v in (src.values or [])]
 
     @classmethod
     def check(cls, ctx_stats, params, logical_type):
