@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
@@ -396,3 +397,34 @@ def build_extract(url: str, schema: str | None = None) -> Extract:
             conn.execute(table.insert(), rows)
     engine.dispose()
     return out
+
+
+@dataclass
+class PipelineRun:
+    """What the whole CLI (init, approve --all, run) left from an adversarial extract."""
+
+    code: int
+    files: object  # ProjectFiles of the project "adv"
+    destination_url: str
+    bundle: Path
+
+
+def run_pipeline(tmp: Path, source: str, k: int = 10, schema: str | None = None) -> PipelineRun:
+    """init, approve --all and run the extract at ``source`` through the CLI, with policy k."""
+    from synth_pipeline import cli
+    from synth_pipeline.core.config import ProjectConfig, ProjectFiles
+    from synth_pipeline.core.disclosure import DisclosurePolicy
+
+    schema_args = ["--schema", schema] if schema else []
+    root = tmp / "configuration-files"
+    files = ProjectFiles(root, "adv")
+    files.save_project(ProjectConfig(project="adv", disclosure=DisclosurePolicy(min_cell_count=k)))
+    common = ["--project", "adv", "--config-dir", str(root)]
+    assert cli.main(["init", "--source", source, *schema_args, *common]) == 0
+    assert cli.main(["approve", "--all", "--reviewer", "Adversarial Tester", *common]) == 0
+    destination = f"sqlite:///{tmp / 'synthetic.sqlite'}"
+    code = cli.main(
+        ["run", "--source", source, *schema_args, "--destination", destination]
+        + ["--bundle", str(tmp / "bundle"), *common]
+    )
+    return PipelineRun(code, files, destination, tmp / "bundle")

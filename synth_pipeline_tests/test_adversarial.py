@@ -17,9 +17,8 @@ import sqlalchemy as sa
 import yaml
 
 from synth_pipeline import cli
-from synth_pipeline.core.config import ProjectConfig, ProjectFiles
+from synth_pipeline.core.config import ProjectFiles
 from synth_pipeline.core.database import open_destination
-from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.schema import list_tables
 
 from . import adversarial as adv
@@ -35,39 +34,22 @@ def run_cli(*args: str) -> int:
 def run(request, tmp_path_factory):
     backend, k = request.param
     tmp = tmp_path_factory.mktemp(f"adversarial-{backend}-k{k}")
-    schema_args: list[str] = []
+    schema = None
     if backend == "sqlite":
         source = f"sqlite:///{tmp / 'source.sqlite'}"
         extract = adv.build_extract(source)
     else:
         source = request.getfixturevalue("postgres_database")
-        extract = adv.build_extract(source, schema=f"adversarial_k{k}")
-        schema_args = ["--schema", f"adversarial_k{k}"]
-    root = tmp / "configuration-files"
-    files = ProjectFiles(root, "adv")
-    files.save_project(ProjectConfig(project="adv", disclosure=DisclosurePolicy(min_cell_count=k)))
-    common = ["--project", "adv", "--config-dir", str(root)]
-    assert run_cli("init", "--source", source, *schema_args, *common) == 0
-    assert run_cli("approve", "--all", "--reviewer", "Adversarial Tester", *common) == 0
-    destination = f"sqlite:///{tmp / 'synthetic.sqlite'}"
-    code = run_cli(
-        "run",
-        "--source",
-        source,
-        *schema_args,
-        "--destination",
-        destination,
-        "--bundle",
-        str(tmp / "bundle"),
-        *common,
-    )
+        schema = f"adversarial_k{k}"
+        extract = adv.build_extract(source, schema=schema)
+    done = adv.run_pipeline(tmp, source, k, schema)
     return {
-        "code": code,
+        "code": done.code,
         "k": k,
-        "files": files,
+        "files": done.files,
         "extract": extract,
-        "destination": open_destination(destination),
-        "bundle": tmp / "bundle",
+        "destination": open_destination(done.destination_url),
+        "bundle": done.bundle,
     }
 
 

@@ -339,29 +339,13 @@ def adversarial_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vocab-adversarial")
     source = f"sqlite:///{tmp / 'source.sqlite'}"
     adv.build_extract(source)
-    root = tmp / "configuration-files"
-    common = ["--project", "adv", "--config-dir", str(root)]
-    assert cli.main(["init", "--source", source, *common]) == 0
-    assert cli.main(["approve", "--all", "--reviewer", "Adversarial Tester", *common]) == 0
-    destination = f"sqlite:///{tmp / 'synthetic.sqlite'}"
-    code = cli.main(
-        [
-            "run",
-            "--source",
-            source,
-            "--destination",
-            destination,
-            "--bundle",
-            str(tmp / "bundle"),
-            *common,
-        ]
-    )
+    done = adv.run_pipeline(tmp, source)
     return {
-        "code": code,
+        "code": done.code,
         "source": open_source(source),
-        "destination": open_destination(destination),
-        "bundle": tmp / "bundle",
-        "files": ProjectFiles(root, "adv"),
+        "destination": open_destination(done.destination_url),
+        "bundle": done.bundle,
+        "files": done.files,
     }
 
 
