@@ -6,6 +6,7 @@ python -m benchmarks.report > /tmp/tables.md
 from __future__ import annotations
 
 import json
+import statistics as stats_
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results.jsonl"
@@ -47,6 +48,17 @@ def main() -> None:
                 f"{fmt(rps['polars_write_parquet'])}) | **{r['bundle_vs_polars_write_csv']:.0%}** "
                 f"(SQLite), {rps['csv_bundle_export_postgres'] / rps['polars_write_csv']:.0%} "
                 f"(PostgreSQL) | {cmd} |"
+            )
+        elif f == "statistics_postgres" and "summarise_table_exact" in r["seconds"]:
+            s, reads = r["seconds"], r["statements_reading_the_table"]
+            out.append(
+                f"| Statistics of a {fmt(r['rows'])}-row, {r['columns']}-column PostgreSQL table "
+                f"(median of {r['repeat']}) | `summarise_table` {stats_.median(s['summarise_table']):.1f} s "
+                f"in {reads['summarise_table']} statements (high-cardinality columns from a sample); "
+                f"exact {stats_.median(s['summarise_table_exact']):.1f} s in "
+                f"{reads['summarise_table_exact']} statements | one `SELECT count(*)` "
+                f"{stats_.median(s['count_star']):.2f} s | **{r['summarise_in_count_star_scans']}x** "
+                f"a count(*) scan; exact {r['exact_in_count_star_scans']}x | {cmd} |"
             )
         elif f == "statistics_postgres":
             s = r["seconds"]

@@ -74,6 +74,7 @@ def column_stats(
         policy,
         settings.conditional.get(table.name, {}),
         noise,
+        settings.statistics_sample_rows,
     )
     fingerprint = source_fingerprint(table, stats)
     data = {

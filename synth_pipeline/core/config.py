@@ -97,6 +97,13 @@ class ProjectConfig(BaseModel):
     chunk_rows: int = Field(
         262_144, ge=1, description="Rows generated and written per chunk (rounded to 65,536)."
     )
+    statistics_sample_rows: int = Field(
+        1_000_000,
+        ge=1000,
+        description="A source table with more rows than this takes the quantiles and distinct "
+        "counts of its high-cardinality columns from a sample of about this many rows (stated "
+        "in its findings); every count, listed value and histogram stays exact.",
+    )
     refresh_schedule: str = Field(
         "0 3 * * 1", description="Cron for the scheduled refresh (default Mondays 03:00)."
     )

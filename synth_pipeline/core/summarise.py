@@ -1,10 +1,24 @@
 """Column statistics by aggregate SQL pushed down to the source, released through disclosure control.
 
-One scan counts rows, nulls, distinct values, zeros and over-long strings for every column at
-once; then one grouped or ordered query per column that needs frequencies, bins or quantiles.
-Only aggregates cross the connection (and, for never-listed strings, a small sample whose
-shape alone is kept). Raw aggregates stay inside :func:`summarise_table`; what it returns has
-passed :mod:`.disclosure`.
+A table costs a fixed number of passes, whatever its width:
+
+1. one scan counts rows and, per column, non-null values, zeros in references, over-long
+   strings and start/end pairs;
+2. one grouped pass (PostgreSQL ``GROUPING SETS``; SQLite one scan fanned out over the grouped
+   expressions) counts every value of every column and of derived expressions (year, month,
+   hour, string length, days from a start date) and, in the same statement, reduces them inside
+   the database to what is needed: distinct counts, the frequencies of listable columns, the
+   values at the ranks the quantile windows need, and children per parent of references;
+3. only for a table with more rows than ``sample_rows``: the grouped pass twice over a
+   repeatable sample (PostgreSQL ``TABLESAMPLE SYSTEM``, SQLite every n-th rowid), which finds
+   the high-cardinality columns and gives their quantiles. Those columns stay out of the exact
+   pass (their distinct count is not released) and the table's findings say so. Every count,
+   listed value and histogram stays exact.
+
+Per-group statistics (``conditional``) add one or two grouped queries per configured pair, and
+a never-listed string a small ``LIMIT`` sample whose shape alone is kept. Only aggregates cross
+the connection. Raw aggregates stay inside :func:`summarise_table`; what it returns has passed
+:mod:`.disclosure`.
 """
 
 from __future__ import annotations
@@ -12,7 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +86,10 @@ def _is_text_stored(col: ColumnSchema) -> bool:
     return not any(x in t for x in ("DATE", "TIME"))
 
 
+SAMPLE_ROWS = 1_000_000  # ProjectConfig.statistics_sample_rows, the default
+PROBE_ROWS = 100_000  # rows sampled to tell high-cardinality columns in a big table
+
+
 def summarise_table(
     engine: Engine,
     schema: str | None,
@@ -78,6 +97,7 @@ def summarise_table(
     policy: dc.DisclosurePolicy,
     conditional: dict[str, str] | None = None,
     noise: Noise | None = None,
+    sample_rows: int = SAMPLE_ROWS,
 ) -> TableStats:
     """Released statistics of one source table.
 
@@ -85,6 +105,8 @@ def summarise_table(
     for conditional generators); pairs naming a column the table lacks are ignored.
     ``noise`` (differential privacy, see :mod:`.dp`) is added to every released count and
     histogram before the k and rounding rules; per-group statistics are then withheld.
+    ``sample_rows``: above this many rows, high-cardinality columns are summarised from a
+    sample (see the module's description).
     """
     conditional = {
         c: by
@@ -135,13 +157,32 @@ def summarise_table(
         findings.append("empty table: it stays empty")
 
     with engine.connect() as conn:
+        if sql.pg:
+            # the grouped pass hashes every grouped expression at once; let it do so in memory
+            conn.execute(sa.text("SET LOCAL work_mem = '1GB'"))  # a ceiling, not an allocation
         scan = _first_scan(conn, sql, tbl, table)
         total = int(scan["__rows"])
+        plan = _plan(conn, sql, schema, tbl, table, scan, policy, noise, sample_rows)
+        exact = _grouped_pass(conn, plan.frame, plan.exact, policy)
+        if plan.sample_note:
+            findings.append(plan.sample_note)
         for col in table.columns:
             role = column_role(table, col.name)
             non_null = int(scan[f"n:{col.name}"])
             zeros = int(scan.get(f"z:{col.name}") or 0)
-            distinct = int(scan[f"d:{col.name}"])
+            values = exact.get(f"v:{col.name}") or exact.get(f"fk:{col.name}")
+            # high-cardinality in a sampled table: the distinct count is not known exactly
+            high = col.name in plan.high_cardinality and col.name not in plan.high_distinct
+            if non_null == 0:
+                distinct: int | None = 0
+            elif role == "primary_key":
+                distinct = int(scan.get(f"d:{col.name}", non_null))
+            elif col.name in plan.high_distinct:
+                distinct = plan.high_distinct[col.name]
+            elif high or values is None:
+                distinct = None
+            else:
+                distinct = values.distinct
             col_notes: list[str] = []
             # 0 in an optional reference means NULL; in a required one it is a broken reference
             zero_is_null = role == "foreign_key" and col.nullable
@@ -152,14 +193,14 @@ def summarise_table(
                 released_total = dc.release_count(total, policy)
                 released_null = dc.release_count(total - effective_non_null, policy)
             else:
-                nulls, values = (
+                nulls, values_count = (
                     noise.counts(
                         f"{col.name}:nulls", [total - effective_non_null, effective_non_null]
                     )
                     if col.nullable
                     else (0, noise.counts("rows", [table.row_count])[0])
                 )
-                released_nn = dc.release_count(values, policy)
+                released_nn = dc.release_count(values_count, policy)
                 released_null = dc.release_count(nulls, policy)
                 released_total = (released_nn or 0) + (released_null or 0)
             cs.non_null = released_nn
@@ -174,9 +215,20 @@ def summarise_table(
                 cs.null_fraction = round(min(1.0, released_null / released_total), 4)
             elif effective_non_null == 0:
                 cs.null_fraction = 1.0
-            cs.distinct = dc.release_count(distinct, policy) if noise is None else None
-            if cs.distinct is None and distinct and noise is None:
-                col_notes.append(f"distinct count below k={policy.k}: withheld")
+            if high:
+                cs.distinct = None
+                col_notes.append(
+                    f"more than {policy.max_distinct_for_listing} distinct values in a sample: "
+                    "distinct count not released"
+                )
+            else:
+                cs.distinct = (
+                    dc.release_count(distinct, policy)
+                    if noise is None and distinct is not None
+                    else None
+                )
+                if cs.distinct is None and distinct and noise is None:
+                    col_notes.append(f"distinct count below k={policy.k}: withheld")
             if zeros and role == "foreign_key":
                 cs.zero_as_null = dc.release_count(zeros, policy) if noise is None else None
                 handling = (
@@ -198,7 +250,7 @@ def summarise_table(
                 continue
 
             if role == "primary_key":
-                dup = non_null - distinct
+                dup = non_null - (distinct or 0)
                 if dup:
                     findings.append(
                         f"primary key {col.name}: {rel(dup)} rows repeat a key value (duplicates); "
@@ -207,13 +259,11 @@ def summarise_table(
                 cs.distinct = None
             elif role == "foreign_key":
                 _summarise_reference(
-                    conn,
-                    engine,
-                    sql,
-                    schema,
-                    tbl,
+                    exact[f"fk:{col.name}"],
+                    plan.parent_missing.get(col.name),
                     table,
                     col,
+                    total,
                     policy,
                     cs,
                     col_notes,
@@ -221,21 +271,24 @@ def summarise_table(
                     rel,
                     noise,
                 )
+            elif col.logical_type in ("date", "datetime"):
+                _summarise_dates(exact, table, col, scan, policy, cs, col_notes, findings, noise)
             else:
+                ranked = plan.ranked.get(f"v:{col.name}")
                 _summarise_values(
                     conn,
-                    engine,
-                    sql,
                     tbl,
-                    table,
                     col,
                     role,
                     non_null,
                     distinct,
+                    values,
+                    ranked,
+                    plan.sampled,
+                    exact.get(f"len:{col.name}"),
                     policy,
                     cs,
                     col_notes,
-                    findings,
                     noise,
                 )
                 if col.name in conditional and col.logical_type in ("integer", "float"):
@@ -265,14 +318,21 @@ def summarise_table(
 def _first_scan(
     conn: Connection, sql: SqlExpressions, tbl: str, table: TableSchema
 ) -> dict[str, Any]:
-    """Row count and, per column, non-null, distinct, zero and over-long counts in one scan."""
+    """The first pass: row count and, per column, non-null, zero and over-long counts, the
+    start/end pairs of date twins, and distinct keys of an undeclared primary key."""
+    engine = conn.engine
     parts = ["COUNT(*) AS c0"]
     labels = ["__rows"]
+    names = [c.name for c in table.columns]
     for col in table.columns:
-        q = quote(conn.engine, col.name)
-        parts += [f"COUNT({q})", f"COUNT(DISTINCT {q})"]
-        labels += [f"n:{col.name}", f"d:{col.name}"]
-        if col.logical_type == "integer" and column_role(table, col.name) == "foreign_key":
+        q = quote(engine, col.name)
+        role = column_role(table, col.name)
+        parts.append(f"COUNT({q})")
+        labels.append(f"n:{col.name}")
+        if role == "primary_key" and table.primary_key_source != "declared":
+            parts.append(f"COUNT(DISTINCT {q})")  # a declared key cannot repeat: no sort
+            labels.append(f"d:{col.name}")
+        if col.logical_type == "integer" and role == "foreign_key":
             parts.append(f"SUM(CASE WHEN {q} = 0 THEN 1 ELSE 0 END)")
             labels.append(f"z:{col.name}")
         if col.logical_type == "string" and col.max_length:
@@ -280,8 +340,484 @@ def _first_scan(
                 f"SUM(CASE WHEN {sql.length(q)} > {int(col.max_length)} THEN 1 ELSE 0 END)"
             )
             labels.append(f"l:{col.name}")
+        start = offset_source_column(names, col.name)
+        if start is not None and col.logical_type in ("date", "datetime"):
+            qs = quote(engine, start)
+            parts.append(f"SUM(CASE WHEN {q} IS NOT NULL AND {qs} IS NOT NULL THEN 1 ELSE 0 END)")
+            labels.append(f"p:{col.name}")
     row = conn.execute(sa.text(f"SELECT {', '.join(parts)} FROM {tbl}")).one()
     return dict(zip(labels, row, strict=True))
+
+
+# --- the grouped pass -------------------------------------------------------------------------
+
+
+@dataclass
+class _Grouping:
+    """One expression of a grouped pass and what to bring back of its frequency table."""
+
+    key: str
+    expr: str
+    rows: str = "none"  # "all": every (value, count); "listable": when the column may be listed
+    string_rule: bool = False  # "listable" only when not identifier-like
+    windows: list[tuple[int, int]] = field(default_factory=list)  # 1-based rank ranges wanted
+    reference: tuple[str, str] | None = None  # foreign keys: (usable, resolves) over {x}
+
+
+@dataclass
+class _Frequencies:
+    """What one grouped expression's frequency table reduced to (raw: never released as is)."""
+
+    distinct: int = 0
+    total: int = 0
+    rows: list[tuple[Any, int]] | None = None
+    ranked: list[tuple[Any, int, int]] = field(default_factory=list)  # (value, count, cum)
+    usable: int = 0
+    resolving: int = 0
+    fanout: list[tuple[int, int]] = field(default_factory=list)
+
+    def values_at(self, ranks: list[int]) -> dict[int, Any]:
+        """The value at each 1-based rank in ascending order (the ranks asked for beforehand)."""
+        out: dict[int, Any] = {}
+        spans = [(cum - n + 1, cum, v) for v, n, cum in self.ranked]
+        for r in ranks:
+            for first, last, v in spans:
+                if first <= r <= last:
+                    out[r] = v
+                    break
+        return out
+
+
+def _grouped_pass(
+    conn: Connection,
+    frame: str,
+    groupings: list[_Grouping],
+    policy: dc.DisclosurePolicy,
+) -> dict[str, _Frequencies]:
+    """One scan of ``frame`` (a FROM clause) grouped by every expression at once, reduced in
+    the same statement to distinct counts, listable frequencies, rank windows and fan-out."""
+    if not groupings:
+        return {}
+    pg = is_postgres(conn.engine)
+    m = len(groupings)
+    index = {g.key: i for i, g in enumerate(groupings)}
+    if pg:
+        # GROUPING SETS: one column per expression, NULL outside its own grouping set
+        xs = [f"x{i}" for i in range(m)]
+        which = " ".join(f"WHEN GROUPING({g.expr}) = 0 THEN {i}" for i, g in enumerate(groupings))
+        cols = ", ".join(f"{g.expr} AS x{i}" for i, g in enumerate(groupings))
+        sets = ", ".join(f"({g.expr})" for g in groupings)
+        grouped = (
+            f"SELECT CASE {which} END AS g, {cols}, COUNT(*) AS n FROM {frame} "
+            f"GROUP BY GROUPING SETS ({sets})"
+        )
+        f_cte = (
+            f"f0 AS ({grouped}), "
+            f"f AS MATERIALIZED (SELECT * FROM f0 WHERE num_nonnulls({', '.join(xs)}) > 0)"
+        )
+
+        def x_of(i: int) -> str:
+            return f"x{i}"
+
+        big = "BIGINT"
+    else:
+        # SQLite has no GROUPING SETS: one grouped read per expression, all in this statement.
+        # The unary + strips the column's affinity: a compound SELECT would otherwise convert
+        # every value to the affinity of its first column (integers to text, say)
+        # (fanning every row out over the expressions in a single read measured slower: one
+        # big sort instead of many small ones)
+        xs = ["x0"]
+        parts = " UNION ALL ".join(
+            f"SELECT {i} AS g, x0, COUNT(*) AS n FROM (SELECT +({g.expr}) AS x0 FROM {frame}) "
+            f"WHERE x0 IS NOT NULL GROUP BY x0"
+            for i, g in enumerate(groupings)
+        )
+        f_cte = f"f AS MATERIALIZED ({parts})"
+
+        def x_of(i: int) -> str:
+            return "x0"
+
+        big = "INTEGER"
+    x_list = ", ".join(f"f.{x}" for x in xs)
+    nulls = ", ".join(f"NULL AS {x}" for x in xs)
+    ctes = [f_cte, f"s AS (SELECT g, COUNT(*) AS d, CAST(SUM(n) AS {big}) AS nn FROM f GROUP BY g)"]
+    branches = [f"SELECT 's' AS kind, g, d AS a, nn AS b, {nulls} FROM s"]
+
+    def ids(pred) -> str:
+        return ", ".join(str(i) for i, g in enumerate(groupings) if pred(g)) or "-1"
+
+    share = float(policy.identifier_share)
+    limit = int(policy.max_distinct_for_listing)
+    branches.append(
+        f"SELECT 'v', f.g, f.n, NULL, {x_list} FROM f JOIN s ON s.g = f.g WHERE "
+        f"f.g IN ({ids(lambda g: g.rows == 'all')}) "
+        f"OR (f.g IN ({ids(lambda g: g.rows == 'listable' and not g.string_rule)}) "
+        f"AND s.d <= {limit}) "
+        f"OR (f.g IN ({ids(lambda g: g.rows == 'listable' and g.string_rule)}) "
+        f"AND s.d <= {limit} AND NOT (s.d > {share!r} * s.nn AND s.d >= {int(policy.k)}))"
+    )
+    wanted = [(i, a, b) for i, g in enumerate(groupings) for a, b in g.windows]
+    if wanted:
+        order = ", ".join(xs)
+        ctes.append(
+            f"w AS (SELECT f.g, f.n, SUM(f.n) OVER (PARTITION BY f.g ORDER BY {order} "
+            f"ROWS UNBOUNDED PRECEDING) AS cum, {x_list} FROM f "
+            f"WHERE f.g IN ({', '.join(sorted({str(i) for i, _, _ in wanted}))}))"
+        )
+        ctes.append(
+            "want(g, a, b) AS (VALUES "
+            + ", ".join(f"({i}, {int(a)}, {int(b)})" for i, a, b in wanted)
+            + ")"
+        )
+        w_x = ", ".join(f"w.{x}" for x in xs)
+        branches.append(
+            f"SELECT 'w', w.g, w.n, CAST(w.cum AS {big}), {w_x} FROM w WHERE EXISTS ("
+            "SELECT 1 FROM want WHERE want.g = w.g AND w.cum >= want.a AND w.cum - w.n < want.b)"
+        )
+    refs = [(i, g) for i, g in enumerate(groupings) if g.reference]
+    if refs:
+        usable = " ".join(
+            f"WHEN {i} THEN ({g.reference[0].format(x='f.' + x_of(i))})" for i, g in refs
+        )
+        resolves = " ".join(
+            f"WHEN {i} THEN ({g.reference[1].format(x='f.' + x_of(i))})" for i, g in refs
+        )
+        ctes.append(
+            f"r AS MATERIALIZED (SELECT f.g, f.n, CASE f.g {usable} END AS usable, "
+            f"CASE f.g {resolves} END AS ok FROM f "
+            f"WHERE f.g IN ({', '.join(str(i) for i, _ in refs)}))"
+        )
+        branches.append(
+            f"SELECT 'u', g, CAST(SUM(CASE WHEN usable THEN n ELSE 0 END) AS {big}), "
+            f"CAST(SUM(CASE WHEN ok THEN n ELSE 0 END) AS {big}), {nulls} FROM r GROUP BY g"
+        )
+        branches.append(f"SELECT 'o', g, n, COUNT(*), {nulls} FROM r WHERE ok GROUP BY g, n")
+    statement = "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(branches)
+    out = {g.key: _Frequencies() for g in groupings}
+    by_index = {i: out[g.key] for g, i in ((g, index[g.key]) for g in groupings)}
+    for kind, g, a, b, *x in conn.execute(sa.text(statement)):
+        freq = by_index[int(g)]
+        value = _py(x[int(g)] if pg else x[0])
+        if kind == "s":
+            freq.distinct, freq.total = int(a), int(b or 0)
+        elif kind == "v":
+            if freq.rows is None:
+                freq.rows = []
+            freq.rows.append((value, int(a)))
+        elif kind == "w":
+            freq.ranked.append((value, int(a), int(b)))
+        elif kind == "u":
+            freq.usable, freq.resolving = int(a or 0), int(b or 0)
+        elif kind == "o":
+            freq.fanout.append((int(a), int(b)))
+    for grouping in groupings:
+        freq = out[grouping.key]
+        if grouping.rows == "all" and freq.rows is None:
+            freq.rows = []  # no non-null value at all
+    return out
+
+
+@dataclass
+class _Plan:
+    """The grouped passes of one table, decided from the first scan."""
+
+    table: str
+    exact: list[_Grouping]
+    frame: str
+    high_cardinality: set[str] = field(default_factory=set)  # more than the listing limit
+    high_distinct: dict[str, int] = field(default_factory=dict)  # their exact counts, if known
+    ranked: dict[str, _Frequencies] = field(default_factory=dict)  # their quantile ranks
+    sampled: bool = False  # ranked in a sample rather than the whole table
+    parent_missing: dict[str, str] = field(default_factory=dict)
+    sample_note: str | None = None
+
+
+def _windows(n: int, policy: dc.DisclosurePolicy) -> list[tuple[int, int]]:
+    return sorted(
+        {dc.quantile_window(dc.rank_for(p, n), n, policy.k) for p in dc.quantile_grid(n, policy)}
+    )
+
+
+def _plan(
+    conn: Connection,
+    sql: SqlExpressions,
+    schema: str | None,
+    tbl: str,
+    table: TableSchema,
+    scan: dict[str, Any],
+    policy: dc.DisclosurePolicy,
+    noise: Noise | None,
+    sample_rows: int,
+) -> _Plan:
+    engine = conn.engine
+    total = int(scan["__rows"])
+    names = [c.name for c in table.columns]
+    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    plan = _Plan(table=table.name, exact=[], frame=tbl)
+
+    def value_grouping(col: ColumnSchema, role: str, windows: bool) -> _Grouping:
+        q = quote(engine, col.name)
+        lt = col.logical_type
+        non_null = int(scan[f"n:{col.name}"])
+        g = _Grouping(key=f"v:{col.name}", expr=q, rows="all")
+        if role == "code":
+            return g
+        if lt == "string":
+            g.rows = "none" if policy.never_listed(col.name) else "listable"
+            g.string_rule = True
+        elif lt in ("integer", "float"):
+            g.rows = "listable"  # only while few enough distinct values to list
+            if windows and quantiles_allowed:
+                g.windows = _windows(non_null, policy)
+        elif lt in ("date", "datetime"):
+            g.rows = "none"  # dates are released as bins, never listed
+        return g
+
+    candidates = [
+        c
+        for c in table.columns
+        if column_role(table, c.name) in ("code", "value") and int(scan[f"n:{c.name}"])
+    ]
+    # High-cardinality columns (more distinct values than may ever be listed) stay out of the
+    # grouped pass, where they would cost a hash table the size of the table each. They are
+    # told by distinct counts in the table, or for a big table in a small repeatable sample
+    # (more than the limit there means more in the table), and ranked apart: one sort each,
+    # in the whole table, or above ``sample_rows`` in a sample (their distinct counts are then
+    # not released). Codes are always counted exactly: they are listed whatever their number.
+    values = [c for c in candidates if column_role(table, c.name) == "value"]
+    if values:
+        probe = (
+            _sample_frame(engine, tbl, total, min(PROBE_ROWS, sample_rows))
+            if total > PROBE_ROWS
+            else None
+        )
+        parts = ", ".join(f"COUNT(DISTINCT {quote(engine, c.name)})" for c in values)
+        seen = conn.execute(sa.text(f"SELECT {parts} FROM {probe.sql if probe else tbl}")).one()
+        high = [
+            c for c, d in zip(values, seen, strict=True) if int(d) > policy.max_distinct_for_listing
+        ]
+        plan.high_cardinality = {c.name for c in high}
+        if probe is None:
+            plan.high_distinct = {
+                c.name: int(d) for c, d in zip(values, seen, strict=True) if c in high
+            }
+        plan.sampled = total > sample_rows
+        frame = _sample_frame(engine, tbl, total, sample_rows) if plan.sampled else None
+        ranked = [c for c in high if c.logical_type in ("integer", "float")]
+        if high and (ranked and quantiles_allowed or (probe and not frame)):
+            distinct, plan.ranked = _high_cardinality_pass(
+                conn,
+                frame.sql if frame else tbl,
+                high if probe and not frame else [],
+                ranked if quantiles_allowed else [],
+                None if frame else {c.name: int(scan[f"n:{c.name}"]) for c in ranked},
+                policy,
+            )
+            plan.high_distinct.update(distinct)
+        if frame and high:
+            plan.sample_note = (
+                f"{', '.join(c.name for c in high)}: more than "
+                f"{policy.max_distinct_for_listing} distinct values"
+                + (
+                    f" in a sample of about {probe.rows:,} rows (distinct counts not released)"
+                    if probe
+                    else ""
+                )
+                + f"; quantiles from a sample of about {frame.rows:,} rows ({frame.method})"
+            )
+    for col in table.columns:
+        role = column_role(table, col.name)
+        non_null = int(scan[f"n:{col.name}"])
+        if role == "primary_key" or non_null == 0:
+            continue
+        q = quote(engine, col.name)
+        lt = col.logical_type
+        if role == "foreign_key":
+            plan.exact.append(
+                _reference_grouping(engine, sql, schema, table, col, plan.parent_missing)
+            )
+            continue
+        if col.name not in plan.high_cardinality:
+            plan.exact.append(value_grouping(col, role, True))
+        if lt == "string" and role != "code":
+            g = _Grouping(key=f"len:{col.name}", expr=sql.length(q))
+            if quantiles_allowed:
+                g.windows = _windows(non_null, policy)
+            plan.exact.append(g)
+        if lt in ("date", "datetime"):
+            text = _is_text_stored(col)
+            plan.exact.append(_Grouping(f"year:{col.name}", sql.year(q, text), rows="all"))
+            plan.exact.append(_Grouping(f"month:{col.name}", sql.month(q, text), rows="all"))
+            if lt == "datetime":
+                hour = (
+                    f"CASE WHEN {q} IS NULL THEN NULL WHEN {sql.is_midnight(q, text)} THEN -1 "
+                    f"ELSE {sql.hour(q, text)} END"
+                )
+                plan.exact.append(_Grouping(f"hour:{col.name}", hour, rows="all"))
+            start = offset_source_column(names, col.name)
+            if start is not None:
+                qs = quote(engine, start)
+                diff = sql.day_difference(q, qs, text or _is_text_stored(table.column(start)))
+                g = _Grouping(
+                    f"off:{col.name}",
+                    f"CASE WHEN {q} IS NOT NULL AND {qs} IS NOT NULL THEN {diff} END",
+                    rows="all",
+                )
+                if quantiles_allowed:
+                    g.windows = _windows(int(scan[f"p:{col.name}"] or 0), policy)
+                plan.exact.append(g)
+    return plan
+
+
+def _high_cardinality_pass(
+    conn: Connection,
+    frame: str,
+    counted: list[ColumnSchema],
+    ranked: list[ColumnSchema],
+    non_null: dict[str, int] | None,
+    policy: dc.DisclosurePolicy,
+) -> tuple[dict[str, int], dict[str, _Frequencies]]:
+    """Distinct counts of ``counted`` and, of ``ranked``, the values at the ranks the quantile
+    windows need, over ``frame``. ``non_null``: the columns' counts in the frame, when known
+    (the whole table); else they are counted first. One statement (a sort per column), and
+    on SQLite a second one for the ranks (ROW_NUMBER per column)."""
+    engine = conn.engine
+    if non_null is None and ranked:
+        counts = conn.execute(
+            sa.text(
+                "SELECT "
+                + ", ".join(f"COUNT({quote(engine, c.name)})" for c in ranked)
+                + f" FROM {frame}"
+            )
+        ).one()
+        non_null = {c.name: int(n) for c, n in zip(ranked, counts, strict=True)}
+    non_null = non_null or {}
+    out = {f"v:{c.name}": _Frequencies(total=non_null[c.name]) for c in ranked}
+    wanted = []
+    for c in ranked:
+        n = non_null[c.name]
+        ranks = sorted({r for a, b in _windows(n, policy) for r in range(a, b + 1)})
+        if ranks:
+            wanted.append((c, quote(engine, c.name), n, ranks))
+    aggregates = [f"COUNT(DISTINCT {quote(engine, c.name)})" for c in counted]
+    pg = is_postgres(engine)
+    if pg:
+        # percentile_disc(p) is the value at rank ceil(p * n); p = (rank - 0.5) / n lands
+        # inside the rank's interval whatever the rounding
+        aggregates += [
+            "percentile_disc(ARRAY["
+            + ", ".join(repr((r - 0.5) / n) for r in ranks)
+            + f"]::float8[]) WITHIN GROUP (ORDER BY {q})"
+            for _, q, n, ranks in wanted
+        ]
+    row = (
+        conn.execute(sa.text(f"SELECT {', '.join(aggregates)} FROM {frame}")).one()
+        if aggregates
+        else ()
+    )
+    distinct = {c.name: int(d) for c, d in zip(counted, row, strict=False)}
+    found: dict[int, dict[int, Any]] = {i: {} for i in range(len(wanted))}
+    if pg:
+        for i, (_c, _q, _n, ranks) in enumerate(wanted):
+            found[i] = dict(zip(ranks, row[len(counted) + i] or [], strict=False))
+    elif wanted:
+        # SQLite: each column ranked by ROW_NUMBER, all in one statement
+        ranked_sql = " UNION ALL ".join(
+            f"SELECT {i} AS i, rn, v FROM (SELECT {q} AS v, ROW_NUMBER() OVER (ORDER BY {q}) "
+            f"AS rn FROM {frame} WHERE {q} IS NOT NULL) WHERE rn IN ({', '.join(map(str, ranks))})"
+            for i, (_c, q, _n, ranks) in enumerate(wanted)
+        )
+        for i, r, v in conn.execute(sa.text(ranked_sql)):
+            found[int(i)][int(r)] = v
+    for i, (c, _q, _n, _ranks) in enumerate(wanted):
+        out[f"v:{c.name}"].ranked = [(_py(v), 1, r) for r, v in found[i].items()]
+    return distinct, out
+
+
+@dataclass
+class _SampleFrame:
+    sql: str
+    rows: int
+    method: str
+
+
+def _sample_frame(engine: Engine, tbl: str, total: int, sample_rows: int) -> _SampleFrame:
+    """A repeatable sample of about ``sample_rows`` rows, as a FROM clause."""
+    if is_postgres(engine):
+        percent = round(100.0 * sample_rows / total, 4)
+        return _SampleFrame(
+            f"{tbl} TABLESAMPLE SYSTEM ({min(100.0, percent)}) REPEATABLE (42)",
+            sample_rows,
+            f"PostgreSQL TABLESAMPLE SYSTEM {percent:g}% of pages, repeatable",
+        )
+    step = max(2, total // sample_rows)
+    return _SampleFrame(
+        f"(SELECT * FROM {tbl} WHERE rowid % {step} = 0)",
+        total // step,
+        f"SQLite every {step}th rowid",
+    )
+
+
+def _reference_grouping(
+    engine: Engine,
+    sql: SqlExpressions,
+    schema: str | None,
+    table: TableSchema,
+    col: ColumnSchema,
+    parent_missing: dict[str, str],
+) -> _Grouping:
+    """A reference: which values are usable, and which of them resolve to a parent row."""
+    fk = table.foreign_key(col.name)
+    assert fk is not None
+    usable = "{x} IS NOT NULL AND {x} <> 0" if col.logical_type == "integer" else "{x} IS NOT NULL"
+    parent_names = {n.lower(): n for n in sa.inspect(engine).get_table_names(schema=schema)}
+    parent = parent_names.get(fk.parent_table)
+    pcol = None
+    if parent is None:
+        parent_missing[col.name] = fk.parent_table
+    else:
+        parent_cols = {
+            c["name"].lower(): c["name"]
+            for c in sa.inspect(engine).get_columns(parent, schema=schema)
+        }
+        pcol = parent_cols.get(fk.parent_column.lower())
+    resolves = usable
+    if pcol is not None:
+        ptbl, pq = qualified(engine, schema, parent), quote(engine, pcol)
+        if sql.pg:  # a semi-join per distinct value, by the parent's key index or a hash
+            resolves += f" AND EXISTS (SELECT 1 FROM {ptbl} p__ WHERE p__.{pq} = {{x}})"
+        else:  # SQLite builds one temporary index for IN (subquery)
+            resolves += f" AND {{x}} IN (SELECT {pq} FROM {ptbl} WHERE {pq} IS NOT NULL)"
+    return _Grouping(
+        key=f"fk:{col.name}",
+        expr=quote(engine, col.name),
+        reference=(usable, resolves),
+    )
+
+
+# --- released statistics from the reduced frequencies ----------------------------------------
+
+
+def _released_quantiles(
+    n: int,
+    grid: list[float],
+    policy: dc.DisclosurePolicy,
+    integer: bool,
+    values_at: Callable[[list[int]], dict[int, Any]],
+) -> list[QuantilePoint]:
+    """Released quantiles: at each probability of the grid, the mean of the k values around its
+    nearest rank (:func:`.disclosure.quantile_window`), so no point is one record's value."""
+    if not grid or n <= 0:
+        return []
+    windows = {p: dc.quantile_window(dc.rank_for(p, n), n, policy.k) for p in grid}
+    wanted = sorted({r for a, b in windows.values() for r in range(a, b + 1)})
+    by_rank = {r: _number(v) for r, v in values_at(wanted).items()}
+    points = []
+    for p, (a, b) in windows.items():
+        values = [by_rank.get(r) for r in range(a, b + 1)]
+        if all(v is not None for v in values):
+            points.append(QuantilePoint(p=p, value=dc.window_mean(values, integer)))  # type: ignore[arg-type]
+    return _thin(points)
 
 
 def _quantiles(
@@ -295,19 +831,14 @@ def _quantiles(
     where: str = "",
     params: dict[str, Any] | None = None,
 ) -> list[QuantilePoint]:
-    """Released quantiles: at each probability of the grid, the mean of the k values around its
-    nearest rank (:func:`.disclosure.quantile_window`), so no point is one record's value."""
-    if not grid or n <= 0:
-        return []
-    windows = {p: dc.quantile_window(dc.rank_for(p, n), n, policy.k) for p in grid}
-    wanted = sorted({r for a, b in windows.values() for r in range(a, b + 1)})
-    by_rank = _values_at_ranks(conn, tbl, expr, n, wanted, where, params or {})
-    points = []
-    for p, (a, b) in windows.items():
-        values = [by_rank.get(r) for r in range(a, b + 1)]
-        if all(v is not None for v in values):
-            points.append(QuantilePoint(p=p, value=dc.window_mean(values, integer)))  # type: ignore[arg-type]
-    return _thin(points)
+    """Released quantiles of an expression over the rows ``where`` selects (its own sort)."""
+    return _released_quantiles(
+        n,
+        grid,
+        policy,
+        integer,
+        lambda ranks: _values_at_ranks(conn, tbl, expr, n, ranks, where, params or {}),
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -325,7 +856,7 @@ def _values_at_ranks(
     ranks: list[int],
     where: str,
     params: dict[str, Any],
-) -> dict[int, float | None]:
+) -> dict[int, Any]:
     """The values at the given 1-based ranks of ``expr`` in ascending order, in one sorted pass.
 
     They stay inside this module: only their window means are released.
@@ -342,7 +873,7 @@ def _values_at_ranks(
             ),
             params,
         ).scalar_one()
-        return {r: _number(_py(v)) for r, v in zip(ranks, values or [], strict=False)}
+        return {r: _py(v) for r, v in zip(ranks, values or [], strict=False)}
     in_list = ", ".join(str(r) for r in ranks)
     rows = conn.execute(
         sa.text(
@@ -351,53 +882,50 @@ def _values_at_ranks(
         ),
         params,
     ).all()
-    return {int(r): _number(_py(v)) for r, v in rows}
-
-
-def _grouped(conn: Connection, tbl: str, expr: str, where: str = "") -> list[tuple[Any, int]]:
-    cond = f"WHERE {expr} IS NOT NULL" + (f" AND {where}" if where else "")
-    rows = conn.execute(
-        sa.text(f"SELECT {expr} AS v, COUNT(*) FROM {tbl} {cond} GROUP BY {expr}")
-    ).all()
-    return [(_py(v), int(c)) for v, c in rows]
+    return {int(r): _py(v) for r, v in rows}
 
 
 def _summarise_values(
     conn: Connection,
-    engine: Engine,
-    sql: SqlExpressions,
     tbl: str,
-    table: TableSchema,
     col: ColumnSchema,
     role: str,
     non_null: int,
-    distinct: int,
+    distinct: int | None,
+    values: _Frequencies | None,
+    ranked: _Frequencies | None,
+    sampled: bool,
+    lengths: _Frequencies | None,
     policy: dc.DisclosurePolicy,
     cs: ColumnStats,
     notes: list[str],
-    findings: list[str],
     noise: Noise | None = None,
 ) -> None:
-    q = quote(engine, col.name)
     lt = col.logical_type
-    if lt in ("date", "datetime"):
-        _summarise_dates(conn, sql, tbl, table, col, non_null, policy, cs, notes, findings, noise)
-        return
     quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    high = distinct is None  # more distinct values in a sample than may ever be listed
+    sampled = sampled and ranked is not None
 
     never_list = lt == "string" and (
-        policy.never_listed(col.name)
+        high
+        or policy.never_listed(col.name)
         or distinct > policy.max_distinct_for_listing
         or (non_null and distinct / non_null > policy.identifier_share and distinct >= policy.k)
     )
     listable = role == "code" or (
-        not never_list and (lt != "float" or distinct <= policy.max_distinct_for_listing)
+        not never_list
+        and (lt != "float" or (not high and distinct <= policy.max_distinct_for_listing))
     )
-    if lt in ("integer", "float") and role != "code" and distinct > policy.max_distinct_for_listing:
+    if (
+        lt in ("integer", "float")
+        and role != "code"
+        and (high or distinct > policy.max_distinct_for_listing)
+    ):
         listable = False
 
     if listable:
-        pairs = _grouped(conn, tbl, q)
+        assert values is not None and values.rows is not None, col.name
+        pairs = list(values.rows)
         if noise is not None:
             pairs = noise.pairs(f"{col.name}:values", pairs)
         released = dc.fold_frequencies(pairs, non_null, policy)
@@ -415,21 +943,33 @@ def _summarise_values(
     if lt in ("integer", "float") and role != "code" and not quantiles_allowed:
         notes.append("quantiles withheld under differential privacy")
     elif lt in ("integer", "float") and role != "code":
-        grid = dc.quantile_grid(non_null, policy)
-        cs.quantiles = _quantiles(conn, tbl, q, non_null, grid, policy, lt == "integer")
+        source = ranked if ranked is not None else values
+        n = source.total if source is not None else 0
+        grid = dc.quantile_grid(n, policy)
+        cs.quantiles = (
+            _released_quantiles(n, grid, policy, lt == "integer", source.values_at)
+            if source is not None
+            else []
+        )
         if cs.quantiles:
             notes.append(
                 f"quantiles p{grid[0] * 100:g}..p{grid[-1] * 100:g} only, each the mean of "
                 f"k={policy.k} neighbouring values (range top- and bottom-coded)"
+                + (" in a sample" if sampled else "")
             )
         else:
             notes.append(f"fewer than {2 * policy.k} values: no quantiles released")
     if lt == "string":
-        length_expr = sql.length(q)
         grid = dc.quantile_grid(non_null, policy) if quantiles_allowed else []
-        cs.length = _quantiles(conn, tbl, length_expr, non_null, grid, policy, True)
+        cs.length = (
+            _released_quantiles(non_null, grid, policy, True, lengths.values_at)
+            if lengths is not None
+            else []
+        )
         if not cs.values:
-            cs.pattern = _string_shape(conn, tbl, q, policy.pattern_sample_size)
+            cs.pattern = _string_shape(
+                conn, tbl, quote(conn.engine, col.name), policy.pattern_sample_size
+            )
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -457,21 +997,17 @@ def _string_shape(conn: Connection, tbl: str, q: str, sample: int) -> str:
 
 
 def _summarise_dates(
-    conn: Connection,
-    sql: SqlExpressions,
-    tbl: str,
+    exact: dict[str, _Frequencies],
     table: TableSchema,
     col: ColumnSchema,
-    non_null: int,
+    scan: dict[str, Any],
     policy: dc.DisclosurePolicy,
     cs: ColumnStats,
     notes: list[str],
     findings: list[str],
     noise: Noise | None = None,
 ) -> None:
-    q = quote(conn.engine, col.name)
-    text = _is_text_stored(col)
-    years = _grouped(conn, tbl, sql.year(q, text))
+    years = list(exact[f"year:{col.name}"].rows or [])
     out_of_range = sum(c for y, c in years if y < 1677 or y > 2262)
     if out_of_range:
         r = dc.release_count(out_of_range, policy)
@@ -486,7 +1022,7 @@ def _summarise_dates(
     notes.extend(binned.notes)
     if cs.years:
         notes.append("dates released as year bins and month-of-year counts, never as dates")
-    months = dict(_grouped(conn, tbl, sql.month(q, text)))
+    months = dict(exact[f"month:{col.name}"].rows or [])
     month_raw = [months.get(m, 0) for m in range(1, 13)]
     if noise is not None:
         month_raw = noise.counts(f"{col.name}:months", month_raw)
@@ -494,16 +1030,9 @@ def _summarise_dates(
     cs.months = month_counts if any(month_counts) else None
     notes.extend(f"months: {n}" for n in month_notes)
     if col.logical_type == "datetime":
-        midnight = conn.execute(
-            sa.text(
-                f"SELECT SUM(CASE WHEN {sql.is_midnight(q, text)} THEN 1 ELSE 0 END) FROM {tbl} WHERE {q} IS NOT NULL"
-            )
-        ).scalar_one()
-        by_hour = dict(
-            _grouped(conn, tbl, sql.hour(q, text), where=f"NOT {sql.is_midnight(q, text)}")
-        )
+        by_hour = dict(exact[f"hour:{col.name}"].rows or [])
         # one histogram over the rows: midnight (a date-only time) or the hour of the day
-        cells = [int(midnight or 0)] + [by_hour.get(h, 0) for h in range(24)]
+        cells = [int(by_hour.get(-1, 0))] + [by_hour.get(h, 0) for h in range(24)]
         if noise is not None:
             cells = noise.counts(f"{col.name}:hours", cells)
         released_midnight = dc.release_count(cells[0], policy) or 0
@@ -515,21 +1044,12 @@ def _summarise_dates(
         cs.time_of_day = TimeOfDay(midnight_share=share, hours=hours if timed else None)
     start = offset_source_column([c.name for c in table.columns], col.name)
     if start is not None:
-        qs = quote(conn.engine, start)
-        start_col = table.column(start)
-        diff = sql.day_difference(q, qs, text or _is_text_stored(start_col))
-        counts = conn.execute(
-            sa.text(
-                f"SELECT COUNT(*), SUM(CASE WHEN {diff} < 0 THEN 1 ELSE 0 END) FROM {tbl} "
-                f"WHERE {q} IS NOT NULL AND {qs} IS NOT NULL"
-            )
-        ).one()
-        n_pairs, negative = int(counts[0]), int(counts[1] or 0)
+        offsets = exact[f"off:{col.name}"]
+        n_pairs = int(scan[f"p:{col.name}"] or 0)
+        negative = sum(c for d, c in offsets.rows or [] if d is not None and d < 0)
         allowed = noise is None or policy.dp_quantiles == "not_noised"
         grid = dc.quantile_grid(n_pairs, policy) if allowed else []
-        quantiles = _quantiles(
-            conn, tbl, diff, n_pairs, grid, policy, True, where=f"{qs} IS NOT NULL"
-        )
+        quantiles = _released_quantiles(n_pairs, grid, policy, True, offsets.values_at)
         if not allowed:
             notes.append(f"days after {start}: quantiles withheld under differential privacy")
         if quantiles:
@@ -559,13 +1079,11 @@ def _summarise_dates(
 
 
 def _summarise_reference(
-    conn: Connection,
-    engine: Engine,
-    sql: SqlExpressions,
-    schema: str | None,
-    tbl: str,
+    refs: _Frequencies,
+    missing_parent: str | None,
     table: TableSchema,
     col: ColumnSchema,
+    total: int,
     policy: dc.DisclosurePolicy,
     cs: ColumnStats,
     notes: list[str],
@@ -574,54 +1092,18 @@ def _summarise_reference(
     noise: Noise | None = None,
 ) -> None:
     """A reference to a patient-level table: ids are never listed; fan-out and dangling counts."""
-    q = quote(engine, col.name)
     cs.distinct = None
     cs.listed = False
     fk = table.foreign_key(col.name)
     assert fk is not None
-
-    def valid(ref: str) -> str:
-        return (
-            f"{ref} IS NOT NULL AND {ref} <> 0"
-            if col.logical_type == "integer"
-            else f"{ref} IS NOT NULL"
-        )
-
     notes.append("ids never listed: generated from the parent's synthetic key range")
-    parent_names = {n.lower(): n for n in sa.inspect(engine).get_table_names(schema=schema)}
-    parent = parent_names.get(fk.parent_table)
-    pcol = None
-    if parent is None:
+    if missing_parent is not None:
         findings.append(f"{col.name}: parent table {fk.parent_table} is not in the extract")
-    else:
-        parent_cols = {
-            c["name"].lower(): c["name"]
-            for c in sa.inspect(engine).get_columns(parent, schema=schema)
-        }
-        pcol = parent_cols.get(fk.parent_column.lower())
-    resolves = valid(q)
-    if pcol is not None:
-        ptbl, pq = qualified(engine, schema, parent), quote(engine, pcol)
-        if sql.pg:  # a semi-join PostgreSQL runs as a hash or merge join
-            resolves += f" AND EXISTS (SELECT 1 FROM {ptbl} p WHERE p.{pq} = {tbl}.{q})"
-        else:  # SQLite builds one temporary index for IN (subquery); EXISTS would loop
-            resolves += f" AND {q} IN (SELECT {pq} FROM {ptbl} WHERE {pq} IS NOT NULL)"
-    total, usable, resolving = conn.execute(
-        sa.text(
-            f"SELECT COUNT(*), SUM(CASE WHEN {valid(q)} THEN 1 ELSE 0 END), "
-            f"SUM(CASE WHEN {resolves} THEN 1 ELSE 0 END) FROM {tbl}"
-        )
-    ).one()
-    total, usable, resolving = int(total), int(usable or 0), int(resolving or 0)
+    usable, resolving = refs.usable, refs.resolving
     dangling = usable - resolving
 
     # children per parent, over the references that resolve
-    per_parent = conn.execute(
-        sa.text(
-            f"SELECT n, COUNT(*) FROM (SELECT {q} AS r, COUNT(*) AS n FROM {tbl} WHERE {resolves} GROUP BY {q}) s GROUP BY n"
-        )
-    ).all()
-    fanout = [(int(n), int(c)) for n, c in per_parent]
+    fanout = sorted(refs.fanout)
     if noise is not None:
         # one more child moves its parent one bin along: two bins change by one each
         fanout = noise.pairs(f"{col.name}:fanout", fanout, sensitivity=2)
