@@ -34,6 +34,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from synth_pipeline.core.database import normalise_url, open_destination, open_source
+from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS
 from synth_pipeline.core.write import (
     COPY_BINARY_HEADER,
     COPY_BINARY_TRAILER,
@@ -123,7 +124,7 @@ def pipeline_write(engine, run, table: str, chunk_rows: int = CHUNK) -> float:
         None,
         table,
         columns_of(run),
-        run.chunks(chunk_rows),
+        run.chunks(chunk_rows, first_rows=FIRST_CHUNK_ROWS),
         primary_key="measurement_id",
         entry=ENTRY,
     )

@@ -53,6 +53,12 @@ def test_chunked_output_equals_unchunked(table):
         assert all(c.height <= chunk_size(chunk_rows) for c in chunks)
         assert len(chunks) > 1
         assert pl.concat(chunks).equals(whole[0]), (table, chunk_rows)
+    # a smaller first chunk (so a writer starts sooner) changes the boundaries, not the rows
+    for chunk_rows, first_rows in ((131_072, 1), (BLOCK_ROWS, BLOCK_ROWS), (10**9, BLOCK_ROWS)):
+        chunks = list(run.chunks(chunk_rows, first_rows=first_rows))
+        assert chunks[0].height == min(BLOCK_ROWS, run.rows), (chunk_rows, first_rows)
+        assert all(c.height <= chunk_size(chunk_rows) for c in chunks[1:])
+        assert pl.concat(chunks).equals(whole[0]), (table, chunk_rows, first_rows)
 
 
 def test_the_seed_matters():

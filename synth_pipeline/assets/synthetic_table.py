@@ -18,7 +18,7 @@ from ..core.fidelity import table_fidelity
 from ..core.integrity import dangling_references
 from ..core.rules import count_violations
 from ..core.schema import list_tables
-from ..core.synthesise import TableRun, referenced_tables, written_width
+from ..core.synthesise import FIRST_CHUNK_ROWS, TableRun, referenced_tables, written_width
 from ..core.vocabulary import plan_copy as plan_vocabulary_copy
 from ..core.vocabulary import selected_rows as vocabulary_rows_selected
 from ..core.write import (
@@ -172,7 +172,7 @@ def synthetic_table(
             schema,
             table,
             columns_of(cfg),
-            run.chunks(project.run_chunk_rows()),
+            run.chunks(project.run_chunk_rows(), first_rows=FIRST_CHUNK_ROWS),
             primary_key=pk,
             entry=entry,
             on_chunk=Progress(context, table, expected),
