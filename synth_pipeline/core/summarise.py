@@ -1,19 +1,23 @@
 """Column statistics by aggregate SQL pushed down to the source, released through disclosure control.
 
-A table costs a fixed number of passes, whatever its width:
+A table costs a fixed number of statements, whatever its width:
 
 1. one scan counts rows and, per column, non-null values, zeros in references, over-long
    strings and start/end pairs;
-2. one grouped pass (PostgreSQL ``GROUPING SETS``; SQLite one scan fanned out over the grouped
-   expressions) counts every value of every column and of derived expressions (year, month,
-   hour, string length, days from a start date) and, in the same statement, reduces them inside
-   the database to what is needed: distinct counts, the frequencies of listable columns, the
-   values at the ranks the quantile windows need, and children per parent of references;
-3. only for a table with more rows than ``sample_rows``: the grouped pass twice over a
-   repeatable sample (PostgreSQL ``TABLESAMPLE SYSTEM``, SQLite every n-th rowid), which finds
-   the high-cardinality columns and gives their quantiles. Those columns stay out of the exact
-   pass (their distinct count is not released) and the table's findings say so. Every count,
-   listed value and histogram stays exact.
+2. one statement counts the distinct values of the value columns, in the table or, above
+   ``PROBE_ROWS``, in a repeatable sample of that many rows, to tell the high-cardinality
+   columns (more than the listing limit there means more in the table);
+3. one grouped statement counts every value of the other columns and of derived expressions
+   (year, month, hour, string length, days from a start date) and, in the same statement,
+   reduces them inside the database to what is needed: distinct counts, the frequencies of
+   listable columns, the values at the ranks the quantile windows need, and children per parent
+   of references. On PostgreSQL it is one scan (``GROUPING SETS``); SQLite, which has no
+   grouping sets, reads the table once per expression inside that statement;
+4. one statement ranks the high-cardinality columns (a sort each) for their quantiles and, when
+   step 2 was sampled, their exact distinct counts (SQLite ranks in a second statement). Above
+   ``sample_rows`` it runs on a repeatable sample instead (PostgreSQL ``TABLESAMPLE SYSTEM``,
+   SQLite every n-th rowid); those columns' distinct counts are then not released and the
+   table's findings say so. Every count, listed value and histogram stays exact.
 
 Per-group statistics (``conditional``) add one or two grouped queries per configured pair, and
 a never-listed string a small ``LIMIT`` sample whose shape alone is kept. Only aggregates cross
@@ -163,7 +167,7 @@ def summarise_table(
         scan = _first_scan(conn, sql, tbl, table)
         total = int(scan["__rows"])
         plan = _plan(conn, sql, schema, tbl, table, scan, policy, noise, sample_rows)
-        exact = _grouped_pass(conn, plan.frame, plan.exact, policy)
+        exact = _grouped_pass(conn, tbl, plan.exact, policy)
         if plan.sample_note:
             findings.append(plan.sample_note)
         for col in table.columns:
@@ -394,13 +398,13 @@ def _grouped_pass(
     groupings: list[_Grouping],
     policy: dc.DisclosurePolicy,
 ) -> dict[str, _Frequencies]:
-    """One scan of ``frame`` (a FROM clause) grouped by every expression at once, reduced in
-    the same statement to distinct counts, listable frequencies, rank windows and fan-out."""
+    """``frame`` (a FROM clause) grouped by every expression in one statement (one scan on
+    PostgreSQL), reduced in the same statement to distinct counts, listable frequencies, rank
+    windows and fan-out."""
     if not groupings:
         return {}
     pg = is_postgres(conn.engine)
     m = len(groupings)
-    index = {g.key: i for i, g in enumerate(groupings)}
     if pg:
         # GROUPING SETS: one column per expression, NULL outside its own grouping set
         xs = [f"x{i}" for i in range(m)]
@@ -494,7 +498,7 @@ def _grouped_pass(
         branches.append(f"SELECT 'o', g, n, COUNT(*), {nulls} FROM r WHERE ok GROUP BY g, n")
     statement = "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(branches)
     out = {g.key: _Frequencies() for g in groupings}
-    by_index = {i: out[g.key] for g, i in ((g, index[g.key]) for g in groupings)}
+    by_index = {i: out[g.key] for i, g in enumerate(groupings)}
     for kind, g, a, b, *x in conn.execute(sa.text(statement)):
         freq = by_index[int(g)]
         value = _py(x[int(g)] if pg else x[0])
@@ -519,11 +523,9 @@ def _grouped_pass(
 
 @dataclass
 class _Plan:
-    """The grouped passes of one table, decided from the first scan."""
+    """What steps 2 and 4 found, and the groupings of step 3 (see the module's description)."""
 
-    table: str
-    exact: list[_Grouping]
-    frame: str
+    exact: list[_Grouping]  # grouped over the whole table
     high_cardinality: set[str] = field(default_factory=set)  # more than the listing limit
     high_distinct: dict[str, int] = field(default_factory=dict)  # their exact counts, if known
     ranked: dict[str, _Frequencies] = field(default_factory=dict)  # their quantile ranks
@@ -553,7 +555,7 @@ def _plan(
     total = int(scan["__rows"])
     names = [c.name for c in table.columns]
     quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
-    plan = _Plan(table=table.name, exact=[], frame=tbl)
+    plan = _Plan(exact=[])
 
     def value_grouping(col: ColumnSchema, role: str, windows: bool) -> _Grouping:
         q = quote(engine, col.name)
