@@ -534,10 +534,18 @@ class _Plan:
     sample_note: str | None = None
 
 
+def _windows_at(n: int, grid: list[float], k: int) -> dict[float, tuple[int, int]]:
+    """The k-value rank window (first, last) released for each probability of the grid."""
+    return {p: dc.quantile_window(dc.rank_for(p, n), n, k) for p in grid}
+
+
 def _windows(n: int, policy: dc.DisclosurePolicy) -> list[tuple[int, int]]:
-    return sorted(
-        {dc.quantile_window(dc.rank_for(p, n), n, policy.k) for p in dc.quantile_grid(n, policy)}
-    )
+    """The rank windows a column of ``n`` values needs, to ask the database for beforehand."""
+    return sorted(set(_windows_at(n, dc.quantile_grid(n, policy), policy.k).values()))
+
+
+def _ranks_in(windows) -> list[int]:
+    return sorted({r for a, b in windows for r in range(a, b + 1)})
 
 
 def _plan(
@@ -557,7 +565,7 @@ def _plan(
     quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
     plan = _Plan(exact=[])
 
-    def value_grouping(col: ColumnSchema, role: str, windows: bool) -> _Grouping:
+    def value_grouping(col: ColumnSchema, role: str) -> _Grouping:
         q = quote(engine, col.name)
         lt = col.logical_type
         non_null = int(scan[f"n:{col.name}"])
@@ -569,24 +577,23 @@ def _plan(
             g.string_rule = True
         elif lt in ("integer", "float"):
             g.rows = "listable"  # only while few enough distinct values to list
-            if windows and quantiles_allowed:
+            if quantiles_allowed:
                 g.windows = _windows(non_null, policy)
         elif lt in ("date", "datetime"):
             g.rows = "none"  # dates are released as bins, never listed
         return g
 
-    candidates = [
-        c
-        for c in table.columns
-        if column_role(table, c.name) in ("code", "value") and int(scan[f"n:{c.name}"])
-    ]
     # High-cardinality columns (more distinct values than may ever be listed) stay out of the
     # grouped pass, where they would cost a hash table the size of the table each. They are
     # told by distinct counts in the table, or for a big table in a small repeatable sample
     # (more than the limit there means more in the table), and ranked apart: one sort each,
     # in the whole table, or above ``sample_rows`` in a sample (their distinct counts are then
     # not released). Codes are always counted exactly: they are listed whatever their number.
-    values = [c for c in candidates if column_role(table, c.name) == "value"]
+    values = [
+        c
+        for c in table.columns
+        if column_role(table, c.name) == "value" and int(scan[f"n:{c.name}"])
+    ]
     if values:
         probe = (
             _sample_frame(engine, tbl, total, min(PROBE_ROWS, sample_rows))
@@ -640,7 +647,7 @@ def _plan(
             )
             continue
         if col.name not in plan.high_cardinality:
-            plan.exact.append(value_grouping(col, role, True))
+            plan.exact.append(value_grouping(col, role))
         if lt == "string" and role != "code":
             g = _Grouping(key=f"len:{col.name}", expr=sql.length(q))
             if quantiles_allowed:
@@ -698,20 +705,13 @@ def _high_cardinality_pass(
     wanted = []
     for c in ranked:
         n = non_null[c.name]
-        ranks = sorted({r for a, b in _windows(n, policy) for r in range(a, b + 1)})
+        ranks = _ranks_in(_windows(n, policy))
         if ranks:
             wanted.append((c, quote(engine, c.name), n, ranks))
     aggregates = [f"COUNT(DISTINCT {quote(engine, c.name)})" for c in counted]
     pg = is_postgres(engine)
     if pg:
-        # percentile_disc(p) is the value at rank ceil(p * n); p = (rank - 0.5) / n lands
-        # inside the rank's interval whatever the rounding
-        aggregates += [
-            "percentile_disc(ARRAY["
-            + ", ".join(repr((r - 0.5) / n) for r in ranks)
-            + f"]::float8[]) WITHIN GROUP (ORDER BY {q})"
-            for _, q, n, ranks in wanted
-        ]
+        aggregates += [_percentiles_sql(q, n, ranks) for _, q, n, ranks in wanted]
     row = (
         conn.execute(sa.text(f"SELECT {', '.join(aggregates)} FROM {frame}")).one()
         if aggregates
@@ -725,8 +725,7 @@ def _high_cardinality_pass(
     elif wanted:
         # SQLite: each column ranked by ROW_NUMBER, all in one statement
         ranked_sql = " UNION ALL ".join(
-            f"SELECT {i} AS i, rn, v FROM (SELECT {q} AS v, ROW_NUMBER() OVER (ORDER BY {q}) "
-            f"AS rn FROM {frame} WHERE {q} IS NOT NULL) WHERE rn IN ({', '.join(map(str, ranks))})"
+            f"SELECT {i} AS i, rn, v FROM ({_row_numbers_sql(q, frame, ranks, f'{q} IS NOT NULL')})"
             for i, (_c, q, _n, ranks) in enumerate(wanted)
         )
         for i, r, v in conn.execute(sa.text(ranked_sql)):
@@ -811,8 +810,8 @@ def _released_quantiles(
     nearest rank (:func:`.disclosure.quantile_window`), so no point is one record's value."""
     if not grid or n <= 0:
         return []
-    windows = {p: dc.quantile_window(dc.rank_for(p, n), n, policy.k) for p in grid}
-    wanted = sorted({r for a, b in windows.values() for r in range(a, b + 1)})
+    windows = _windows_at(n, grid, policy.k)
+    wanted = _ranks_in(windows.values())
     by_rank = {r: _number(v) for r, v in values_at(wanted).items()}
     points = []
     for p, (a, b) in windows.items():
@@ -865,26 +864,28 @@ def _values_at_ranks(
     """
     cond = f"{expr} IS NOT NULL" + (f" AND {where}" if where else "")
     if is_postgres(conn.engine):
-        # one sort, no window function: percentile_disc(p) is the value at rank ceil(p * n);
-        # p = (rank - 0.5) / n lands inside the rank's interval whatever the rounding
-        probs = ", ".join(repr((r - 0.5) / n) for r in ranks)
         values = conn.execute(
-            sa.text(
-                f"SELECT percentile_disc(ARRAY[{probs}]::float8[]) WITHIN GROUP (ORDER BY {expr}) "
-                f"FROM {tbl} WHERE {cond}"
-            ),
-            params,
+            sa.text(f"SELECT {_percentiles_sql(expr, n, ranks)} FROM {tbl} WHERE {cond}"), params
         ).scalar_one()
         return {r: _py(v) for r, v in zip(ranks, values or [], strict=False)}
-    in_list = ", ".join(str(r) for r in ranks)
-    rows = conn.execute(
-        sa.text(
-            f"SELECT rn, v FROM (SELECT {expr} AS v, ROW_NUMBER() OVER (ORDER BY {expr}) AS rn "
-            f"FROM {tbl} WHERE {cond}) s WHERE rn IN ({in_list})"
-        ),
-        params,
-    ).all()
+    rows = conn.execute(sa.text(_row_numbers_sql(expr, tbl, ranks, cond)), params).all()
     return {int(r): _py(v) for r, v in rows}
+
+
+def _percentiles_sql(expr: str, n: int, ranks: list[int]) -> str:
+    """PostgreSQL: one aggregate (one sort, no window function) giving the values of ``expr``
+    at the 1-based ranks among its ``n`` values. percentile_disc(p) is the value at rank
+    ceil(p * n); p = (rank - 0.5) / n lands inside the rank's interval whatever the rounding."""
+    probs = ", ".join(repr((r - 0.5) / n) for r in ranks)
+    return f"percentile_disc(ARRAY[{probs}]::float8[]) WITHIN GROUP (ORDER BY {expr})"
+
+
+def _row_numbers_sql(expr: str, frame: str, ranks: list[int], where: str) -> str:
+    """SQLite: the rows (rn, v) of ``expr`` at the 1-based ranks, by ROW_NUMBER."""
+    return (
+        f"SELECT rn, v FROM (SELECT {expr} AS v, ROW_NUMBER() OVER (ORDER BY {expr}) AS rn "
+        f"FROM {frame} WHERE {where}) WHERE rn IN ({', '.join(map(str, ranks))})"
+    )
 
 
 def _summarise_values(
