@@ -240,3 +240,56 @@ def test_a_vocabulary_table_that_cannot_be_written_fails_the_run(
     assert any(line.split()[:2] == ["person", "ok"] for line in lines)
     assert "not written because concept failed" in out
     assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("site_local", ["exclude", "include"])
+def test_whole_table_copies_leave_out_site_local_rows_too(by_default, tmp_path, site_local):
+    """vocabulary_rows: all copies every public row; the site's own rows only when included.
+    In SQLite, whose json_each binds the local vocabularies' names."""
+    from synth_pipeline.core.schema import list_tables
+    from synth_pipeline.core.vocabulary import plan_copy, selected_rows
+    from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+
+    source_url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    sv.build(source_url, text="VARCHAR(20)")
+    source = open_destination(source_url)
+    dest = open_destination(f"sqlite:///{tmp_path / 'dest.sqlite'}")
+    files = by_default["files"]
+    expected = {
+        "concept": (len(sv.PUBLIC_CONCEPTS), len(sv.LOCAL_CONCEPTS)),
+        "vocabulary": (2, 3),
+        "concept_synonym": (1, 2),
+        "concept_ancestor": (2, 2),
+        "concept_relationship": (1, 2),
+    }
+    for table, (public, local) in expected.items():
+        cfg = files.load_table(table)
+        cfg.vocabulary_rows, cfg.site_local = "all", site_local
+        plan = plan_copy(files, cfg, source, None, list_tables(source, None))
+        written = copy_table(
+            source,
+            None,
+            table,
+            dest,
+            None,
+            table,
+            [ColumnDef(n, c.type, c.max_length) for n, c in cfg.columns.items()],
+            entry=RegisterEntry("vocabulary", cfg.fingerprint(), None, None, {}, "test"),
+            where=plan.where,
+            params=plan.params,
+        )
+        with dest.connect() as conn:
+            held = [tuple(r) for r in conn.exec_driver_sql(f'SELECT * FROM "{table}"')]
+        assert written == len(held) == selected_rows(source, None, table, plan)
+        if site_local == "exclude":
+            assert len(held) == public and plan.site_local_rows == local, table
+        else:
+            assert len(held) == public + local and plan.site_local_rows == 0, table
+        if table == "vocabulary":
+            assert ({r[0] for r in held} & LOCAL_VOCABULARIES) == (
+                LOCAL_VOCABULARIES if site_local == "include" else set()
+            )
+        else:
+            assert bool(concept_ids_in(held, table) & SITE_LOCAL) == (site_local == "include")
+    source.dispose()
+    dest.dispose()

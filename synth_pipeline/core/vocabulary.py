@@ -246,6 +246,8 @@ class CopyPlan:
                 f"({self.from_configs} listed in the approved synthetic configs, the rest named "
                 "by the vocabulary metadata tables; vocabulary_rows: referenced)"
             )
+        if is_site_local(self.table):
+            return text + " (a site-local table, copied as the reviewer chose)"
         if self.site_local == "include":
             return (
                 text + "; site-local concepts and local vocabularies included (site_local: include)"
@@ -298,12 +300,16 @@ def plan_copy(
     """
     check_vocabulary_config(files, cfg)
     table, rule, local_rule = cfg.table, cfg.vocabulary_rule, site_local_rule(cfg)
-    local = local_vocabularies(source, source_schema, source_tables)
+    # only the vocabulary table and the concept-level ones filter on local vocabularies
+    needs_local = local_rule == "exclude" and (table == "vocabulary" or table in CONCEPT_LEVEL)
+    local = local_vocabularies(source, source_schema, source_tables) if needs_local else []
     plan = CopyPlan(table, rule, site_local=local_rule, local_vocabularies=local)
     chosen: list[_Clause] = []
     if rule == "referenced" and table in CONCEPT_LEVEL:
         released = released_concepts(files)
-        ids = set(released.ids) | metadata_concepts(files, source, source_schema, source_tables)
+        ids = set(released.ids) | metadata_concepts(
+            files, source, source_schema, source_tables, local if needs_local else None
+        )
         _require_columns(files, cfg, CONCEPT_LEVEL[table], "vocabulary_rows", "referenced")
         chosen = [
             _in_list(source, quote(source, c), sorted(ids), "BIGINT") for c in CONCEPT_LEVEL[table]
@@ -415,12 +421,16 @@ def _has_columns(
 
 
 def metadata_concepts(
-    files: ProjectFiles, source: Engine, schema: str | None, source_tables: dict[str, str]
+    files: ProjectFiles,
+    source: Engine,
+    schema: str | None,
+    source_tables: dict[str, str],
+    local: list[str] | None = None,
 ) -> set[int]:
     """Concepts named by the rows of the vocabulary metadata tables the project copies (whole,
-    less their site-local rows under site_local: exclude)."""
+    less their site-local rows under site_local: exclude); ``local``: the source's local
+    vocabularies, when already known."""
     out: set[int] = set()
-    local: list[str] | None = None
     for table, column in METADATA.items():
         if table not in source_tables or not files.has_table(table):
             continue
