@@ -16,9 +16,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Columns whose values are identifiers or free text: described by a length and pattern
-# profile, never listed. Glob patterns on lower-case column names.
+# profile, never listed. Glob patterns on lower-case column names. Other *_source_value columns
+# are categories (gender M/F, a visit's kind, a source code): listed when each value passes k and
+# the column is not identifier-like (identifier_share, max_distinct_for_listing).
 DEFAULT_NEVER_LIST = [
-    "*_source_value",
+    "person_source_value",
+    "provider_source_value",
+    "care_site_source_value",
+    "location_source_value",
     "*_source_id",
     "note_text",
     "note_title",

@@ -28,6 +28,7 @@ the connection. Raw aggregates stay inside :func:`summarise_table`; what it retu
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,37 +40,30 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
+from . import omop
 from .database import is_postgres, qualified, quote
 from .dp import Noise
-from .schema import ColumnSchema, TableSchema, column_role, identifier_findings
+from .schema import ColumnSchema, TableSchema, column_role, identifier_findings, list_tables
 from .sqlexpr import SqlExpressions
 from .statistics import (
     Bin,
     ColumnStats,
     ConditionalStats,
     DateOffset,
+    DateRange,
     GroupStats,
     QuantilePoint,
     TableStats,
+    Target,
     TimeOfDay,
     ValueCount,
 )
 
-# Twin columns: an end column summarised as an offset from its start column.
-_END_SUFFIXES = (("_end_date", "_start_date"), ("_end_datetime", "_start_datetime"))
-
 
 def offset_source_column(columns: Sequence[str], name: str) -> str | None:
-    """The start column an end column is measured from (``visit_end_date`` -> ``visit_start_date``)."""
-    names = set(columns)
-    for end, start in _END_SUFFIXES:
-        if name.endswith(end):
-            candidate = name[: -len(end)] + start
-            if candidate in names:
-                return candidate
-    if name == "verbatim_end_date" and "drug_exposure_start_date" in names:
-        return "drug_exposure_start_date"
-    return None
+    """The start column an end column is measured from (``visit_end_date`` ->
+    ``visit_start_date``, ``procedure_end_date`` -> ``procedure_date``): the CDM's pairs."""
+    return omop.start_of(list(columns), name)
 
 
 def _py(value: Any) -> Any:
@@ -119,6 +113,11 @@ def summarise_table(
         and by in {x.name for x in table.columns}
         and c != by
     }
+    # twin columns (*_source_concept_id, *_source_value beside *_concept_id) are summarised per
+    # combination of the columns they agree with, so they can be generated consistently
+    names = [c.name for c in table.columns]
+    twins = {c: omop.twin_of(table.name, names, c) for c in names}
+    twins = {c: by for c, by in twins.items() if by}
     kind = table.kind
     if kind == "vocabulary":
         # Reference data: nothing about patients to summarise. An extract may carry only the
@@ -165,8 +164,25 @@ def summarise_table(
             # the grouped pass hashes every grouped expression at once; let it do so in memory
             conn.execute(sa.text("SET LOCAL work_mem = '1GB'"))  # a ceiling, not an allocation
         scan = _first_scan(conn, sql, tbl, table)
+        blanks = {c.name: int(scan.get(f"e:{c.name}") or 0) for c in table.columns}
+        if any(blanks.values()):
+            # an extract loaded from CSV keeps '' for NULL in numbers and dates: read them so
+            tbl = _blanks_as_null(engine, tbl, table)
+            scan = _first_scan(conn, sql, tbl, table)
+            findings += [
+                f"{name}: {rel(n)} empty strings where a {table.column(name).logical_type} "
+                "belongs; treated as NULL"
+                for name, n in blanks.items()
+                if n
+            ]
         total = int(scan["__rows"])
         plan = _plan(conn, sql, schema, tbl, table, scan, policy, noise, sample_rows)
+        if noise is None:  # every combination a twin was seen with, in the same grouped pass
+            plan.exact += [
+                _Grouping(f"twin:{c}", sql.json_row([*by, c]), rows="all")
+                for c, by in twins.items()
+                if int(scan[f"n:{by[0]}"])
+            ]
         exact = _grouped_pass(conn, tbl, plan.exact, policy)
         if plan.sample_note:
             findings.append(plan.sample_note)
@@ -275,6 +291,12 @@ def summarise_table(
                     rel,
                     noise,
                 )
+            elif role == "polymorphic":
+                cs.distinct, cs.listed = None, False
+                col_notes.append(
+                    "ids never listed: generated from the synthetic keys of the table its "
+                    "naming column points to"
+                )
             elif col.logical_type in ("date", "datetime"):
                 _summarise_dates(exact, table, col, scan, policy, cs, col_notes, findings, noise)
             else:
@@ -295,7 +317,16 @@ def summarise_table(
                     col_notes,
                     noise,
                 )
-                if col.name in conditional and col.logical_type in ("integer", "float"):
+                if col.name in twins and noise is not None:
+                    col_notes.append(
+                        f"per-{'/'.join(twins[col.name])} values withheld under differential "
+                        "privacy"
+                    )
+                elif col.name in twins:
+                    cs.conditional = _twin_groups(
+                        exact[f"twin:{col.name}"], twins[col.name], policy, col_notes
+                    )
+                elif col.name in conditional and col.logical_type in ("integer", "float"):
                     if noise is not None:
                         col_notes.append(
                             f"per-{conditional[col.name]} statistics withheld under differential privacy"
@@ -307,6 +338,10 @@ def summarise_table(
             stats[col.name] = cs
             notes[col.name] = col_notes
 
+        for ref in omop.polymorphic(table.name, [c.name for c in table.columns]):
+            if ref.column in stats and ref.by in stats:
+                _polymorphic_targets(conn, schema, ref, stats[ref.by], stats[ref.column], findings)
+
     return TableStats(
         table=table.name,
         kind=kind,
@@ -317,6 +352,69 @@ def summarise_table(
         policy=policy,
         dp=noise.budget if noise is not None else None,
     )
+
+
+def _polymorphic_targets(
+    conn: Connection,
+    schema: str | None,
+    ref: omop.Polymorphic,
+    by: ColumnStats,
+    cs: ColumnStats,
+    findings: list[str],
+) -> None:
+    """The table each released value of ``ref.by`` names, from the extract's DOMAIN table (domain
+    concepts), CONCEPT table (CDM field concepts, named '<table>.<field>') or the OMOP domains.
+
+    Only values already released (seen at least k times) are looked up; what they point to is
+    public vocabulary."""
+    values = [v.value for v in by.values or [] if v.value not in (0, None, "")]
+    if not values or cs.non_null == 0:
+        return
+    names = list_tables(conn.engine, schema)
+    found: dict[Any, str] = {}
+    if ref.kind == "domain_id":
+        found = {v: omop.DOMAIN_TABLES[v] for v in values if v in omop.DOMAIN_TABLES}
+    elif ref.kind == "domain_concept":
+        domains = dict(omop.STANDARD_DOMAIN_CONCEPTS)
+        if "domain" in names:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT {quote(conn.engine, 'domain_concept_id')}, "
+                    f"{quote(conn.engine, 'domain_id')} FROM "
+                    f"{qualified(conn.engine, schema, names['domain'])}"
+                )
+            ).all()
+            domains.update({_py(c): str(d) for c, d in rows if c is not None and d})
+        found = {
+            v: omop.DOMAIN_TABLES[domains[v]]
+            for v in values
+            if v in domains and domains[v] in omop.DOMAIN_TABLES
+        }
+    elif ref.kind == "field_concept" and "concept" in names:
+        ids = [v for v in values if isinstance(v, int)]
+        if ids:
+            params = {f"c{i}": v for i, v in enumerate(ids)}
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT {quote(conn.engine, 'concept_id')}, {quote(conn.engine, 'concept_name')}, "
+                    f"{quote(conn.engine, 'concept_code')} FROM "
+                    f"{qualified(conn.engine, schema, names['concept'])} WHERE "
+                    f"{quote(conn.engine, 'concept_id')} IN ({', '.join(':' + k for k in params)})"
+                ),
+                params,
+            ).all()
+            for cid, name, code in rows:
+                target = omop.field_concept_table(name) or omop.field_concept_table(code)
+                if target:
+                    found[_py(cid)] = target
+    cs.targets = [Target(value=v, table=found[v]) for v in values if v in found] or None
+    unknown = [str(v) for v in values if v not in found]
+    if unknown:
+        findings.append(
+            f"{ref.column}: the table {ref.by} {', '.join(unknown)} names is not known "
+            "(no DOMAIN or CDM field concept row in the extract): those ids are left NULL; "
+            f"name the table under params.targets of {ref.column} to generate them"
+        )
 
 
 def _first_scan(
@@ -336,6 +434,10 @@ def _first_scan(
         if role == "primary_key" and table.primary_key_source != "declared":
             parts.append(f"COUNT(DISTINCT {q})")  # a declared key cannot repeat: no sort
             labels.append(f"d:{col.name}")
+        if not sql.pg and col.logical_type != "string":
+            # SQLite keeps whatever was loaded: '' where a CSV meant NULL
+            parts.append(f"SUM(CASE WHEN {q} = '' THEN 1 ELSE 0 END)")
+            labels.append(f"e:{col.name}")
         if col.logical_type == "integer" and role == "foreign_key":
             parts.append(f"SUM(CASE WHEN {q} = 0 THEN 1 ELSE 0 END)")
             labels.append(f"z:{col.name}")
@@ -351,6 +453,18 @@ def _first_scan(
             labels.append(f"p:{col.name}")
     row = conn.execute(sa.text(f"SELECT {', '.join(parts)} FROM {tbl}")).one()
     return dict(zip(labels, row, strict=True))
+
+
+def _blanks_as_null(engine: Engine, tbl: str, table: TableSchema) -> str:
+    """SQLite: the table as a FROM clause in which '' reads as NULL in every column that is not
+    a string (rowid kept, for the every-n-th-row sample)."""
+    cols = ", ".join(
+        f"NULLIF({quote(engine, c.name)}, '') AS {quote(engine, c.name)}"
+        if c.logical_type != "string"
+        else quote(engine, c.name)
+        for c in table.columns
+    )
+    return f"(SELECT rowid AS rowid, {cols} FROM {tbl}) AS blanks_as_null"
 
 
 # --- the grouped pass -------------------------------------------------------------------------
@@ -544,6 +658,16 @@ def _windows(n: int, policy: dc.DisclosurePolicy) -> list[tuple[int, int]]:
     return sorted(set(_windows_at(n, dc.quantile_grid(n, policy), policy.k).values()))
 
 
+def _range_grid(n: int, policy: dc.DisclosurePolicy) -> list[float]:
+    """The two ends of the quantile grid: where a coded range is bottom- and top-coded."""
+    grid = dc.quantile_grid(n, policy)
+    return [grid[0], grid[-1]] if len(grid) > 1 else []
+
+
+def _range_windows(n: int, policy: dc.DisclosurePolicy) -> list[tuple[int, int]]:
+    return sorted(set(_windows_at(n, _range_grid(n, policy), policy.k).values()))
+
+
 def _ranks_in(windows) -> list[int]:
     return sorted({r for a, b in windows for r in range(a, b + 1)})
 
@@ -637,7 +761,7 @@ def _plan(
     for col in table.columns:
         role = column_role(table, col.name)
         non_null = int(scan[f"n:{col.name}"])
-        if role == "primary_key" or non_null == 0:
+        if role in ("primary_key", "polymorphic") or non_null == 0:
             continue
         q = quote(engine, col.name)
         lt = col.logical_type
@@ -657,6 +781,10 @@ def _plan(
             text = _is_text_stored(col)
             plan.exact.append(_Grouping(f"year:{col.name}", sql.year(q, text), rows="all"))
             plan.exact.append(_Grouping(f"month:{col.name}", sql.month(q, text), rows="all"))
+            if quantiles_allowed:  # the coded range: k-value means at the two ends
+                g = _Grouping(f"day:{col.name}", sql.day_number(q, text))
+                g.windows = _range_windows(non_null, policy)
+                plan.exact.append(g)
             if lt == "datetime":
                 hour = (
                     f"CASE WHEN {q} IS NULL THEN NULL WHEN {sql.is_midnight(q, text)} THEN -1 "
@@ -928,7 +1056,9 @@ def _summarise_values(
 
     if listable:
         assert values is not None and values.rows is not None, col.name
-        pairs = list(values.rows)
+        # a value of another type (text in a number column of a dirty extract) is never listed:
+        # its rows count as other values
+        pairs = [(v, n) for v, n in values.rows if _fits_type(v, lt)]
         if noise is not None:
             pairs = noise.pairs(f"{col.name}:values", pairs)
         released = dc.fold_frequencies(pairs, non_null, policy)
@@ -973,6 +1103,16 @@ def _summarise_values(
             cs.pattern = _string_shape(
                 conn, tbl, quote(conn.engine, col.name), policy.pattern_sample_size
             )
+
+
+def _fits_type(value: Any, logical_type: str) -> bool:
+    if logical_type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if logical_type == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if logical_type == "boolean":
+        return isinstance(value, bool) or value in (0, 1)
+    return True
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -1032,6 +1172,19 @@ def _summarise_dates(
     month_counts, month_notes = dc.release_shares(month_raw, policy)
     cs.months = month_counts if any(month_counts) else None
     notes.extend(f"months: {n}" for n in month_notes)
+    days = exact.get(f"day:{col.name}")
+    if days is not None and days.total:
+        ends = _released_quantiles(
+            days.total, _range_grid(days.total, policy), policy, True, days.values_at
+        )
+        if len(ends) == 2:
+            epoch = dt.date(1970, 1, 1)
+            low, high = (epoch + dt.timedelta(days=int(p.value)) for p in ends)
+            cs.range = DateRange(low=low.isoformat(), high=high.isoformat())
+            notes.append(
+                f"range coded to p{ends[0].p * 100:g}..p{ends[1].p * 100:g}, each end the mean "
+                f"of k={policy.k} neighbouring dates: no generated date lies outside it"
+            )
     if col.logical_type == "datetime":
         by_hour = dict(exact[f"hour:{col.name}"].rows or [])
         # one histogram over the rows: midnight (a date-only time) or the hour of the day
@@ -1248,6 +1401,61 @@ def _summarise_by_group(
         + ("" if other is not None or not small else f" (pool below {need}: withheld)")
     )
     return ConditionalStats(by=by, groups=groups, other=other)
+
+
+def _twin_groups(
+    combinations: _Frequencies, by: list[str], policy: dc.DisclosurePolicy, notes: list[str]
+) -> ConditionalStats | None:
+    """A twin column's values per combination of the columns it agrees with (gender_source_value
+    per gender_concept_id and gender_source_concept_id), from the grouped pass's counts of
+    every (by..., value) combination.
+
+    A combination is a group: released when it holds at least k rows, with its values seen at
+    least k times in it; smaller groups are pooled, and a pool below k is withheld."""
+    sizes: dict[Any, list[int]] = {}
+    pairs: dict[Any, list[tuple[Any, int]]] = {}
+    for text, n in combinations.rows or []:
+        *keys, value = json.loads(text)
+        key = keys[0] if len(keys) == 1 else tuple(keys)
+        size = sizes.setdefault(key, [0, 0])
+        size[0] += n
+        if value is not None:
+            size[1] += n
+            pairs.setdefault(key, []).append((value, n))
+    k = policy.k
+    ordered = sorted(sizes.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
+    big = [kv for kv in ordered if kv[1][1] >= k][: policy.max_listed_values]
+    small = [kv for kv in ordered if kv not in big]
+
+    def group(value, n: int, nn: int, values: list[tuple[Any, int]]) -> GroupStats:
+        released = dc.fold_frequencies(values, nn, policy)
+        released_n, released_null = dc.release_count(n, policy), dc.release_count(n - nn, policy)
+        return GroupStats(
+            value=list(value) if isinstance(value, tuple) else value,
+            count=released_n or 0,
+            null_fraction=round(min(1.0, (released_null or 0) / released_n), 4)
+            if released_n
+            else 0.0,
+            values=[ValueCount(value=v, count=c) for v, c in released.values],
+            other_count=released.other_count,
+        )
+
+    groups = [group(key, n, nn, pairs.get(key, [])) for key, (n, nn) in big]
+    pooled_n, pooled_nn = sum(s[0] for _, s in small), sum(s[1] for _, s in small)
+    other = None
+    if small and pooled_nn >= k:
+        merged: Counter = Counter()
+        for key, _ in small:
+            for v, c in pairs.get(key, []):
+                merged[v] += c
+        other = group(None, pooled_n, pooled_nn, list(merged.items()))
+    if not groups and other is None:
+        return None
+    notes.append(
+        f"per combination of {' and '.join(by)}: {len(groups)} with at least k={k} values "
+        "released" + ("; smaller ones pooled" if small else "")
+    )
+    return ConditionalStats(by=by if len(by) > 1 else by[0], groups=groups, other=other)
 
 
 def _thin(points: list[QuantilePoint]) -> list[QuantilePoint]:
