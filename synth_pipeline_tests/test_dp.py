@@ -83,7 +83,14 @@ def test_the_budget_is_split_and_recorded(extract, tmp_path):
     assert sum(budget.spent.values()) == pytest.approx(budget.table_epsilon, rel=1e-6)
     assert budget.spent["visit_start_date"] == pytest.approx(2 * budget.statistic_epsilon)
     assert "visit_occurrence_id" not in budget.spent  # the primary key releases nothing
-    assert budget.mechanism == "geometric" and "not noised" in budget.quantiles
+    assert budget.mechanism == "geometric" and "exponential mechanism" in budget.quantiles
+    # delta is split like epsilon, and sets the listing threshold
+    assert budget.table_delta == pytest.approx(policy.delta / 8, rel=1e-3)
+    assert budget.statistic_delta == pytest.approx(budget.table_delta / budget.statistics, rel=1e-3)
+    assert budget.listing_threshold == dp.listing_threshold(
+        budget.statistic_epsilon, policy.delta / 8 / budget.statistics
+    )
+    assert sum(len(v) for v in budget.plan.values()) == budget.statistics
     # over every table the project's budget is not exceeded
     total = sum(summarise(extract, t, policy, tmp_path).dp.table_epsilon for t in tables)
     assert total == pytest.approx(2.0)

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
+from . import dp
 from .database import is_postgres, qualified, quote
 from .dp import Noise
 from .schema import ColumnSchema, TableSchema, column_role, identifier_findings
@@ -294,6 +295,8 @@ def summarise_table(
                     cs,
                     col_notes,
                     noise,
+                    exact.get(f"dpq:{col.name}"),
+                    exact.get(f"dplen:{col.name}"),
                 )
                 if col.name in conditional and col.logical_type in ("integer", "float"):
                     if noise is not None:
@@ -562,8 +565,14 @@ def _plan(
     engine = conn.engine
     total = int(scan["__rows"])
     names = [c.name for c in table.columns]
-    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    quantiles_allowed = noise is None  # exact windows; under differential privacy see below
+    dp_quantiles = noise is not None and policy.dp_quantiles == "dp"
     plan = _Plan(exact=[])
+
+    def dp_grouping(key: str, expr: str, col: ColumnSchema, what: str) -> _Grouping:
+        """Under differential privacy: rows per quantile candidate bucket (see :mod:`.dp`)."""
+        candidates = _dp_candidates(col, what, policy)
+        return _Grouping(key, dp.bucket_sql(expr, candidates, sql.pg), rows="all")
 
     def value_grouping(col: ColumnSchema, role: str) -> _Grouping:
         q = quote(engine, col.name)
@@ -648,11 +657,15 @@ def _plan(
             continue
         if col.name not in plan.high_cardinality:
             plan.exact.append(value_grouping(col, role))
+        if dp_quantiles and role != "code" and lt in ("integer", "float"):
+            plan.exact.append(dp_grouping(f"dpq:{col.name}", q, col, "values"))
         if lt == "string" and role != "code":
             g = _Grouping(key=f"len:{col.name}", expr=sql.length(q))
             if quantiles_allowed:
                 g.windows = _windows(non_null, policy)
             plan.exact.append(g)
+            if dp_quantiles:
+                plan.exact.append(dp_grouping(f"dplen:{col.name}", sql.length(q), col, "length"))
         if lt in ("date", "datetime"):
             text = _is_text_stored(col)
             plan.exact.append(_Grouping(f"year:{col.name}", sql.year(q, text), rows="all"))
@@ -675,7 +688,19 @@ def _plan(
                 if quantiles_allowed:
                     g.windows = _windows(int(scan[f"p:{col.name}"] or 0), policy)
                 plan.exact.append(g)
+                if dp_quantiles:
+                    plan.exact.append(dp_grouping(f"dpoff:{col.name}", g.expr, col, "offset"))
     return plan
+
+
+def _dp_candidates(col: ColumnSchema, what: str, policy: dc.DisclosurePolicy) -> list[float]:
+    """The quantile candidates of a column's values, string lengths or days after its start
+    column, under differential privacy: from the schema and the policy alone."""
+    if what == "length":
+        return dp.quantile_candidates(True, None, (0.0, float(col.max_length or 1_000_000)))
+    if what == "offset":
+        return dp.quantile_candidates(True, None, dp.DAY_BOUNDS)
+    return dp.quantile_candidates(col.logical_type == "integer", policy.dp_range(col.name))
 
 
 def _high_cardinality_pass(
@@ -805,19 +830,28 @@ def _released_quantiles(
     policy: dc.DisclosurePolicy,
     integer: bool,
     values_at: Callable[[list[int]], dict[int, Any]],
+    frequencies: list[tuple[Any, int]] | None = None,
 ) -> list[QuantilePoint]:
     """Released quantiles: at each probability of the grid, the mean of the k values around its
-    nearest rank (:func:`.disclosure.quantile_window`), so no point is one record's value."""
+    nearest rank (:func:`.disclosure.quantile_window`), so no point is a value fewer than k
+    rows hold. ``frequencies``: the column's (value, count) pairs, when the pass brought them
+    back (a mean on a value k rows hold may then stay)."""
     if not grid or n <= 0:
         return []
     windows = _windows_at(n, grid, policy.k)
     wanted = _ranks_in(windows.values())
     by_rank = {r: _number(v) for r, v in values_at(wanted).items()}
+    held: dict[float, int] = {}
+    for v, c in frequencies or []:
+        x = _number(v)
+        if x is not None:
+            held[x] = held.get(x, 0) + int(c)
     points = []
     for p, (a, b) in windows.items():
         values = [by_rank.get(r) for r in range(a, b + 1)]
         if all(v is not None for v in values):
-            points.append(QuantilePoint(p=p, value=dc.window_mean(values, integer)))  # type: ignore[arg-type]
+            value = dc.window_mean(values, integer, lambda x: held.get(x, 0) >= policy.k)  # type: ignore[arg-type]
+            points.append(QuantilePoint(p=p, value=value))
     return _thin(points)
 
 
@@ -903,9 +937,11 @@ def _summarise_values(
     cs: ColumnStats,
     notes: list[str],
     noise: Noise | None = None,
+    dp_values: _Frequencies | None = None,
+    dp_lengths: _Frequencies | None = None,
 ) -> None:
     lt = col.logical_type
-    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    quantiles_allowed = noise is None
     high = distinct is None  # more distinct values in a sample than may ever be listed
     sampled = sampled and ranked is not None
 
@@ -929,9 +965,18 @@ def _summarise_values(
     if listable:
         assert values is not None and values.rows is not None, col.name
         pairs = list(values.rows)
-        if noise is not None:
-            pairs = noise.pairs(f"{col.name}:values", pairs)
-        released = dc.fold_frequencies(pairs, non_null, policy)
+        if noise is None:
+            released = dc.fold_frequencies(pairs, non_null, policy)
+        else:
+            domain = None if role == "code" else dp.value_domain(col.name, lt, policy)
+            released = noise.release_values(
+                f"{col.name}:values", pairs, domain, cs.non_null or 0, policy
+            )
+            if domain is not None:
+                notes.append(
+                    f"counted over every value of its declared domain ({domain[0]}..{domain[-1]}), "
+                    "noise on each"
+                )
         cs.values = [ValueCount(value=v, count=c) for v, c in released.values]
         cs.other_count = released.other_count
         notes.extend(released.notes)
@@ -943,14 +988,16 @@ def _summarise_values(
                 "free text or identifier: values never listed, only a length and shape profile"
             )
 
-    if lt in ("integer", "float") and role != "code" and not quantiles_allowed:
-        notes.append("quantiles withheld under differential privacy")
+    if lt in ("integer", "float") and role != "code" and noise is not None:
+        cs.quantiles = _dp_quantiles(noise, dp_values, col, "values", policy, notes)
     elif lt in ("integer", "float") and role != "code":
         source = ranked if ranked is not None else values
         n = source.total if source is not None else 0
         grid = dc.quantile_grid(n, policy)
         cs.quantiles = (
-            _released_quantiles(n, grid, policy, lt == "integer", source.values_at)
+            _released_quantiles(
+                n, grid, policy, lt == "integer", source.values_at, values and values.rows
+            )
             if source is not None
             else []
         )
@@ -962,7 +1009,9 @@ def _summarise_values(
             )
         else:
             notes.append(f"fewer than {2 * policy.k} values: no quantiles released")
-    if lt == "string":
+    if lt == "string" and noise is not None and role != "code":
+        cs.length = _dp_quantiles(noise, dp_lengths, col, "length", policy, [])
+    elif lt == "string":
         grid = dc.quantile_grid(non_null, policy) if quantiles_allowed else []
         cs.length = (
             _released_quantiles(non_null, grid, policy, True, lengths.values_at)
@@ -973,6 +1022,28 @@ def _summarise_values(
             cs.pattern = _string_shape(
                 conn, tbl, quote(conn.engine, col.name), policy.pattern_sample_size
             )
+
+
+def _dp_quantiles(
+    noise: Noise,
+    buckets: _Frequencies | None,
+    col: ColumnSchema,
+    what: str,
+    policy: dc.DisclosurePolicy,
+    notes: list[str],
+) -> list[QuantilePoint]:
+    """Quantiles under differential privacy (see :meth:`.dp.Noise.quantiles`), or withheld."""
+    if policy.dp_quantiles == "withheld" or buckets is None:
+        notes.append("quantiles withheld under differential privacy")
+        return []
+    whole = what != "values" or col.logical_type == "integer"
+    candidates = _dp_candidates(col, what, policy)
+    points = noise.quantiles(f"{col.name}:{what}", buckets.rows or [], candidates, whole)
+    notes.append(
+        "quantiles by the exponential mechanism among candidates fixed before looking at the "
+        "data" + (" (half-integers: no row holds one)" if whole else "")
+    )
+    return [QuantilePoint(p=p, value=v) for p, v in points]
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -1018,9 +1089,10 @@ def _summarise_dates(
             "some" if noise is not None else ("about " + str(r) if r else f"fewer than {policy.k}")
         )
         findings.append(f"{col.name}: {how_many} dates outside 1677..2262")
-    if noise is not None:
-        years = noise.pairs(f"{col.name}:years", years)
-    binned = dc.merge_bins(years, policy)
+    if noise is None:
+        binned = dc.merge_bins(years, policy)
+    else:
+        binned = noise.release_years(f"{col.name}:years", years, policy)
     cs.years = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins]
     notes.extend(binned.notes)
     if cs.years:
@@ -1050,11 +1122,17 @@ def _summarise_dates(
         offsets = exact[f"off:{col.name}"]
         n_pairs = int(scan[f"p:{col.name}"] or 0)
         negative = sum(c for d, c in offsets.rows or [] if d is not None and d < 0)
-        allowed = noise is None or policy.dp_quantiles == "not_noised"
-        grid = dc.quantile_grid(n_pairs, policy) if allowed else []
-        quantiles = _released_quantiles(n_pairs, grid, policy, True, offsets.values_at)
-        if not allowed:
-            notes.append(f"days after {start}: quantiles withheld under differential privacy")
+        if noise is None:
+            grid = dc.quantile_grid(n_pairs, policy)
+            quantiles = _released_quantiles(
+                n_pairs, grid, policy, True, offsets.values_at, offsets.rows
+            )
+        else:
+            quantiles = _dp_quantiles(
+                noise, exact.get(f"dpoff:{col.name}"), col, "offset", policy, []
+            )
+            if not quantiles:
+                notes.append(f"days after {start}: quantiles withheld under differential privacy")
         if quantiles:
             if noise is None:
                 neg = dc.release_count(negative, policy) or 0
@@ -1070,6 +1148,9 @@ def _summarise_dates(
             notes.append(
                 f"days after {start} released as quantiles, each the mean of k={policy.k} "
                 "neighbouring values (top- and bottom-coded)"
+                if noise is None
+                else f"days after {start} released as quantiles by the exponential mechanism "
+                "among half-integers (no row holds one)"
             )
         if negative:
             r = dc.release_count(negative, policy)
@@ -1107,10 +1188,10 @@ def _summarise_reference(
 
     # children per parent, over the references that resolve
     fanout = sorted(refs.fanout)
-    if noise is not None:
-        # one more child moves its parent one bin along: two bins change by one each
-        fanout = noise.pairs(f"{col.name}:fanout", fanout, sensitivity=2)
-    binned = dc.merge_bins(fanout, policy)
+    if noise is None:
+        binned = dc.merge_bins(fanout, policy, dc.POWERS_OF_TWO)
+    else:
+        binned = noise.release_fanout(f"{col.name}:fanout", fanout, policy)
     cs.fanout = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins] or None
     notes.extend(f"children per parent: {n}" for n in binned.notes)
     if not dangling:
