@@ -4,6 +4,7 @@ when on, the budget recorded, and the same noisy statistics for the same data.""
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import numpy as np
@@ -158,7 +159,16 @@ def test_pipeline_with_epsilon_records_the_budget_and_keeps_approvals(tmp_path):
     assert data["source"]["dp"]["project_epsilon"] == 4.0
     assert data["source"]["dp"]["table_epsilon"] == pytest.approx(4.0 / 8)
     assert set(data["source"]["dp"]["spent"]) >= {"rows", "measurement_concept_id"}
-    assert "noise" in review_text(files, "measurement")
+    listing = review_text(files, "measurement")
+    assert "noise" in listing
+    # the listing says what the guarantee is, statistic by statistic, and no k rule of exact counts
+    assert "values seen at least k" not in listing and "outside the guarantee" in listing
+    plan = data["source"]["dp"]["plan"]
+    budgets = re.findall(r"\(budget: (\w+)\.(\w+)\)", " ".join(listing.split()))
+    assert {c for c, _ in budgets} >= {"rows", "measurement_concept_id", "value_as_number"}
+    assert all(s in plan[c] for c, s in budgets), budgets
+    assert "listed only at a noisy count of at least" in listing
+    assert "exponential mechanism" in listing
     assert cli.main(["approve", "--all", "--reviewer", "DP Reviewer", *common]) == 0
     before = {t: files.table_file(t).read_text() for t in files.tables()}
     # a second look at the same data draws the same noise: nothing changes, approvals hold

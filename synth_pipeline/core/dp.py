@@ -316,9 +316,9 @@ def quantile_candidates(
 
     Whole numbers (integers, lengths, days) take half-integers, which no row holds: every
     half-integer of a declared range (thinned to about 1000 when wider), or else those of
-    -100..100 and of a logarithmic grid beyond. Other numbers take 1000 points inside a
-    declared range, or a logarithmic grid of ``PER_DECADE`` points a decade from 0.001 to
-    10^10 and their negatives. ``bounds`` narrows the grid where the schema knows more
+    -20..20 and of the logarithmic grid beyond (about 12% apart). Other numbers take 1000
+    points inside a declared range, or a logarithmic grid of ``PER_DECADE`` points a decade
+    from 0.001 to 10^10 and their negatives. ``bounds`` narrows the grid where the schema knows more
     (string lengths are not negative, days between dates stay within a century).
     """
     if declared is not None:
@@ -331,7 +331,7 @@ def quantile_candidates(
     magnitudes = [10 ** ((j + 0.5) / PER_DECADE) for j in range(-3 * PER_DECADE, 10 * PER_DECADE)]
     grid = magnitudes + [-m for m in magnitudes]
     if whole:
-        grid = [math.floor(g) + 0.5 for g in grid] + [i + 0.5 for i in range(-101, 101)]
+        grid = [math.floor(g) + 0.5 for g in grid] + [i + 0.5 for i in range(-21, 21)]
     else:
         grid = [float(f"{g:.6g}") for g in grid]
     low, high = bounds

@@ -1323,12 +1323,55 @@ def _summarise_by_group(
             )
     if not groups and other is None:
         return None
+    if numeric:
+        _keep_off_rare_values(conn, tbl, q, groups + ([other] if other else []), k)
     notes.append(
         f"per {by}: {len(groups)} groups with at least {need} values released"
         + ("; smaller groups pooled" if small else "")
         + ("" if other is not None or not small else f" (pool below {need}: withheld)")
     )
     return ConditionalStats(by=by, groups=groups, other=other)
+
+
+def _keep_off_rare_values(
+    conn: Connection, tbl: str, q: str, groups: list[GroupStats], k: int
+) -> None:
+    """Per-group quantiles, moved off values fewer than k rows of the column hold.
+
+    A group's window is a run of ranks within the group, so rows of other groups can hold a
+    value between its ends, and its mean can land on one. Such a point moves to the midpoint
+    between it and the column's next distinct value, which no row holds.
+    """
+    points = [pt for g in groups for pt in g.quantiles or []]
+    values = sorted({float(pt.value) for pt in points})
+    if not values:
+        return
+    params = {f"v{i}": v for i, v in enumerate(values)}
+    held = conn.execute(
+        sa.text(
+            f"SELECT {q}, COUNT(*) FROM {tbl} WHERE {q} IN ({', '.join(':' + p for p in params)}) "
+            f"GROUP BY {q}"
+        ),
+        params,
+    ).all()
+    moved: dict[float, float] = {}
+    for value, rows in held:
+        v = float(value)
+        if int(rows) >= k:
+            continue
+        above = conn.execute(sa.text(f"SELECT MIN({q}) FROM {tbl} WHERE {q} > :v"), {"v": v})
+        below = conn.execute(sa.text(f"SELECT MAX({q}) FROM {tbl} WHERE {q} < :v"), {"v": v})
+        neighbour = above.scalar_one()
+        neighbour = neighbour if neighbour is not None else below.scalar_one()
+        if neighbour is None:  # a column of one value: no point that no row holds
+            moved[v] = v
+            continue
+        midpoint = (v + float(neighbour)) / 2
+        rounded = float(f"{midpoint:.6g}")
+        moved[v] = rounded if min(v, neighbour) < rounded < max(v, neighbour) else midpoint
+    for pt in points:
+        if float(pt.value) in moved:
+            pt.value = moved[float(pt.value)]
 
 
 def _thin(points: list[QuantilePoint]) -> list[QuantilePoint]:
