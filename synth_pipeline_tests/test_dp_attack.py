@@ -70,6 +70,15 @@ def build_extract(url: str, schema: str | None = None) -> None:
         sa.Column("refills", sa.Integer),
         sa.Column("sig", sa.String),
     )
+    periods = sa.Table(  # dates carried as numbers: days and seconds since 1970
+        "observation_period",
+        md,
+        sa.Column("observation_period_id", sa.BigInteger, primary_key=True),
+        sa.Column("person_id", sa.BigInteger, sa.ForeignKey("person.person_id"), nullable=False),
+        sa.Column("observation_period_start_date", sa.Integer, nullable=False),
+        sa.Column("observation_period_end_date", sa.BigInteger, nullable=False),
+        sa.Column("period_type_concept_id", sa.Integer, nullable=False),
+    )
     md.create_all(engine)
     persons = 300
     years = [int(y) for y in rng.integers(1945, 1990, persons)]
@@ -111,15 +120,33 @@ def build_extract(url: str, schema: str | None = None) -> None:
     lone["days_supply"] = LONE_DAYS_SUPPLY
     lone["refills"] = LONE_REFILLS
     lone["sig"] = "s" * LONE_SIG_LENGTH
+    epoch = dt.date(1970, 1, 1)
+    spans = []
+    for i in range(persons):
+        start = dt.date(2005, 1, 1) + dt.timedelta(days=int(rng.integers(0, 3000)))
+        if i == 0:
+            start = dt.date(LONE_START_YEAR, 3, 3)  # one period starts years before the others
+        end = start + dt.timedelta(days=int(rng.integers(30, 2000)))
+        spans.append(
+            {
+                "observation_period_id": i + 1,
+                "person_id": i + 1,
+                "observation_period_start_date": (start - epoch).days,
+                "observation_period_end_date": (end - epoch).days * 86400,
+                "period_type_concept_id": 44814724,
+            }
+        )
     with engine.begin() as conn:
         conn.execute(person.insert(), people)
         conn.execute(drugs.insert(), rows)
+        conn.execute(periods.insert(), spans)
     engine.dispose()
 
 
 # --- what the source holds (read once) -------------------------------------------------------
 
 K = DisclosurePolicy().k
+SHARING = 3  # patient-level tables of the extract, sharing the budget
 EPSILONS = (0.1, 1.0, 10.0)
 
 
@@ -270,9 +297,7 @@ def draw(key: bytes, epsilon: float, held, buckets) -> Release:
     the summary calls (:class:`.dp.Noise`)."""
     schemas, quantile_buckets = buckets
     policy = DisclosurePolicy(epsilon=epsilon)
-    noise = {
-        t: dp.Noise(key, t, dp.budget_for(s, policy, len(schemas))) for t, s in schemas.items()
-    }
+    noise = {t: dp.Noise(key, t, dp.budget_for(s, policy, SHARING)) for t, s in schemas.items()}
     out = Release()
     for table, column, lt in LISTINGS:
         domain = dp.value_domain(column, lt, policy) if lt else None
@@ -379,7 +404,7 @@ def test_the_draws_are_what_the_summary_releases(epsilon, source, held, buckets)
     key = np.random.default_rng(7).bytes(32)
     stats = {
         t: summarise_table(
-            source, None, s, policy, None, dp.Noise(key, t, dp.budget_for(s, policy, 2))
+            source, None, s, policy, None, dp.Noise(key, t, dp.budget_for(s, policy, SHARING))
         )
         for t, s in schemas.items()
     }
@@ -398,7 +423,7 @@ def test_the_attack_finds_what_noise_on_present_values_alone_leaks(held, buckets
     keys = np.random.default_rng(1)
     leaked = 0
     for _ in range(KEYS_PER_SETTING):
-        noise = dp.Noise(keys.bytes(32), "person", dp.budget_for(schema, policy, 2))
+        noise = dp.Noise(keys.bytes(32), "person", dp.budget_for(schema, policy, SHARING))
         pairs = noise.pairs("year_of_birth:values", held[("person", "year_of_birth")])
         listed = {v for v, _ in dc.fold_frequencies(pairs, 300, policy).values}
         leaked += bool(listed & LONE_YEARS)
@@ -406,16 +431,45 @@ def test_the_attack_finds_what_noise_on_present_values_alone_leaks(held, buckets
 
 
 def test_postgresql_releases_what_sqlite_does(source, postgres_database):
-    """PostgreSQL counts the quantile buckets with width_bucket, SQLite with a search of CASEs:
-    with the same key both release the same statistics."""
+    """PostgreSQL counts the quantile buckets with width_bucket and turns day and second
+    numbers into dates with its own functions; SQLite with a search of CASEs and date(): with
+    the same key, and without differential privacy, both release the same statistics."""
     build_extract(postgres_database, "attack")
     other = open_source(postgres_database)
-    policy = DisclosurePolicy(epsilon=10.0)
     key = np.random.default_rng(3).bytes(32)
-    for table in ("person", "drug_exposure"):
-        released = []
-        for engine, schema in ((source, None), (other, "attack")):
-            s = read_table_schema(engine, schema, table)
-            noise = dp.Noise(key, table, dp.budget_for(s, policy, 2))
-            released.append(summarise_table(engine, schema, s, policy, None, noise).model_dump())
-        assert released[0]["columns"] == released[1]["columns"], table
+    for policy in (DisclosurePolicy(epsilon=10.0), DisclosurePolicy()):
+        for table in ("person", "drug_exposure", "observation_period"):
+            released = []
+            for engine, schema in ((source, None), (other, "attack")):
+                s = read_table_schema(engine, schema, table)
+                budget = dp.budget_for(s, policy, SHARING)
+                noise = dp.Noise(key, table, budget) if budget else None
+                stats = summarise_table(engine, schema, s, policy, None, noise)
+                released.append((stats.model_dump()["columns"], stats.findings))
+            assert released[0] == released[1], table
+
+
+def test_numbers_that_carry_dates_are_released_as_dates(source):
+    """Day and second counts since 1970 in columns the CDM calls dates: year bins and months,
+    with a finding; never quantiles or listed numbers, which would be single rows' dates."""
+    schema = read_table_schema(source, None, "observation_period")
+    stats = summarise_table(source, None, schema, DisclosurePolicy())
+    for column, unit in (
+        ("observation_period_start_date", "days"),
+        ("observation_period_end_date", "seconds"),
+    ):
+        cs = stats.columns[column]
+        assert cs.years and cs.months and sum(cs.months) >= 250, column
+        assert cs.quantiles is None and cs.values is None and cs.distinct is None, column
+        assert cs.years[0].start >= 2005 and cs.years[-1].end <= 2019, (column, cs.years)
+        assert any(
+            f.startswith(f"{column}: ") and f"{unit} since 1970" in f for f in stats.findings
+        )
+    # the lone early start is coded away like any date
+    starts = stats.columns["observation_period_start_date"].years
+    assert all(LONE_START_YEAR not in (b.start, b.end) for b in starts)
+    # numbers not named as dates stay numbers, whatever their range
+    drugs = summarise_table(
+        source, None, read_table_schema(source, None, "drug_exposure"), DisclosurePolicy()
+    )
+    assert drugs.columns["days_supply"].quantiles and not drugs.columns["days_supply"].years

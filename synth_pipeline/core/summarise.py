@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
-from . import dp
+from . import dp, omop
 from .database import is_postgres, qualified, quote
 from .dp import Noise
 from .schema import ColumnSchema, TableSchema, column_role, identifier_findings
@@ -276,7 +276,15 @@ def summarise_table(
                     rel,
                     noise,
                 )
-            elif col.logical_type in ("date", "datetime"):
+            elif col.logical_type in ("date", "datetime") or col.name in plan.date_numbers:
+                if col.name in plan.date_numbers:
+                    unit = plan.date_numbers[col.name]
+                    findings.append(
+                        f"{col.name}: {col.logical_type} values that look like dates ({unit} since "
+                        "1970, between 1900 and 2100): summarised as dates, in year bins and "
+                        "months, never as numbers"
+                    )
+                    cs.distinct = None
                 _summarise_dates(exact, table, col, scan, policy, cs, col_notes, findings, noise)
             else:
                 ranked = plan.ranked.get(f"v:{col.name}")
@@ -535,6 +543,7 @@ class _Plan:
     sampled: bool = False  # ranked in a sample rather than the whole table
     parent_missing: dict[str, str] = field(default_factory=dict)
     sample_note: str | None = None
+    date_numbers: dict[str, str] = field(default_factory=dict)  # column -> "days"/"seconds"
 
 
 def _windows_at(n: int, grid: list[float], k: int) -> dict[float, tuple[int, int]]:
@@ -643,6 +652,8 @@ def _plan(
                 )
                 + f"; quantiles from a sample of about {frame.rows:,} rows ({frame.method})"
             )
+    if noise is None:  # under differential privacy numbers stay numbers (see _date_numbers)
+        plan.date_numbers = _date_numbers(conn, tbl, table, scan)
     for col in table.columns:
         role = column_role(table, col.name)
         non_null = int(scan[f"n:{col.name}"])
@@ -650,6 +661,11 @@ def _plan(
             continue
         q = quote(engine, col.name)
         lt = col.logical_type
+        if col.name in plan.date_numbers:
+            as_date = _number_as_date(sql, q, plan.date_numbers[col.name])
+            plan.exact.append(_Grouping(f"year:{col.name}", sql.year(as_date, not sql.pg), "all"))
+            plan.exact.append(_Grouping(f"month:{col.name}", sql.month(as_date, not sql.pg), "all"))
+            continue
         if role == "foreign_key":
             plan.exact.append(
                 _reference_grouping(engine, sql, schema, table, col, plan.parent_missing)
@@ -691,6 +707,63 @@ def _plan(
                 if dp_quantiles:
                     plan.exact.append(dp_grouping(f"dpoff:{col.name}", g.expr, col, "offset"))
     return plan
+
+
+# Numbers that carry dates: day or second counts since 1970 between these dates.
+_DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _date_named(table: TableSchema, col: ColumnSchema) -> bool:
+    """A column the OMOP specification or its name says holds dates."""
+    spec = omop.field_spec(table.name, col.name)
+    if spec is not None and spec.logical_type in ("date", "datetime"):
+        return True
+    return col.name.lower().endswith(("_date", "_datetime"))
+
+
+def _date_numbers(
+    conn: Connection, tbl: str, table: TableSchema, scan: dict[str, Any]
+) -> dict[str, str]:
+    """Number columns that carry dates: named as dates (by the OMOP specification or a _date
+    suffix) and holding only day counts ("days") or second counts ("seconds") since 1970 that
+    fall between 1900 and 2100. They are summarised as dates (year bins and months), never as
+    numbers, whose quantiles would be single rows' dates."""
+    candidates = [
+        c
+        for c in table.columns
+        if c.logical_type in ("integer", "float")
+        and column_role(table, c.name) == "value"
+        and int(scan[f"n:{c.name}"])
+        and _date_named(table, c)
+    ]
+    if not candidates:
+        return {}
+    parts = ", ".join(
+        f"MIN({quote(conn.engine, c.name)}), MAX({quote(conn.engine, c.name)})" for c in candidates
+    )
+    row = conn.execute(sa.text(f"SELECT {parts} FROM {tbl}")).one()
+    low_day, high_day = ((d - _EPOCH).days for d in _DATE_RANGE)
+    out = {}
+    for i, c in enumerate(candidates):
+        low, high = _number(row[2 * i]), _number(row[2 * i + 1])
+        if low is None or high is None:
+            continue
+        if low_day <= low and high <= high_day:
+            out[c.name] = "days"
+        elif low_day * 86400 <= low and high <= (high_day + 1) * 86400 and high > high_day:
+            out[c.name] = "seconds"
+    return out
+
+
+def _number_as_date(sql: SqlExpressions, q: str, unit: str) -> str:
+    """SQL turning day or second counts since 1970 into a date (ISO text on SQLite)."""
+    if sql.pg:
+        if unit == "days":
+            return f"(DATE '1970-01-01' + CAST(FLOOR({q}) AS INTEGER))"
+        return f"CAST(to_timestamp({q}) AT TIME ZONE 'UTC' AS DATE)"
+    seconds = f"{q} * 86400" if unit == "days" else q
+    return f"date({seconds}, 'unixepoch')"
 
 
 def _dp_candidates(col: ColumnSchema, what: str, policy: dc.DisclosurePolicy) -> list[float]:
@@ -1118,7 +1191,7 @@ def _summarise_dates(
         share = 1.0 if not timed else round(released_midnight / (released_midnight + timed), 3)
         cs.time_of_day = TimeOfDay(midnight_share=share, hours=hours if timed else None)
     start = offset_source_column([c.name for c in table.columns], col.name)
-    if start is not None:
+    if start is not None and f"off:{col.name}" in exact:
         offsets = exact[f"off:{col.name}"]
         n_pairs = int(scan[f"p:{col.name}"] or 0)
         negative = sum(c for d, c in offsets.rows or [] if d is not None and d < 0)
