@@ -75,7 +75,6 @@ KEY_FILE = Path("secrets") / "dp-noise.key"
 OUTSIDE_GUARANTEE = [
     "which columns are listed or profiled (the identifier and high-cardinality tests on exact "
     "distinct counts) and the shapes of free text",
-    "which numeric columns are released as dates (the test of their range)",
     "the presence of dirty-data findings (their counts are withheld under differential privacy)",
     "the table's columns, types and keys",
 ]
