@@ -151,10 +151,24 @@ class PrivacyBudget(BaseModel):
         "with several rows is protected at epsilon times their row count.",
     )
     project_epsilon: float = Field(description="project.yaml disclosure.epsilon.")
+    project_delta: float | None = Field(None, description="project.yaml disclosure.delta.")
     tables_sharing: int = Field(description="Patient-level tables of the source sharing it.")
     table_epsilon: float = Field(description="This table's equal share.")
-    statistics: int = Field(description="Counts and histograms of this table that get noise.")
+    table_delta: float | None = Field(None, description="This table's equal share of delta.")
+    statistics: int = Field(description="Statistics of this table that spend the budget.")
     statistic_epsilon: float = Field(description="Each one's equal share of table_epsilon.")
+    statistic_delta: float | None = Field(
+        None, description="Each one's equal share of table_delta (spent by listings only)."
+    )
+    listing_threshold: int | None = Field(
+        None,
+        description="A value is listed only when its noisy count reaches this: the stability "
+        "threshold for statistic_epsilon and statistic_delta (at least k).",
+    )
+    plan: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per column (and 'rows'), the statistics that spend statistic_epsilon each.",
+    )
     spent: dict[str, float] = Field(
         description="Epsilon spent per column (and 'rows' for the row count); sums to table_epsilon."
     )

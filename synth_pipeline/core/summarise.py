@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
-from . import omop
+from . import dp, omop
 from .database import is_postgres, qualified, quote
 from .dp import Noise
 from .schema import ColumnSchema, TableSchema, column_role, identifier_findings, list_tables
@@ -297,7 +298,15 @@ def summarise_table(
                     "ids never listed: generated from the synthetic keys of the table its "
                     "naming column points to"
                 )
-            elif col.logical_type in ("date", "datetime"):
+            elif col.logical_type in ("date", "datetime") or col.name in plan.date_numbers:
+                if col.name in plan.date_numbers:
+                    unit = plan.date_numbers[col.name]
+                    findings.append(
+                        f"{col.name}: {col.logical_type} values that look like dates ({unit} since "
+                        "1970, between 1900 and 2100): summarised as dates, in year bins and "
+                        "months, never as numbers"
+                    )
+                    cs.distinct = None
                 _summarise_dates(exact, table, col, scan, policy, cs, col_notes, findings, noise)
             else:
                 ranked = plan.ranked.get(f"v:{col.name}")
@@ -316,6 +325,8 @@ def summarise_table(
                     cs,
                     col_notes,
                     noise,
+                    exact.get(f"dpq:{col.name}"),
+                    exact.get(f"dplen:{col.name}"),
                 )
                 if col.name in twins and noise is not None:
                     col_notes.append(
@@ -646,6 +657,7 @@ class _Plan:
     sampled: bool = False  # ranked in a sample rather than the whole table
     parent_missing: dict[str, str] = field(default_factory=dict)
     sample_note: str | None = None
+    date_numbers: dict[str, str] = field(default_factory=dict)  # column -> "days"/"seconds"
 
 
 def _windows_at(n: int, grid: list[float], k: int) -> dict[float, tuple[int, int]]:
@@ -686,8 +698,14 @@ def _plan(
     engine = conn.engine
     total = int(scan["__rows"])
     names = [c.name for c in table.columns]
-    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    quantiles_allowed = noise is None  # exact windows; under differential privacy see below
+    dp_quantiles = noise is not None and policy.dp_quantiles == "dp"
     plan = _Plan(exact=[])
+
+    def dp_grouping(key: str, expr: str, col: ColumnSchema, what: str) -> _Grouping:
+        """Under differential privacy: rows per quantile candidate bucket (see :mod:`.dp`)."""
+        candidates = _dp_candidates(col, what, policy)
+        return _Grouping(key, dp.bucket_sql(expr, candidates, sql.pg), rows="all")
 
     def value_grouping(col: ColumnSchema, role: str) -> _Grouping:
         q = quote(engine, col.name)
@@ -758,6 +776,8 @@ def _plan(
                 )
                 + f"; quantiles from a sample of about {frame.rows:,} rows ({frame.method})"
             )
+    if noise is None:  # under differential privacy numbers stay numbers (see _date_numbers)
+        plan.date_numbers = _date_numbers(conn, tbl, table, scan)
     for col in table.columns:
         role = column_role(table, col.name)
         non_null = int(scan[f"n:{col.name}"])
@@ -765,6 +785,11 @@ def _plan(
             continue
         q = quote(engine, col.name)
         lt = col.logical_type
+        if col.name in plan.date_numbers:
+            as_date = _number_as_date(sql, q, plan.date_numbers[col.name])
+            plan.exact.append(_Grouping(f"year:{col.name}", sql.year(as_date, not sql.pg), "all"))
+            plan.exact.append(_Grouping(f"month:{col.name}", sql.month(as_date, not sql.pg), "all"))
+            continue
         if role == "foreign_key":
             plan.exact.append(
                 _reference_grouping(engine, sql, schema, table, col, plan.parent_missing)
@@ -772,17 +797,21 @@ def _plan(
             continue
         if col.name not in plan.high_cardinality:
             plan.exact.append(value_grouping(col, role))
+        if dp_quantiles and role != "code" and lt in ("integer", "float"):
+            plan.exact.append(dp_grouping(f"dpq:{col.name}", q, col, "values"))
         if lt == "string" and role != "code":
             g = _Grouping(key=f"len:{col.name}", expr=sql.length(q))
             if quantiles_allowed:
                 g.windows = _windows(non_null, policy)
             plan.exact.append(g)
+            if dp_quantiles:
+                plan.exact.append(dp_grouping(f"dplen:{col.name}", sql.length(q), col, "length"))
         if lt in ("date", "datetime"):
             text = _is_text_stored(col)
             plan.exact.append(_Grouping(f"year:{col.name}", sql.year(q, text), rows="all"))
             plan.exact.append(_Grouping(f"month:{col.name}", sql.month(q, text), rows="all"))
             if quantiles_allowed:  # the coded range: k-value means at the two ends
-                g = _Grouping(f"day:{col.name}", sql.day_number(q, text))
+                g = _Grouping(f"day:{col.name}", sql.day_number(q, text), rows="all")
                 g.windows = _range_windows(non_null, policy)
                 plan.exact.append(g)
             if lt == "datetime":
@@ -803,7 +832,76 @@ def _plan(
                 if quantiles_allowed:
                     g.windows = _windows(int(scan[f"p:{col.name}"] or 0), policy)
                 plan.exact.append(g)
+                if dp_quantiles:
+                    plan.exact.append(dp_grouping(f"dpoff:{col.name}", g.expr, col, "offset"))
     return plan
+
+
+# Numbers that carry dates: day or second counts since 1970 between these dates.
+_DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _date_named(table: TableSchema, col: ColumnSchema) -> bool:
+    """A column the OMOP specification or its name says holds dates."""
+    spec = omop.field_spec(table.name, col.name)
+    if spec is not None and spec.logical_type in ("date", "datetime"):
+        return True
+    return col.name.lower().endswith(("_date", "_datetime"))
+
+
+def _date_numbers(
+    conn: Connection, tbl: str, table: TableSchema, scan: dict[str, Any]
+) -> dict[str, str]:
+    """Number columns that carry dates: named as dates (by the OMOP specification or a _date
+    suffix) and holding only day counts ("days") or second counts ("seconds") since 1970 that
+    fall between 1900 and 2100. They are summarised as dates (year bins and months), never as
+    numbers, whose quantiles would be single rows' dates."""
+    candidates = [
+        c
+        for c in table.columns
+        if c.logical_type in ("integer", "float")
+        and column_role(table, c.name) == "value"
+        and int(scan[f"n:{c.name}"])
+        and _date_named(table, c)
+    ]
+    if not candidates:
+        return {}
+    parts = ", ".join(
+        f"MIN({quote(conn.engine, c.name)}), MAX({quote(conn.engine, c.name)})" for c in candidates
+    )
+    row = conn.execute(sa.text(f"SELECT {parts} FROM {tbl}")).one()
+    low_day, high_day = ((d - _EPOCH).days for d in _DATE_RANGE)
+    out = {}
+    for i, c in enumerate(candidates):
+        low, high = _number(row[2 * i]), _number(row[2 * i + 1])
+        if low is None or high is None:
+            continue
+        if low_day <= low and high <= high_day:
+            out[c.name] = "days"
+        elif low_day * 86400 <= low and high <= (high_day + 1) * 86400 and high > high_day:
+            out[c.name] = "seconds"
+    return out
+
+
+def _number_as_date(sql: SqlExpressions, q: str, unit: str) -> str:
+    """SQL turning day or second counts since 1970 into a date (ISO text on SQLite)."""
+    if sql.pg:
+        if unit == "days":
+            return f"(DATE '1970-01-01' + CAST(FLOOR({q}) AS INTEGER))"
+        return f"CAST(to_timestamp({q}) AT TIME ZONE 'UTC' AS DATE)"
+    seconds = f"{q} * 86400" if unit == "days" else q
+    return f"date({seconds}, 'unixepoch')"
+
+
+def _dp_candidates(col: ColumnSchema, what: str, policy: dc.DisclosurePolicy) -> list[float]:
+    """The quantile candidates of a column's values, string lengths or days after its start
+    column, under differential privacy: from the schema and the policy alone."""
+    if what == "length":
+        return dp.quantile_candidates(True, None, (0.0, float(col.max_length or 1_000_000)))
+    if what == "offset":
+        return dp.quantile_candidates(True, None, dp.DAY_BOUNDS)
+    return dp.quantile_candidates(col.logical_type == "integer", policy.dp_range(col.name))
 
 
 def _high_cardinality_pass(
@@ -933,19 +1031,28 @@ def _released_quantiles(
     policy: dc.DisclosurePolicy,
     integer: bool,
     values_at: Callable[[list[int]], dict[int, Any]],
+    frequencies: list[tuple[Any, int]] | None = None,
 ) -> list[QuantilePoint]:
     """Released quantiles: at each probability of the grid, the mean of the k values around its
-    nearest rank (:func:`.disclosure.quantile_window`), so no point is one record's value."""
+    nearest rank (:func:`.disclosure.quantile_window`), so no point is a value fewer than k
+    rows hold. ``frequencies``: the column's (value, count) pairs, when the pass brought them
+    back (a mean on a value k rows hold may then stay)."""
     if not grid or n <= 0:
         return []
     windows = _windows_at(n, grid, policy.k)
     wanted = _ranks_in(windows.values())
     by_rank = {r: _number(v) for r, v in values_at(wanted).items()}
+    held: dict[float, int] = {}
+    for v, c in frequencies or []:
+        x = _number(v)
+        if x is not None:
+            held[x] = held.get(x, 0) + int(c)
     points = []
     for p, (a, b) in windows.items():
         values = [by_rank.get(r) for r in range(a, b + 1)]
         if all(v is not None for v in values):
-            points.append(QuantilePoint(p=p, value=dc.window_mean(values, integer)))  # type: ignore[arg-type]
+            value = dc.window_mean(values, integer, lambda x: held.get(x, 0) >= policy.k)  # type: ignore[arg-type]
+            points.append(QuantilePoint(p=p, value=value))
     return _thin(points)
 
 
@@ -1031,9 +1138,11 @@ def _summarise_values(
     cs: ColumnStats,
     notes: list[str],
     noise: Noise | None = None,
+    dp_values: _Frequencies | None = None,
+    dp_lengths: _Frequencies | None = None,
 ) -> None:
     lt = col.logical_type
-    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    quantiles_allowed = noise is None
     high = distinct is None  # more distinct values in a sample than may ever be listed
     sampled = sampled and ranked is not None
 
@@ -1059,9 +1168,18 @@ def _summarise_values(
         # a value of another type (text in a number column of a dirty extract) is never listed:
         # its rows count as other values
         pairs = [(v, n) for v, n in values.rows if _fits_type(v, lt)]
-        if noise is not None:
-            pairs = noise.pairs(f"{col.name}:values", pairs)
-        released = dc.fold_frequencies(pairs, non_null, policy)
+        if noise is None:
+            released = dc.fold_frequencies(pairs, non_null, policy)
+        else:
+            domain = None if role == "code" else dp.value_domain(col.name, lt, policy)
+            released = noise.release_values(
+                f"{col.name}:values", pairs, domain, cs.non_null or 0, policy
+            )
+            if domain is not None:
+                notes.append(
+                    f"counted over every value of its declared domain ({domain[0]}..{domain[-1]}), "
+                    "noise on each"
+                )
         cs.values = [ValueCount(value=v, count=c) for v, c in released.values]
         cs.other_count = released.other_count
         notes.extend(released.notes)
@@ -1073,14 +1191,16 @@ def _summarise_values(
                 "free text or identifier: values never listed, only a length and shape profile"
             )
 
-    if lt in ("integer", "float") and role != "code" and not quantiles_allowed:
-        notes.append("quantiles withheld under differential privacy")
+    if lt in ("integer", "float") and role != "code" and noise is not None:
+        cs.quantiles = _dp_quantiles(noise, dp_values, col, "values", policy, notes)
     elif lt in ("integer", "float") and role != "code":
         source = ranked if ranked is not None else values
         n = source.total if source is not None else 0
         grid = dc.quantile_grid(n, policy)
         cs.quantiles = (
-            _released_quantiles(n, grid, policy, lt == "integer", source.values_at)
+            _released_quantiles(
+                n, grid, policy, lt == "integer", source.values_at, values and values.rows
+            )
             if source is not None
             else []
         )
@@ -1092,7 +1212,9 @@ def _summarise_values(
             )
         else:
             notes.append(f"fewer than {2 * policy.k} values: no quantiles released")
-    if lt == "string":
+    if lt == "string" and noise is not None and role != "code":
+        cs.length = _dp_quantiles(noise, dp_lengths, col, "length", policy, [])
+    elif lt == "string":
         grid = dc.quantile_grid(non_null, policy) if quantiles_allowed else []
         cs.length = (
             _released_quantiles(non_null, grid, policy, True, lengths.values_at)
@@ -1113,6 +1235,28 @@ def _fits_type(value: Any, logical_type: str) -> bool:
     if logical_type == "boolean":
         return isinstance(value, bool) or value in (0, 1)
     return True
+
+
+def _dp_quantiles(
+    noise: Noise,
+    buckets: _Frequencies | None,
+    col: ColumnSchema,
+    what: str,
+    policy: dc.DisclosurePolicy,
+    notes: list[str],
+) -> list[QuantilePoint]:
+    """Quantiles under differential privacy (see :meth:`.dp.Noise.quantiles`), or withheld."""
+    if policy.dp_quantiles == "withheld" or buckets is None:
+        notes.append("quantiles withheld under differential privacy")
+        return []
+    whole = what != "values" or col.logical_type == "integer"
+    candidates = _dp_candidates(col, what, policy)
+    points = noise.quantiles(f"{col.name}:{what}", buckets.rows or [], candidates, whole)
+    notes.append(
+        "quantiles by the exponential mechanism among candidates fixed before looking at the "
+        "data" + (" (half-integers: no row holds one)" if whole else "")
+    )
+    return [QuantilePoint(p=p, value=v) for p, v in points]
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -1158,9 +1302,10 @@ def _summarise_dates(
             "some" if noise is not None else ("about " + str(r) if r else f"fewer than {policy.k}")
         )
         findings.append(f"{col.name}: {how_many} dates outside 1677..2262")
-    if noise is not None:
-        years = noise.pairs(f"{col.name}:years", years)
-    binned = dc.merge_bins(years, policy)
+    if noise is None:
+        binned = dc.merge_bins(years, policy)
+    else:
+        binned = noise.release_years(f"{col.name}:years", years, policy)
     cs.years = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins]
     notes.extend(binned.notes)
     if cs.years:
@@ -1174,17 +1319,7 @@ def _summarise_dates(
     notes.extend(f"months: {n}" for n in month_notes)
     days = exact.get(f"day:{col.name}")
     if days is not None and days.total:
-        ends = _released_quantiles(
-            days.total, _range_grid(days.total, policy), policy, True, days.values_at
-        )
-        if len(ends) == 2:
-            epoch = dt.date(1970, 1, 1)
-            low, high = (epoch + dt.timedelta(days=int(p.value)) for p in ends)
-            cs.range = DateRange(low=low.isoformat(), high=high.isoformat())
-            notes.append(
-                f"range coded to p{ends[0].p * 100:g}..p{ends[1].p * 100:g}, each end the mean "
-                f"of k={policy.k} neighbouring dates: no generated date lies outside it"
-            )
+        cs.range = _date_range(days, policy, notes)
     if col.logical_type == "datetime":
         by_hour = dict(exact[f"hour:{col.name}"].rows or [])
         # one histogram over the rows: midnight (a date-only time) or the hour of the day
@@ -1199,15 +1334,21 @@ def _summarise_dates(
         share = 1.0 if not timed else round(released_midnight / (released_midnight + timed), 3)
         cs.time_of_day = TimeOfDay(midnight_share=share, hours=hours if timed else None)
     start = offset_source_column([c.name for c in table.columns], col.name)
-    if start is not None:
+    if start is not None and f"off:{col.name}" in exact:
         offsets = exact[f"off:{col.name}"]
         n_pairs = int(scan[f"p:{col.name}"] or 0)
         negative = sum(c for d, c in offsets.rows or [] if d is not None and d < 0)
-        allowed = noise is None or policy.dp_quantiles == "not_noised"
-        grid = dc.quantile_grid(n_pairs, policy) if allowed else []
-        quantiles = _released_quantiles(n_pairs, grid, policy, True, offsets.values_at)
-        if not allowed:
-            notes.append(f"days after {start}: quantiles withheld under differential privacy")
+        if noise is None:
+            grid = dc.quantile_grid(n_pairs, policy)
+            quantiles = _released_quantiles(
+                n_pairs, grid, policy, True, offsets.values_at, offsets.rows
+            )
+        else:
+            quantiles = _dp_quantiles(
+                noise, exact.get(f"dpoff:{col.name}"), col, "offset", policy, []
+            )
+            if not quantiles:
+                notes.append(f"days after {start}: quantiles withheld under differential privacy")
         if quantiles:
             if noise is None:
                 neg = dc.release_count(negative, policy) or 0
@@ -1223,6 +1364,9 @@ def _summarise_dates(
             notes.append(
                 f"days after {start} released as quantiles, each the mean of k={policy.k} "
                 "neighbouring values (top- and bottom-coded)"
+                if noise is None
+                else f"days after {start} released as quantiles by the exponential mechanism "
+                "among half-integers (no row holds one)"
             )
         if negative:
             r = dc.release_count(negative, policy)
@@ -1260,10 +1404,10 @@ def _summarise_reference(
 
     # children per parent, over the references that resolve
     fanout = sorted(refs.fanout)
-    if noise is not None:
-        # one more child moves its parent one bin along: two bins change by one each
-        fanout = noise.pairs(f"{col.name}:fanout", fanout, sensitivity=2)
-    binned = dc.merge_bins(fanout, policy)
+    if noise is None:
+        binned = dc.merge_bins(fanout, policy, dc.POWERS_OF_TWO)
+    else:
+        binned = noise.release_fanout(f"{col.name}:fanout", fanout, policy)
     cs.fanout = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins] or None
     notes.extend(f"children per parent: {n}" for n in binned.notes)
     if not dangling:
@@ -1395,12 +1539,47 @@ def _summarise_by_group(
             )
     if not groups and other is None:
         return None
+    if numeric:
+        _keep_off_rare_values(conn, tbl, q, groups + ([other] if other else []), k)
     notes.append(
         f"per {by}: {len(groups)} groups with at least {need} values released"
         + ("; smaller groups pooled" if small else "")
         + ("" if other is not None or not small else f" (pool below {need}: withheld)")
     )
     return ConditionalStats(by=by, groups=groups, other=other)
+
+
+def _date_range(
+    days: _Frequencies, policy: dc.DisclosurePolicy, notes: list[str]
+) -> DateRange | None:
+    """A date column's coded range: the k-date means at the ends of the quantile grid (p1 and
+    p99), each kept as it is only where at least k rows hold that day, else moved inwards to a
+    month boundary (the first day of the next month, the last day of the month before), so no
+    end is a day fewer than k rows hold and the range stays inside the data."""
+    ends = _released_quantiles(
+        days.total, _range_grid(days.total, policy), policy, True, days.values_at, days.rows
+    )
+    if len(ends) != 2:
+        return None
+    held = {int(v): int(c) for v, c in days.rows or [] if v is not None}
+    epoch = dt.date(1970, 1, 1)
+    low, high = (float(p.value) for p in ends)
+    if not (low == int(low) and held.get(int(low), 0) >= policy.k):
+        first = epoch + dt.timedelta(days=math.floor(low))
+        low = (dt.date(first.year + first.month // 12, first.month % 12 + 1, 1) - epoch).days
+    if not (high == int(high) and held.get(int(high), 0) >= policy.k):
+        last = epoch + dt.timedelta(days=math.ceil(high))
+        high = (dt.date(last.year, last.month, 1) - epoch).days - 1
+    if low > high:
+        notes.append("range: the coded ends fall in one month; not released")
+        return None
+    notes.append(
+        f"range coded to p{ends[0].p * 100:g}..p{ends[1].p * 100:g}: each end the mean of "
+        f"k={policy.k} neighbouring dates, moved inwards to a month boundary unless k rows hold "
+        "that day; no generated date lies outside it"
+    )
+    lo_day, hi_day = (epoch + dt.timedelta(days=int(x)) for x in (low, high))
+    return DateRange(low=lo_day.isoformat(), high=hi_day.isoformat())
 
 
 def _twin_groups(
@@ -1456,6 +1635,47 @@ def _twin_groups(
         "released" + ("; smaller ones pooled" if small else "")
     )
     return ConditionalStats(by=by if len(by) > 1 else by[0], groups=groups, other=other)
+
+
+def _keep_off_rare_values(
+    conn: Connection, tbl: str, q: str, groups: list[GroupStats], k: int
+) -> None:
+    """Per-group quantiles, moved off values fewer than k rows of the column hold.
+
+    A group's window is a run of ranks within the group, so rows of other groups can hold a
+    value between its ends, and its mean can land on one. Such a point moves to the midpoint
+    between it and the column's next distinct value, which no row holds.
+    """
+    points = [pt for g in groups for pt in g.quantiles or []]
+    values = sorted({float(pt.value) for pt in points})
+    if not values:
+        return
+    params = {f"v{i}": v for i, v in enumerate(values)}
+    held = conn.execute(
+        sa.text(
+            f"SELECT {q}, COUNT(*) FROM {tbl} WHERE {q} IN ({', '.join(':' + p for p in params)}) "
+            f"GROUP BY {q}"
+        ),
+        params,
+    ).all()
+    moved: dict[float, float] = {}
+    for value, rows in held:
+        v = float(value)
+        if int(rows) >= k:
+            continue
+        above = conn.execute(sa.text(f"SELECT MIN({q}) FROM {tbl} WHERE {q} > :v"), {"v": v})
+        below = conn.execute(sa.text(f"SELECT MAX({q}) FROM {tbl} WHERE {q} < :v"), {"v": v})
+        neighbour = above.scalar_one()
+        neighbour = neighbour if neighbour is not None else below.scalar_one()
+        if neighbour is None:  # a column of one value: no point that no row holds
+            moved[v] = v
+            continue
+        midpoint = (v + float(neighbour)) / 2
+        rounded = float(f"{midpoint:.6g}")
+        moved[v] = rounded if min(v, neighbour) < rounded < max(v, neighbour) else midpoint
+    for pt in points:
+        if float(pt.value) in moved:
+            pt.value = moved[float(pt.value)]
 
 
 def _thin(points: list[QuantilePoint]) -> list[QuantilePoint]:
