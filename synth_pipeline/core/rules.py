@@ -16,7 +16,7 @@ import polars as pl
 from .config import TableConfig
 from .generators.base import WINDOW_END
 from .generators.temporal import range_days
-from .omop import EVENT_SHAPES, date_pairs
+from .omop import EVENT_SHAPES, PARTS_OF_VISITS, date_pairs
 from .relations import NO_BIRTH, NO_DEATH, Relations, days
 
 
@@ -106,6 +106,8 @@ def place_anchors(
             end_hi[via_visit] = np.where(idx >= 0, periods.end[np.maximum(idx, 0)], hi[via_visit])
     elif via_visit.any():
         end_hi[via_visit] = NO_DEATH
+    if cfg.table in PARTS_OF_VISITS and via_visit.any():  # a visit detail ends within its visit
+        end_hi[via_visit] = np.minimum(end_hi[via_visit], hi[via_visit])
 
     if rules.within_lifetime:
         q = np.clip(pid - 1, 0, n_person - 1)
@@ -154,6 +156,23 @@ def place_anchors(
         done[WINDOW_END + shape.start] = _dates(
             np.clip(end_hi, -(10**6), 10**6), done[shape.start].cast(pl.Date)
         )
+    end_col = cfg.columns.get(shape.end) if shape.end else None
+    if end_col is not None and shape.end in done and end_col.generator != "date_offset":
+        # an end not drawn from the start (one anchored at the data's end): between start and limit
+        end = days(done[shape.end])
+        has_end = end != np.iinfo(np.int64).min
+        fixed = np.clip(end, np.where(has_start, new_start, end), end_hi)
+        if has_end.any() and (fixed[has_end] != end[has_end]).any():
+            done[shape.end] = (
+                pl.select(
+                    pl.when(pl.lit(pl.Series(has_end)))
+                    .then(_dates(np.where(has_end, fixed, 0), done[shape.end]))
+                    .otherwise(None)
+                )
+                .to_series()
+                .alias(shape.end)
+            )
+            changed.add(shape.end)
     return changed
 
 

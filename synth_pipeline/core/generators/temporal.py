@@ -184,6 +184,11 @@ class DateOffsetParams(BaseModel):
     minimum_days: int = Field(
         0, description="End on or after start: offsets below this are raised to it."
     )
+    before: bool = Field(
+        False,
+        description="The column is the start, drawn before from_column (its end, anchored at "
+        "the end of the data): the released days are negative.",
+    )
 
 
 class DateOffset(Generator):
@@ -199,7 +204,7 @@ class DateOffset(Generator):
         """Days from each start to the earliest and the latest end allowed (the column's coded
         range, and the latest day the rules allow), or None when nothing limits them."""
         p: DateOffsetParams = ctx.params  # type: ignore[assignment]
-        limit = done.get(WINDOW_END + p.from_column)
+        limit = None if p.before else done.get(WINDOW_END + p.from_column)
         bounds = range_days(ctx.stats)
         if limit is None and bounds is None:
             return None
@@ -209,6 +214,8 @@ class DateOffset(Generator):
         last = np.full(len(start), far, dtype=np.int64)
         if limit is not None:
             last = np.minimum(last, limit.cast(pl.Date).cast(pl.Int64).fill_null(far).to_numpy())
+        if p.before:  # a start: on or before its end
+            last = np.minimum(last, start)
         if bounds is not None:
             last = np.minimum(last, bounds[1])
             first = np.minimum(np.maximum(first, bounds[0]), last)  # the latest day wins
@@ -234,10 +241,22 @@ class DateOffset(Generator):
             first, last = quantile_share(points, room[0]), quantile_share(points, room[1])
             u = first + u * np.maximum(last - first, 0.0)
         offs = np.rint(interpolate_quantiles(points, u)).astype(np.int64)
-        if ctx.rules is None or ctx.rules.end_after_start:
+        if (ctx.rules is None or ctx.rules.end_after_start) and p.before:
+            offs = np.minimum(offs, -p.minimum_days)
+        elif ctx.rules is None or ctx.rules.end_after_start:
             offs = np.maximum(offs, p.minimum_days)
         delta = pl.Series(offs * 86_400_000_000).cast(pl.Duration("us"))
         out = base.cast(pl.Datetime("us")) + delta
+        if p.before:  # never before the coded range; the rules place it in the person's life
+            bounds = range_days(ctx.stats)
+            if bounds is not None:
+                low = pl.lit(int(bounds[0]) * 86_400_000_000).cast(pl.Datetime("us"))
+                out = pl.select(
+                    pl.max_horizontal(out, pl.min_horizontal(low, base.cast(pl.Datetime("us"))))
+                ).to_series()
+            if ctx.logical_type == "date":
+                out = out.cast(pl.Date)
+            return apply_nulls(ctx, out.alias(ctx.column), block)
         limit = done.get(WINDOW_END + p.from_column)
         if limit is not None:  # the latest day the rules allow (end of the visit's period, death)
             last = limit.cast(pl.Datetime("us")) + pl.duration(hours=23, minutes=59, seconds=59)
