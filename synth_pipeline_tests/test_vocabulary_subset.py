@@ -69,7 +69,10 @@ def approved_config_concepts(files: ProjectFiles) -> set[int]:
                 if params.get("other") == "value":
                     out.add(params["other_value"])
             elif col["generator"] == "conditional_choice":
-                for src in [*groups, other, stats]:
+                # the pooled group's and the column's values only where a row can fall back on
+                # them; with other: null such rows are NULL
+                pooled = [other, stats] if params.get("other", "pooled") != "null" else []
+                for src in [*groups, *pooled]:
                     out |= {v["value"] for v in src.get("values") or []}
             elif col["generator"] == "constant":
                 out.add(params["value"])
