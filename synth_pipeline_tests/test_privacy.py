@@ -215,15 +215,14 @@ def test_the_demo_bundle_reports_rates_only(demo_run):
 
 
 def _rate_is_rounded(cell: str, rows: int, rounding: int) -> bool:
-    """A printed share gives no count finer than the rounding back: its printing step times the
-    table's rows is at least the rounding, or it times the rows is a multiple of the rounding."""
-    number = cell.lstrip("<")
-    decimals = len(number.split(".")[1]) if "." in number else 0
-    step = 10.0**-decimals
-    if step * rows >= rounding:
+    """A printed share gives no count finer than the rounding back: it lies on a grid whose step
+    times the table's rows is at least the rounding (steps of 1 or 2 times a power of ten), or
+    it times the rows is a multiple of the rounding."""
+    value = float(cell.lstrip("<"))
+    if abs(value * rows - rounding * round(value * rows / rounding)) < 1e-6 * rows:
         return True
-    product = float(number) * rows
-    return abs(product - rounding * round(product / rounding)) <= step * rows / 2 + 1e-9
+    step = next(m * 10.0**e for e in range(-4, 1) for m in (1, 2) if m * 10.0**e * rows >= rounding)
+    return abs(value / step - round(value / step)) < 1e-6
 
 
 def test_no_figure_of_the_privacy_report_gives_a_source_count_back(demo_run):

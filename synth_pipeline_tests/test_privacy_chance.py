@@ -154,7 +154,7 @@ def test_a_copy_of_a_low_entropy_table_fails(source_url, tmp_path):
     assert "privacy_exact_matches" in report.failures
     assert "privacy_dcr" in report.failures  # closer than real rows left out, beyond chance
     why = report.failures["privacy_exact_matches"]
-    assert "chance 0.8 (" in why and "max_exact_match_excess 0.2" in why
+    assert "chance 0.80 (" in why and "max_exact_match_excess 0.2" in why
 
 
 def test_mostly_copying_a_low_entropy_table_fails(source_url, tmp_path):
@@ -308,3 +308,17 @@ def test_thresholds_per_table_and_older_settings(source_url, tmp_path):
         "privacy.max_exact_match_rate (0.1) is no longer used" in n for n in report.config_notes
     )
     assert any("max_unique_match_excess (0.05)" in n for n in report.config_notes)
+
+
+def test_the_default_path_publishes_a_low_entropy_extract(tmp_path):
+    """init, approve --all, run: the low-entropy person table and the one-column care_site
+    table go out, where the fixed 0.1 exact-match threshold refused both."""
+    from . import adversarial as adv
+    from .test_privacy import privacy_sections
+
+    run = adv.run_pipeline(tmp_path, build_source(tmp_path / "source.sqlite"))
+    assert run.code == 0
+    sections = privacy_sections((run.bundle / "privacy.md").read_text())
+    exact = {r["table"]: r for r in sections["Exact matches"]}
+    assert float(exact["person"]["figure"]) > 0.5 and exact["person"]["verdict"] == "pass"
+    assert exact["care_site"]["verdict"] == "pass (at chance)"

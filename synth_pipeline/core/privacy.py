@@ -234,14 +234,22 @@ class PrivacyReport(BaseModel):
 # Showing figures: rounded like every released count
 
 
-def _digits(n: int, rounding: int) -> int:
-    """Decimals a share over n released rows may show: a step no finer than rounding / n."""
-    return min(4, max(0, math.floor(-math.log10(rounding / n))))
+def rate_step(n: int, rounding: int) -> float:
+    """The step a share over n released rows is shown at: the finest of 1 and 2 times a power
+    of ten (never finer than 0.0001) that is no finer than rounding / n. Each such step is a
+    whole multiple of every finer one, so shares over fewer rows sit on the grid of more."""
+    floor = rounding / n
+    for exponent in range(-4, 1):
+        for mantissa in (1, 2):
+            step = mantissa * 10.0**exponent
+            if step >= floor * (1 - 1e-9):
+                return step
+    return 1.0
 
 
 def released_rate(rate: Rate | None, policy: DisclosurePolicy) -> tuple[float | None, str]:
     """A share as it may be shown: its count rounded by the disclosure rule over the released
-    size, printed no finer than rounding / size. (value or None when withheld, text)."""
+    size, on a grid no finer than rounding / size. (value, or None when withheld; text)."""
     if rate is None:
         return None, "n/a"
     if rate.fixed:
@@ -252,13 +260,13 @@ def released_rate(rate: Rate | None, policy: DisclosurePolicy) -> tuple[float | 
     n = release_count(rate.of, policy)
     if not n:
         return None, f"n/a (fewer than k={policy.k} rows)"
-    digits = _digits(n, policy.rounding)
+    step = rate_step(n, policy.rounding)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
     released = release_count(count, policy)
     if released is None:  # fewer than k: say only that
-        step = 10.0**-digits
-        return None, f"<{math.ceil(policy.k / n / step) * step:.{digits}f}"
-    value = round(min(1.0, released / n), digits)
-    return value, f"{value:.{digits}f}"
+        return None, f"<{math.ceil(policy.k / n / step - 1e-9) * step:.{decimals}f}"
+    value = round(round(min(1.0, released / n) / step) * step, decimals)
+    return value, f"{value:.{decimals}f}"
 
 
 def shown_excess(m: Measure, policy: DisclosurePolicy) -> str:
