@@ -49,9 +49,10 @@ class FidelityThresholds(BaseModel):
 
 
 _EXCESS = (
-    "Measured as the excess over chance: (figure - baseline) / (copy - baseline), where the "
-    "baseline is what a fresh real row scores and copy what a copy of the source scores; 0 is "
-    "chance, 1 a copy. A table fails when the excess is above this with 99% confidence."
+    "Measured as the excess over chance, (figure - chance) / (copy - chance), where chance is "
+    "the larger of what a real row left out of the source and the synthetic columns recombined "
+    "at random score, and copy what a copy of the source scores: 0 is chance, 1 a copy. A "
+    "table fails when its excess is above this with 99% confidence."
 )
 # project.yaml privacy settings of before the verdicts against chance, and what replaced them
 _OLD_PRIVACY_SETTINGS = {

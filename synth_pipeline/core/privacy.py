@@ -1,22 +1,26 @@
 """The privacy report: the generated rows measured against the source, inside the trusted
 environment where the source is readable. Only rates and aggregates leave it.
 
-Every figure is judged against chance. Beside the synthetic table's figure stand two more,
-measured on the source alone: the *baseline*, what a fresh real row scores (each source row in
-turn is left out and measured against the others exactly as a synthetic row is measured against
-the source), and the *copy*, what a copy of the source would score. The verdict reads the
-excess, ``(figure - baseline) / (copy - baseline)``: 0 is chance, 1 a copy, whatever the table's
-entropy. A low-entropy table where most rows have an identical twin has a high baseline, so an
-honest generator passes; a copy of it still scores 1. Where a copy would score no more than
-chance (one informative column whose every value is shared by many rows), nothing can be told
-apart and the check passes "at chance". A table fails when the excess is above its threshold
-with 99% confidence (the figure's lower Wilson bound over the synthetic rows measured), so a
-tiny table's noise never fails an honest generator.
+Every figure is judged against chance. Beside the synthetic table's figure stand three more:
+what a real row left out of the source scores (each source row in turn is measured against the
+others exactly as a synthetic row is measured against the source), what the synthetic table's
+own columns score when recombined at random (each drawn on its own from the synthetic rows),
+and what a copy of the source would score. Chance is the larger of the first two: neither
+involves copying anyone. The verdict reads the excess ``(figure - chance) / (copy - chance)``:
+0 is chance, 1 a copy, whatever the table's entropy. A low-entropy table where most rows have
+an identical twin has a high chance, so an honest generator passes; a copy of it still scores
+1. A generator that writes the centre of a tiny table (its median year, its common gender)
+matches real rows far more often than a real row left out does, without copying anyone: its
+columns recombined score as much. Where a copy would score no more than chance (one informative
+column whose every value many rows share), nothing can be told apart and the check passes "at
+chance". A table fails when the excess is above its threshold with 99% confidence (the
+figure's lower Wilson bound over the synthetic rows measured), so a small table's noise does
+not fail an honest generator.
 
-The baseline is taken over the source rows an honest generator could write: rows whose values
-in columns with a finite list of possible values (listed categories, stand-ins, constants) are
-among that list. A value seen fewer than k times is never released, so a fresh row holding one
-is not what a generator is compared with; rows holding such values still count for a copy.
+A real row left out is taken among the source rows an honest generator could write: rows whose
+values in columns with a finite list of possible values (listed categories, stand-ins,
+constants) are among that list. A value seen fewer than k times is never released, so a real
+row holding one is not what a generator is compared with; such rows still count for a copy.
 Leaving one row out (rather than splitting the source in halves) keeps the reference the size
 of the source the synthetic rows are measured against: in sparse data, matches by chance grow
 with the reference, and a half-size reference would understate chance.
@@ -25,22 +29,27 @@ Per synthetic table:
 
 exact matches        share of synthetic rows equal to some source row on every informative
                      column (those generated from released statistics: not keys, constants,
-                     NULLs or random strings), by a hash join in Polars. Baseline: the share of
-                     source rows with an identical twin among the others. Copy: 1.
+                     NULLs or random strings), by a hash join in Polars. A real row left out:
+                     the share of source rows with an identical twin among the others. Columns
+                     recombined: the sum over the source's distinct rows of the product of their
+                     values' shares in the synthetic columns. Copy: 1.
 unique matches       share of synthetic rows that match a source row which is unique on its
                      quasi-identifiers (person: year of birth, gender, race, ethnicity; an event
                      table: its concept and its date), i.e. rows an attacker could single out.
-                     Baseline: the share of source rows matching a row unique among the others
-                     (their combination occurs exactly twice). Copy: the share of source rows
-                     unique on the quasi-identifiers.
+                     A real row left out: the share of source rows matching a row unique among
+                     the others (their combination occurs exactly twice). Columns recombined: as
+                     above, over the unique rows. Copy: the share of source rows unique on the
+                     quasi-identifiers.
 DCR share            distance to closest record: for a sample of synthetic rows and a sample of
                      source rows, the distance (Gower: numbers and dates by range, categories by
                      equality, averaged over the columns) to the nearest row of a reference
                      sample of the source, a source row's own entry left out; a row with an
                      identical row anywhere in the source (itself left out) is at distance 0.
                      The share is the chance that a synthetic row lies closer than the left-out
-                     real row does (ties count half). Baseline: 0.5. Copy: 1 - t/2, where t is
-                     the share of left-out rows at distance 0.
+                     real row does (ties count half). A real row left out: 0.5. Columns
+                     recombined: the same share for the synthetic sample with its columns
+                     shuffled apart (fixed seed). Copy: 1 - t/2, where t is the share of
+                     left-out rows at distance 0.
 rare categories      values seen fewer than k times in the source that appear in a column whose
                      values come from the config (common values, stand-ins, constants). Must be 0.
 
