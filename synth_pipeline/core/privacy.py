@@ -365,7 +365,7 @@ def writable(frame: pl.DataFrame, cfg: TableConfig, columns: list[str]) -> pl.Se
     """Which rows an honest generator could write on these columns: in every column whose
     generator writes a finite list of values (listed categories, stand-ins, constants), the row
     holds one of them, or NULL where the column is generated with NULLs."""
-    mask = pl.Series([True] * frame.height, dtype=pl.Boolean)
+    mask = pl.Series(np.ones(frame.height, dtype=bool))
     for c in columns:
         col = cfg.columns[c]
         gen = CATALOGUE.get(col.generator or "")
@@ -504,7 +504,7 @@ def _dcr(
     reference, left_out = source[reference_idx], source[left_out_idx]
     sample = synthetic[synth_idx]
     shuffled = sample.select(columns).with_columns(
-        [pl.Series(c, sample[c].to_numpy()[rng.permutation(sample.height)]) for c in columns]
+        [sample[c].gather(rng.permutation(sample.height)) for c in columns]
     )
     codes: dict[str, dict] = {}
     r_num, r_cat = _features(reference, cfg, columns, codes)
