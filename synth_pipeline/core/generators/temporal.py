@@ -62,6 +62,36 @@ def _days(ctx: ColumnContext, count: int, block: int) -> np.ndarray:
     return np.clip(out, *bounds) if bounds else out
 
 
+def days_in_window(stats, lo: np.ndarray, hi: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Days drawn from the column's released year bins restricted to each row's window
+    [lo, hi] (inclusive day numbers), uniform within a bin's years; uniform over the window
+    where the bins put no weight in it. So a date moved into a person's observation period
+    keeps the column's shape over the years the period covers."""
+    window = np.floor(lo + u * (hi - lo + 1)).astype(np.int64)
+    bins = stats.years if stats else None
+    if not bins:
+        return np.minimum(window, hi)
+    first = [(np.datetime64(f"{b.start:04d}-01-01") - _EPOCH).astype(np.int64) for b in bins]
+    last = [(np.datetime64(f"{b.end + 1:04d}-01-01") - _EPOCH).astype(np.int64) for b in bins]
+    edges, weights = [], []
+    for a, b, bin_ in zip(first, last, bins, strict=True):
+        if edges and a > edges[-1]:  # a gap between bins holds nothing
+            edges.append(a)
+            weights.append(0.0)
+        elif not edges:
+            edges.append(a)
+        edges.append(b)
+        weights.append(float(max(bin_.count, 0)))
+    x = np.array(edges, dtype=float)
+    cdf = np.concatenate([[0.0], np.cumsum(weights)])
+    f_lo = np.interp(lo.astype(float), x, cdf)
+    f_hi = np.interp(hi.astype(float) + 1, x, cdf)
+    mass = f_hi > f_lo
+    drawn = np.interp(f_lo + u * (f_hi - f_lo), cdf, x)
+    out = np.where(mass, np.floor(drawn).astype(np.int64), window)
+    return np.clip(out, lo, hi)
+
+
 def range_days(stats) -> tuple[int, int] | None:
     """The column's coded range in days since 1970-01-01, or None when none was released."""
     r = stats.range if stats else None
