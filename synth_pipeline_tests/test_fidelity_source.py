@@ -1,0 +1,289 @@
+"""Fidelity against the source (issue 12): each column scored against the approved statistics
+and against the source table, by aggregate SQL in each database, kept in the trusted environment."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from synth_pipeline.core.config import ColumnConfig, TableConfig
+from synth_pipeline.core.database import open_destination, open_source
+from synth_pipeline.core.fidelity import (
+    score_against_source,
+    source_report,
+    table_fidelity,
+)
+from synth_pipeline.core.report import fidelity_html
+from synth_pipeline.core.statistics import (
+    Bin,
+    ColumnStats,
+    DateOffset,
+    QuantilePoint,
+    ValueCount,
+)
+
+K = 10
+ROWS = 400
+# category values of the source: they may be compared, never reported
+SECRET_VALUES = ("Quokka-Blue", "Zebra-Green")
+
+
+def _source_rows(rng: np.random.Generator) -> list[tuple]:
+    rows = []
+    for i in range(1, ROWS + 1):
+        year = 1930 + int(rng.integers(0, 40))
+        start = f"20{10 + i % 9}-0{1 + i % 9}-1{i % 9}"
+        rows.append(
+            (
+                i,
+                8507 if i % 2 else 8532,
+                "M" if i % 2 else "F",
+                SECRET_VALUES[i % 3 == 0],
+                f"SECRET-ID-{i:05d}",  # an identifier: every value unique
+                year,
+                f"{year}-0{1 + i % 9}-15 00:00:00",
+                start,
+                # days after the start, as the dates are text in SQLite
+                f"20{10 + i % 9}-0{1 + i % 9}-2{i % 9}",
+                round(float(rng.normal(70, 12)), 1) if i % 7 else "",  # '' for NULL, dirty
+                None,
+            )
+        )
+    return rows
+
+
+COLUMNS = (
+    "person_id INTEGER, gender_concept_id INTEGER, gender_source_value TEXT, "
+    "race_source_value TEXT, person_source_value TEXT, year_of_birth INTEGER, "
+    "birth_datetime TEXT, start_date DATE, end_date DATE, weight REAL, notes TEXT"
+)
+
+
+def _write(path, rows: list[tuple]) -> str:
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE person ({COLUMNS})")
+        conn.executemany(f"INSERT INTO person VALUES ({', '.join('?' * 11)})", rows)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def source_url(tmp_path) -> str:
+    return _write(tmp_path / "source.sqlite", _source_rows(np.random.default_rng(7)))
+
+
+def _col(type_: str, generator: str, stats: ColumnStats | None = None, **params) -> ColumnConfig:
+    sql = {"integer": "BIGINT", "float": "DOUBLE", "string": "VARCHAR(50)", "date": "DATE"}
+    return ColumnConfig(
+        type=type_,
+        sql_type=sql.get(type_, "TEXT"),
+        generator=generator,
+        params=params,
+        stats=stats or ColumnStats(),
+    )
+
+
+def approved_config() -> TableConfig:
+    """Statistics a reviewer signed that differ from the source: 90/10 genders where the
+    source is 50/50, births in 1990-2000 where the source has 1930-1969, random codes for
+    M/F, always NULL for a weight the source has."""
+    q = QuantilePoint
+    return TableConfig(
+        table="person",
+        kind="synthetic",
+        rows=ROWS,
+        primary_key="person_id",
+        columns={
+            "person_id": _col("integer", "primary_key"),
+            "gender_concept_id": _col(
+                "integer",
+                "weighted_choice",
+                ColumnStats(
+                    values=[ValueCount(value=8507, count=360), ValueCount(value=8532, count=40)]
+                ),
+            ),
+            "gender_source_value": _col(
+                "string",
+                "string_pattern",
+                ColumnStats(length=[q(p=0.01, value=1), q(p=0.99, value=1)]),
+            ),
+            "race_source_value": _col(
+                "string",
+                "string_pattern",
+                ColumnStats(length=[q(p=0.01, value=11), q(p=0.99, value=11)]),
+            ),
+            "person_source_value": _col(
+                "string",
+                "string_pattern",
+                ColumnStats(length=[q(p=0.01, value=15), q(p=0.99, value=15)]),
+            ),
+            "year_of_birth": _col(
+                "integer",
+                "numeric_quantiles",
+                ColumnStats(quantiles=[q(p=0.01, value=1990), q(p=0.99, value=2000)]),
+            ),
+            "birth_datetime": _col(
+                "datetime",
+                "datetime_bins",
+                ColumnStats(years=[Bin(start=1990, end=2000, count=ROWS)]),
+            ),
+            "start_date": _col(
+                "date", "date_bins", ColumnStats(years=[Bin(start=2010, end=2018, count=ROWS)])
+            ),
+            "end_date": _col(
+                "date",
+                "date_offset",
+                ColumnStats(
+                    offset=DateOffset(
+                        from_column="start_date",
+                        quantiles=[q(p=0.01, value=10), q(p=0.99, value=10)],
+                    )
+                ),
+                from_column="start_date",
+            ),
+            "weight": _col("float", "always_null", ColumnStats(null_fraction=1.0)),
+            "notes": _col("string", "always_null", ColumnStats(null_fraction=1.0)),
+        },
+    )
+
+
+def _synthetic_rows(rng: np.random.Generator) -> list[tuple]:
+    """Rows that follow approved_config exactly (not the source)."""
+    codes = list("QZB468")
+    rows = []
+    for i in range(1, ROWS + 1):
+        year = 1990 + (i % 11)
+        start = f"20{10 + i % 9}-0{1 + i % 9}-0{1 + i % 9}"
+        rows.append(
+            (
+                i,
+                8507 if i <= 360 else 8532,
+                codes[int(rng.integers(0, len(codes)))],
+                "".join(rng.choice(list("abcdefghijk"), 11)),
+                "".join(rng.choice(list("0123456789abcdef"), 15)),
+                year,
+                f"{year}-06-01 00:00:00",
+                start,
+                f"20{10 + i % 9}-0{1 + i % 9}-1{1 + i % 9}",
+                None,
+                None,
+            )
+        )
+    return rows
+
+
+def scores_by_column(fid) -> dict[str, tuple[float, float | None]]:
+    return {c.column: (c.score, c.source_score) for c in fid.columns}
+
+
+def _measure(source_url: str, destination_url: str, cfg: TableConfig, statements=None):
+    src = open_source(source_url)
+    if statements is not None:
+        sa.event.listen(
+            src, "before_cursor_execute", lambda *a: statements.append(a[2]), retval=False
+        )
+    dst = open_destination(destination_url)
+    fid = table_fidelity(dst, None, cfg, {}, {})
+    return score_against_source(src, None, dst, None, cfg, fid, K)
+
+
+def test_matching_the_approved_statistics_but_not_the_source_scores_low_against_the_source(
+    source_url, tmp_path
+):
+    dest = _write(tmp_path / "synthetic.sqlite", _synthetic_rows(np.random.default_rng(3)))
+    fid = _measure(source_url, dest, approved_config())
+    scores = scores_by_column(fid)
+    # what the reviewer approved is followed closely ...
+    for column in ("gender_concept_id", "gender_source_value", "year_of_birth", "start_date"):
+        assert scores[column][0] >= 0.95, (column, scores[column])
+    # ... and the source is not: 90/10 against 50/50, random codes against M/F, other years
+    assert scores["gender_concept_id"][1] == pytest.approx(0.6, abs=0.01)
+    assert scores["gender_source_value"][1] == 0.0
+    assert scores["year_of_birth"][1] == 0.0
+    assert scores["birth_datetime"][1] == 0.0
+    # two source values seen at least k times, random strings never hit them
+    assert scores["race_source_value"][1] == 0.0
+    # an identifier is compared by its lengths (15 characters against 15)
+    person_sv = next(c for c in fid.columns if c.column == "person_source_value")
+    assert person_sv.against_source.metric == "KSComplement"
+    assert person_sv.source_score == 1.0
+    # always NULL where the source has weights: only the nulls compare, and they differ
+    weight = next(c for c in fid.columns if c.column == "weight")
+    assert weight.score == 1.0 and weight.against_source.metric == "NullSimilarity"
+    assert weight.source_score < 0.2
+    assert fid.median_score >= 0.95
+    assert fid.median_source_score < 0.5
+    # the report lists the worst column against the source first
+    worst = [c.source_score for c in fid.worst_first(against_source=True)]
+    assert worst == sorted(worst)
+
+
+def test_an_identical_copy_scores_one_against_the_source(source_url, tmp_path):
+    copy = tmp_path / "copy.sqlite"
+    shutil.copy(source_url.removeprefix("sqlite:///"), copy)
+    fid = _measure(source_url, f"sqlite:///{copy}", approved_config())
+    assert {c.column: c.source_score for c in fid.columns} == {c.column: 1.0 for c in fid.columns}
+    assert all(c.against_source.null_similarity == 1.0 for c in fid.columns)
+    assert fid.median_source_score == 1.0
+    # the same copy is far from what the reviewer approved: the two scores are not the same thing
+    approved = {c.column: c.score for c in fid.columns}
+    assert approved["year_of_birth"] < 0.5 and approved["gender_concept_id"] < 0.7
+
+
+def test_only_aggregates_are_read_from_the_source_and_no_value_is_reported(source_url, tmp_path):
+    dest = _write(tmp_path / "synthetic.sqlite", _synthetic_rows(np.random.default_rng(3)))
+    statements: list[str] = []
+    cfg = approved_config()
+    fid = _measure(source_url, dest, cfg, statements)
+    reads = [s for s in statements if not re.match(r"\s*(PRAGMA|SELECT name FROM)", s)]
+    assert reads, statements
+    for s in reads:
+        assert not re.search(r"SELECT\s+\*|\.\*", s), s
+        select_list = s.split(" FROM ")[0].removeprefix("SELECT ")
+        if " GROUP BY " in s:  # one row per value, year or bucket, with its count
+            assert select_list.endswith("COUNT(*)"), s
+        else:  # one row of counts and ranges
+            items = re.split(r",\s*(?=COUNT\(|MIN\(|MAX\()", select_list)
+            assert all(re.match(r"(COUNT|MIN|MAX)\(", i) for i in items), s
+    # one statement of counts, then per column a grouped statement (two for a category column
+    # whose source has no value seen k times: it is compared by its lengths next)
+    assert len(reads) <= 1 + 2 * len(fid.columns)
+    report = source_report(fid, cfg, None).model_dump_json()
+    html = fidelity_html("p", [fid], "now", 0.8, against_source=True)
+    for text in (report, html):
+        for v in [*SECRET_VALUES, "SECRET-ID-"]:
+            assert v not in text
+
+
+def test_a_missing_source_table_is_said_not_guessed(source_url, tmp_path):
+    dest = _write(tmp_path / "synthetic.sqlite", _synthetic_rows(np.random.default_rng(3)))
+    cfg = approved_config()
+    dst = open_destination(dest)
+    fid = table_fidelity(dst, None, cfg, {}, {})
+    with sqlite3.connect(tmp_path / "empty.sqlite") as conn:
+        conn.execute("CREATE TABLE other (x INTEGER)")
+    empty = open_source(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    score_against_source(empty, None, dst, None, cfg, fid, K)
+    assert fid.median_source_score is None
+    assert "no such table in the source" in fid.source_note
+    assert all(c.against_source is None for c in fid.columns)
+
+
+def test_postgres_destination_gives_the_same_scores(source_url, tmp_path, postgres_database):
+    """The destination's SQL on PostgreSQL (dates typed, FLOOR for buckets) agrees with SQLite."""
+    from synth_pipeline.core.synthesise import written_width
+    from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+
+    cfg = approved_config()
+    dest_sqlite = _write(tmp_path / "synthetic.sqlite", _synthetic_rows(np.random.default_rng(3)))
+    pg = open_destination(postgres_database)
+    cols = [ColumnDef(n, c.type, written_width(c)) for n, c in cfg.columns.items()]
+    entry = RegisterEntry("synthetic", cfg.fingerprint(), 1, 1.0, {}, "test")
+    copy_table(open_source(dest_sqlite), None, "person", pg, None, "person", cols, entry=entry)
+    on_sqlite = scores_by_column(_measure(source_url, dest_sqlite, cfg))
+    on_pg = scores_by_column(_measure(source_url, postgres_database, cfg))
+    assert on_pg == on_sqlite
