@@ -7,10 +7,12 @@ import re
 import shutil
 import sqlite3
 
+import dagster as dg
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from synth_pipeline import cli
 from synth_pipeline.core.config import ColumnConfig, TableConfig
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.fidelity import (
@@ -18,7 +20,7 @@ from synth_pipeline.core.fidelity import (
     source_report,
     table_fidelity,
 )
-from synth_pipeline.core.report import fidelity_html
+from synth_pipeline.core.report import NOT_PUBLISHED, fidelity_html
 from synth_pipeline.core.statistics import (
     Bin,
     ColumnStats,
@@ -26,6 +28,7 @@ from synth_pipeline.core.statistics import (
     QuantilePoint,
     ValueCount,
 )
+from synth_pipeline.runner import execute
 
 K = 10
 ROWS = 400
@@ -52,6 +55,7 @@ def _source_rows(rng: np.random.Generator) -> list[tuple]:
                 f"20{10 + i % 9}-0{1 + i % 9}-2{i % 9}",
                 round(float(rng.normal(70, 12)), 1) if i % 7 else "",  # '' for NULL, dirty
                 None,
+                0,  # OMOP: 0 for NULL in a reference
             )
         )
     return rows
@@ -60,14 +64,15 @@ def _source_rows(rng: np.random.Generator) -> list[tuple]:
 COLUMNS = (
     "person_id INTEGER, gender_concept_id INTEGER, gender_source_value TEXT, "
     "race_source_value TEXT, person_source_value TEXT, year_of_birth INTEGER, "
-    "birth_datetime TEXT, start_date DATE, end_date DATE, weight REAL, notes TEXT"
+    "birth_datetime TEXT, start_date DATE, end_date DATE, weight REAL, notes TEXT, "
+    "provider_id INTEGER"
 )
 
 
 def _write(path, rows: list[tuple]) -> str:
     with sqlite3.connect(path) as conn:
         conn.execute(f"CREATE TABLE person ({COLUMNS})")
-        conn.executemany(f"INSERT INTO person VALUES ({', '.join('?' * 11)})", rows)
+        conn.executemany(f"INSERT INTO person VALUES ({', '.join('?' * 12)})", rows)
     return f"sqlite:///{path}"
 
 
@@ -147,6 +152,7 @@ def approved_config() -> TableConfig:
             ),
             "weight": _col("float", "always_null", ColumnStats(null_fraction=1.0)),
             "notes": _col("string", "always_null", ColumnStats(null_fraction=1.0)),
+            "provider_id": _col("integer", "always_null", ColumnStats(null_fraction=1.0)),
         },
     )
 
@@ -169,6 +175,7 @@ def _synthetic_rows(rng: np.random.Generator) -> list[tuple]:
                 f"{year}-06-01 00:00:00",
                 start,
                 f"20{10 + i % 9}-0{1 + i % 9}-1{1 + i % 9}",
+                None,
                 None,
                 None,
             )
@@ -215,7 +222,17 @@ def test_matching_the_approved_statistics_but_not_the_source_scores_low_against_
     weight = next(c for c in fid.columns if c.column == "weight")
     assert weight.score == 1.0 and weight.against_source.metric == "NullSimilarity"
     assert weight.source_score < 0.2
+    # 0 for NULL in a reference (OMOP) is NULL; columns NULL throughout on both sides are
+    # listed but not counted in the medians
+    by_name = {c.column: c for c in fid.columns}
+    for column in ("provider_id", "notes"):
+        assert by_name[column].source_score == 1.0 and by_name[column].against_source.empty
+        assert by_name[column].empty
+    assert not by_name["weight"].against_source.empty
     assert fid.median_score >= 0.95
+    counted = sorted(c.source_score for c in fid.columns if not c.against_source.empty)
+    assert len(counted) == len(fid.columns) - 2
+    assert fid.median_source_score == pytest.approx(float(np.median(counted)), abs=1e-4)
     assert fid.median_source_score < 0.5
     # the report lists the worst column against the source first
     worst = [c.source_score for c in fid.worst_first(against_source=True)]
@@ -239,7 +256,8 @@ def test_only_aggregates_are_read_from_the_source_and_no_value_is_reported(sourc
     statements: list[str] = []
     cfg = approved_config()
     fid = _measure(source_url, dest, cfg, statements)
-    reads = [s for s in statements if not re.match(r"\s*(PRAGMA|SELECT name FROM)", s)]
+    # the catalogue (table and column names, keys) aside, every statement reads the table
+    reads = [s for s in statements if not re.search(r"PRAGMA|sqlite_(temp_)?master", s)]
     assert reads, statements
     for s in reads:
         assert not re.search(r"SELECT\s+\*|\.\*", s), s
@@ -249,9 +267,9 @@ def test_only_aggregates_are_read_from_the_source_and_no_value_is_reported(sourc
         else:  # one row of counts and ranges
             items = re.split(r",\s*(?=COUNT\(|MIN\(|MAX\()", select_list)
             assert all(re.match(r"(COUNT|MIN|MAX)\(", i) for i in items), s
-    # one statement of counts, then per column a grouped statement (two for a category column
-    # whose source has no value seen k times: it is compared by its lengths next)
-    assert len(reads) <= 1 + 2 * len(fid.columns)
+    # the row count, one statement of counts, then per column a grouped statement (two for a
+    # category column whose source has no value seen k times: it is compared by lengths next)
+    assert len(reads) <= 2 + 2 * len(fid.columns)
     report = source_report(fid, cfg, None).model_dump_json()
     html = fidelity_html("p", [fid], "now", 0.8, against_source=True)
     for text in (report, html):
@@ -287,3 +305,66 @@ def test_postgres_destination_gives_the_same_scores(source_url, tmp_path, postgr
     on_sqlite = scores_by_column(_measure(source_url, dest_sqlite, cfg))
     on_pg = scores_by_column(_measure(source_url, postgres_database, cfg))
     assert on_pg == on_sqlite
+
+
+def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
+    source_url, tmp_path, isolated_environment
+):
+    """A real run: init, approve, run on a one-table extract; the scores against the source are
+    on synthetic_table's materialisation and in the work dir, never in the bundle."""
+    from synth_pipeline.core.fidelity import load_source_report
+    from synth_pipeline.core.privacy import destination_key
+    from synth_pipeline.core.write import read_register
+
+    root = tmp_path / "cfg"
+    common = ["--project", "fid", "--config-dir", str(root)]
+    assert cli.main(["init", "--source", source_url, *common]) == 0
+    assert cli.main(["approve", "--all", "--reviewer", "Fidelity Reviewer", *common]) == 0
+    dest = f"sqlite:///{tmp_path / 'synthetic.sqlite'}"
+    bundle = tmp_path / "bundle"
+    instance = dg.DagsterInstance.ephemeral()
+    report = execute(
+        source_url=source_url,
+        destination_url=dest,
+        project="fid",
+        config_root=root,
+        bundle_dir=bundle,
+        instance=instance,
+    )
+    assert report.ok, [(t.table, t.messages) for t in report.tables]
+
+    event = instance.get_latest_materialization_event(dg.AssetKey("synthetic_table"))
+    metadata = event.asset_materialization.metadata
+    table_md = metadata["fidelity_against_source"].value
+    assert "score against the approved statistics" in table_md
+    assert "score against the source" in table_md
+    assert "gender_source_value" in table_md
+    median = metadata["median_column_score_against_source"].value
+    assert isinstance(median, float) and 0 <= median <= 1
+
+    folder = isolated_environment / "fidelity" / "fid" / destination_key(dest, None)
+    kept = load_source_report(folder / "person.json")
+    assert kept is not None
+    assert kept.describes(read_register(open_destination(dest), None)["person"])
+    assert kept.median_against_source == median
+    assert kept.median_against_approved is not None
+    scores = [c.score_against_source for c in kept.columns if c.score_against_source is not None]
+    assert scores == sorted(scores)  # worst against the source first
+    text = (folder / "person.json").read_text()
+    assert not any(v in text for v in [*SECRET_VALUES, "SECRET-ID-"])
+
+    trusted = (folder / "fidelity.html").read_text()
+    assert "Trusted environment only" in trusted
+    assert (
+        "score against the source" in trusted and "score against the approved statistics" in trusted
+    )
+    bundle_event = instance.get_latest_materialization_event(dg.AssetKey("csv_bundle"))
+    assert bundle_event.asset_materialization.metadata[
+        "fidelity_report_against_source"
+    ].value == str(folder / "fidelity.html")
+    published = (bundle / "fidelity.html").read_text()
+    assert "score against the approved statistics" in published
+    assert "score against the source" not in published
+    assert NOT_PUBLISHED in published
+    for f in bundle.iterdir():
+        assert "against the source" not in f.name

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 
 from .config import ColumnConfig, TableConfig, atomic_write_text
 from .database import is_postgres, qualified, quote
-from .schema import list_tables
+from .schema import column_role, list_tables, read_table_schema
 from .sqlexpr import SqlExpressions
 from .statistics import ColumnStats
 
@@ -57,6 +57,7 @@ class SourceScore:
     score: float | None  # None: nothing to compare (see note)
     null_similarity: float | None
     note: str = ""
+    empty: bool = False  # NULL throughout on both sides: listed, not counted in the median
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ColumnScore:
     category_adherence: float | None = None
     distribution: Distribution | None = None
     against_source: SourceScore | None = None  # filled by score_against_source
+    empty: bool = False  # NULL throughout, as approved: listed, not counted in the median
 
     @property
     def source_score(self) -> float | None:
@@ -97,14 +99,20 @@ class TableFidelity:
 
     @property
     def median_score(self) -> float | None:
-        """Median column score against the approved statistics."""
-        scores = [c.score for c in self.columns]
+        """Median column score against the approved statistics; columns NULL throughout
+        (nothing to compare) are not counted."""
+        scores = [c.score for c in self.columns if not c.empty]
         return round(pystats.median(scores), 4) if scores else None
 
     @property
     def median_source_score(self) -> float | None:
-        """Median column score against the source (None until measured)."""
-        scores = [c.source_score for c in self.columns if c.source_score is not None]
+        """Median column score against the source (None until measured); columns NULL
+        throughout on both sides are not counted."""
+        scores = [
+            c.source_score
+            for c in self.columns
+            if c.source_score is not None and not c.against_source.empty  # type: ignore[union-attr]
+        ]
         return round(pystats.median(scores), 4) if scores else None
 
     def worst_first(self, against_source: bool = False) -> list[ColumnScore]:
@@ -240,12 +248,15 @@ def _ks_against_points(
     return round(1 - ks, 4), round(inside, 4), dist
 
 
-def _null_similarity(r: _Reader, column: str, stats: ColumnStats | None, rows: int) -> float:
+def _null_similarity(
+    r: _Reader, column: str, stats: ColumnStats | None, rows: int
+) -> tuple[float, bool]:
+    """Null similarity, and whether the column is NULL throughout as its statistics expect."""
     if rows == 0:
-        return 1.0
+        return 1.0, False
     nulls = int(r.one(f"SELECT COUNT(*) - COUNT({r.q(column)}) FROM {r.tbl}")[0])
     expected = stats.null_fraction if stats else 0.0
-    return round(1 - abs(expected - nulls / rows), 4)
+    return round(1 - abs(expected - nulls / rows), 4), expected == 1.0 and nulls == rows
 
 
 def _categorical(
@@ -308,7 +319,7 @@ def _column_score(r: _Reader, name: str, col, rows: int) -> ColumnScore | None:
     gen, stats = col.generator or "", col.stats
     if gen in ("primary_key", "foreign_key", "date_part", "datetime_from_date") or rows == 0:
         return None  # keys are scored as references, derived columns by the rules
-    nulls = _null_similarity(r, name, stats, rows)
+    nulls, empty = _null_similarity(r, name, stats, rows)
     if gen in ("weighted_choice", "conditional_choice") and stats and stats.values:
         other_value = col.params.get("other_value") if col.params.get("other") == "value" else None
         score, adherence, dist = _categorical(r, name, stats, other_value)
@@ -336,7 +347,7 @@ def _column_score(r: _Reader, name: str, col, rows: int) -> ColumnScore | None:
         expr, where, integer = r.sql.length(r.q(name)), "", True
         points = [(q.p, float(q.value)) for q in stats.length]
     else:  # constants, always-null, placeholders: only their nulls can be compared
-        return ColumnScore(name, gen, "NullSimilarity", nulls, nulls)
+        return ColumnScore(name, gen, "NullSimilarity", nulls, nulls, empty=empty)
     score, inside, dist = _ks_against_points(r, expr, where, points, integer)
     return ColumnScore(
         name, gen, "KSComplement", score, nulls, boundary_adherence=inside, distribution=dist
@@ -641,6 +652,14 @@ def score_against_source(
         return fidelity
     src = _Side(source, source_schema, names[cfg.table])
     dst = _Side(destination, destination_schema, cfg.table)
+    # 0 stands for NULL in the nullable references to patient-level tables, as the statistics
+    # read them (OMOP's convention, column_role decides)
+    reflected = read_table_schema(source, source_schema, cfg.table)
+    zero_is_null = {
+        c.name.lower()
+        for c in reflected.columns
+        if c.nullable and column_role(reflected, c.name) == "foreign_key"
+    }
     measures = {c.column: _measure_of(cfg.columns[c.column]) for c in fidelity.columns}
     present = [c for c in measures if src.has(c) and dst.has(c)]
     # the numeric expressions a column may be compared by (its own, or its fallback's)
@@ -652,7 +671,12 @@ def score_against_source(
     ]
     scans = []
     for side in (src, dst):
-        parts = ["COUNT(*)"] + [f"COUNT({side.col(c)})" for c in present]
+        parts = ["COUNT(*)"] + [
+            f"COUNT(NULLIF({side.col(c)}, 0))"
+            if c.lower() in zero_is_null
+            else f"COUNT({side.col(c)})"
+            for c in present
+        ]
         for c, m in numeric:
             e = m.expression(side, c)
             parts += [f"MIN({e})", f"MAX({e})"]
@@ -686,7 +710,10 @@ def score_against_source(
             continue
         if value is None:  # no value on either side to compare: only the nulls
             metric, value = "NullSimilarity", nulls
-        score.against_source = SourceScore(metric, value, nulls)
+        empty = non_null[c] == (0, 0)
+        score.against_source = SourceScore(
+            metric, value, nulls, "NULL throughout on both sides" if empty else "", empty
+        )
     return fidelity
 
 
