@@ -15,7 +15,8 @@ import polars as pl
 
 from .config import TableConfig
 from .generators.base import WINDOW_END
-from .omop import EVENT_SHAPES
+from .generators.temporal import range_days
+from .omop import EVENT_SHAPES, date_pairs
 from .relations import NO_BIRTH, NO_DEATH, Relations, days
 
 
@@ -126,6 +127,11 @@ def place_anchors(
     ).astype(np.int64)
     only_lo = outside & ~bounded
     new_start[only_lo] = np.clip(start[only_lo], lo[only_lo], hi[only_lo])
+    bounds = range_days(cfg.columns[shape.start].stats)
+    if bounds is not None:  # inside the start column's coded range too, where the window allows
+        inside_lo, inside_hi = np.maximum(lo, bounds[0]), np.minimum(hi, bounds[1])
+        fits = has_start & (inside_lo <= inside_hi)
+        new_start[fits] = np.clip(new_start[fits], inside_lo[fits], inside_hi[fits])
 
     changed = set()
     if (new_start != start).any():
@@ -185,6 +191,56 @@ def align_twins(cfg: TableConfig, done: dict[str, pl.Series]) -> None:
                     .to_series()
                     .alias(name)
                 )
+
+
+def order_pairs(cfg: TableConfig, done: dict[str, pl.Series], rng: np.random.Generator) -> None:
+    """Every end on or after its start, whatever generated the two (the CDM's start/end pairs:
+    dates first, then same-day datetimes, whose end time is drawn after the start time)."""
+    if not cfg.rules.end_after_start:
+        return
+    pairs = [(a, b) for a, b in date_pairs(cfg.table, list(cfg.columns)) if a in done and b in done]
+    for start, end in pairs:
+        s, e = done[start], done[end]
+        if s.dtype != pl.Date or e.dtype != pl.Date:
+            continue
+        fixed = pl.select(
+            pl.when(e.is_not_null() & s.is_not_null() & (e < s)).then(s).otherwise(e)
+        ).to_series()
+        if (fixed != e).any():
+            done[end] = fixed.alias(end)
+            twin = end + "time"  # its *_datetime keeps its time of day on the new date
+            if twin in done and isinstance(done[twin].dtype, pl.Datetime):
+                dt = done[twin]
+                moved = fixed.cast(pl.Datetime("us")) + (dt - dt.dt.truncate("1d"))
+                done[twin] = (
+                    pl.select(pl.when(dt.is_null()).then(None).otherwise(moved))
+                    .to_series()
+                    .alias(twin)
+                )
+    for start, end in pairs:
+        s, e = done[start], done[end]
+        if not (isinstance(s.dtype, pl.Datetime) and isinstance(e.dtype, pl.Datetime)):
+            continue
+        before = (e < s).fill_null(False).to_numpy()
+        if not before.any():
+            continue
+        # same day (an end on an earlier day was moved with its date above): a time after it
+        start_us = s.cast(pl.Int64).to_numpy()
+        day_end = (start_us // 86_400_000_000 + 1) * 86_400_000_000 - 1_000_000
+        room = np.maximum(day_end - start_us, 0)
+        later = (
+            start_us + (np.floor(rng.random(len(start_us)) * (room // 1_000_000 + 1))) * 1_000_000
+        )
+        values = np.where(before, later, e.cast(pl.Int64).fill_null(0).to_numpy())
+        done[end] = (
+            pl.select(
+                pl.when(e.is_null())
+                .then(None)
+                .otherwise(pl.Series(values.astype(np.int64)).cast(pl.Datetime("us")))
+            )
+            .to_series()
+            .alias(end)
+        )
 
 
 def count_violations(
