@@ -16,6 +16,7 @@ from synth_pipeline import cli
 from synth_pipeline.core.config import ColumnConfig, TableConfig
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.fidelity import (
+    attach_source_report,
     score_against_source,
     source_report,
     table_fidelity,
@@ -234,6 +235,18 @@ def test_matching_the_approved_statistics_but_not_the_source_scores_low_against_
     assert len(counted) == len(fid.columns) - 2
     assert fid.median_source_score == pytest.approx(float(np.median(counted)), abs=1e-4)
     assert fid.median_source_score < 0.5
+    # kept and put back on freshly computed scores (as csv_bundle does), the medians stay
+    kept = source_report(fid, approved_config(), None)
+    again = table_fidelity(open_destination(dest), None, approved_config(), {}, {})
+    attach_source_report(again, kept)
+    assert (again.median_score, again.median_source_score) == (
+        fid.median_score,
+        fid.median_source_score,
+    )
+    assert (kept.median_against_approved, kept.median_against_source) == (
+        fid.median_score,
+        fid.median_source_score,
+    )
     # the report lists the worst column against the source first
     worst = [c.source_score for c in fid.worst_first(against_source=True)]
     assert worst == sorted(worst)

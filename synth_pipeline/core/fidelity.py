@@ -761,6 +761,7 @@ class SourceColumnScore(BaseModel):
     score_against_source: float | None = None
     null_similarity_against_source: float | None = None
     note: str = ""
+    empty: bool = Field(False, description="NULL throughout on both sides: not in the median.")
 
 
 class SourceFidelityReport(BaseModel):
@@ -806,6 +807,7 @@ def source_report(
                 score_against_source=s.score if s else None,
                 null_similarity_against_source=s.null_similarity if s else None,
                 note=s.note if s else "",
+                empty=s.empty if s else False,
             )
         )
     return SourceFidelityReport(
@@ -833,6 +835,7 @@ def attach_source_report(fidelity: TableFidelity, report: SourceFidelityReport) 
                 s.score_against_source,
                 s.null_similarity_against_source,
                 s.note,
+                s.empty,
             )
 
 
