@@ -188,15 +188,22 @@ def scores_by_column(fid) -> dict[str, tuple[float, float | None]]:
     return {c.column: (c.score, c.source_score) for c in fid.columns}
 
 
-def _measure(source_url: str, destination_url: str, cfg: TableConfig, statements=None):
+def _measure(
+    source_url: str,
+    destination_url: str,
+    cfg: TableConfig,
+    statements=None,
+    src_schema: str | None = None,
+    dst_schema: str | None = None,
+):
     src = open_source(source_url)
     if statements is not None:
         sa.event.listen(
             src, "before_cursor_execute", lambda *a: statements.append(a[2]), retval=False
         )
     dst = open_destination(destination_url)
-    fid = table_fidelity(dst, None, cfg, {}, {})
-    return score_against_source(src, None, dst, None, cfg, fid, K)
+    fid = table_fidelity(dst, dst_schema, cfg, {}, {})
+    return score_against_source(src, src_schema, dst, dst_schema, cfg, fid, K)
 
 
 def test_matching_the_approved_statistics_but_not_the_source_scores_low_against_the_source(
@@ -304,20 +311,53 @@ def test_a_missing_source_table_is_said_not_guessed(source_url, tmp_path):
     assert all(c.against_source is None for c in fid.columns)
 
 
-def test_postgres_destination_gives_the_same_scores(source_url, tmp_path, postgres_database):
-    """The destination's SQL on PostgreSQL (dates typed, FLOOR for buckets) agrees with SQLite."""
+def test_postgresql_on_either_side_gives_the_same_scores(source_url, tmp_path, postgres_database):
+    """The SQL on PostgreSQL (typed dates, FLOOR for buckets, schemas) gives the scores SQLite
+    gives, with PostgreSQL as the destination and as the source."""
     from synth_pipeline.core.synthesise import written_width
     from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
 
     cfg = approved_config()
     dest_sqlite = _write(tmp_path / "synthetic.sqlite", _synthetic_rows(np.random.default_rng(3)))
     pg = open_destination(postgres_database)
+    with pg.begin() as conn:
+        for schema in ("fid_src", "fid_dst"):
+            conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
     cols = [ColumnDef(n, c.type, written_width(c)) for n, c in cfg.columns.items()]
     entry = RegisterEntry("synthetic", cfg.fingerprint(), 1, 1.0, {}, "test")
-    copy_table(open_source(dest_sqlite), None, "person", pg, None, "person", cols, entry=entry)
+    for url, schema in ((dest_sqlite, "fid_dst"), (source_url, "fid_src")):
+        copy_table(open_source(url), None, "person", pg, schema, "person", cols, entry=entry)
+
     on_sqlite = scores_by_column(_measure(source_url, dest_sqlite, cfg))
-    on_pg = scores_by_column(_measure(source_url, postgres_database, cfg))
-    assert on_pg == on_sqlite
+    pg_destination = scores_by_column(
+        _measure(source_url, postgres_database, cfg, dst_schema="fid_dst")
+    )
+    assert pg_destination == on_sqlite
+    pg_source = scores_by_column(
+        _measure(postgres_database, dest_sqlite, cfg, src_schema="fid_src")
+    )
+    # an extract that keeps every column as text (numbers and dates too) scores the same
+    with pg.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS fid_txt"))
+        as_text = ", ".join(f'CAST("{c}" AS TEXT) AS "{c}"' for c in cfg.columns)
+        conn.execute(
+            sa.text(f"CREATE TABLE fid_txt.person AS SELECT {as_text} FROM fid_src.person")
+        )
+    pg_text = scores_by_column(_measure(postgres_database, dest_sqlite, cfg, src_schema="fid_txt"))
+    assert pg_text == pg_source
+    # the source's '' for NULL in weight became NULL on the way in; every other score agrees
+    assert pg_source.pop("weight") != on_sqlite.pop("weight")
+    assert pg_source == on_sqlite
+    # a source value PostgreSQL cannot read as a date fails the comparison, and the report
+    # names the error, never the value
+    with pg.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE fid_txt.person SET start_date = '2019-13-45' WHERE person_id = '7'")
+        )
+    broken = _measure(postgres_database, dest_sqlite, cfg, src_schema="fid_txt")
+    assert broken.source_note == "the source table could not be read (DatetimeFieldOverflow)"
+    assert broken.median_source_score is None
+    assert "2019-13-45" not in source_report(broken, cfg, None).model_dump_json()
 
 
 def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(

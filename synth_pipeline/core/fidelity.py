@@ -459,6 +459,13 @@ class _Side(_Reader):
             return f"(CASE WHEN {q} ~ '{_PG_NUMBER}' THEN CAST({q} AS DOUBLE PRECISION) END)"
         return f"(CASE WHEN typeof({q}) IN ('integer', 'real') THEN {q} END)"
 
+    def count(self, column: str, zero_is_null: bool) -> str:
+        """The count of the column's values; 0 is no value where it stands for NULL."""
+        q = self.col(column)
+        if zero_is_null:
+            return f"COUNT(CASE WHEN {self.number(column)} = 0 THEN NULL ELSE {q} END)"
+        return f"COUNT({q})"
+
     def length(self, column: str) -> str:
         return self.sql.length(self.col(column))
 
@@ -671,16 +678,18 @@ def score_against_source(
     ]
     scans = []
     for side in (src, dst):
-        parts = ["COUNT(*)"] + [
-            f"COUNT(NULLIF({side.col(c)}, 0))"
-            if c.lower() in zero_is_null
-            else f"COUNT({side.col(c)})"
-            for c in present
-        ]
+        parts = ["COUNT(*)"] + [side.count(c, c.lower() in zero_is_null) for c in present]
         for c, m in numeric:
             e = m.expression(side, c)
             parts += [f"MIN({e})", f"MAX({e})"]
-        scans.append(list(side.one(f"SELECT {', '.join(parts)} FROM {side.tbl}")))
+        try:
+            scans.append(list(side.one(f"SELECT {', '.join(parts)} FROM {side.tbl}")))
+        except sa.exc.DBAPIError as exc:  # its text may quote a source value: the name only
+            where = "source" if side is src else "destination"
+            fidelity.source_note = (
+                f"the {where} table could not be read ({type(exc.orig).__name__})"
+            )
+            return fidelity
     rows = (int(scans[0][0]), int(scans[1][0]))
     fidelity.source_rows = rows[0]
     non_null = {c: (int(scans[0][1 + i]), int(scans[1][1 + i])) for i, c in enumerate(present)}
