@@ -421,3 +421,16 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
     assert NOT_PUBLISHED in published
     for f in bundle.iterdir():
         assert "against the source" not in f.name
+
+
+def test_source_values_are_matched_as_the_destination_holds_them():
+    """Dirty extracts keep numbers as text; 64-bit ids must not pass through a float."""
+    from synth_pipeline.core.fidelity import _typed_value
+
+    assert _typed_value("9223372036854775806", "integer") == 9223372036854775806
+    assert _typed_value(-9223372036854775807, "integer") == -9223372036854775807
+    assert _typed_value(" 8507 ", "integer") == 8507
+    assert _typed_value("8507.0", "integer") == 8507
+    assert _typed_value("", "integer") is None  # '' for NULL can match no synthetic value
+    assert _typed_value("12.5", "integer") is None
+    assert _typed_value(8507, "string") == "8507"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import statistics as pystats
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -530,7 +531,10 @@ def _typed_value(value: Any, logical_type: str) -> Any:
         value = value.decode("utf-8", "replace")
     try:
         if logical_type == "integer":
-            f = float(value)
+            if isinstance(value, int | Decimal) or (isinstance(value, str) and value.strip()):
+                exact = Decimal(value.strip() if isinstance(value, str) else value)
+                return int(exact) if exact == exact.to_integral_value() else None
+            f = float(value)  # 64-bit ids stay exact above: floats only here
             return int(f) if f.is_integer() else None
         if logical_type == "float":
             return float(value)
@@ -540,7 +544,7 @@ def _typed_value(value: Any, logical_type: str) -> Any:
             return bool(value)
         if logical_type == "string":
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):
         return None
     return value  # dates as the drivers return them
 
@@ -573,6 +577,8 @@ def _categories(
     source: dict[Any, int] = {}
     for value, count in rows:
         key = _typed_value(value, logical_type)
+        # a value the destination cannot hold (text in a number column) keeps its share
+        # apart: no synthetic value can match it
         key = ("unrepresentable", len(source)) if key is None else key
         source[key] = source.get(key, 0) + int(count)
     wanted = [v for v in source if not isinstance(v, tuple)]
