@@ -181,6 +181,11 @@ EVENT_SHAPES: dict[str, EventShape] = {
 }
 
 
+# Tables whose rows are parts of a visit (the spec: VISIT_DETAIL holds "details of each record
+# in the parent VISIT_OCCURRENCE table"): they start and end within their visit.
+PARTS_OF_VISITS = frozenset({"visit_detail"})
+
+
 # --- start/end pairs ---------------------------------------------------------------------------
 # The specification names an end date after its start: *_start_date / *_end_date, or, where the
 # start has no "start" in its name, *_date / *_end_date (CDM 5.4 procedure_date and

@@ -11,7 +11,7 @@ from . import omop, vocabulary
 from .config import ColumnConfig, ReviewBlock, SourceSummary, TableConfig
 from .generators import CATALOGUE
 from .schema import TableSchema, column_role
-from .statistics import ColumnStats, TableStats, fingerprint_of
+from .statistics import ColumnStats, TableStats, ends_at_a_cut, fingerprint_of
 
 
 def source_fingerprint(schema: TableSchema, stats: TableStats) -> str:
@@ -143,7 +143,16 @@ def propose_column(
                 {"date_column": twin},
                 f"same day as {twin}, time of day as released",
             )
-        if cs.offset is not None:
+        if cs.offset is not None and omop.start_of(names, cs.offset.from_column) == name:
+            end = cs.offset.from_column  # a start drawn before an end anchored at the data's end
+            return (
+                "date_offset",
+                {"from_column": end, "before": True},
+                f"released days before {end}, which ends at the end of the data",
+            )
+        if cs.offset is not None and not ends_at_a_cut(
+            stats.columns.get(cs.offset.from_column), cs
+        ):
             start = cs.offset.from_column
             return (
                 "date_offset",
@@ -254,7 +263,17 @@ def _same_person(schema: TableSchema, name: str, parent: str, names: list[str]) 
         and name != "visit_occurrence_id"
         else None
     )
-    return {"person": "person_id"} | ({"within": within} if within else {})
+    parent_shape = omop.EVENT_SHAPES.get(parent)
+    during = (
+        shape.start
+        if shape is not None and shape.start in names and parent_shape and parent_shape.end
+        else None
+    )
+    return (
+        {"person": "person_id"}
+        | ({"within": within} if within else {})
+        | ({"during": during} if during else {})
+    )
 
 
 def _code(cs: ColumnStats, k: int) -> tuple[str, dict, str]:

@@ -14,18 +14,10 @@ import numpy as np
 import polars as pl
 
 from .config import ProjectFiles, TableConfig
+from .generators.base import days
 
 NO_DEATH = np.iinfo(np.int64).max // 4
 NO_BIRTH = np.iinfo(np.int64).min // 4
-
-
-def days(series: pl.Series) -> np.ndarray:
-    """Dates or datetimes as int64 days since 1970-01-01 (nulls as the minimum int64)."""
-    if series.dtype == pl.Date:
-        out = series.cast(pl.Int64)
-    else:
-        out = (series.cast(pl.Datetime("us")).cast(pl.Int64) // 86_400_000_000).cast(pl.Int64)
-    return out.fill_null(np.iinfo(np.int64).min).to_numpy()
 
 
 @dataclass
@@ -70,9 +62,12 @@ class RowIndex:
     keys: np.ndarray  # int64, sorted
     days: np.ndarray  # int64 days, sorted within each key (all 0 without an order)
     ids: np.ndarray  # int64 row ids in the same order
+    ends: np.ndarray | None = None  # int64 days each row lasts until, when asked for
 
     @classmethod
-    def build(cls, frame: pl.DataFrame, key: str, order: str | None) -> RowIndex:
+    def build(
+        cls, frame: pl.DataFrame, key: str, order: str | None, until: str | None = None
+    ) -> RowIndex:
         keys = frame[key].fill_null(0).cast(pl.Int64).to_numpy()
         day = (
             days(frame[order])
@@ -82,7 +77,29 @@ class RowIndex:
         ids = np.arange(1, len(keys) + 1, dtype=np.int64)
         sort = np.lexsort((ids, day, keys))
         keep = keys[sort] != 0
-        return cls(keys[sort][keep], day[sort][keep], ids[sort][keep])
+        ends = None
+        if until and until in frame.columns:
+            last = days(frame[until])
+            ends = np.where(last == np.iinfo(np.int64).min, day, np.maximum(last, day))
+            ends = ends[sort][keep]
+        return cls(keys[sort][keep], day[sort][keep], ids[sort][keep], ends)
+
+    def _packed(self, key: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # keys are dense synthetic ids (below 2**31) and days fit 32 bits: one sorted int64
+        shift, offset = np.int64(1) << 32, np.int64(1) << 31
+        mine = self.keys * shift + (np.clip(self.days, -offset, offset - 1) + offset)
+        probe = key.astype(np.int64) * shift + (np.clip(day, -offset, offset - 1) + offset)
+        return mine, probe
+
+    def containing(self, key: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """For each (key, day), the key's latest row that starts on or before the day and lasts
+        until it (0 where none does)."""
+        if not len(self.ids) or self.ends is None:
+            return np.zeros(len(key), dtype=np.int64)
+        mine, probe = self._packed(key, day)
+        j = np.maximum(np.searchsorted(mine, probe, side="right") - 1, 0)
+        ok = (self.keys[j] == key) & (self.days[j] <= day) & (self.ends[j] >= day)
+        return np.where(ok, self.ids[j], 0)
 
     def pick(self, key: np.ndarray, u: np.ndarray) -> np.ndarray:
         """For each key, one of its rows chosen by ``u`` in [0, 1) (0 where the key has none)."""
@@ -97,10 +114,7 @@ class RowIndex:
         (0 where there is none)."""
         if not len(self.ids):
             return np.zeros(len(key), dtype=np.int64)
-        # keys are dense synthetic ids (below 2**31) and days fit 32 bits: one sorted int64
-        shift, offset = np.int64(1) << 32, np.int64(1) << 31
-        mine = self.keys * shift + (np.clip(self.days, -offset, offset - 1) + offset)
-        probe = key.astype(np.int64) * shift + (np.clip(day, -offset, offset - 1) + offset)
+        mine, probe = self._packed(key, day)
         j = np.searchsorted(mine, probe, side="left") - 1
         ok = (j >= 0) & (self.keys[np.maximum(j, 0)] == key)
         return np.where(ok, self.ids[np.maximum(j, 0)], 0)
@@ -167,14 +181,16 @@ class Relations:
         self._frames[table] = frame
         return frame
 
-    def index(self, table: str, key: str, order: str | None = None) -> RowIndex | None:
+    def index(
+        self, table: str, key: str, order: str | None = None, until: str | None = None
+    ) -> RowIndex | None:
         """The synthetic rows of ``table`` (their dense ids) by the value of ``key`` (a person or
-        visit id), in the order of ``order`` (a date) within a key."""
-        wanted = (table, key, order)
+        visit id), in the order of ``order`` (a date) within a key, each lasting ``until``."""
+        wanted = (table, key, order, until)
         if wanted not in self._indexes:
-            frame = self.frame(table, [key] + ([order] if order else []))
+            frame = self.frame(table, [c for c in (key, order, until) if c])
             self._indexes[wanted] = (
-                RowIndex.build(frame, key, order)
+                RowIndex.build(frame, key, order, until)
                 if frame is not None and key in frame.columns
                 else None
             )

@@ -198,3 +198,21 @@ def fingerprint_of(data: Any) -> str:
     """A stable sha256 of JSON-able data (key order and whitespace do not matter)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def ends_at_a_cut(start: ColumnStats | None, end: ColumnStats) -> bool:
+    """Whether an end date is anchored at the end of the data rather than at its start: at
+    least half its dates lie in the data's last three years, at least twice the share of its
+    start's (observation periods that run to the extract's date, while they start at any time).
+    Such an end is drawn from its own bins, and its start before it."""
+
+    def late_share(stats: ColumnStats | None, first_year: int) -> float:
+        bins = (stats.years or []) if stats else []
+        total = sum(b.count for b in bins)
+        return sum(b.count for b in bins if b.end >= first_year) / total if total else 0.0
+
+    if not end.years or end.offset is None:
+        return False
+    cut = end.years[-1].end - 2
+    share = late_share(end, cut)
+    return share >= 0.5 and share >= 2 * late_share(start, cut)

@@ -58,6 +58,7 @@ from .statistics import (
     Target,
     TimeOfDay,
     ValueCount,
+    ends_at_a_cut,
 )
 
 
@@ -349,6 +350,8 @@ def summarise_table(
             stats[col.name] = cs
             notes[col.name] = col_notes
 
+        for start, end in omop.date_pairs(table.name, [c.name for c in table.columns]):
+            _offset_before_end(stats, start, end, notes.setdefault(start, []))
         for ref in omop.polymorphic(table.name, [c.name for c in table.columns]):
             if ref.column in stats and ref.by in stats:
                 _polymorphic_targets(conn, schema, ref, stats[ref.by], stats[ref.column], findings)
@@ -1547,6 +1550,28 @@ def _summarise_by_group(
         + ("" if other is not None or not small else f" (pool below {need}: withheld)")
     )
     return ConditionalStats(by=by, groups=groups, other=other)
+
+
+def _offset_before_end(
+    stats: dict[str, ColumnStats], start: str, end: str, notes: list[str]
+) -> None:
+    """Where an end is anchored at the end of the data (:func:`.statistics.ends_at_a_cut`), the
+    start's days before its end: the end's released offsets turned round (nothing new leaves)."""
+    e, s = stats.get(end), stats.get(start)
+    if e is None or s is None or e.offset is None or not ends_at_a_cut(s, e):
+        return
+    s.offset = DateOffset(
+        from_column=end,
+        quantiles=[
+            QuantilePoint(p=round(1 - q.p, 6), value=-q.value)  # type: ignore[operator]
+            for q in reversed(e.offset.quantiles)
+        ],
+        negative_share=e.offset.negative_share,
+    )
+    notes.append(
+        f"days before {end}: its released offsets turned round ({end} ends at the end of the "
+        "data: the start is drawn before it)"
+    )
 
 
 def _date_range(

@@ -157,3 +157,12 @@ def quantile_share(points: list[tuple[float, float]], x: np.ndarray) -> np.ndarr
         return np.where(x >= vs[0], 1.0, 0.0)
     scaled = np.interp(x, vs, ps, left=ps[0], right=ps[-1])
     return np.clip((scaled - ps[0]) / (ps[-1] - ps[0]), 0.0, 1.0)
+
+
+def days(series: pl.Series) -> np.ndarray:
+    """Dates or datetimes as int64 days since 1970-01-01 (nulls as the minimum int64)."""
+    if series.dtype == pl.Date:
+        out = series.cast(pl.Int64)
+    else:
+        out = (series.cast(pl.Datetime("us")).cast(pl.Int64) // 86_400_000_000).cast(pl.Int64)
+    return out.fill_null(np.iinfo(np.int64).min).to_numpy()

@@ -6,7 +6,16 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import BLOCK_ROWS, POLARS_TYPES, ColumnContext, Generator, apply_nulls, null_mask
+from ..omop import EVENT_SHAPES
+from .base import (
+    BLOCK_ROWS,
+    POLARS_TYPES,
+    ColumnContext,
+    Generator,
+    apply_nulls,
+    days,
+    null_mask,
+)
 
 
 class PrimaryKey(Generator):
@@ -81,6 +90,11 @@ class ForeignKeyParams(BaseModel):
         description="With person: a column the parent row must share as well, where the parent "
         "has it (visit_occurrence_id: a visit detail of the event's own visit).",
     )
+    during: str | None = Field(
+        None,
+        description="With person: the row's date that must fall within the parent row's dates "
+        "(an event's start within its visit detail).",
+    )
 
 
 class ForeignKey(Generator):
@@ -111,7 +125,7 @@ class ForeignKey(Generator):
     @classmethod
     def depends_on(cls, params):
         p: ForeignKeyParams = params  # type: ignore[assignment]
-        return [c for c in (p.person, p.within) if c]
+        return [c for c in (p.person, p.within, p.during) if c]
 
     def block(self, ctx, start, count, block, done):
         ids = self._references(ctx, start, count, block, done)
@@ -129,16 +143,26 @@ class ForeignKey(Generator):
         u = ctx.rng(block, "same-person").random(len(person))
         out = np.zeros(len(person), dtype=np.int64)
         decided = np.zeros(len(person), dtype=bool)
+        shape = EVENT_SHAPES.get(p.table)
+        dated = p.during in done and shape is not None and shape.end is not None
+        day = days(done[p.during]) if dated else None
+
+        def choose(index, key: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            if day is not None:  # the parent row whose dates hold the row's date
+                return index.containing(key[rows], day[rows])
+            return index.pick(key[rows], u[rows])
+
+        order, until = (shape.start, shape.end) if dated else (None, None)
         if p.within and p.within in done:
-            index = relations.index(p.table, p.within)
+            index = relations.index(p.table, p.within, order, until)
             if index is not None:
                 key = done[p.within].fill_null(0).cast(pl.Int64).to_numpy()
-                out = index.pick(key, u)
                 decided = key > 0
-        index = relations.index(p.table, "person_id")
+                out[decided] = choose(index, key, decided)
+        index = relations.index(p.table, "person_id", order, until)
         if index is not None:
             rest = ~decided  # a row of a visit takes a row of that visit, or none
-            out[rest] = index.pick(person[rest], u[rest])
+            out[rest] = choose(index, person, rest)
         elif not decided.any():
             return ids
         keep = ids.is_not_null().to_numpy() & (out > 0)

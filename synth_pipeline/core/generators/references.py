@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import ColumnContext, Generator, null_mask
+from .base import ColumnContext, Generator, days, null_mask
 
 
 def _ids(ctx: ColumnContext, values: np.ndarray, keep: np.ndarray) -> pl.Series:
@@ -57,8 +57,6 @@ class PrecedingRow(Generator):
         index = relations.index(ctx.table, key_column, p.order_by)
         if index is None:
             return pl.Series(ctx.column, [None] * count, dtype=pl.Int64)
-        from ..relations import days
-
         found = index.before(_int(done[key_column]), days(done[p.order_by]))
         if p.within:  # the earlier row of the visit must be the same person's too
             person = relations.frame(ctx.table, [p.person])
