@@ -57,6 +57,7 @@ def _source_rows(rng: np.random.Generator) -> list[tuple]:
                 round(float(rng.normal(70, 12)), 1) if i % 7 else "",  # '' for NULL, dirty
                 None,
                 0,  # OMOP: 0 for NULL in a reference
+                ROWS + i,  # a self-reference pointing to no row
             )
         )
     return rows
@@ -66,14 +67,14 @@ COLUMNS = (
     "person_id INTEGER, gender_concept_id INTEGER, gender_source_value TEXT, "
     "race_source_value TEXT, person_source_value TEXT, year_of_birth INTEGER, "
     "birth_datetime TEXT, start_date DATE, end_date DATE, weight REAL, notes TEXT, "
-    "provider_id INTEGER"
+    "provider_id INTEGER, preceding_id INTEGER"
 )
 
 
 def _write(path, rows: list[tuple]) -> str:
     with sqlite3.connect(path) as conn:
         conn.execute(f"CREATE TABLE person ({COLUMNS})")
-        conn.executemany(f"INSERT INTO person VALUES ({', '.join('?' * 12)})", rows)
+        conn.executemany(f"INSERT INTO person VALUES ({', '.join('?' * 13)})", rows)
     return f"sqlite:///{path}"
 
 
@@ -154,6 +155,13 @@ def approved_config() -> TableConfig:
             "weight": _col("float", "always_null", ColumnStats(null_fraction=1.0)),
             "notes": _col("string", "always_null", ColumnStats(null_fraction=1.0)),
             "provider_id": _col("integer", "always_null", ColumnStats(null_fraction=1.0)),
+            "preceding_id": _col(
+                "integer",
+                "preceding_row",
+                ColumnStats(null_fraction=1.0),
+                person="person_id",
+                order_by="start_date",
+            ),
         },
     )
 
@@ -176,6 +184,7 @@ def _synthetic_rows(rng: np.random.Generator) -> list[tuple]:
                 f"{year}-06-01 00:00:00",
                 start,
                 f"20{10 + i % 9}-0{1 + i % 9}-1{1 + i % 9}",
+                None,
                 None,
                 None,
                 None,
@@ -237,9 +246,16 @@ def test_matching_the_approved_statistics_but_not_the_source_scores_low_against_
         assert by_name[column].source_score == 1.0 and by_name[column].against_source.empty
         assert by_name[column].empty
     assert not by_name["weight"].against_source.empty
+    # a reference holds synthetic keys: not compared with the source's ids, not in the median
+    assert by_name["preceding_id"].against_source.metric == "not compared"
+    assert by_name["preceding_id"].source_score is None
     assert fid.median_score >= 0.95
-    counted = sorted(c.source_score for c in fid.columns if not c.against_source.empty)
-    assert len(counted) == len(fid.columns) - 2
+    counted = sorted(
+        c.source_score
+        for c in fid.columns
+        if c.source_score is not None and not c.against_source.empty
+    )
+    assert len(counted) == len(fid.columns) - 3
     assert fid.median_source_score == pytest.approx(float(np.median(counted)), abs=1e-4)
     assert fid.median_source_score < 0.5
     # kept and put back on freshly computed scores (as csv_bundle does), the medians stay
@@ -256,15 +272,17 @@ def test_matching_the_approved_statistics_but_not_the_source_scores_low_against_
     )
     # the report lists the worst column against the source first
     worst = [c.source_score for c in fid.worst_first(against_source=True)]
-    assert worst == sorted(worst)
+    assert worst[-1] is None  # the reference, not compared: last
+    assert worst[:-1] == sorted(worst[:-1])
 
 
 def test_an_identical_copy_scores_one_against_the_source(source_url, tmp_path):
     copy = tmp_path / "copy.sqlite"
     shutil.copy(source_url.removeprefix("sqlite:///"), copy)
     fid = _measure(source_url, f"sqlite:///{copy}", approved_config())
-    assert {c.column: c.source_score for c in fid.columns} == {c.column: 1.0 for c in fid.columns}
-    assert all(c.against_source.null_similarity == 1.0 for c in fid.columns)
+    compared = [c for c in fid.columns if c.column != "preceding_id"]  # a reference: not compared
+    assert {c.column: c.source_score for c in compared} == {c.column: 1.0 for c in compared}
+    assert all(c.against_source.null_similarity == 1.0 for c in compared)
     assert fid.median_source_score == 1.0
     # the same copy is far from what the reviewer approved: the two scores are not the same thing
     approved = {c.column: c.score for c in fid.columns}

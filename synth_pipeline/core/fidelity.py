@@ -429,6 +429,8 @@ KS_BUCKETS = 1000  # buckets across the joint range of a numeric expression
 EXACT_KS_RANGE = 5000  # integer expressions spanning fewer values are counted per value
 # generators whose output is compared with the source as categories (values)
 CATEGORY_GENERATORS = {"weighted_choice", "conditional_choice", "constant", "string_pattern"}
+# references whose ids are synthetic keys: the source's ids (some pointing nowhere) do not compare
+REFERENCE_GENERATORS = {"preceding_row", "polymorphic_reference"}
 NUMERIC_TYPES = (sa.Integer, sa.Numeric, sa.Float)
 DATE_TYPES = (sa.Date, sa.DateTime)
 _PG_NUMBER = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
@@ -485,7 +487,7 @@ class _Side(_Reader):
 class _Measure:
     """What is compared for one column: its values, a numeric expression, or its years."""
 
-    kind: str  # categories, numbers, lengths, offsets, years, nulls
+    kind: str  # categories, numbers, lengths, offsets, years, nulls, references
     metric: str
     integer: bool = True
     start: str | None = None  # offsets: the column the days are counted from
@@ -513,6 +515,8 @@ def _measure_of(col: ColumnConfig) -> _Measure:
             "datetime": _Measure("years", "TVComplement"),
         }.get(col.type)
         return _Measure("categories", "TVComplement", fallback=fallback)
+    if gen in REFERENCE_GENERATORS:
+        return _Measure("references", "not compared")
     if gen in ("date_bins", "datetime_bins"):
         return _Measure("years", "TVComplement")
     if gen in ("numeric_quantiles", "conditional_quantiles"):
@@ -709,6 +713,11 @@ def score_against_source(
     }
     for score in fidelity.columns:
         c, m = score.column, measures[score.column]
+        if m.kind == "references":
+            score.against_source = SourceScore(
+                m.metric, None, None, "a reference: its ids are synthetic keys, not the source's"
+            )
+            continue
         if c not in non_null:
             where = "source" if not src.has(c) else "destination"
             score.against_source = SourceScore(
