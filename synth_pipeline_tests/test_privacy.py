@@ -4,6 +4,7 @@ publishes only rates."""
 from __future__ import annotations
 
 import json
+import re
 
 import dagster as dg
 import pytest
@@ -60,10 +61,13 @@ def test_a_copy_of_the_source_fails_every_check(extract_url, tmp_path):
         columns,
         entry=entry,
     )
-    report = assess_table(source, None, destination, None, cfg, 10, PrivacyThresholds())
-    assert report.exact_match_rate == 1.0
-    assert report.unique_match_rate > report.unique_match_baseline + 0.5
-    assert report.dcr_closer_share > 0.6
+    report = assess_table(
+        source, None, destination, None, cfg, DisclosurePolicy(), PrivacyThresholds()
+    )
+    for m in (report.exact_matches, report.unique_matches, report.dcr):
+        assert m.figure.value == pytest.approx(m.copied.value)  # what a copy scores
+        assert m.excess == pytest.approx(1.0) and m.excess_low > 0.5
+    assert report.exact_matches.figure.value == 1.0
     assert report.rare_category_leaks == 1 and report.rare_leak_columns == ["condition_concept_id"]
     assert set(report.failures) == {
         "privacy_exact_matches",
@@ -71,7 +75,8 @@ def test_a_copy_of_the_source_fails_every_check(extract_url, tmp_path):
         "privacy_dcr",
         "privacy_rare_categories",
     }
-    assert report.dcr_samples == {"synthetic": 1000, "held_out": 1000, "reference": 1000}
+    # the whole source (2,000 rows) is the reference; 1,000 rows are left out in turn
+    assert report.dcr_samples == {"synthetic": 1000, "held_out": 1000, "reference": 2000}
     assert quasi_identifiers(cfg, PrivacyThresholds()) == [
         "condition_concept_id",
         "condition_start_date",
@@ -91,7 +96,7 @@ def test_thresholds_and_quasi_identifiers_come_from_project_yaml(extract_url, tm
         "ethnicity_concept_id",
     ]
     with pytest.raises(ValueError):
-        PrivacyThresholds(max_exact_match_rate=1.5)
+        PrivacyThresholds(max_exact_match_excess=1.5)
 
 
 def _resources(root, source_url, destination_url, bundle):
@@ -167,22 +172,101 @@ def test_a_reviewer_who_hand_lists_a_rare_value_is_caught(extract_url, tmp_path,
     assert "note: no privacy report" in message
 
 
+def privacy_sections(text: str) -> dict[str, list[dict[str, str]]]:
+    """The tables of a privacy.md, by section title: one dict per row, by column header."""
+    out: dict[str, list[dict[str, str]]] = {}
+    title, header = None, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title, header = line[3:], None
+        elif title and line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None:
+                header = cells
+            else:
+                out.setdefault(title, []).append(dict(zip(header, cells, strict=True)))
+    return out
+
+
+MEASURES = ["Exact matches", "Unique matches", "Distance to closest record"]
+
+
 def test_the_demo_bundle_reports_rates_only(demo_run):
     bundle = demo_run["out"] / "bundle"
     text = (bundle / "privacy.md").read_text()
     assert "FAIL" not in text
-    rows = [line.split("|") for line in text.splitlines() if line.endswith("| pass |")]
-    tables = {r[1].strip() for r in rows}
-    assert {"person", "condition_occurrence", "drug_exposure", "measurement"} <= tables
-    for r in rows:
-        exact, dcr, rare = r[3].strip(), r[5].strip(), r[7].strip()
-        assert float(exact) <= 0.1 and rare == "0"
-        assert dcr == "n/a" or float(dcr) <= 0.6
+    sections = privacy_sections(text)
+    for title in MEASURES:
+        rows = sections[title]
+        assert {"person", "condition_occurrence", "drug_exposure", "measurement"} <= {
+            r["table"] for r in rows
+        }
+        for r in rows:
+            assert r["verdict"] in ("pass", "pass (at chance)", "n/a"), r
+            excess = r["excess over chance"]
+            if excess.replace(".", "").isdigit():
+                assert float(excess) <= float(r["threshold"]), r
+    assert {r["values"] for r in sections["Rare categories"]} == {"0"}
     # no exact source count: the person table's sample sizes are rounded like released counts
     source = open_source(f"sqlite:///{settings.demo_source_path()}")
     with source.connect() as conn:
         persons = conn.execute(sa.text("SELECT COUNT(*) FROM person")).scalar_one()
     assert str(persons) not in text and str(persons // 2) not in text
+
+
+def _rate_is_rounded(cell: str, rows: int, rounding: int) -> bool:
+    """A printed share gives no count finer than the rounding back: it lies on a grid whose step
+    times the table's rows is at least the rounding (steps of 1 or 2 times a power of ten), or
+    it times the rows is a multiple of the rounding."""
+    value = float(cell.lstrip("<"))
+    if abs(value * rows - rounding * round(value * rows / rounding)) < 1e-6 * rows:
+        return True
+    step = next(m * 10.0**e for e in range(-4, 1) for m in (1, 2) if m * 10.0**e * rows >= rounding)
+    return abs(value / step - round(value / step)) < 1e-6
+
+
+def test_no_figure_of_the_privacy_report_gives_a_source_count_back(demo_run):
+    """Every rate in privacy.md and in the UI metadata is a count rounded like a released count
+    over the released size, printed no finer than the rounding allows."""
+    from synth_pipeline.assets.privacy import privacy_metadata
+    from synth_pipeline.core.privacy import load_report
+
+    rounding = demo_run["files"].load_project().disclosure.rounding
+    text = (demo_run["out"] / "bundle" / "privacy.md").read_text()
+    sections = privacy_sections(text)
+    checked = 0
+    for title in MEASURES:
+        for r in sections[title]:
+            rows = int(r["rows"])
+            for cell in (r["figure"], r["chance"], r["a real row left out"], r["copy"]):
+                if cell.lstrip("<").replace(".", "").isdigit():
+                    assert _rate_is_rounded(cell, rows, rounding), (title, r)
+                    checked += 1
+            cell = r["synthetic columns recombined"]
+            if cell.lstrip("<").replace(".", "").isdigit():
+                assert _rate_is_rounded(cell, rows, rounding), (title, r)
+    assert checked > 80
+    # the sample sizes are rounded counts; no source table's exact row count appears
+    assert re.findall(r"about (\d+)", text)
+    assert all(int(n) % rounding == 0 for n in re.findall(r"about (\d+)", text))
+    source = open_source(f"sqlite:///{settings.demo_source_path()}")
+    numbers = set(re.findall(r"\d+", text))
+    with source.connect() as conn:
+        for row in sections["Rare categories"]:
+            n = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{row["table"]}"')).scalar_one()
+            assert n % rounding == 0 or str(n) not in numbers, row["table"]
+
+    # the UI shows the same rounded figures
+    key = destination_key(demo_run["url"], None)
+    report = load_report(report_path(settings.work_dir(), "demo", key, "person"))
+    table = privacy_metadata(report)["privacy"].value
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    shown = 0
+    for cell in (c for row in cells for c in row[1:6]):
+        if cell.lstrip("<").replace(".", "").isdigit():
+            assert _rate_is_rounded(cell, report.synthetic_rows, rounding), cell
+            shown += 1
+    assert shown >= 8
 
 
 def test_a_table_with_nothing_to_compare_still_gets_a_current_report(extract_url, tmp_path):
@@ -201,7 +285,9 @@ def test_a_table_with_nothing_to_compare_still_gets_a_current_report(extract_url
     columns = [ColumnDef(n, c.type, c.max_length) for n, c in cfg.columns.items()]
     entry = RegisterEntry("synthetic", cfg.fingerprint(), 1, 1.0, {}, "test")
     copy_table(source, None, "provider", destination, None, "provider", columns, entry=entry)
-    report = assess_table(source, None, destination, None, cfg, 10, PrivacyThresholds())
+    report = assess_table(
+        source, None, destination, None, cfg, DisclosurePolicy(), PrivacyThresholds()
+    )
     register = read_register(destination, None)
     report.written_at = register["provider"]["written_at"]
     assert report.assessed and report.passed and report.synthetic_rows == 4

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .disclosure import DisclosurePolicy
 from .errors import ConfigError, ReviewGateError
@@ -39,33 +48,59 @@ class FidelityThresholds(BaseModel):
     )
 
 
+_EXCESS = (
+    "Measured as the excess over chance, (figure - chance) / (copy - chance), where chance is "
+    "the larger of what a real row left out of the source and the synthetic columns recombined "
+    "at random score, and copy what a copy of the source scores: 0 is chance, 1 a copy. A "
+    "table fails when its excess is above this with 99% confidence."
+)
+# project.yaml privacy settings of before the verdicts against chance, and what replaced them
+_OLD_PRIVACY_SETTINGS = {
+    "max_exact_match_rate": "max_exact_match_excess",
+    "max_dcr_closer_share": "max_dcr_excess",
+}
+
+
+class PrivacyTableThresholds(BaseModel):
+    """One table's own privacy thresholds (``privacy.tables.<table>``); unset ones are the
+    project's."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_exact_match_excess: float | None = Field(None, ge=0, le=1)
+    max_unique_match_excess: float | None = Field(None, ge=0, le=1)
+    max_dcr_excess: float | None = Field(None, ge=0, le=1)
+    max_rare_category_leaks: int | None = Field(None, ge=0)
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class PrivacyThresholds(BaseModel):
     """What the privacy checks hold each synthetic table to (see core/privacy.py); a table that
     exceeds one is refused by csv_bundle."""
 
     model_config = ConfigDict(extra="forbid")
-    max_exact_match_rate: float = Field(
-        0.1,
+    max_exact_match_excess: float = Field(
+        0.2,
         ge=0,
         le=1,
-        description="Share of synthetic rows equal to some source row on every informative "
-        "non-key column.",
+        description="Synthetic rows equal to some source row on every informative column. "
+        + _EXCESS,
     )
     max_unique_match_excess: float = Field(
-        0.05,
+        0.2,
         ge=0,
         le=1,
-        description="How far the share of synthetic rows matching a source row that is unique on "
-        "its quasi-identifiers (person: year of birth, gender, race, ethnicity; events: concept, "
-        "date) may exceed the share a fresh real row shows by chance (source rows whose "
-        "combination occurs exactly twice).",
+        description="Synthetic rows matching a source row that is unique on its quasi-identifiers "
+        "(person: year of birth, gender, race, ethnicity; events: concept, date). " + _EXCESS,
     )
-    max_dcr_closer_share: float = Field(
-        0.6,
+    max_dcr_excess: float = Field(
+        0.2,
         ge=0,
         le=1,
-        description="Share of synthetic rows closer to the source than held-out source rows are "
-        "(distance to closest record; 0.5 is what a fresh sample of patients would show).",
+        description="How often a synthetic row is closer to the source than a real row left out "
+        "of it is (distance to closest record). " + _EXCESS,
     )
     max_rare_category_leaks: int = Field(
         0,
@@ -73,15 +108,61 @@ class PrivacyThresholds(BaseModel):
         description="Values seen fewer than k times in the source that appear in the output.",
     )
     dcr_sample_rows: int = Field(
-        1000, ge=10, description="Synthetic rows and held-out rows sampled for the DCR share."
+        1000, ge=10, description="Synthetic rows and left-out source rows sampled for DCR."
     )
     dcr_reference_rows: int = Field(
-        5000, ge=10, description="Source rows (the other half) they are compared with."
+        5000, ge=10, description="Source rows they are compared with (a sample of the source)."
     )
     quasi_identifiers: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Per table, the quasi-identifier columns to use instead of the defaults.",
     )
+    tables: dict[str, PrivacyTableThresholds] = Field(
+        default_factory=dict,
+        description="Per table, thresholds that replace the ones above for that table.",
+    )
+    _deprecated: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _accept_old_settings(cls, data: Any, handler):
+        """A project.yaml written before the verdicts against chance still loads: its absolute
+        thresholds are set aside (the new defaults apply) and the privacy report says so."""
+        notes = []
+        if isinstance(data, dict) and any(k in data for k in _OLD_PRIVACY_SETTINGS):
+            data = dict(data)
+            for old, new in _OLD_PRIVACY_SETTINGS.items():
+                if old in data:
+                    notes.append(
+                        f"privacy.{old} ({data.pop(old)}) is no longer used: the check is judged "
+                        f"on the excess over chance, privacy.{new}; remove {old} from project.yaml"
+                    )
+            new_keys = {"max_exact_match_excess", "max_dcr_excess", "tables"}
+            if "max_unique_match_excess" in data and not new_keys & set(data):
+                notes.append(
+                    f"privacy.max_unique_match_excess ({data.pop('max_unique_match_excess')}) "
+                    "in this older project.yaml was a difference of rates; it is now a share of "
+                    "the way from chance to a copy and its default applies; set it again to keep "
+                    "another value"
+                )
+        model = handler(data)
+        if notes:
+            model._deprecated = notes
+        return model
+
+    @property
+    def deprecated(self) -> list[str]:
+        """What an older project.yaml set that no longer applies (shown in the privacy report)."""
+        return list(self._deprecated)
+
+    def for_table(self, table: str) -> PrivacyThresholds:
+        """The thresholds that apply to one table: the project's with the table's own on top."""
+        out = self.model_copy(deep=True)
+        own = self.tables.get(table)
+        if own is not None:
+            for name, value in own.model_dump().items():
+                setattr(out, name, value)
+        return out
 
 
 class ProjectConfig(BaseModel):
