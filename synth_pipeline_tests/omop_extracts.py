@@ -1827,17 +1827,28 @@ TWINS = ExtractSpec(name="twins", cdm_version="5.3", persons=60, seed=16, twins=
 NAMED_SPECS = (DEMO_LIKE_53, SYNTHEA_LIKE_54, TINY_54, ICU_53, CLAIMS_CSV, TWINS)
 
 
+def _subsets(items: list[str], max_size: int):
+    return st.sets(st.sampled_from(items), max_size=max_size) if items else st.just(set())
+
+
 @st.composite
-def extract_specs(draw, *, postgres: bool = False) -> ExtractSpec:
+def extract_specs(draw, *, postgres: bool = False, max_tables: int | None = None) -> ExtractSpec:
     """Small extracts (at most 200 persons, a few thousand rows): any CDM version, any
-    subset of clinical tables, any mix of dirty cases (no '' for NULL when ``postgres``)."""
+    subset of clinical tables (at most ``max_tables`` of them, person and observation_period
+    included, when given), any mix of dirty cases (no '' for NULL when ``postgres``)."""
     version = draw(st.sampled_from(["5.3", "5.4"]))
     optional = [t for t in clinical_tables(version) if t not in ("person", "observation_period")]
-    dropped = draw(st.sets(st.sampled_from(optional), max_size=6))
-    tables = tuple(t for t in clinical_tables(version) if t not in dropped)
+    if max_tables is None:
+        dropped = draw(st.sets(st.sampled_from(optional), max_size=6))
+        kept = [t for t in optional if t not in dropped]
+    else:
+        kept = draw(_subsets(optional, max(0, max_tables - 2)))
+    tables = tuple(
+        t for t in clinical_tables(version) if t in kept or t in ("person", "observation_period")
+    )
     present = [t for t in tables if t != "person"]
-    empty = draw(st.sets(st.sampled_from(present), max_size=2))
-    one_row = draw(st.sets(st.sampled_from([t for t in present if t not in empty]), max_size=2))
+    empty = draw(_subsets(present, 2))
+    one_row = draw(_subsets([t for t in present if t not in empty], 2))
     persons = draw(st.one_of(st.integers(1, 9), st.integers(10, 60), st.integers(61, 200)))
     return ExtractSpec(
         name="drawn",
