@@ -437,7 +437,7 @@ LONG_LOCAL_VOCABULARY = "ACME_GENERAL_HOSPITAL_LAB_CODES"
 PERSON_NAMES = ["Abbott", "Okafor", "Lindqvist", "Moreau", "Tanaka", "Novak", "Silva", "Brennan"]
 CITIES = ["Springfield", "Riverton", "Lakeside", "Hillcrest"]
 
-# Self-references: table -> (column, 5.3 name | 5.4 name)
+# Self-references per table (visit_detail: both the 5.3 and the 5.4 name of its parent)
 SELF_REFERENCES = {
     "visit_occurrence": ("preceding_visit_occurrence_id",),
     "visit_detail": (
@@ -463,6 +463,7 @@ class _Builder:
         self.rows: dict[str, list[dict]] = {}  # what the extract holds (kept rows)
         self.generated: dict[str, list[dict]] = {}  # before cutting to empty / one row
         self.id_counter: dict[str, int] = defaultdict(int)
+        self.local_codes: dict[str, int] = {}  # site code -> local concept id
         if spec.future_dates:
             start = dt.date(2110, 1, 1) + dt.timedelta(days=spec.seed % 300)
             self.window = (start, dt.date(2189, 12, 31) - dt.timedelta(days=spec.seed % 200))
@@ -979,7 +980,7 @@ class _Builder:
             when = self.at_time(day)
             source_value, source_concept = loinc, concept
             if spec.local_concepts:
-                source_value, source_concept = local, self.local_concept(local, "Measurement")
+                source_value, source_concept = local, self.local_concept(local)
             return {
                 "measurement_concept_id": concept,
                 "measurement_date": day,
@@ -1008,7 +1009,7 @@ class _Builder:
                 source_value, source_concept = "72166-2", SMOKING
                 if spec.local_concepts:
                     source_value = "SMOKING"
-                    source_concept = self.local_concept(source_value, "Observation")
+                    source_concept = self.local_concept(source_value)
                 return {
                     "observation_concept_id": SMOKING,
                     "observation_date": day,
@@ -1094,11 +1095,10 @@ class _Builder:
                 )
         self.keep("note_nlp", nlp)
 
-    def local_concept(self, code: str, domain: str) -> int:
-        self.local_codes = getattr(self, "local_codes", {})
+    def local_concept(self, code: str) -> int:
+        """The site-local concept (above 2,000,000,000) of a site's own code."""
         if code not in self.local_codes:
-            cid = LOCAL_CONCEPT_BASE + 1 + len(self.local_codes)
-            self.local_codes[code] = cid
+            self.local_codes[code] = LOCAL_CONCEPT_BASE + 1 + len(self.local_codes)
         return self.local_codes[code]
 
     # -- derived and polymorphic ------------------------------------------------------------
@@ -1381,7 +1381,7 @@ def _vocabulary_rows(b: _Builder) -> dict[str, list[dict]]:
     # local concepts: site codes above 2e9 that map to a standard concept
     local_maps = {}
     standard_for_local = {m[7]: m[0] for m in MEASUREMENTS} | {"SMOKING": SMOKING}
-    for code, cid in getattr(b, "local_codes", {}).items():
+    for code, cid in b.local_codes.items():
         domain = CONCEPTS[standard_for_local[code]].domain
         concepts[cid] = Concept(
             cid,
@@ -1734,7 +1734,7 @@ def _facts(b: _Builder, spec, url, schema, contents, column_types) -> ExtractFac
         cases.add("twins")
     if spec.long_vocabulary_strings:
         cases.add("long_vocabulary_strings")
-    local = sorted(getattr(b, "local_codes", {}).values())
+    local = sorted(b.local_codes.values())
     if local and any(r["concept_id"] in local for r in contents["concept"]):
         cases.add("local_concepts")
     if any(counts[t] == 0 for t in spec.included):
