@@ -80,6 +80,44 @@ def test_merge_bins_codes_the_extremes_and_merges_small_bins():
     assert any("coded" in n for n in out.notes)
 
 
+def _one_sided_support(counts, bins, k):
+    """Every inner edge is on the grid or has at least k rows on the key either side of it."""
+    held = dict(counts)
+    for (_, end, _), (start, _, _) in zip(bins, bins[1:], strict=False):
+        assert start == end + 1  # contiguous: no gap shows empty keys
+        assert start % dc.YEAR_GRID == 0 or (held.get(end, 0) >= k and held.get(start, 0) >= k)
+
+
+def test_bin_edges_are_never_years_few_people_hold():
+    # sparse early years, one person in 1937 and one in 1993, dense 1950s-1980s
+    counts = (
+        [(y, 3) for y in range(1920, 1950) if y != 1937]
+        + [(1937, 1)]
+        + [(y, 40) for y in range(1950, 1990)]
+        + [(1993, 1), (2015, 2)]
+    )
+    out = dc.merge_bins(counts, POLICY)
+    _one_sided_support(counts, out.bins, POLICY.k)
+    edges = {a for a, _, _ in out.bins} | {b for _, b, _ in out.bins}
+    assert not edges & {1937, 1993, 2015}
+    assert all(c >= POLICY.k for _, _, c in out.bins)
+    # the sparse years are cut on the 5-year grid, the dense ones year by year
+    assert (1940, 1944, 15) in out.bins and (1960, 1960, 40) in out.bins
+
+
+def test_a_bin_never_starts_at_a_lone_year_at_the_bottom_code():
+    # the k-th smallest birth year is 1931, held by one person: the first bin starts on the grid
+    counts = [(1925, 9), (1931, 1)] + [(y, 20) for y in range(1932, 1960)]
+    out = dc.merge_bins(counts, POLICY)
+    assert out.bins[0][0] == 1930 and out.bins[0][2] >= POLICY.k
+
+
+def test_children_per_parent_bins_cut_on_powers_of_two():
+    counts = [(1, 500), (2, 100), (3, 40), (4, 12), (5, 3), (6, 9), (7, 2), (30, 1)]
+    out = dc.merge_bins(counts, POLICY, dc.POWERS_OF_TWO)
+    assert out.bins == [(1, 1, 500), (2, 2, 100), (3, 3, 40), (4, 7, 25)]
+
+
 def test_merge_bins_withholds_a_tiny_distribution():
     out = dc.merge_bins([(2001, 3), (2002, 4)], POLICY)
     assert out.bins == []
@@ -129,4 +167,20 @@ def test_a_window_mean_is_never_one_of_its_distinct_values(millis, decimals):
 
 def test_a_window_of_ties_releases_the_tied_value():
     assert dc.window_mean([7.5] * 10, integer=False) == 7.5
-    assert dc.window_mean([1909, 1910, 1910, 1911] + [1912] * 6, integer=True) == 1911
+    assert dc.window_mean([1912] * 10, integer=True) == 1912  # k rows hold it
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1900, 1930), min_size=10, max_size=10))
+def test_an_integer_window_mean_is_a_value_of_the_window_only_when_k_rows_hold_it(values):
+    released = dc.window_mean(values, integer=True)
+    assert min(values) <= released <= max(values)
+    if released in values:
+        assert values.count(released) == len(values)  # every one of the k values
+
+
+def test_an_integer_mean_on_a_single_row_moves_to_a_midpoint():
+    # the rounded mean 1911 is the one row holding 1911: the half between it and 1912 leaves
+    assert dc.window_mean([1909, 1910, 1910, 1911] + [1912] * 6, integer=True) == 1911.5
+    # neighbours further apart: a whole midpoint, which no row holds either
+    assert dc.window_mean([5] * 5 + [9] * 5, integer=True) == 7

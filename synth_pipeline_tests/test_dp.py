@@ -4,6 +4,7 @@ when on, the budget recorded, and the same noisy statistics for the same data.""
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import numpy as np
@@ -83,7 +84,14 @@ def test_the_budget_is_split_and_recorded(extract, tmp_path):
     assert sum(budget.spent.values()) == pytest.approx(budget.table_epsilon, rel=1e-6)
     assert budget.spent["visit_start_date"] == pytest.approx(2 * budget.statistic_epsilon)
     assert "visit_occurrence_id" not in budget.spent  # the primary key releases nothing
-    assert budget.mechanism == "geometric" and "not noised" in budget.quantiles
+    assert budget.mechanism == "geometric" and "exponential mechanism" in budget.quantiles
+    # delta is split like epsilon, and sets the listing threshold
+    assert budget.table_delta == pytest.approx(policy.delta / 8, rel=1e-3)
+    assert budget.statistic_delta == pytest.approx(budget.table_delta / budget.statistics, rel=1e-3)
+    assert budget.listing_threshold == dp.listing_threshold(
+        budget.statistic_epsilon, policy.delta / 8 / budget.statistics
+    )
+    assert sum(len(v) for v in budget.plan.values()) == budget.statistics
     # over every table the project's budget is not exceeded
     total = sum(summarise(extract, t, policy, tmp_path).dp.table_epsilon for t in tables)
     assert total == pytest.approx(2.0)
@@ -151,7 +159,16 @@ def test_pipeline_with_epsilon_records_the_budget_and_keeps_approvals(tmp_path):
     assert data["source"]["dp"]["project_epsilon"] == 4.0
     assert data["source"]["dp"]["table_epsilon"] == pytest.approx(4.0 / 8)
     assert set(data["source"]["dp"]["spent"]) >= {"rows", "measurement_concept_id"}
-    assert "noise" in review_text(files, "measurement")
+    listing = review_text(files, "measurement")
+    assert "noise" in listing
+    # the listing says what the guarantee is, statistic by statistic, and no k rule of exact counts
+    assert "values seen at least k" not in listing and "outside the guarantee" in listing
+    plan = data["source"]["dp"]["plan"]
+    budgets = re.findall(r"\(budget: (\w+)\.(\w+)\)", " ".join(listing.split()))
+    assert {c for c, _ in budgets} >= {"rows", "measurement_concept_id", "value_as_number"}
+    assert all(s in plan[c] for c, s in budgets), budgets
+    assert "listed only at a noisy count of at least" in listing
+    assert "exponential mechanism" in listing
     assert cli.main(["approve", "--all", "--reviewer", "DP Reviewer", *common]) == 0
     before = {t: files.table_file(t).read_text() for t in files.tables()}
     # a second look at the same data draws the same noise: nothing changes, approvals hold
@@ -160,3 +177,76 @@ def test_pipeline_with_epsilon_records_the_budget_and_keeps_approvals(tmp_path):
     assert files.load_table("person").review.status == "approved"
     key = dp.key_path(settings.work_dir()).read_text().strip()
     assert all(key not in text for text in before.values())
+
+
+def test_quantile_scores_are_opendps_and_whole_candidates_are_halves():
+    import opendp.prelude as odp
+
+    odp.enable_features("contrib")
+    data = [1.0, 2.0, 2.0, 3.0, 7.0, 7.0, 7.0, 12.0]
+    candidates = [0.5, 1.5, 2.5, 6.5, 7.5, 20.5]
+    # the bucket of a value: how many candidates are at or below it (what bucket_sql counts)
+    buckets = {}
+    for x in data:
+        b = sum(c <= x for c in candidates)
+        buckets[b] = buckets.get(b, 0) + 1
+    space = odp.vector_domain(odp.atom_domain(T=float, nan=False)), odp.symmetric_distance()
+    for alpha in dp.DP_PROBABILITIES:
+        ours = dp.quantile_scores(sorted(buckets.items()), candidates, alpha)
+        score = odp.t.make_quantile_score_candidates(*space, candidates=candidates, alpha=alpha)
+        theirs = np.array(score(data), dtype=float)
+        # the same scores up to OpenDP's integer denominator, and so the same sensitivity
+        ratio = theirs[ours > 0] / ours[ours > 0]
+        assert np.allclose(ratio, ratio[0]) and np.all((ours == 0) == (theirs == 0)), alpha
+        assert score.map(1) / ratio[0] == pytest.approx(max(alpha, 1 - alpha))
+    for declared in (None, (1850, 2100), (0, 1e6)):
+        for c in dp.quantile_candidates(True, declared):
+            assert c - np.floor(c) == 0.5  # no whole number, so no row holds a released quantile
+
+
+def test_the_listing_threshold_keeps_a_lone_value_below_delta():
+    import opendp.prelude as odp
+
+    odp.enable_features("contrib")
+    domain = odp.map_domain(odp.atom_domain(T=str), odp.atom_domain(T=int))
+    metric = odp.l01inf_distance(odp.absolute_distance(T=int))
+    for epsilon, delta in ((0.01, 1e-9), (1.0, 1e-7), (5.0, 1e-6)):
+        t = dp.listing_threshold(epsilon, delta)
+
+        def spent(threshold, epsilon=epsilon):
+            m = odp.m.make_laplace_threshold(domain, metric, scale=1 / epsilon, threshold=threshold)
+            return m.map((1, 1, 1))
+
+        assert spent(t)[1] <= delta < spent(t - 1)[1]  # the least threshold that keeps delta
+        assert spent(t)[0] == pytest.approx(epsilon)
+    # the noise drawn here has the tail OpenDP accounts for: one row reaches t rarely
+    budget = dp.PrivacyBudget(
+        mechanism="geometric",
+        project_epsilon=1.0,
+        tables_sharing=1,
+        table_epsilon=1.0,
+        statistics=1,
+        statistic_epsilon=1.0,
+        listing_threshold=dp.listing_threshold(1.0, 1e-3),
+        spent={"rows": 1.0},
+        quantiles="",
+    )
+    noise = dp.Noise(b"k" * 32, "t", budget)
+    draws = noise.counts("x", [1] * 20_000)
+    assert sum(d >= noise.threshold for d in draws) <= 20_000 * 1e-3 * 3
+
+
+def test_a_declared_range_counts_every_value_present_or_not(tmp_path):
+    policy = DisclosurePolicy(epsilon=1.0)
+    domain = dp.value_domain("year_of_birth", "integer", policy)
+    assert domain[0] == 1850 and domain[-1] == 2100
+    assert dp.value_domain("quantity", "integer", policy) is None  # only the data know it
+    assert dp.value_domain("flag", "boolean", policy) == [False, True]
+    counts = dp.in_domain([(1960, 4), (1961.0, 2), ("x", 9), (1700, 3)], domain)
+    assert sum(counts) == 6 and counts[1960 - 1850] == 4  # outside the range: left out
+    too_wide = DisclosurePolicy(epsilon=1.0, dp_ranges={"n": (0, 10**7)})
+    with pytest.raises(Exception, match="dp_ranges"):
+        dp.value_domain("n", "integer", too_wide)
+    with pytest.raises(ValueError, match="not_noised"):
+        DisclosurePolicy(epsilon=1.0, dp_quantiles="not_noised")
+    assert DisclosurePolicy(dp_quantiles="not_noised").dp_quantiles == "dp"  # old files load

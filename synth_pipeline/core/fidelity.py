@@ -276,7 +276,10 @@ def _column_score(r: _Reader, name: str, col, rows: int) -> ColumnScore | None:
             f"AND {r.q(start)} IS NOT NULL",
             True,
         )
-        points = [(q.p, max(0.0, float(q.value))) for q in stats.offset.quantiles]
+        # the generator keeps an end on or after its start (a start drawn before its end: on or
+        # before it), so it is held to the released days clipped the same way
+        clip = min if col.params.get("before") else max
+        points = [(q.p, clip(0.0, float(q.value))) for q in stats.offset.quantiles]
     elif gen == "string_pattern" and stats and stats.length:
         expr, where, integer = r.sql.length(r.q(name)), "", True
         points = [(q.p, float(q.value)) for q in stats.length]

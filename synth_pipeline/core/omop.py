@@ -176,5 +176,168 @@ EVENT_SHAPES: dict[str, EventShape] = {
         EventShape(
             "payer_plan_period", "payer_plan_period_start_date", "payer_plan_period_end_date", "era"
         ),
+        EventShape("episode", "episode_start_date", "episode_end_date", "era"),
     )
 }
+
+
+# Tables whose rows are parts of a visit (the spec: VISIT_DETAIL holds "details of each record
+# in the parent VISIT_OCCURRENCE table"): they start and end within their visit.
+PARTS_OF_VISITS = frozenset({"visit_detail"})
+
+
+# --- start/end pairs ---------------------------------------------------------------------------
+# The specification names an end date after its start: *_start_date / *_end_date, or, where the
+# start has no "start" in its name, *_date / *_end_date (CDM 5.4 procedure_date and
+# procedure_end_date); drug_exposure.verbatim_end_date is the end "as it appears in the source"
+# of drug_exposure_start_date (the spec's guidance).
+_VERBATIM_ENDS = {"verbatim_end_date": "drug_exposure_start_date"}
+
+
+def start_of(columns: list[str] | set[str], name: str) -> str | None:
+    """The start column an end column of the same table is measured from, or None.
+
+    ``visit_end_date`` -> ``visit_start_date``, ``procedure_end_datetime`` ->
+    ``procedure_datetime``, ``verbatim_end_date`` -> ``drug_exposure_start_date``; every end
+    field of the CDM 5.3 and 5.4 specifications has its start this way (a test checks it).
+    """
+    names = set(columns)
+    if name in _VERBATIM_ENDS:
+        start = _VERBATIM_ENDS[name]
+        return start if start in names else None
+    if "_end" not in name:
+        return None
+    for candidate in (name.replace("_end_", "_start_", 1), name.replace("_end", "", 1)):
+        if candidate != name and candidate in names:
+            return candidate
+    return None
+
+
+def date_pairs(table: str, columns: list[str]) -> list[tuple[str, str]]:
+    """(start, end) column pairs of a table's dates and datetimes, in column order."""
+    out = []
+    for name in columns:
+        start = start_of(columns, name)
+        if start is not None:
+            out.append((start, name))
+    return out
+
+
+# --- references the specification defines in prose ---------------------------------------------
+
+
+def self_references(table: str, columns: list[str]) -> list[str]:
+    """Columns that point to another row of the same table (preceding_visit_occurrence_id,
+    preceding_visit_detail_id, visit_detail_parent_id / parent_visit_detail_id): the spec's
+    foreign keys whose target is the table itself."""
+    out = []
+    for c in columns:
+        spec = field_spec(table, c)
+        if spec is not None and spec.fk_table == table.lower() and not spec.primary_key:
+            out.append(c)
+    return out
+
+
+@dataclass(frozen=True)
+class Polymorphic:
+    """An id column whose table is named by another column of the same row."""
+
+    column: str  # the id: fact_id_1, measurement_event_id, cost_event_id ...
+    by: str  # what names its table: a domain concept, a field concept or a domain id
+    kind: str  # domain_concept | field_concept | domain_id
+
+
+# From the specification's guidance (fact_relationship by domain concept; *_event_id with its
+# *_event_field_concept_id, "the CONCEPT_ID that identifies which table the primary key of the
+# linked record came from"; cost_event_id with cost_domain_id).
+POLYMORPHIC: dict[str, tuple[Polymorphic, ...]] = {
+    "fact_relationship": (
+        Polymorphic("fact_id_1", "domain_concept_id_1", "domain_concept"),
+        Polymorphic("fact_id_2", "domain_concept_id_2", "domain_concept"),
+    ),
+    "measurement": (
+        Polymorphic("measurement_event_id", "meas_event_field_concept_id", "field_concept"),
+    ),
+    "observation": (
+        Polymorphic("observation_event_id", "obs_event_field_concept_id", "field_concept"),
+    ),
+    "note": (Polymorphic("note_event_id", "note_event_field_concept_id", "field_concept"),),
+    "episode_event": (Polymorphic("event_id", "episode_event_field_concept_id", "field_concept"),),
+    "cost": (Polymorphic("cost_event_id", "cost_domain_id", "domain_id"),),
+}
+
+
+def polymorphic(table: str, columns: list[str]) -> list[Polymorphic]:
+    names = set(columns)
+    return [p for p in POLYMORPHIC.get(table.lower(), ()) if p.column in names and p.by in names]
+
+
+# OMOP domains whose records live in one CDM table (the domain_id of the DOMAIN table), and the
+# standard domain concept ids (as the vocabulary's DOMAIN table gives them) used when an extract
+# carries no DOMAIN table.
+DOMAIN_TABLES: dict[str, str] = {
+    "Visit": "visit_occurrence",
+    "Condition": "condition_occurrence",
+    "Drug": "drug_exposure",
+    "Procedure": "procedure_occurrence",
+    "Device": "device_exposure",
+    "Measurement": "measurement",
+    "Observation": "observation",
+    "Specimen": "specimen",
+    "Note": "note",
+    "Episode": "episode",
+    "Person": "person",
+    "Provider": "provider",
+    "Care site": "care_site",
+    "Location": "location",
+    "Cost": "cost",
+    "Payer": "payer_plan_period",
+}
+STANDARD_DOMAIN_CONCEPTS: dict[int, str] = {
+    8: "Visit",
+    19: "Condition",
+    13: "Drug",
+    10: "Procedure",
+    17: "Device",
+    21: "Measurement",
+    27: "Observation",
+    36: "Specimen",
+    32527: "Episode",
+    581456: "Cost",
+}
+
+
+def field_concept_table(name: str | None) -> str | None:
+    """The table a CDM field concept names ('visit_occurrence.visit_occurrence_id', the
+    concept_name or concept_code of a concept of vocabulary CDM, class Field), or None."""
+    if not name or "." not in name:
+        return None
+    table, _, field_name = name.strip().lower().partition(".")
+    spec = table_spec(table)
+    if spec is None or field_name not in spec.fields:
+        return None
+    return table
+
+
+# --- twin columns ------------------------------------------------------------------------------
+
+
+def twin_of(table: str, columns: list[str], name: str) -> list[str]:
+    """The columns a *_source_concept_id or *_source_value column agrees with, in order.
+
+    ``gender_source_concept_id`` -> [gender_concept_id]; ``gender_source_value`` ->
+    [gender_concept_id, gender_source_concept_id] (the value a source code had, for the
+    concept it was mapped to); CDM 5.3's ``admitting_source_value`` -> [admitting_source_concept_id].
+    Empty for a column that is not a twin (person_source_value, an identifier).
+    """
+    names = set(columns)
+    if table_spec(table) is None or field_spec(table, name) is None:
+        return []
+    if name.endswith("_source_concept_id"):
+        primary = name[: -len("_source_concept_id")] + "_concept_id"
+        return [primary] if primary in names else []
+    if name.endswith("_source_value"):
+        stem = name[: -len("_source_value")]
+        out = [c for c in (stem + "_concept_id", stem + "_source_concept_id") if c in names]
+        return out
+    return []

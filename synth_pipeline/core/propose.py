@@ -7,11 +7,11 @@ were changed by hand) and replaces only what came from the source.
 
 from __future__ import annotations
 
-from . import vocabulary
+from . import omop, vocabulary
 from .config import ColumnConfig, ReviewBlock, SourceSummary, TableConfig
 from .generators import CATALOGUE
 from .schema import TableSchema, column_role
-from .statistics import ColumnStats, TableStats, fingerprint_of
+from .statistics import ColumnStats, TableStats, ends_at_a_cut, fingerprint_of
 
 
 def source_fingerprint(schema: TableSchema, stats: TableStats) -> str:
@@ -109,15 +109,31 @@ def propose_column(
                 "required reference with no usable source values: uniform over the parent",
             )  # type: ignore[union-attr]
         return "always_null", {}, "every source value is NULL (or 0 meaning NULL)"
+    if role == "polymorphic":
+        ref = next(p for p in omop.polymorphic(schema.name, names) if p.column == name)
+        params = {"by": ref.by} | ({"person": "person_id"} if "person_id" in names else {})
+        known = ", ".join(sorted({t.table for t in cs.targets or []})) or "none known yet"
+        return (
+            "polymorphic_reference",
+            params,
+            f"an id of a row of the table {ref.by} names ({known})"
+            + (", of the same person" if "person_id" in names else ""),
+        )
     if role == "foreign_key":
         fk = schema.foreign_key(name)
         assert fk is not None
+        if fk.parent_table == schema.name and "person_id" in names:
+            return _preceding_row(schema, name, names)
         dist = "fanout" if cs.fanout else "uniform"
+        params = {"table": fk.parent_table, "distribution": dist} | _same_person(
+            schema, name, fk.parent_table, names
+        )
         return (
             "foreign_key",
-            {"table": fk.parent_table, "distribution": dist},
+            params,
             f"reference to {fk.parent_table}: drawn from its synthetic keys 1..n"
-            + (", children per parent as released" if cs.fanout else ", uniformly"),
+            + (", children per parent as released" if cs.fanout else ", uniformly")
+            + ("; a row of the same person" if "person" in params else ""),
         )
     if lt in ("date", "datetime"):
         twin = name[: -len("time")] if lt == "datetime" and name.endswith("_datetime") else None
@@ -127,7 +143,16 @@ def propose_column(
                 {"date_column": twin},
                 f"same day as {twin}, time of day as released",
             )
-        if cs.offset is not None:
+        if cs.offset is not None and omop.start_of(names, cs.offset.from_column) == name:
+            end = cs.offset.from_column  # a start drawn before an end anchored at the data's end
+            return (
+                "date_offset",
+                {"from_column": end, "before": True},
+                f"released days before {end}, which ends at the end of the data",
+            )
+        if cs.offset is not None and not ends_at_a_cut(
+            stats.columns.get(cs.offset.from_column), cs
+        ):
             start = cs.offset.from_column
             return (
                 "date_offset",
@@ -147,6 +172,25 @@ def propose_column(
                 "date_part",
                 {"date_column": "birth_datetime", "part": part},
                 f"the {part} of birth_datetime, so the two agree",
+            )
+    # a twin of a concept column agrees with it: values seen with the row's concept, or NULL
+    # (never a random string beside a real concept)
+    twins = omop.twin_of(schema.name, names, name)
+    if twins:
+        by = twins if len(twins) > 1 else twins[0]
+        if cs.conditional is not None and any(g.values for g in cs.conditional.groups):
+            return (
+                "conditional_choice",
+                {"by": by, "other": "null"},
+                f"agrees with {' and '.join(twins)}: the values each of their combinations was "
+                f"seen with at least k={k} times; NULL for the rest",
+            )
+        if col.nullable:
+            return (
+                "always_null",
+                {},
+                f"twin of {' and '.join(twins)}: no combination released, so NULL rather than "
+                "a value that could disagree with it",
             )
     if lt in ("integer", "float"):
         generator, params, why = _code(cs, k) if role == "code" else _independent_numeric(cs)
@@ -171,6 +215,64 @@ def propose_column(
         "string_pattern",
         {},
         f"free text or identifier: random {cs.pattern or 'code'}-shaped strings of released lengths",
+    )
+
+
+def _preceding_row(schema: TableSchema, name: str, names: list[str]) -> tuple[str, dict, str]:
+    """A self-reference (preceding visit, parent visit detail): the same person's earlier row."""
+    shape = omop.EVENT_SHAPES.get(schema.name)
+    order = shape.start if shape and shape.start in names else None
+    order = order or next(
+        (c.name for c in schema.columns if c.logical_type in ("date", "datetime")), None
+    )
+    if order is None:
+        return "always_null", {}, "reference to another row of this table, which has no date"
+    within = (
+        "visit_occurrence_id"
+        if "visit_occurrence_id" in names and schema.name != "visit_occurrence"
+        else None
+    )
+    params = {"person": "person_id", "order_by": order} | ({"within": within} if within else {})
+    return (
+        "preceding_row",
+        params,
+        f"the same person's previous row by {order}"
+        + (f" in the same {within}" if within else "")
+        + ", NULL for the first",
+    )
+
+
+def _same_person(schema: TableSchema, name: str, parent: str, names: list[str]) -> dict:
+    """Params tying a reference to the row's own person, where both tables have one (a
+    visit_detail_id of an event is a visit detail of the event's person and visit)."""
+    spec = omop.table_spec(parent)
+    shape = omop.EVENT_SHAPES.get(schema.name)
+    anchored = shape is not None and shape.kind == "event" and name == "visit_occurrence_id"
+    if (
+        name == "person_id"
+        or anchored  # the rules take the event's person from its visit
+        or "person_id" not in names
+        or spec is None
+        or "person_id" not in spec.fields
+    ):
+        return {}
+    within = (
+        "visit_occurrence_id"
+        if "visit_occurrence_id" in names
+        and "visit_occurrence_id" in spec.fields
+        and name != "visit_occurrence_id"
+        else None
+    )
+    parent_shape = omop.EVENT_SHAPES.get(parent)
+    during = (
+        shape.start
+        if shape is not None and shape.start in names and parent_shape and parent_shape.end
+        else None
+    )
+    return (
+        {"person": "person_id"}
+        | ({"within": within} if within else {})
+        | ({"during": during} if during else {})
     )
 
 

@@ -14,18 +14,10 @@ import numpy as np
 import polars as pl
 
 from .config import ProjectFiles, TableConfig
+from .generators.base import days
 
 NO_DEATH = np.iinfo(np.int64).max // 4
 NO_BIRTH = np.iinfo(np.int64).min // 4
-
-
-def days(series: pl.Series) -> np.ndarray:
-    """Dates or datetimes as int64 days since 1970-01-01 (nulls as the minimum int64)."""
-    if series.dtype == pl.Date:
-        out = series.cast(pl.Int64)
-    else:
-        out = (series.cast(pl.Datetime("us")).cast(pl.Int64) // 86_400_000_000).cast(pl.Int64)
-    return out.fill_null(np.iinfo(np.int64).min).to_numpy()
 
 
 @dataclass
@@ -63,6 +55,71 @@ class Visits:
     end: np.ndarray
 
 
+@dataclass
+class RowIndex:
+    """Rows of a table (dense ids 1..n) sorted by a key and, within a key, by a date."""
+
+    keys: np.ndarray  # int64, sorted
+    days: np.ndarray  # int64 days, sorted within each key (all 0 without an order)
+    ids: np.ndarray  # int64 row ids in the same order
+    ends: np.ndarray | None = None  # int64 days each row lasts until, when asked for
+
+    @classmethod
+    def build(
+        cls, frame: pl.DataFrame, key: str, order: str | None, until: str | None = None
+    ) -> RowIndex:
+        keys = frame[key].fill_null(0).cast(pl.Int64).to_numpy()
+        day = (
+            days(frame[order])
+            if order and order in frame.columns
+            else np.zeros(len(keys), dtype=np.int64)
+        )
+        ids = np.arange(1, len(keys) + 1, dtype=np.int64)
+        sort = np.lexsort((ids, day, keys))
+        keep = keys[sort] != 0
+        ends = None
+        if until and until in frame.columns:
+            last = days(frame[until])
+            ends = np.where(last == np.iinfo(np.int64).min, day, np.maximum(last, day))
+            ends = ends[sort][keep]
+        return cls(keys[sort][keep], day[sort][keep], ids[sort][keep], ends)
+
+    def _packed(self, key: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # keys are dense synthetic ids (below 2**31) and days fit 32 bits: one sorted int64
+        shift, offset = np.int64(1) << 32, np.int64(1) << 31
+        mine = self.keys * shift + (np.clip(self.days, -offset, offset - 1) + offset)
+        probe = key.astype(np.int64) * shift + (np.clip(day, -offset, offset - 1) + offset)
+        return mine, probe
+
+    def containing(self, key: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """For each (key, day), the key's latest row that starts on or before the day and lasts
+        until it (0 where none does)."""
+        if not len(self.ids) or self.ends is None:
+            return np.zeros(len(key), dtype=np.int64)
+        mine, probe = self._packed(key, day)
+        j = np.maximum(np.searchsorted(mine, probe, side="right") - 1, 0)
+        ok = (self.keys[j] == key) & (self.days[j] <= day) & (self.ends[j] >= day)
+        return np.where(ok, self.ids[j], 0)
+
+    def pick(self, key: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """For each key, one of its rows chosen by ``u`` in [0, 1) (0 where the key has none)."""
+        lo = np.searchsorted(self.keys, key, side="left")
+        hi = np.searchsorted(self.keys, key, side="right")
+        n = hi - lo
+        at = np.minimum(lo + np.floor(u * n).astype(np.int64), max(len(self.ids) - 1, 0))
+        return np.where(n > 0, self.ids[at] if len(self.ids) else 0, 0)
+
+    def before(self, key: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """For each (key, day), the id of the key's last row that starts strictly earlier
+        (0 where there is none)."""
+        if not len(self.ids):
+            return np.zeros(len(key), dtype=np.int64)
+        mine, probe = self._packed(key, day)
+        j = np.searchsorted(mine, probe, side="left") - 1
+        ok = (j >= 0) & (self.keys[np.maximum(j, 0)] == key)
+        return np.where(ok, self.ids[np.maximum(j, 0)], 0)
+
+
 class Relations:
     """Regenerates parent tables on demand for one run (seed, scale) of one project."""
 
@@ -70,13 +127,9 @@ class Relations:
 
     @classmethod
     def shared(cls, files: ProjectFiles, seed: int, scale: float) -> Relations:
-        """One instance per project, seed, scale and version of the anchor tables' files, so the
+        """One instance per project, seed, scale and version of the project's table files, so the
         tables of one process (a CLI run, the UI's run worker) regenerate each parent once."""
-        anchors = ("person", "death", "observation_period", "visit_occurrence")
-        stamp = tuple(
-            (t, files.table_file(t).stat().st_mtime_ns) if files.has_table(t) else (t, None)
-            for t in anchors
-        )
+        stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(files.folder.glob("*.yaml")))
         key = (str(files.folder.resolve()), seed, scale, stamp)
         if key not in cls._shared:
             cls._shared.clear()  # keep one: arrays of big parents are not small
@@ -89,6 +142,7 @@ class Relations:
         self._persons: Persons | None | bool = False
         self._periods: Periods | None | bool = False
         self._visits: Visits | None | bool = False
+        self._indexes: dict[tuple, RowIndex | None] = {}
         self._building: set[str] = set()
 
     def _config(self, table: str) -> TableConfig | None:
@@ -97,26 +151,50 @@ class Relations:
         cfg = self.files.load_table(table)
         return cfg if cfg.kind == "synthetic" else None
 
+    def building(self, table: str) -> bool:
+        """Whether ``table`` is being regenerated right now (its own rows are not known yet)."""
+        return table in self._building
+
     def frame(self, table: str, columns: list[str]) -> pl.DataFrame | None:
-        """The parent's synthetic rows (only ``columns``), or None if it has none in this project."""
-        if table in self._frames:
-            return self._frames[table]
+        """The parent's synthetic rows (``columns``, those it has), or None if it has none in this
+        project or is being regenerated itself."""
+        if table in self._building:
+            return None
+        cached = self._frames.get(table, False)
+        if cached is None or (cached is not False and all(c in cached.columns for c in columns)):
+            return cached  # type: ignore[return-value]
         cfg = self._config(table)
-        if cfg is None or cfg.rows == 0 or table in self._building:
+        if cfg is None or cfg.rows == 0:
             self._frames[table] = None
             return None
         from .synthesise import TableRun
 
+        wanted = list(dict.fromkeys([*(cached.columns if cached is not False else []), *columns]))
+        keep = [c for c in wanted if c in cfg.columns]
         self._building.add(table)
         try:
             run = TableRun.for_project(self.files, cfg, self.seed, self.scale, relations=self)
-            keep = [c for c in columns if c in cfg.columns]
             parts = [df.select(keep) for df in run.chunks(self.chunk_rows)]
         finally:
             self._building.discard(table)
         frame = pl.concat(parts) if parts else None
         self._frames[table] = frame
         return frame
+
+    def index(
+        self, table: str, key: str, order: str | None = None, until: str | None = None
+    ) -> RowIndex | None:
+        """The synthetic rows of ``table`` (their dense ids) by the value of ``key`` (a person or
+        visit id), in the order of ``order`` (a date) within a key, each lasting ``until``."""
+        wanted = (table, key, order, until)
+        if wanted not in self._indexes:
+            frame = self.frame(table, [c for c in (key, order, until) if c])
+            self._indexes[wanted] = (
+                RowIndex.build(frame, key, order, until)
+                if frame is not None and key in frame.columns
+                else None
+            )
+        return self._indexes[wanted]
 
     def persons(self) -> Persons | None:
         if self._persons is not False:

@@ -24,7 +24,7 @@ from .config import (
     atomic_write_text,
     dump_yaml,
 )
-from .disclosure import DisclosurePolicy
+from .disclosure import YEAR_GRID, DisclosurePolicy
 from .statistics import ColumnStats, PrivacyBudget
 
 APPROVED_DIR = ".approved"
@@ -56,6 +56,7 @@ class Rules:
     def __init__(self, policy: DisclosurePolicy, dp: PrivacyBudget | None):
         k, r = policy.k, policy.rounding
         self.k = k
+        self.policy, self.dp = policy, dp
         self.count = f"count rule: released only when at least k={k}, rounded to a multiple of {r}"
         self.noise = (
             f"; plus {dp.mechanism} noise at epsilon {dp.statistic_epsilon:g} before the k rule"
@@ -71,9 +72,24 @@ class Rules:
             f"values seen at least k={k} times (at most {policy.max_listed_values} listed), "
             f"counts rounded to {r}; rarer values folded into other"
         )
+        cuts = "cut between neighbours each held by at least k={k} rows or on the grid of "
         self.bins = (
-            f"bins merged until each holds at least k={k}, outer edges coded at the k-th value "
-            f"from each end ({band}), counts rounded to {r}"
+            f"contiguous bins of at least k={k}, {cuts.format(k=k)}{YEAR_GRID}-year multiples; "
+            f"outer edges at the cut point around the k-th value from each end ({band}); counts "
+            f"rounded to {r}"
+        )
+        self.fanout_bins = (
+            f"contiguous bins of at least k={k}, {cuts.format(k=k)}powers of two; outer edges "
+            f"at the cut point around the k-th value from each end ({band}); counts rounded to {r}"
+        )
+        self.dp_bins = (
+            f"contiguous bins merged from noisy bucket counts until each holds at least k={k}, "
+            f"outer edges at the grid point around the k-th noisy value from each end ({band}); "
+            f"counts rounded to {r}"
+        )
+        self.dp_values = (
+            f"values whose noisy count reached the listing threshold (at most "
+            f"{policy.max_listed_values} listed), counts rounded to {r}; the rest folded into other"
         )
         self.shares = f"counts per category; a category below k={k} is withheld (0), rounded to {r}"
         self.pattern = (
@@ -82,6 +98,50 @@ class Rules:
         )
         self.dp_quantiles = dp.quantiles if dp else ""
 
+    def private(self, statistic: str, column: str | None = None, col_type: str = "") -> str:
+        """Under differential privacy: how ``statistic`` of ``column`` was made private and
+        what it spent (empty when differential privacy is off)."""
+        dp, policy = self.dp, self.policy
+        if dp is None:
+            return ""
+        eps = f"epsilon {dp.statistic_epsilon:g}"
+        owner = column or "rows"
+        if statistic == "count" or statistic not in dp.plan.get(owner, []):
+            # the non-null count of a required column is the row count
+            statistic, owner = "count", "rows"
+        how = {
+            "count": f"{dp.mechanism} noise on the count",
+            "nulls": f"{dp.mechanism} noise on the null and non-null counts",
+            "months": f"{dp.mechanism} noise on each of the 12 months, present or not",
+            "hours": f"{dp.mechanism} noise on midnight and each of the 24 hours, present or not",
+            "negative": f"{dp.mechanism} noise on the count",
+            "years": f"{dp.mechanism} noise on every {YEAR_GRID}-year bucket of "
+            f"{policy.dp_years[0]}..{policy.dp_years[1]}, present or not; a bucket below "
+            f"{dp.listing_threshold} reads as empty; edges on the {YEAR_GRID}-year grid",
+            "fanout": f"{dp.mechanism} noise on every bucket 1, 2-3, 4-7, ... up to "
+            f"{policy.dp_max_children} children (sensitivity 2); a bucket below "
+            f"{dp.listing_threshold} reads as empty; edges on powers of two",
+            "quantiles": dp.quantiles,
+            "length": dp.quantiles,
+            "offset": dp.quantiles,
+        }.get(statistic)
+        if statistic == "values":
+            declared = policy.dp_range(column or "") if col_type == "integer" else None
+            domain = (
+                "true and false, present or not"
+                if col_type == "boolean"
+                else f"every integer of the declared range {declared[0]:g}..{declared[1]:g}, "
+                "present or not"
+                if declared
+                else "each value present (stability histogram)"
+            )
+            how = (
+                f"{dp.mechanism} noise on {domain}; listed only at a noisy count of at least "
+                f"{dp.listing_threshold} (so a value one row holds is listed with probability "
+                f"below delta {dp.statistic_delta:g})"
+            )
+        return f"; differential privacy: {how}, {eps} (budget: {owner}.{statistic})"
+
 
 def _short(value: object) -> str:
     if isinstance(value, list):
@@ -89,12 +149,17 @@ def _short(value: object) -> str:
     return str(value)
 
 
-def _stats_items(prefix: str, cs: ColumnStats, rules: Rules) -> list[Released]:
+def _stats_items(
+    prefix: str, cs: ColumnStats, rules: Rules, column: str | None = None, col_type: str = ""
+) -> list[Released]:
     out: list[Released] = []
-    noisy = rules.noise
-    q_rule = rules.quantiles + (
-        f" (under differential privacy: {rules.dp_quantiles})" if noisy else ""
-    )
+    dp_on = bool(rules.noise)
+
+    def private(statistic: str) -> str:
+        return rules.private(statistic, column, col_type)
+
+    noisy = private("nulls")
+    q_rule = rules.quantiles
 
     def add(field: str, value: object, rule: str) -> None:
         out.append(Released(f"{prefix}.{field}", _short(value), rule))
@@ -114,46 +179,68 @@ def _stats_items(prefix: str, cs: ColumnStats, rules: Rules) -> list[Released]:
         add("zero_as_null", cs.zero_as_null, rules.count)
     if cs.dangling is not None:
         add("dangling", cs.dangling, rules.count)
+    values_rule = rules.dp_values if dp_on else rules.values
     if cs.values:
-        add("values", [f"{v.value}: {v.count}" for v in cs.values], rules.values + noisy)
+        add("values", [f"{v.value}: {v.count}" for v in cs.values], values_rule + private("values"))
     if cs.other_count:
-        add("other_count", cs.other_count, "rows of the folded values: " + rules.count + noisy)
+        add(
+            "other_count",
+            cs.other_count,
+            "rows of the folded values: "
+            + ("the released non-null count less the listed counts" if dp_on else rules.count)
+            + private("values"),
+        )
     if cs.quantiles:
-        add("quantiles", [f"p{p.p:g}={p.value}" for p in cs.quantiles], q_rule)
+        add(
+            "quantiles",
+            [f"p{p.p:g}={p.value}" for p in cs.quantiles],
+            "quantiles" if dp_on else q_rule,
+        )
+        out[-1].rule += private("quantiles")
     if cs.years:
-        add("years", [f"{b.start}..{b.end}: {b.count}" for b in cs.years], rules.bins + noisy)
+        add(
+            "years",
+            [f"{b.start}..{b.end}: {b.count}" for b in cs.years],
+            (rules.dp_bins if dp_on else rules.bins) + private("years"),
+        )
     if cs.months:
-        add("months", cs.months, "month of year: " + rules.shares + noisy)
+        add("months", cs.months, "month of year: " + rules.shares + private("months"))
     if cs.time_of_day is not None:
         tod = cs.time_of_day
         add(
             "time_of_day.midnight_share",
             tod.midnight_share,
-            "from the released midnight and hour counts" + noisy,
+            "from the released midnight and hour counts" + private("hours"),
         )
         if tod.hours:
-            add("time_of_day.hours", tod.hours, "hour of day: " + rules.shares + noisy)
+            add("time_of_day.hours", tod.hours, "hour of day: " + rules.shares + private("hours"))
     if cs.length:
-        add("length", [f"p{p.p:g}={p.value}" for p in cs.length], "string lengths: " + q_rule)
+        add(
+            "length",
+            [f"p{p.p:g}={p.value}" for p in cs.length],
+            "string lengths" + (private("length") if dp_on else ": " + q_rule),
+        )
     if cs.pattern:
         add("pattern", cs.pattern, rules.pattern)
     if cs.offset is not None:
         add(
             "offset.quantiles",
             [f"p{p.p:g}={p.value}" for p in cs.offset.quantiles],
-            f"days after {cs.offset.from_column}: " + q_rule,
+            f"days after {cs.offset.from_column}" + (private("offset") if dp_on else ": " + q_rule),
         )
         if cs.offset.negative_share:
             add(
                 "offset.negative_share",
                 cs.offset.negative_share,
-                "rows ending before they start, from released counts" + noisy,
+                "rows ending before they start, from released counts" + private("negative"),
             )
     if cs.fanout:
         add(
             "fanout",
             [f"{b.start}..{b.end}: {b.count}" for b in cs.fanout],
-            "children per parent, parents counted: " + rules.bins + noisy,
+            "children per parent, parents counted: "
+            + (rules.dp_bins if dp_on else rules.fanout_bins)
+            + private("fanout"),
         )
     if cs.conditional is not None:
         c = cs.conditional
@@ -191,7 +278,9 @@ def released_values(cfg: TableConfig, policy: DisclosurePolicy) -> list[Released
         return out
     if cfg.source.row_count is not None:
         out.append(
-            Released("source.row_count", str(cfg.source.row_count), rules.count + rules.noise)
+            Released(
+                "source.row_count", str(cfg.source.row_count), rules.count + rules.private("count")
+            )
         )
     rows_rule = (
         "the released source row count"
@@ -214,15 +303,17 @@ def released_values(cfg: TableConfig, policy: DisclosurePolicy) -> list[Released
         out.append(
             Released(
                 "source.dp",
-                f"epsilon {dp.table_epsilon:g} of {dp.project_epsilon:g} spent over "
-                f"{dp.statistics} statistics ({dp.mechanism}, unit: {dp.unit})",
-                "differential privacy budget account; outside the guarantee: "
-                + "; ".join(dp.outside_guarantee),
+                f"epsilon {dp.table_epsilon:g} of {dp.project_epsilon:g} and delta "
+                f"{dp.table_delta or 0:g} of {dp.project_delta or 0:g} spent over "
+                f"{dp.statistics} statistics, epsilon {dp.statistic_epsilon:g} each "
+                f"({dp.mechanism}, unit: {dp.unit}); listing threshold {dp.listing_threshold}",
+                "differential privacy budget account (each item below names the statistic it "
+                "spent); outside the guarantee: " + "; ".join(dp.outside_guarantee),
             )
         )
     for name, col in cfg.columns.items():
         if col.stats:
-            out.extend(_stats_items(f"columns.{name}.stats", col.stats, rules))
+            out.extend(_stats_items(f"columns.{name}.stats", col.stats, rules, name, col.type))
     return out
 
 
@@ -275,7 +366,11 @@ def review_text(files: ProjectFiles, table: str, width: int = 100) -> str:
         f"review: {status}",
         f"rules: k={policy.k}, rounding {policy.rounding}, ranges coded to "
         f"p{policy.low_percentile:g}..p{policy.high_percentile:g}, differential privacy "
-        + (f"epsilon {policy.epsilon:g}" if policy.epsilon is not None else "off"),
+        + (
+            f"epsilon {policy.epsilon:g}, delta {policy.delta:g}"
+            if policy.epsilon is not None
+            else "off"
+        ),
         "",
         "values taken from the source, and the rule that let each out:",
     ]

@@ -15,7 +15,8 @@ import polars as pl
 
 from .config import TableConfig
 from .generators.base import WINDOW_END
-from .omop import EVENT_SHAPES
+from .generators.temporal import days_in_window, range_days
+from .omop import EVENT_SHAPES, PARTS_OF_VISITS, date_pairs
 from .relations import NO_BIRTH, NO_DEATH, Relations, days
 
 
@@ -63,7 +64,7 @@ def place_anchors(
     person_s = done["person_id"]
     pid = person_s.fill_null(0).to_numpy().astype(np.int64)
     has_person = (pid >= 1) & (pid <= n_person)
-    start = days(done[shape.start])
+    start = drawn = days(done[shape.start])
     has_start = start != np.iinfo(np.int64).min
     n = len(pid)
     lo = np.full(n, NO_BIRTH, dtype=np.int64)
@@ -98,13 +99,26 @@ def place_anchors(
             pid[without] = candidates[rng.integers(0, len(candidates), size=int(without.sum()))]
         p = pid[others] - 1
         pick = periods.first[p] + np.floor(rng.random(len(p)) * periods.count[p]).astype(np.int64)
+        own = periods.containing(pid[others], start[others])  # a period of its own person first
+        pick = np.where(has_start[others] & (own >= 0), own, pick)
         lo[others], hi[others] = periods.start[pick], periods.end[pick]
         end_hi[others] = periods.end[pick]
+        # the dates outside their person's periods are dealt out again among those rows, earliest
+        # date to the earliest period, so the dates keep their distribution and the persons
+        # their rows (giving the rows to persons observed then instead would bring the dates
+        # back closer still, but lose the released children per person); what still falls
+        # outside is redrawn from the column's years inside the window
+        away = np.flatnonzero(others)[has_start[others] & (own < 0)]
+        if len(away) > 1:
+            start = start.copy()
+            start[away[np.argsort(lo[away], kind="stable")]] = np.sort(start[away])
         if via_visit.any():
             idx = periods.containing(pid[via_visit], lo[via_visit])
             end_hi[via_visit] = np.where(idx >= 0, periods.end[np.maximum(idx, 0)], hi[via_visit])
     elif via_visit.any():
         end_hi[via_visit] = NO_DEATH
+    if cfg.table in PARTS_OF_VISITS and via_visit.any():  # a visit detail ends within its visit
+        end_hi[via_visit] = np.minimum(end_hi[via_visit], hi[via_visit])
 
     if rules.within_lifetime:
         q = np.clip(pid - 1, 0, n_person - 1)
@@ -121,14 +135,19 @@ def place_anchors(
     outside = has_start & ((start < lo) | (start > hi))
     redraw = outside & bounded
     new_start = start.copy()
-    new_start[redraw] = lo[redraw] + np.floor(
-        rng.random(int(redraw.sum())) * (hi[redraw] - lo[redraw] + 1)
-    ).astype(np.int64)
+    new_start[redraw] = days_in_window(
+        cfg.columns[shape.start].stats, lo[redraw], hi[redraw], rng.random(int(redraw.sum()))
+    )
     only_lo = outside & ~bounded
     new_start[only_lo] = np.clip(start[only_lo], lo[only_lo], hi[only_lo])
+    bounds = range_days(cfg.columns[shape.start].stats)
+    if bounds is not None:  # inside the start column's coded range too, where the window allows
+        inside_lo, inside_hi = np.maximum(lo, bounds[0]), np.minimum(hi, bounds[1])
+        fits = has_start & (inside_lo <= inside_hi)
+        new_start[fits] = np.clip(new_start[fits], inside_lo[fits], inside_hi[fits])
 
     changed = set()
-    if (new_start != start).any():
+    if (new_start != drawn).any():
         moved = _dates(np.where(has_start, new_start, 0), done[shape.start])
         done[shape.start] = (
             pl.select(pl.when(pl.lit(pl.Series(has_start))).then(moved).otherwise(None))
@@ -148,6 +167,23 @@ def place_anchors(
         done[WINDOW_END + shape.start] = _dates(
             np.clip(end_hi, -(10**6), 10**6), done[shape.start].cast(pl.Date)
         )
+    end_col = cfg.columns.get(shape.end) if shape.end else None
+    if end_col is not None and shape.end in done and end_col.generator != "date_offset":
+        # an end not drawn from the start (one anchored at the data's end): between start and limit
+        end = days(done[shape.end])
+        has_end = end != np.iinfo(np.int64).min
+        fixed = np.clip(end, np.where(has_start, new_start, end), end_hi)
+        if has_end.any() and (fixed[has_end] != end[has_end]).any():
+            done[shape.end] = (
+                pl.select(
+                    pl.when(pl.lit(pl.Series(has_end)))
+                    .then(_dates(np.where(has_end, fixed, 0), done[shape.end]))
+                    .otherwise(None)
+                )
+                .to_series()
+                .alias(shape.end)
+            )
+            changed.add(shape.end)
     return changed
 
 
@@ -185,6 +221,56 @@ def align_twins(cfg: TableConfig, done: dict[str, pl.Series]) -> None:
                     .to_series()
                     .alias(name)
                 )
+
+
+def order_pairs(cfg: TableConfig, done: dict[str, pl.Series], rng: np.random.Generator) -> None:
+    """Every end on or after its start, whatever generated the two (the CDM's start/end pairs:
+    dates first, then same-day datetimes, whose end time is drawn after the start time)."""
+    if not cfg.rules.end_after_start:
+        return
+    pairs = [(a, b) for a, b in date_pairs(cfg.table, list(cfg.columns)) if a in done and b in done]
+    for start, end in pairs:
+        s, e = done[start], done[end]
+        if s.dtype != pl.Date or e.dtype != pl.Date:
+            continue
+        fixed = pl.select(
+            pl.when(e.is_not_null() & s.is_not_null() & (e < s)).then(s).otherwise(e)
+        ).to_series()
+        if (fixed != e).any():
+            done[end] = fixed.alias(end)
+            twin = end + "time"  # its *_datetime keeps its time of day on the new date
+            if twin in done and isinstance(done[twin].dtype, pl.Datetime):
+                dt = done[twin]
+                moved = fixed.cast(pl.Datetime("us")) + (dt - dt.dt.truncate("1d"))
+                done[twin] = (
+                    pl.select(pl.when(dt.is_null()).then(None).otherwise(moved))
+                    .to_series()
+                    .alias(twin)
+                )
+    for start, end in pairs:
+        s, e = done[start], done[end]
+        if not (isinstance(s.dtype, pl.Datetime) and isinstance(e.dtype, pl.Datetime)):
+            continue
+        before = (e < s).fill_null(False).to_numpy()
+        if not before.any():
+            continue
+        # same day (an end on an earlier day was moved with its date above): a time after it
+        start_us = s.cast(pl.Int64).to_numpy()
+        day_end = (start_us // 86_400_000_000 + 1) * 86_400_000_000 - 1_000_000
+        room = np.maximum(day_end - start_us, 0)
+        later = (
+            start_us + (np.floor(rng.random(len(start_us)) * (room // 1_000_000 + 1))) * 1_000_000
+        )
+        values = np.where(before, later, e.cast(pl.Int64).fill_null(0).to_numpy())
+        done[end] = (
+            pl.select(
+                pl.when(e.is_null())
+                .then(None)
+                .otherwise(pl.Series(values.astype(np.int64)).cast(pl.Datetime("us")))
+            )
+            .to_series()
+            .alias(end)
+        )
 
 
 def count_violations(

@@ -245,7 +245,7 @@ def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSc
     )
 
 
-ColumnRole = Literal["primary_key", "foreign_key", "code", "value"]
+ColumnRole = Literal["primary_key", "foreign_key", "polymorphic", "code", "value"]
 
 
 def column_role(table: TableSchema, column: str) -> ColumnRole:
@@ -253,6 +253,8 @@ def column_role(table: TableSchema, column: str) -> ColumnRole:
 
     primary_key  the table's single-column key: regenerated as 1..n, never summarised
     foreign_key  a reference to a patient-level table (person, visit...): ids never listed
+    polymorphic  an id into the table another column of the row names (fact_relationship's
+                 fact_id_1 by domain_concept_id_1, measurement_event_id ...): never listed
     code         a reference to public vocabulary (concept ids, domain ids): values listed
     value        everything else
     """
@@ -267,4 +269,8 @@ def column_role(table: TableSchema, column: str) -> ColumnRole:
         return "code" if table_kind(fk.parent_table) == "vocabulary" else "foreign_key"
     if column.lower().endswith("_concept_id"):
         return "code"
+    if any(
+        p.column == column for p in omop.polymorphic(table.name, [c.name for c in table.columns])
+    ):
+        return "polymorphic"
     return "value"

@@ -61,3 +61,21 @@ class SqlExpressions:
         return (
             f"CAST(julianday(SUBSTR({end}, 1, 10)) - julianday(SUBSTR({start}, 1, 10)) AS INTEGER)"
         )
+
+    def day_number(self, col: str, text: bool) -> str:
+        """Days from 1970-01-01 to the date part of a date or datetime column (an integer)."""
+        if self.pg and not text:
+            return f"(CAST({col} AS DATE) - DATE '1970-01-01')"
+        if self.pg:
+            return f"(CAST(SUBSTR({col}, 1, 10) AS DATE) - DATE '1970-01-01')"
+        return f"CAST(julianday(SUBSTR({col}, 1, 10)) - 2440587.5 AS INTEGER)"
+
+    def json_row(self, columns: list[str]) -> str:
+        """The row's values of ``columns`` as one JSON array text (numbers stay numbers), or
+        NULL where the first is NULL: one grouping key for a combination of columns."""
+        from .database import quote
+
+        cols = ", ".join(quote(self.engine, c) for c in columns)
+        first = quote(self.engine, columns[0])
+        array = f"CAST(json_build_array({cols}) AS TEXT)" if self.pg else f"json_array({cols})"
+        return f"CASE WHEN {first} IS NOT NULL THEN {array} END"

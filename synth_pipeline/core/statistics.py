@@ -55,11 +55,14 @@ class DateOffset(BaseModel):
 
 
 class GroupStats(BaseModel):
-    """Statistics of a column within one group of rows (rows sharing a value of another column)."""
+    """Statistics of a column within one group of rows (rows sharing a value of another column,
+    or a combination of values of several)."""
 
     model_config = ConfigDict(extra="forbid")
-    value: Scalar | None = Field(
-        None, description="The group's value; None for the pooled small groups."
+    value: Scalar | list[Scalar | None] | None = Field(
+        None,
+        description="The group's value (a list of values when grouped by several columns); "
+        "None for the pooled small groups.",
     )
     count: int = Field(ge=0, description="Released count of the group's rows.")
     null_fraction: float = Field(0.0, ge=0, le=1)
@@ -72,9 +75,30 @@ class ConditionalStats(BaseModel):
     """A column summarised per value of another column (opt-in, see project.yaml `conditional`)."""
 
     model_config = ConfigDict(extra="forbid")
-    by: str
+    by: str | list[str]
     groups: list[GroupStats]
+
+    @property
+    def by_columns(self) -> list[str]:
+        return [self.by] if isinstance(self.by, str) else list(self.by)
+
     other: GroupStats | None = Field(None, description="Groups too small to release, pooled.")
+
+
+class DateRange(BaseModel):
+    """The coded range of a date column: no generated date lies outside it."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: str = Field(description="ISO date: the mean of the k dates around the low percentile.")
+    high: str = Field(description="ISO date: the mean of the k dates around the high percentile.")
+
+
+class Target(BaseModel):
+    """Where an id of a polymorphic reference points, for one value of the column naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: Scalar = Field(description="A domain concept, field concept or domain id.")
+    table: str = Field(description="The CDM table whose rows ids with that value point to.")
 
 
 class ColumnStats(BaseModel):
@@ -97,6 +121,14 @@ class ColumnStats(BaseModel):
     length: list[QuantilePoint] | None = None
     pattern: str | None = None
     offset: DateOffset | None = None
+    range: DateRange | None = Field(
+        None, description="Dates: the coded range (p_low..p_high as k-value means)."
+    )
+    targets: list[Target] | None = Field(
+        None,
+        description="Polymorphic references: the table each released value of the naming "
+        "column points to (from the extract's DOMAIN and CONCEPT tables).",
+    )
     fanout: list[Bin] | None = Field(
         None, description="Children per referenced parent (foreign keys), parents counted."
     )
@@ -119,10 +151,24 @@ class PrivacyBudget(BaseModel):
         "with several rows is protected at epsilon times their row count.",
     )
     project_epsilon: float = Field(description="project.yaml disclosure.epsilon.")
+    project_delta: float | None = Field(None, description="project.yaml disclosure.delta.")
     tables_sharing: int = Field(description="Patient-level tables of the source sharing it.")
     table_epsilon: float = Field(description="This table's equal share.")
-    statistics: int = Field(description="Counts and histograms of this table that get noise.")
+    table_delta: float | None = Field(None, description="This table's equal share of delta.")
+    statistics: int = Field(description="Statistics of this table that spend the budget.")
     statistic_epsilon: float = Field(description="Each one's equal share of table_epsilon.")
+    statistic_delta: float | None = Field(
+        None, description="Each one's equal share of table_delta (spent by listings only)."
+    )
+    listing_threshold: int | None = Field(
+        None,
+        description="A value is listed only when its noisy count reaches this: the stability "
+        "threshold for statistic_epsilon and statistic_delta (at least k).",
+    )
+    plan: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per column (and 'rows'), the statistics that spend statistic_epsilon each.",
+    )
     spent: dict[str, float] = Field(
         description="Epsilon spent per column (and 'rows' for the row count); sums to table_epsilon."
     )
@@ -152,3 +198,21 @@ def fingerprint_of(data: Any) -> str:
     """A stable sha256 of JSON-able data (key order and whitespace do not matter)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def ends_at_a_cut(start: ColumnStats | None, end: ColumnStats) -> bool:
+    """Whether an end date is anchored at the end of the data rather than at its start: at
+    least half its dates lie in the data's last three years, at least twice the share of its
+    start's (observation periods that run to the extract's date, while they start at any time).
+    Such an end is drawn from its own bins, and its start before it."""
+
+    def late_share(stats: ColumnStats | None, first_year: int) -> float:
+        bins = (stats.years or []) if stats else []
+        total = sum(b.count for b in bins)
+        return sum(b.count for b in bins if b.end >= first_year) / total if total else 0.0
+
+    if not end.years or end.offset is None:
+        return False
+    cut = end.years[-1].end - 2
+    share = late_share(end, cut)
+    return share >= 0.5 and share >= 2 * late_share(start, cut)

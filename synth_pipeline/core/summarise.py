@@ -28,6 +28,8 @@ the connection. Raw aggregates stay inside :func:`summarise_table`; what it retu
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,37 +41,31 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
+from . import dp, omop
 from .database import is_postgres, qualified, quote
 from .dp import Noise
-from .schema import ColumnSchema, TableSchema, column_role, identifier_findings
+from .schema import ColumnSchema, TableSchema, column_role, identifier_findings, list_tables
 from .sqlexpr import SqlExpressions
 from .statistics import (
     Bin,
     ColumnStats,
     ConditionalStats,
     DateOffset,
+    DateRange,
     GroupStats,
     QuantilePoint,
     TableStats,
+    Target,
     TimeOfDay,
     ValueCount,
+    ends_at_a_cut,
 )
-
-# Twin columns: an end column summarised as an offset from its start column.
-_END_SUFFIXES = (("_end_date", "_start_date"), ("_end_datetime", "_start_datetime"))
 
 
 def offset_source_column(columns: Sequence[str], name: str) -> str | None:
-    """The start column an end column is measured from (``visit_end_date`` -> ``visit_start_date``)."""
-    names = set(columns)
-    for end, start in _END_SUFFIXES:
-        if name.endswith(end):
-            candidate = name[: -len(end)] + start
-            if candidate in names:
-                return candidate
-    if name == "verbatim_end_date" and "drug_exposure_start_date" in names:
-        return "drug_exposure_start_date"
-    return None
+    """The start column an end column is measured from (``visit_end_date`` ->
+    ``visit_start_date``, ``procedure_end_date`` -> ``procedure_date``): the CDM's pairs."""
+    return omop.start_of(list(columns), name)
 
 
 def _py(value: Any) -> Any:
@@ -119,6 +115,11 @@ def summarise_table(
         and by in {x.name for x in table.columns}
         and c != by
     }
+    # twin columns (*_source_concept_id, *_source_value beside *_concept_id) are summarised per
+    # combination of the columns they agree with, so they can be generated consistently
+    names = [c.name for c in table.columns]
+    twins = {c: omop.twin_of(table.name, names, c) for c in names}
+    twins = {c: by for c, by in twins.items() if by}
     kind = table.kind
     if kind == "vocabulary":
         # Reference data: nothing about patients to summarise. An extract may carry only the
@@ -165,8 +166,25 @@ def summarise_table(
             # the grouped pass hashes every grouped expression at once; let it do so in memory
             conn.execute(sa.text("SET LOCAL work_mem = '1GB'"))  # a ceiling, not an allocation
         scan = _first_scan(conn, sql, tbl, table)
+        blanks = {c.name: int(scan.get(f"e:{c.name}") or 0) for c in table.columns}
+        if any(blanks.values()):
+            # an extract loaded from CSV keeps '' for NULL in numbers and dates: read them so
+            tbl = _blanks_as_null(engine, tbl, table)
+            scan = _first_scan(conn, sql, tbl, table)
+            findings += [
+                f"{name}: {rel(n)} empty strings where a {table.column(name).logical_type} "
+                "belongs; treated as NULL"
+                for name, n in blanks.items()
+                if n
+            ]
         total = int(scan["__rows"])
         plan = _plan(conn, sql, schema, tbl, table, scan, policy, noise, sample_rows)
+        if noise is None:  # every combination a twin was seen with, in the same grouped pass
+            plan.exact += [
+                _Grouping(f"twin:{c}", sql.json_row([*by, c]), rows="all")
+                for c, by in twins.items()
+                if int(scan[f"n:{by[0]}"])
+            ]
         exact = _grouped_pass(conn, tbl, plan.exact, policy)
         if plan.sample_note:
             findings.append(plan.sample_note)
@@ -275,7 +293,21 @@ def summarise_table(
                     rel,
                     noise,
                 )
-            elif col.logical_type in ("date", "datetime"):
+            elif role == "polymorphic":
+                cs.distinct, cs.listed = None, False
+                col_notes.append(
+                    "ids never listed: generated from the synthetic keys of the table its "
+                    "naming column points to"
+                )
+            elif col.logical_type in ("date", "datetime") or col.name in plan.date_numbers:
+                if col.name in plan.date_numbers:
+                    unit = plan.date_numbers[col.name]
+                    findings.append(
+                        f"{col.name}: {col.logical_type} values that look like dates ({unit} since "
+                        "1970, between 1900 and 2100): summarised as dates, in year bins and "
+                        "months, never as numbers"
+                    )
+                    cs.distinct = None
                 _summarise_dates(exact, table, col, scan, policy, cs, col_notes, findings, noise)
             else:
                 ranked = plan.ranked.get(f"v:{col.name}")
@@ -294,8 +326,19 @@ def summarise_table(
                     cs,
                     col_notes,
                     noise,
+                    exact.get(f"dpq:{col.name}"),
+                    exact.get(f"dplen:{col.name}"),
                 )
-                if col.name in conditional and col.logical_type in ("integer", "float"):
+                if col.name in twins and noise is not None:
+                    col_notes.append(
+                        f"per-{'/'.join(twins[col.name])} values withheld under differential "
+                        "privacy"
+                    )
+                elif col.name in twins:
+                    cs.conditional = _twin_groups(
+                        exact[f"twin:{col.name}"], twins[col.name], policy, col_notes
+                    )
+                elif col.name in conditional and col.logical_type in ("integer", "float"):
                     if noise is not None:
                         col_notes.append(
                             f"per-{conditional[col.name]} statistics withheld under differential privacy"
@@ -307,6 +350,12 @@ def summarise_table(
             stats[col.name] = cs
             notes[col.name] = col_notes
 
+        for start, end in omop.date_pairs(table.name, [c.name for c in table.columns]):
+            _offset_before_end(stats, start, end, notes.setdefault(start, []))
+        for ref in omop.polymorphic(table.name, [c.name for c in table.columns]):
+            if ref.column in stats and ref.by in stats:
+                _polymorphic_targets(conn, schema, ref, stats[ref.by], stats[ref.column], findings)
+
     return TableStats(
         table=table.name,
         kind=kind,
@@ -317,6 +366,69 @@ def summarise_table(
         policy=policy,
         dp=noise.budget if noise is not None else None,
     )
+
+
+def _polymorphic_targets(
+    conn: Connection,
+    schema: str | None,
+    ref: omop.Polymorphic,
+    by: ColumnStats,
+    cs: ColumnStats,
+    findings: list[str],
+) -> None:
+    """The table each released value of ``ref.by`` names, from the extract's DOMAIN table (domain
+    concepts), CONCEPT table (CDM field concepts, named '<table>.<field>') or the OMOP domains.
+
+    Only values already released (seen at least k times) are looked up; what they point to is
+    public vocabulary."""
+    values = [v.value for v in by.values or [] if v.value not in (0, None, "")]
+    if not values or cs.non_null == 0:
+        return
+    names = list_tables(conn.engine, schema)
+    found: dict[Any, str] = {}
+    if ref.kind == "domain_id":
+        found = {v: omop.DOMAIN_TABLES[v] for v in values if v in omop.DOMAIN_TABLES}
+    elif ref.kind == "domain_concept":
+        domains = dict(omop.STANDARD_DOMAIN_CONCEPTS)
+        if "domain" in names:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT {quote(conn.engine, 'domain_concept_id')}, "
+                    f"{quote(conn.engine, 'domain_id')} FROM "
+                    f"{qualified(conn.engine, schema, names['domain'])}"
+                )
+            ).all()
+            domains.update({_py(c): str(d) for c, d in rows if c is not None and d})
+        found = {
+            v: omop.DOMAIN_TABLES[domains[v]]
+            for v in values
+            if v in domains and domains[v] in omop.DOMAIN_TABLES
+        }
+    elif ref.kind == "field_concept" and "concept" in names:
+        ids = [v for v in values if isinstance(v, int)]
+        if ids:
+            params = {f"c{i}": v for i, v in enumerate(ids)}
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT {quote(conn.engine, 'concept_id')}, {quote(conn.engine, 'concept_name')}, "
+                    f"{quote(conn.engine, 'concept_code')} FROM "
+                    f"{qualified(conn.engine, schema, names['concept'])} WHERE "
+                    f"{quote(conn.engine, 'concept_id')} IN ({', '.join(':' + k for k in params)})"
+                ),
+                params,
+            ).all()
+            for cid, name, code in rows:
+                target = omop.field_concept_table(name) or omop.field_concept_table(code)
+                if target:
+                    found[_py(cid)] = target
+    cs.targets = [Target(value=v, table=found[v]) for v in values if v in found] or None
+    unknown = [str(v) for v in values if v not in found]
+    if unknown:
+        findings.append(
+            f"{ref.column}: the table {ref.by} {', '.join(unknown)} names is not known "
+            "(no DOMAIN or CDM field concept row in the extract): those ids are left NULL; "
+            f"name the table under params.targets of {ref.column} to generate them"
+        )
 
 
 def _first_scan(
@@ -336,6 +448,10 @@ def _first_scan(
         if role == "primary_key" and table.primary_key_source != "declared":
             parts.append(f"COUNT(DISTINCT {q})")  # a declared key cannot repeat: no sort
             labels.append(f"d:{col.name}")
+        if not sql.pg and col.logical_type != "string":
+            # SQLite keeps whatever was loaded: '' where a CSV meant NULL
+            parts.append(f"SUM(CASE WHEN {q} = '' THEN 1 ELSE 0 END)")
+            labels.append(f"e:{col.name}")
         if col.logical_type == "integer" and role == "foreign_key":
             parts.append(f"SUM(CASE WHEN {q} = 0 THEN 1 ELSE 0 END)")
             labels.append(f"z:{col.name}")
@@ -351,6 +467,18 @@ def _first_scan(
             labels.append(f"p:{col.name}")
     row = conn.execute(sa.text(f"SELECT {', '.join(parts)} FROM {tbl}")).one()
     return dict(zip(labels, row, strict=True))
+
+
+def _blanks_as_null(engine: Engine, tbl: str, table: TableSchema) -> str:
+    """SQLite: the table as a FROM clause in which '' reads as NULL in every column that is not
+    a string (rowid kept, for the every-n-th-row sample)."""
+    cols = ", ".join(
+        f"NULLIF({quote(engine, c.name)}, '') AS {quote(engine, c.name)}"
+        if c.logical_type != "string"
+        else quote(engine, c.name)
+        for c in table.columns
+    )
+    return f"(SELECT rowid AS rowid, {cols} FROM {tbl}) AS blanks_as_null"
 
 
 # --- the grouped pass -------------------------------------------------------------------------
@@ -532,6 +660,7 @@ class _Plan:
     sampled: bool = False  # ranked in a sample rather than the whole table
     parent_missing: dict[str, str] = field(default_factory=dict)
     sample_note: str | None = None
+    date_numbers: dict[str, str] = field(default_factory=dict)  # column -> "days"/"seconds"
 
 
 def _windows_at(n: int, grid: list[float], k: int) -> dict[float, tuple[int, int]]:
@@ -542,6 +671,16 @@ def _windows_at(n: int, grid: list[float], k: int) -> dict[float, tuple[int, int
 def _windows(n: int, policy: dc.DisclosurePolicy) -> list[tuple[int, int]]:
     """The rank windows a column of ``n`` values needs, to ask the database for beforehand."""
     return sorted(set(_windows_at(n, dc.quantile_grid(n, policy), policy.k).values()))
+
+
+def _range_grid(n: int, policy: dc.DisclosurePolicy) -> list[float]:
+    """The two ends of the quantile grid: where a coded range is bottom- and top-coded."""
+    grid = dc.quantile_grid(n, policy)
+    return [grid[0], grid[-1]] if len(grid) > 1 else []
+
+
+def _range_windows(n: int, policy: dc.DisclosurePolicy) -> list[tuple[int, int]]:
+    return sorted(set(_windows_at(n, _range_grid(n, policy), policy.k).values()))
 
 
 def _ranks_in(windows) -> list[int]:
@@ -562,8 +701,14 @@ def _plan(
     engine = conn.engine
     total = int(scan["__rows"])
     names = [c.name for c in table.columns]
-    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    quantiles_allowed = noise is None  # exact windows; under differential privacy see below
+    dp_quantiles = noise is not None and policy.dp_quantiles == "dp"
     plan = _Plan(exact=[])
+
+    def dp_grouping(key: str, expr: str, col: ColumnSchema, what: str) -> _Grouping:
+        """Under differential privacy: rows per quantile candidate bucket (see :mod:`.dp`)."""
+        candidates = _dp_candidates(col, what, policy)
+        return _Grouping(key, dp.bucket_sql(expr, candidates, sql.pg), rows="all")
 
     def value_grouping(col: ColumnSchema, role: str) -> _Grouping:
         q = quote(engine, col.name)
@@ -634,13 +779,20 @@ def _plan(
                 )
                 + f"; quantiles from a sample of about {frame.rows:,} rows ({frame.method})"
             )
+    if noise is None:  # under differential privacy numbers stay numbers (see _date_numbers)
+        plan.date_numbers = _date_numbers(conn, tbl, table, scan)
     for col in table.columns:
         role = column_role(table, col.name)
         non_null = int(scan[f"n:{col.name}"])
-        if role == "primary_key" or non_null == 0:
+        if role in ("primary_key", "polymorphic") or non_null == 0:
             continue
         q = quote(engine, col.name)
         lt = col.logical_type
+        if col.name in plan.date_numbers:
+            as_date = _number_as_date(sql, q, plan.date_numbers[col.name])
+            plan.exact.append(_Grouping(f"year:{col.name}", sql.year(as_date, not sql.pg), "all"))
+            plan.exact.append(_Grouping(f"month:{col.name}", sql.month(as_date, not sql.pg), "all"))
+            continue
         if role == "foreign_key":
             plan.exact.append(
                 _reference_grouping(engine, sql, schema, table, col, plan.parent_missing)
@@ -648,15 +800,23 @@ def _plan(
             continue
         if col.name not in plan.high_cardinality:
             plan.exact.append(value_grouping(col, role))
+        if dp_quantiles and role != "code" and lt in ("integer", "float"):
+            plan.exact.append(dp_grouping(f"dpq:{col.name}", q, col, "values"))
         if lt == "string" and role != "code":
             g = _Grouping(key=f"len:{col.name}", expr=sql.length(q))
             if quantiles_allowed:
                 g.windows = _windows(non_null, policy)
             plan.exact.append(g)
+            if dp_quantiles:
+                plan.exact.append(dp_grouping(f"dplen:{col.name}", sql.length(q), col, "length"))
         if lt in ("date", "datetime"):
             text = _is_text_stored(col)
             plan.exact.append(_Grouping(f"year:{col.name}", sql.year(q, text), rows="all"))
             plan.exact.append(_Grouping(f"month:{col.name}", sql.month(q, text), rows="all"))
+            if quantiles_allowed:  # the coded range: k-value means at the two ends
+                g = _Grouping(f"day:{col.name}", sql.day_number(q, text), rows="all")
+                g.windows = _range_windows(non_null, policy)
+                plan.exact.append(g)
             if lt == "datetime":
                 hour = (
                     f"CASE WHEN {q} IS NULL THEN NULL WHEN {sql.is_midnight(q, text)} THEN -1 "
@@ -675,7 +835,76 @@ def _plan(
                 if quantiles_allowed:
                     g.windows = _windows(int(scan[f"p:{col.name}"] or 0), policy)
                 plan.exact.append(g)
+                if dp_quantiles:
+                    plan.exact.append(dp_grouping(f"dpoff:{col.name}", g.expr, col, "offset"))
     return plan
+
+
+# Numbers that carry dates: day or second counts since 1970 between these dates.
+_DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _date_named(table: TableSchema, col: ColumnSchema) -> bool:
+    """A column the OMOP specification or its name says holds dates."""
+    spec = omop.field_spec(table.name, col.name)
+    if spec is not None and spec.logical_type in ("date", "datetime"):
+        return True
+    return col.name.lower().endswith(("_date", "_datetime"))
+
+
+def _date_numbers(
+    conn: Connection, tbl: str, table: TableSchema, scan: dict[str, Any]
+) -> dict[str, str]:
+    """Number columns that carry dates: named as dates (by the OMOP specification or a _date
+    suffix) and holding only day counts ("days") or second counts ("seconds") since 1970 that
+    fall between 1900 and 2100. They are summarised as dates (year bins and months), never as
+    numbers, whose quantiles would be single rows' dates."""
+    candidates = [
+        c
+        for c in table.columns
+        if c.logical_type in ("integer", "float")
+        and column_role(table, c.name) == "value"
+        and int(scan[f"n:{c.name}"])
+        and _date_named(table, c)
+    ]
+    if not candidates:
+        return {}
+    parts = ", ".join(
+        f"MIN({quote(conn.engine, c.name)}), MAX({quote(conn.engine, c.name)})" for c in candidates
+    )
+    row = conn.execute(sa.text(f"SELECT {parts} FROM {tbl}")).one()
+    low_day, high_day = ((d - _EPOCH).days for d in _DATE_RANGE)
+    out = {}
+    for i, c in enumerate(candidates):
+        low, high = _number(row[2 * i]), _number(row[2 * i + 1])
+        if low is None or high is None:
+            continue
+        if low_day <= low and high <= high_day:
+            out[c.name] = "days"
+        elif low_day * 86400 <= low and high <= (high_day + 1) * 86400 and high > high_day:
+            out[c.name] = "seconds"
+    return out
+
+
+def _number_as_date(sql: SqlExpressions, q: str, unit: str) -> str:
+    """SQL turning day or second counts since 1970 into a date (ISO text on SQLite)."""
+    if sql.pg:
+        if unit == "days":
+            return f"(DATE '1970-01-01' + CAST(FLOOR({q}) AS INTEGER))"
+        return f"CAST(to_timestamp({q}) AT TIME ZONE 'UTC' AS DATE)"
+    seconds = f"{q} * 86400" if unit == "days" else q
+    return f"date({seconds}, 'unixepoch')"
+
+
+def _dp_candidates(col: ColumnSchema, what: str, policy: dc.DisclosurePolicy) -> list[float]:
+    """The quantile candidates of a column's values, string lengths or days after its start
+    column, under differential privacy: from the schema and the policy alone."""
+    if what == "length":
+        return dp.quantile_candidates(True, None, (0.0, float(col.max_length or 1_000_000)))
+    if what == "offset":
+        return dp.quantile_candidates(True, None, dp.DAY_BOUNDS)
+    return dp.quantile_candidates(col.logical_type == "integer", policy.dp_range(col.name))
 
 
 def _high_cardinality_pass(
@@ -805,19 +1034,28 @@ def _released_quantiles(
     policy: dc.DisclosurePolicy,
     integer: bool,
     values_at: Callable[[list[int]], dict[int, Any]],
+    frequencies: list[tuple[Any, int]] | None = None,
 ) -> list[QuantilePoint]:
     """Released quantiles: at each probability of the grid, the mean of the k values around its
-    nearest rank (:func:`.disclosure.quantile_window`), so no point is one record's value."""
+    nearest rank (:func:`.disclosure.quantile_window`), so no point is a value fewer than k
+    rows hold. ``frequencies``: the column's (value, count) pairs, when the pass brought them
+    back (a mean on a value k rows hold may then stay)."""
     if not grid or n <= 0:
         return []
     windows = _windows_at(n, grid, policy.k)
     wanted = _ranks_in(windows.values())
     by_rank = {r: _number(v) for r, v in values_at(wanted).items()}
+    held: dict[float, int] = {}
+    for v, c in frequencies or []:
+        x = _number(v)
+        if x is not None:
+            held[x] = held.get(x, 0) + int(c)
     points = []
     for p, (a, b) in windows.items():
         values = [by_rank.get(r) for r in range(a, b + 1)]
         if all(v is not None for v in values):
-            points.append(QuantilePoint(p=p, value=dc.window_mean(values, integer)))  # type: ignore[arg-type]
+            value = dc.window_mean(values, integer, lambda x: held.get(x, 0) >= policy.k)  # type: ignore[arg-type]
+            points.append(QuantilePoint(p=p, value=value))
     return _thin(points)
 
 
@@ -903,9 +1141,11 @@ def _summarise_values(
     cs: ColumnStats,
     notes: list[str],
     noise: Noise | None = None,
+    dp_values: _Frequencies | None = None,
+    dp_lengths: _Frequencies | None = None,
 ) -> None:
     lt = col.logical_type
-    quantiles_allowed = noise is None or policy.dp_quantiles == "not_noised"
+    quantiles_allowed = noise is None
     high = distinct is None  # more distinct values in a sample than may ever be listed
     sampled = sampled and ranked is not None
 
@@ -928,10 +1168,21 @@ def _summarise_values(
 
     if listable:
         assert values is not None and values.rows is not None, col.name
-        pairs = list(values.rows)
-        if noise is not None:
-            pairs = noise.pairs(f"{col.name}:values", pairs)
-        released = dc.fold_frequencies(pairs, non_null, policy)
+        # a value of another type (text in a number column of a dirty extract) is never listed:
+        # its rows count as other values
+        pairs = [(v, n) for v, n in values.rows if _fits_type(v, lt)]
+        if noise is None:
+            released = dc.fold_frequencies(pairs, non_null, policy)
+        else:
+            domain = None if role == "code" else dp.value_domain(col.name, lt, policy)
+            released = noise.release_values(
+                f"{col.name}:values", pairs, domain, cs.non_null or 0, policy
+            )
+            if domain is not None:
+                notes.append(
+                    f"counted over every value of its declared domain ({domain[0]}..{domain[-1]}), "
+                    "noise on each"
+                )
         cs.values = [ValueCount(value=v, count=c) for v, c in released.values]
         cs.other_count = released.other_count
         notes.extend(released.notes)
@@ -943,14 +1194,16 @@ def _summarise_values(
                 "free text or identifier: values never listed, only a length and shape profile"
             )
 
-    if lt in ("integer", "float") and role != "code" and not quantiles_allowed:
-        notes.append("quantiles withheld under differential privacy")
+    if lt in ("integer", "float") and role != "code" and noise is not None:
+        cs.quantiles = _dp_quantiles(noise, dp_values, col, "values", policy, notes)
     elif lt in ("integer", "float") and role != "code":
         source = ranked if ranked is not None else values
         n = source.total if source is not None else 0
         grid = dc.quantile_grid(n, policy)
         cs.quantiles = (
-            _released_quantiles(n, grid, policy, lt == "integer", source.values_at)
+            _released_quantiles(
+                n, grid, policy, lt == "integer", source.values_at, values and values.rows
+            )
             if source is not None
             else []
         )
@@ -962,7 +1215,9 @@ def _summarise_values(
             )
         else:
             notes.append(f"fewer than {2 * policy.k} values: no quantiles released")
-    if lt == "string":
+    if lt == "string" and noise is not None and role != "code":
+        cs.length = _dp_quantiles(noise, dp_lengths, col, "length", policy, [])
+    elif lt == "string":
         grid = dc.quantile_grid(non_null, policy) if quantiles_allowed else []
         cs.length = (
             _released_quantiles(non_null, grid, policy, True, lengths.values_at)
@@ -973,6 +1228,38 @@ def _summarise_values(
             cs.pattern = _string_shape(
                 conn, tbl, quote(conn.engine, col.name), policy.pattern_sample_size
             )
+
+
+def _fits_type(value: Any, logical_type: str) -> bool:
+    if logical_type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if logical_type == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if logical_type == "boolean":
+        return isinstance(value, bool) or value in (0, 1)
+    return True
+
+
+def _dp_quantiles(
+    noise: Noise,
+    buckets: _Frequencies | None,
+    col: ColumnSchema,
+    what: str,
+    policy: dc.DisclosurePolicy,
+    notes: list[str],
+) -> list[QuantilePoint]:
+    """Quantiles under differential privacy (see :meth:`.dp.Noise.quantiles`), or withheld."""
+    if policy.dp_quantiles == "withheld" or buckets is None:
+        notes.append("quantiles withheld under differential privacy")
+        return []
+    whole = what != "values" or col.logical_type == "integer"
+    candidates = _dp_candidates(col, what, policy)
+    points = noise.quantiles(f"{col.name}:{what}", buckets.rows or [], candidates, whole)
+    notes.append(
+        "quantiles by the exponential mechanism among candidates fixed before looking at the "
+        "data" + (" (half-integers: no row holds one)" if whole else "")
+    )
+    return [QuantilePoint(p=p, value=v) for p, v in points]
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -1018,9 +1305,10 @@ def _summarise_dates(
             "some" if noise is not None else ("about " + str(r) if r else f"fewer than {policy.k}")
         )
         findings.append(f"{col.name}: {how_many} dates outside 1677..2262")
-    if noise is not None:
-        years = noise.pairs(f"{col.name}:years", years)
-    binned = dc.merge_bins(years, policy)
+    if noise is None:
+        binned = dc.merge_bins(years, policy)
+    else:
+        binned = noise.release_years(f"{col.name}:years", years, policy)
     cs.years = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins]
     notes.extend(binned.notes)
     if cs.years:
@@ -1032,6 +1320,9 @@ def _summarise_dates(
     month_counts, month_notes = dc.release_shares(month_raw, policy)
     cs.months = month_counts if any(month_counts) else None
     notes.extend(f"months: {n}" for n in month_notes)
+    days = exact.get(f"day:{col.name}")
+    if days is not None and days.total:
+        cs.range = _date_range(days, policy, notes)
     if col.logical_type == "datetime":
         by_hour = dict(exact[f"hour:{col.name}"].rows or [])
         # one histogram over the rows: midnight (a date-only time) or the hour of the day
@@ -1046,15 +1337,21 @@ def _summarise_dates(
         share = 1.0 if not timed else round(released_midnight / (released_midnight + timed), 3)
         cs.time_of_day = TimeOfDay(midnight_share=share, hours=hours if timed else None)
     start = offset_source_column([c.name for c in table.columns], col.name)
-    if start is not None:
+    if start is not None and f"off:{col.name}" in exact:
         offsets = exact[f"off:{col.name}"]
         n_pairs = int(scan[f"p:{col.name}"] or 0)
         negative = sum(c for d, c in offsets.rows or [] if d is not None and d < 0)
-        allowed = noise is None or policy.dp_quantiles == "not_noised"
-        grid = dc.quantile_grid(n_pairs, policy) if allowed else []
-        quantiles = _released_quantiles(n_pairs, grid, policy, True, offsets.values_at)
-        if not allowed:
-            notes.append(f"days after {start}: quantiles withheld under differential privacy")
+        if noise is None:
+            grid = dc.quantile_grid(n_pairs, policy)
+            quantiles = _released_quantiles(
+                n_pairs, grid, policy, True, offsets.values_at, offsets.rows
+            )
+        else:
+            quantiles = _dp_quantiles(
+                noise, exact.get(f"dpoff:{col.name}"), col, "offset", policy, []
+            )
+            if not quantiles:
+                notes.append(f"days after {start}: quantiles withheld under differential privacy")
         if quantiles:
             if noise is None:
                 neg = dc.release_count(negative, policy) or 0
@@ -1070,6 +1367,9 @@ def _summarise_dates(
             notes.append(
                 f"days after {start} released as quantiles, each the mean of k={policy.k} "
                 "neighbouring values (top- and bottom-coded)"
+                if noise is None
+                else f"days after {start} released as quantiles by the exponential mechanism "
+                "among half-integers (no row holds one)"
             )
         if negative:
             r = dc.release_count(negative, policy)
@@ -1107,10 +1407,10 @@ def _summarise_reference(
 
     # children per parent, over the references that resolve
     fanout = sorted(refs.fanout)
-    if noise is not None:
-        # one more child moves its parent one bin along: two bins change by one each
-        fanout = noise.pairs(f"{col.name}:fanout", fanout, sensitivity=2)
-    binned = dc.merge_bins(fanout, policy)
+    if noise is None:
+        binned = dc.merge_bins(fanout, policy, dc.POWERS_OF_TWO)
+    else:
+        binned = noise.release_fanout(f"{col.name}:fanout", fanout, policy)
     cs.fanout = [Bin(start=a, end=b, count=c) for a, b, c in binned.bins] or None
     notes.extend(f"children per parent: {n}" for n in binned.notes)
     if not dangling:
@@ -1242,12 +1542,165 @@ def _summarise_by_group(
             )
     if not groups and other is None:
         return None
+    if numeric:
+        _keep_off_rare_values(conn, tbl, q, groups + ([other] if other else []), k)
     notes.append(
         f"per {by}: {len(groups)} groups with at least {need} values released"
         + ("; smaller groups pooled" if small else "")
         + ("" if other is not None or not small else f" (pool below {need}: withheld)")
     )
     return ConditionalStats(by=by, groups=groups, other=other)
+
+
+def _offset_before_end(
+    stats: dict[str, ColumnStats], start: str, end: str, notes: list[str]
+) -> None:
+    """Where an end is anchored at the end of the data (:func:`.statistics.ends_at_a_cut`), the
+    start's days before its end: the end's released offsets turned round (nothing new leaves)."""
+    e, s = stats.get(end), stats.get(start)
+    if e is None or s is None or e.offset is None or not ends_at_a_cut(s, e):
+        return
+    s.offset = DateOffset(
+        from_column=end,
+        quantiles=[
+            QuantilePoint(p=round(1 - q.p, 6), value=-q.value)  # type: ignore[operator]
+            for q in reversed(e.offset.quantiles)
+        ],
+        negative_share=e.offset.negative_share,
+    )
+    notes.append(
+        f"days before {end}: its released offsets turned round ({end} ends at the end of the "
+        "data: the start is drawn before it)"
+    )
+
+
+def _date_range(
+    days: _Frequencies, policy: dc.DisclosurePolicy, notes: list[str]
+) -> DateRange | None:
+    """A date column's coded range: the k-date means at the ends of the quantile grid (p1 and
+    p99), each kept as it is only where at least k rows hold that day, else moved inwards to a
+    month boundary (the first day of the next month, the last day of the month before), so no
+    end is a day fewer than k rows hold and the range stays inside the data."""
+    ends = _released_quantiles(
+        days.total, _range_grid(days.total, policy), policy, True, days.values_at, days.rows
+    )
+    if len(ends) != 2:
+        return None
+    held = {int(v): int(c) for v, c in days.rows or [] if v is not None}
+    epoch = dt.date(1970, 1, 1)
+    low, high = (float(p.value) for p in ends)
+    if not (low == int(low) and held.get(int(low), 0) >= policy.k):
+        first = epoch + dt.timedelta(days=math.floor(low))
+        low = (dt.date(first.year + first.month // 12, first.month % 12 + 1, 1) - epoch).days
+    if not (high == int(high) and held.get(int(high), 0) >= policy.k):
+        last = epoch + dt.timedelta(days=math.ceil(high))
+        high = (dt.date(last.year, last.month, 1) - epoch).days - 1
+    if low > high:
+        notes.append("range: the coded ends fall in one month; not released")
+        return None
+    notes.append(
+        f"range coded to p{ends[0].p * 100:g}..p{ends[1].p * 100:g}: each end the mean of "
+        f"k={policy.k} neighbouring dates, moved inwards to a month boundary unless k rows hold "
+        "that day; no generated date lies outside it"
+    )
+    lo_day, hi_day = (epoch + dt.timedelta(days=int(x)) for x in (low, high))
+    return DateRange(low=lo_day.isoformat(), high=hi_day.isoformat())
+
+
+def _twin_groups(
+    combinations: _Frequencies, by: list[str], policy: dc.DisclosurePolicy, notes: list[str]
+) -> ConditionalStats | None:
+    """A twin column's values per combination of the columns it agrees with (gender_source_value
+    per gender_concept_id and gender_source_concept_id), from the grouped pass's counts of
+    every (by..., value) combination.
+
+    A combination is a group: released when it holds at least k rows, with its values seen at
+    least k times in it; smaller groups are pooled, and a pool below k is withheld."""
+    sizes: dict[Any, list[int]] = {}
+    pairs: dict[Any, list[tuple[Any, int]]] = {}
+    for text, n in combinations.rows or []:
+        *keys, value = json.loads(text)
+        key = keys[0] if len(keys) == 1 else tuple(keys)
+        size = sizes.setdefault(key, [0, 0])
+        size[0] += n
+        if value is not None:
+            size[1] += n
+            pairs.setdefault(key, []).append((value, n))
+    k = policy.k
+    ordered = sorted(sizes.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
+    big = [kv for kv in ordered if kv[1][1] >= k][: policy.max_listed_values]
+    small = [kv for kv in ordered if kv not in big]
+
+    def group(value, n: int, nn: int, values: list[tuple[Any, int]]) -> GroupStats:
+        released = dc.fold_frequencies(values, nn, policy)
+        released_n, released_null = dc.release_count(n, policy), dc.release_count(n - nn, policy)
+        return GroupStats(
+            value=list(value) if isinstance(value, tuple) else value,
+            count=released_n or 0,
+            null_fraction=round(min(1.0, (released_null or 0) / released_n), 4)
+            if released_n
+            else 0.0,
+            values=[ValueCount(value=v, count=c) for v, c in released.values],
+            other_count=released.other_count,
+        )
+
+    groups = [group(key, n, nn, pairs.get(key, [])) for key, (n, nn) in big]
+    pooled_n, pooled_nn = sum(s[0] for _, s in small), sum(s[1] for _, s in small)
+    other = None
+    if small and pooled_nn >= k:
+        merged: Counter = Counter()
+        for key, _ in small:
+            for v, c in pairs.get(key, []):
+                merged[v] += c
+        other = group(None, pooled_n, pooled_nn, list(merged.items()))
+    if not groups and other is None:
+        return None
+    notes.append(
+        f"per combination of {' and '.join(by)}: {len(groups)} with at least k={k} values "
+        "released" + ("; smaller ones pooled" if small else "")
+    )
+    return ConditionalStats(by=by if len(by) > 1 else by[0], groups=groups, other=other)
+
+
+def _keep_off_rare_values(
+    conn: Connection, tbl: str, q: str, groups: list[GroupStats], k: int
+) -> None:
+    """Per-group quantiles, moved off values fewer than k rows of the column hold.
+
+    A group's window is a run of ranks within the group, so rows of other groups can hold a
+    value between its ends, and its mean can land on one. Such a point moves to the midpoint
+    between it and the column's next distinct value, which no row holds.
+    """
+    points = [pt for g in groups for pt in g.quantiles or []]
+    values = sorted({float(pt.value) for pt in points})
+    if not values:
+        return
+    params = {f"v{i}": v for i, v in enumerate(values)}
+    held = conn.execute(
+        sa.text(
+            f"SELECT {q}, COUNT(*) FROM {tbl} WHERE {q} IN ({', '.join(':' + p for p in params)}) "
+            f"GROUP BY {q}"
+        ),
+        params,
+    ).all()
+    moved: dict[float, float] = {}
+    for value, rows in held:
+        v = float(value)
+        if int(rows) >= k:
+            continue
+        above = conn.execute(sa.text(f"SELECT MIN({q}) FROM {tbl} WHERE {q} > :v"), {"v": v})
+        below = conn.execute(sa.text(f"SELECT MAX({q}) FROM {tbl} WHERE {q} < :v"), {"v": v})
+        neighbour = above.scalar_one()
+        neighbour = neighbour if neighbour is not None else below.scalar_one()
+        if neighbour is None:  # a column of one value: no point that no row holds
+            moved[v] = v
+            continue
+        midpoint = (v + float(neighbour)) / 2
+        rounded = float(f"{midpoint:.6g}")
+        moved[v] = rounded if min(v, neighbour) < rounded < max(v, neighbour) else midpoint
+    for pt in points:
+        if float(pt.value) in moved:
+            pt.value = moved[float(pt.value)]
 
 
 def _thin(points: list[QuantilePoint]) -> list[QuantilePoint]:

@@ -19,7 +19,7 @@ import polars as pl
 from .config import ColumnConfig, ConfigError, ProjectFiles, TableConfig
 from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
 from .relations import Relations
-from .rules import align_twins, place_anchors
+from .rules import align_twins, order_pairs, place_anchors
 
 
 def scaled_rows(rows: int, scale: float) -> int:
@@ -79,11 +79,11 @@ class TableRun:
             warnings=warnings,
         )
 
-    def rules_rng(self, block: int) -> np.random.Generator:
+    def rules_rng(self, block: int, purpose: str = "") -> np.random.Generator:
         key = [
             self.seed & 0xFFFFFFFF,
             zlib.crc32(self.config.table.encode()),
-            zlib.crc32(b"|rules"),
+            zlib.crc32(b"|rules" + purpose.encode()),
             block,
         ]
         return np.random.default_rng(np.random.SeedSequence(key))
@@ -112,6 +112,7 @@ class TableRun:
                 parent_rows=self.parent_rows,
                 parent_source_rows=self.parent_source_rows,
                 rules=self.config.rules,
+                relations=self.relations,
             )
         return out
 
@@ -159,6 +160,7 @@ class TableRun:
                             generate(name)
                             changed.add(name)
                 align_twins(self.config, done)
+                order_pairs(self.config, done, self.rules_rng(block, "|order"))
                 blocks.append(pl.DataFrame([done[c].cast(schema[c]).alias(c) for c in columns]))
             yield pl.concat(blocks) if len(blocks) > 1 else blocks[0]
 
@@ -188,6 +190,18 @@ def referenced_tables(cfg: TableConfig) -> dict[str, str]:
     for name, col in cfg.columns.items():
         if col.generator == "foreign_key":
             out[name] = str(col.params.get("table"))
+    return out
+
+
+def linked_tables(cfg: TableConfig) -> set[str]:
+    """Tables the polymorphic references of a table can point to (from its approved config)."""
+    from .generators.references import PolymorphicReference
+
+    out: set[str] = set()
+    for col in cfg.columns.values():
+        if col.generator == "polymorphic_reference":
+            params = PolymorphicReference.Params.model_validate(col.params)
+            out.update(PolymorphicReference.target_tables(col.stats, params).values())
     return out
 
 
@@ -229,4 +243,13 @@ def parent_facts(
             warnings.append(
                 f"{column}: parent table {parent} has no synthetic rows; references left NULL"
             )
+    for table in sorted(linked_tables(cfg) - set(rows)):
+        if table == cfg.table:
+            rows[table], source_rows[table] = scaled_rows(cfg.rows, scale), cfg.source.row_count
+        elif files.has_table(table):
+            tcfg = files.load_table(table)
+            rows[table] = scaled_rows(tcfg.rows, scale) if tcfg.kind == "synthetic" else 0
+            source_rows[table] = tcfg.source.row_count
+        else:
+            rows[table], source_rows[table] = 0, None
     return rows, source_rows, warnings

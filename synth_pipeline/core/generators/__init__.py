@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import BLOCK_ROWS, POLARS_TYPES, ColumnContext, Generator
 from .basic import AlwaysNull, Constant, ForeignKey, PrimaryKey
 from .distributions import ConditionalChoice, ConditionalQuantiles, NumericQuantiles, WeightedChoice
+from .references import PolymorphicReference, PrecedingRow
 from .temporal import DateBins, DateOffset, DatePart, DatetimeBins, DatetimeFromDate
 from .text import StringPattern
 
@@ -13,6 +14,8 @@ CATALOGUE: dict[str, type[Generator]] = {
     for g in (
         PrimaryKey,
         ForeignKey,
+        PrecedingRow,
+        PolymorphicReference,
         WeightedChoice,
         NumericQuantiles,
         ConditionalQuantiles,

@@ -55,6 +55,9 @@ class ColumnContext:
     parent_rows: Callable[[str], int]  # synthetic row count of another table in this run
     parent_source_rows: Callable[[str], int | None]  # released source row count of another table
     rules: Any = None  # the table's consistency rules (config.Rules), None in isolated use
+    # the project's other tables regenerated on demand (relations.Relations), None in isolated
+    # use: references that must reach a row of the same person need them
+    relations: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, block: int, purpose: str = "") -> np.random.Generator:
@@ -143,3 +146,23 @@ def interpolate_quantiles(points: list[tuple[float, float]], u: np.ndarray) -> n
     lo, hi = ps[0], ps[-1]
     scaled = lo + u * (hi - lo)
     return np.interp(scaled, ps, vs)
+
+
+def quantile_share(points: list[tuple[float, float]], x: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`interpolate_quantiles`: for each value, the share u in [0, 1] of
+    draws that land at or below it (so draws can be kept below a limit without piling up)."""
+    ps = np.array([p for p, _ in points], dtype=float)
+    vs = np.array([v for _, v in points], dtype=float)
+    if len(ps) == 1 or ps[-1] == ps[0]:
+        return np.where(x >= vs[0], 1.0, 0.0)
+    scaled = np.interp(x, vs, ps, left=ps[0], right=ps[-1])
+    return np.clip((scaled - ps[0]) / (ps[-1] - ps[0]), 0.0, 1.0)
+
+
+def days(series: pl.Series) -> np.ndarray:
+    """Dates or datetimes as int64 days since 1970-01-01 (nulls as the minimum int64)."""
+    if series.dtype == pl.Date:
+        out = series.cast(pl.Int64)
+    else:
+        out = (series.cast(pl.Datetime("us")).cast(pl.Int64) // 86_400_000_000).cast(pl.Int64)
+    return out.fill_null(np.iinfo(np.int64).min).to_numpy()

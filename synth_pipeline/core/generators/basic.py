@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from .base import BLOCK_ROWS, POLARS_TYPES, ColumnContext, Generator, apply_nulls, null_mask
+from ..omop import EVENT_SHAPES
+from .base import (
+    BLOCK_ROWS,
+    POLARS_TYPES,
+    ColumnContext,
+    Generator,
+    apply_nulls,
+    days,
+    null_mask,
+)
 
 
 class PrimaryKey(Generator):
@@ -71,6 +80,21 @@ class ForeignKeyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: str
     distribution: str = "fanout"  # fanout: children per parent as released; uniform: any parent
+    person: str | None = Field(
+        None,
+        description="The row's person column: the reference is then one of that person's rows "
+        "of the parent (visit_detail_id of an event: a visit detail of the same person).",
+    )
+    within: str | None = Field(
+        None,
+        description="With person: a column the parent row must share as well, where the parent "
+        "has it (visit_occurrence_id: a visit detail of the event's own visit).",
+    )
+    during: str | None = Field(
+        None,
+        description="With person: the row's date that must fall within the parent row's dates "
+        "(an event's start within its visit detail).",
+    )
 
 
 class ForeignKey(Generator):
@@ -94,9 +118,57 @@ class ForeignKey(Generator):
     def check(cls, ctx_stats, params, logical_type):
         if params.distribution not in ("fanout", "uniform"):  # type: ignore[attr-defined]
             return "params.distribution must be fanout or uniform"
+        if params.within and not params.person:  # type: ignore[attr-defined]
+            return "params.within needs params.person"
         return None
 
+    @classmethod
+    def depends_on(cls, params):
+        p: ForeignKeyParams = params  # type: ignore[assignment]
+        return [c for c in (p.person, p.within, p.during) if c]
+
     def block(self, ctx, start, count, block, done):
+        ids = self._references(ctx, start, count, block, done)
+        p: ForeignKeyParams = ctx.params  # type: ignore[assignment]
+        if p.person is None or ctx.relations is None or p.person not in done:
+            return ids
+        return self._same_person(ctx, block, ids, done)
+
+    def _same_person(self, ctx, block, ids: pl.Series, done) -> pl.Series:
+        """Each reference moved to one of the row's person's parent rows (of the same ``within``
+        where the parent has that column too); NULL where the person has none."""
+        p: ForeignKeyParams = ctx.params  # type: ignore[assignment]
+        relations = ctx.relations
+        person = done[p.person].fill_null(0).cast(pl.Int64).to_numpy()
+        u = ctx.rng(block, "same-person").random(len(person))
+        out = np.zeros(len(person), dtype=np.int64)
+        decided = np.zeros(len(person), dtype=bool)
+        shape = EVENT_SHAPES.get(p.table)
+        dated = p.during in done and shape is not None and shape.end is not None
+        day = days(done[p.during]) if dated else None
+
+        def choose(index, key: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            if day is not None:  # the parent row whose dates hold the row's date
+                return index.containing(key[rows], day[rows])
+            return index.pick(key[rows], u[rows])
+
+        order, until = (shape.start, shape.end) if dated else (None, None)
+        if p.within and p.within in done:
+            index = relations.index(p.table, p.within, order, until)
+            if index is not None:
+                key = done[p.within].fill_null(0).cast(pl.Int64).to_numpy()
+                decided = key > 0
+                out[decided] = choose(index, key, decided)
+        index = relations.index(p.table, "person_id", order, until)
+        if index is not None:
+            rest = ~decided  # a row of a visit takes a row of that visit, or none
+            out[rest] = choose(index, person, rest)
+        elif not decided.any():
+            return ids
+        keep = ids.is_not_null().to_numpy() & (out > 0)
+        return pl.Series(ctx.column, np.where(keep, out, 0), dtype=pl.Int64).replace(0, None)
+
+    def _references(self, ctx, start, count, block, done) -> pl.Series:
         n_parent = ctx.parent_rows(ctx.params.table)  # type: ignore[attr-defined]
         if n_parent <= 0:
             return pl.Series(ctx.column, [None] * count, dtype=pl.Int64)

@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .base import POLARS_TYPES, Generator, apply_nulls, interpolate_quantiles, whole_numbers
 
@@ -138,22 +138,46 @@ class NumericQuantiles(Generator):
 
 class ConditionalParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    by: str
+    by: str | list[str]
+    other: Literal["pooled", "null"] = Field(
+        "pooled",
+        description="Rows whose group was not released: pooled (the pooled small groups, else "
+        "the whole column) or null (twin columns: no value rather than one that disagrees).",
+    )
+
+    @property
+    def by_columns(self) -> list[str]:
+        return [self.by] if isinstance(self.by, str) else list(self.by)
 
 
 def _group_index(ctx, done: dict[str, pl.Series]) -> tuple[np.ndarray, list]:
     """For each row, the index of its group in stats.conditional.groups (-1: pooled/other)."""
     cond = ctx.stats.conditional  # type: ignore[union-attr]
-    keys = done[cond.by].to_list()
-    lookup = {g.value: i for i, g in enumerate(cond.groups)}
+    by = cond.by_columns
+    if len(by) == 1:
+        keys = done[by[0]].to_list()
+        lookup = {g.value: i for i, g in enumerate(cond.groups)}
+    else:
+        keys = list(zip(*(done[b].to_list() for b in by), strict=True))
+        lookup = {
+            tuple(g.value) if isinstance(g.value, list) else g.value: i
+            for i, g in enumerate(cond.groups)
+        }
     return np.array([lookup.get(k, -1) for k in keys], dtype=np.int64), cond.groups
+
+
+def _fallback(ctx):
+    """What rows of groups that were not released are drawn from (None: they are NULL)."""
+    if ctx.params.other == "null":  # type: ignore[attr-defined]
+        return None
+    return ctx.stats.conditional.other or ctx.stats  # type: ignore[union-attr]
 
 
 def _check_conditional(ctx_stats, params) -> str | None:
     cond = ctx_stats.conditional if ctx_stats else None
     if cond is None:
         return "needs stats.conditional (per-group statistics: list the pair under `conditional` in project.yaml)"
-    if cond.by != params.by:  # type: ignore[attr-defined]
+    if cond.by_columns != params.by_columns:  # type: ignore[attr-defined]
         return f"params.by is {params.by!r} but the statistics are per {cond.by!r}"  # type: ignore[attr-defined]
     return None
 
@@ -169,7 +193,7 @@ class ConditionalQuantiles(Generator):
 
     @classmethod
     def depends_on(cls, params):
-        return [params.by]  # type: ignore[attr-defined]
+        return params.by_columns  # type: ignore[attr-defined]
 
     @classmethod
     def check(cls, ctx_stats, params, logical_type):
@@ -180,11 +204,11 @@ class ConditionalQuantiles(Generator):
         rng = ctx.rng(block)
         u, nulls = rng.random(count), rng.random(count)
         out = np.full(count, np.nan)
-        fallback = ctx.stats.conditional.other or ctx.stats  # type: ignore[union-attr]
+        fallback = _fallback(ctx)
         for gi in np.unique(idx):
             rows = idx == gi
             src = groups[gi] if gi >= 0 else fallback
-            if not src.quantiles:
+            if src is None or not src.quantiles:
                 continue
             pts = [(q.p, float(q.value)) for q in src.quantiles]
             out[rows] = interpolate_quantiles(pts, u[rows])
@@ -206,7 +230,7 @@ class ConditionalChoice(Generator):
 
     @classmethod
     def depends_on(cls, params):
-        return [params.by]  # type: ignore[attr-defined]
+        return params.by_columns  # type: ignore[attr-defined]
 
     @classmethod
     def possible_values(cls, stats, params):
@@ -214,8 +238,9 @@ class ConditionalChoice(Generator):
         if stats is None:
             return []
         cond = stats.conditional
-        sources = [*(cond.groups if cond else []), *([cond.other] if cond and cond.other else [])]
-        sources.append(stats)
+        sources = list(cond.groups if cond else [])
+        if params.other != "null":  # type: ignore[attr-defined]
+            sources += [*([cond.other] if cond and cond.other else []), stats]
         return [v.value for src in sources for v in (src.values or [])]
 
     @classmethod
@@ -229,12 +254,14 @@ class ConditionalChoice(Generator):
         idx, groups = _group_index(ctx, done)
         rng = ctx.rng(block)
         dtype = POLARS_TYPES[ctx.logical_type]
-        picked: list = [None] * count
+        picked = np.full(count, None, dtype=object)
         u, nulls = rng.random(count), rng.random(count)
-        fallback = ctx.stats.conditional.other or ctx.stats  # type: ignore[union-attr]
+        fallback = _fallback(ctx)
         for gi in np.unique(idx):
             rows = np.flatnonzero(idx == gi)
             src = groups[gi] if gi >= 0 else fallback
+            if src is None:
+                continue
             values = [v.value for v in (src.values or [])]
             if not values:
                 continue
@@ -242,6 +269,7 @@ class ConditionalChoice(Generator):
             cum = np.cumsum(w / w.sum())
             choice = np.minimum(np.searchsorted(cum, u[rows], side="right"), len(values) - 1)
             frac = getattr(src, "null_fraction", 0.0) or 0.0
-            for r, c in zip(rows, choice, strict=True):
-                picked[r] = None if nulls[r] < frac else values[c]
-        return pl.Series(ctx.column, picked, dtype=dtype, strict=False)
+            options = np.empty(len(values), dtype=object)
+            options[:] = values
+            picked[rows] = np.where(nulls[rows] < frac, None, options[choice])
+        return pl.Series(ctx.column, picked.tolist(), dtype=dtype, strict=False)

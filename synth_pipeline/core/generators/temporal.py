@@ -11,7 +11,14 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import WINDOW_END, ColumnContext, Generator, apply_nulls, interpolate_quantiles
+from .base import (
+    WINDOW_END,
+    ColumnContext,
+    Generator,
+    apply_nulls,
+    interpolate_quantiles,
+    quantile_share,
+)
 
 _EPOCH = np.datetime64("1970-01-01", "D")
 
@@ -50,7 +57,48 @@ def _days(ctx: ColumnContext, count: int, block: int) -> np.ndarray:
         np.int64
     )
     day = np.floor(rng.random(count) * length).astype(np.int64)
-    return (month_start.astype("datetime64[D]") - _EPOCH).astype(np.int64) + day
+    out = (month_start.astype("datetime64[D]") - _EPOCH).astype(np.int64) + day
+    bounds = range_days(stats)
+    return np.clip(out, *bounds) if bounds else out
+
+
+def days_in_window(stats, lo: np.ndarray, hi: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Days drawn from the column's released year bins restricted to each row's window
+    [lo, hi] (inclusive day numbers), uniform within a bin's years; uniform over the window
+    where the bins put no weight in it. So a date moved into a person's observation period
+    keeps the column's shape over the years the period covers."""
+    window = np.floor(lo + u * (hi - lo + 1)).astype(np.int64)
+    bins = stats.years if stats else None
+    if not bins:
+        return np.minimum(window, hi)
+    first = [(np.datetime64(f"{b.start:04d}-01-01") - _EPOCH).astype(np.int64) for b in bins]
+    last = [(np.datetime64(f"{b.end + 1:04d}-01-01") - _EPOCH).astype(np.int64) for b in bins]
+    edges, weights = [], []
+    for a, b, bin_ in zip(first, last, bins, strict=True):
+        if edges and a > edges[-1]:  # a gap between bins holds nothing
+            edges.append(a)
+            weights.append(0.0)
+        elif not edges:
+            edges.append(a)
+        edges.append(b)
+        weights.append(float(max(bin_.count, 0)))
+    x = np.array(edges, dtype=float)
+    cdf = np.concatenate([[0.0], np.cumsum(weights)])
+    f_lo = np.interp(lo.astype(float), x, cdf)
+    f_hi = np.interp(hi.astype(float) + 1, x, cdf)
+    mass = f_hi > f_lo
+    drawn = np.interp(f_lo + u * (f_hi - f_lo), cdf, x)
+    out = np.where(mass, np.floor(drawn).astype(np.int64), window)
+    return np.clip(out, lo, hi)
+
+
+def range_days(stats) -> tuple[int, int] | None:
+    """The column's coded range in days since 1970-01-01, or None when none was released."""
+    r = stats.range if stats else None
+    if r is None:
+        return None
+    low, high = (int((np.datetime64(d, "D") - _EPOCH).astype(np.int64)) for d in (r.low, r.high))
+    return (low, high) if low <= high else None
 
 
 def _seconds_of_day(ctx: ColumnContext, count: int, block: int) -> np.ndarray:
@@ -166,10 +214,42 @@ class DateOffsetParams(BaseModel):
     minimum_days: int = Field(
         0, description="End on or after start: offsets below this are raised to it."
     )
+    before: bool = Field(
+        False,
+        description="The column is the start, drawn before from_column (its end, anchored at "
+        "the end of the data): the released days are negative.",
+    )
 
 
 class DateOffset(Generator):
-    """An end date or datetime: its start column plus a released offset in days, never negative."""
+    """An end date or datetime: its start column plus a released offset in days, never negative.
+
+    Where the end may not pass a day (the end of the row's observation period or the person's
+    death, which the rules pass on, or the column's coded range), the offset is drawn from the
+    released distribution below what is left, so ends do not pile up at the limit.
+    """
+
+    @staticmethod
+    def _room(ctx, done, base: pl.Series) -> tuple[np.ndarray, np.ndarray] | None:
+        """Days from each start to the earliest and the latest end allowed (the column's coded
+        range, and the latest day the rules allow), or None when nothing limits them."""
+        p: DateOffsetParams = ctx.params  # type: ignore[assignment]
+        limit = None if p.before else done.get(WINDOW_END + p.from_column)
+        bounds = range_days(ctx.stats)
+        if limit is None and bounds is None:
+            return None
+        start = base.cast(pl.Date).cast(pl.Int64).fill_null(0).to_numpy()
+        far = np.iinfo(np.int64).max // 4
+        first = np.full(len(start), -far, dtype=np.int64)
+        last = np.full(len(start), far, dtype=np.int64)
+        if limit is not None:
+            last = np.minimum(last, limit.cast(pl.Date).cast(pl.Int64).fill_null(far).to_numpy())
+        if p.before:  # a start: on or before its end
+            last = np.minimum(last, start)
+        if bounds is not None:
+            last = np.minimum(last, bounds[1])
+            first = np.minimum(np.maximum(first, bounds[0]), last)  # the latest day wins
+        return (first - start).astype(float), (last - start).astype(float)
 
     name = "date_offset"
     summary = "Start column plus a released offset in days (never before the start)."
@@ -185,16 +265,39 @@ class DateOffset(Generator):
         p: DateOffsetParams = ctx.params  # type: ignore[assignment]
         base = done[p.from_column]
         points = [(q.p, float(q.value)) for q in ctx.stats.offset.quantiles]  # type: ignore[union-attr]
-        offs = np.rint(interpolate_quantiles(points, ctx.rng(block).random(count))).astype(np.int64)
-        if ctx.rules is None or ctx.rules.end_after_start:
+        u = ctx.rng(block).random(count)
+        room = self._room(ctx, done, base)
+        if room is not None:  # draw inside the days allowed rather than pile up at a limit
+            first, last = quantile_share(points, room[0]), quantile_share(points, room[1])
+            u = first + u * np.maximum(last - first, 0.0)
+        offs = np.rint(interpolate_quantiles(points, u)).astype(np.int64)
+        if (ctx.rules is None or ctx.rules.end_after_start) and p.before:
+            offs = np.minimum(offs, -p.minimum_days)
+        elif ctx.rules is None or ctx.rules.end_after_start:
             offs = np.maximum(offs, p.minimum_days)
         delta = pl.Series(offs * 86_400_000_000).cast(pl.Duration("us"))
         out = base.cast(pl.Datetime("us")) + delta
+        if p.before:  # never before the coded range; the rules place it in the person's life
+            bounds = range_days(ctx.stats)
+            if bounds is not None:
+                low = pl.lit(int(bounds[0]) * 86_400_000_000).cast(pl.Datetime("us"))
+                out = pl.select(
+                    pl.max_horizontal(out, pl.min_horizontal(low, base.cast(pl.Datetime("us"))))
+                ).to_series()
+            if ctx.logical_type == "date":
+                out = out.cast(pl.Date)
+            return apply_nulls(ctx, out.alias(ctx.column), block)
         limit = done.get(WINDOW_END + p.from_column)
         if limit is not None:  # the latest day the rules allow (end of the visit's period, death)
             last = limit.cast(pl.Datetime("us")) + pl.duration(hours=23, minutes=59, seconds=59)
             out = pl.select(
                 pl.min_horizontal(out, pl.max_horizontal(last, base.cast(pl.Datetime("us"))))
+            ).to_series()
+        bounds = range_days(ctx.stats)
+        if bounds is not None:  # never past the column's coded range, never before the start
+            high = pl.lit(int(bounds[1]) * 86_400_000_000 + 86_399_000_000).cast(pl.Datetime("us"))
+            out = pl.select(
+                pl.min_horizontal(out, pl.max_horizontal(high, base.cast(pl.Datetime("us"))))
             ).to_series()
         if ctx.logical_type == "date":
             out = out.cast(pl.Date)
