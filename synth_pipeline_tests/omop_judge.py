@@ -192,6 +192,11 @@ class _Db:
             return [tuple(r) for r in conn.execute(sa.text(sql), params)]
 
 
+# A column needs this many dates for its own range to be kept: twice the default k of 10, the
+# fewest values a released range (two k-value windows) can come from.
+RANGE_ROWS = 20
+
+
 def _as_date(value) -> dt.date | None:
     if value is None or value == "":
         return None
@@ -393,6 +398,10 @@ class _Judge:
     # -- dates against the source -------------------------------------------------------------
 
     def source_ranges(self) -> None:
+        """Every date inside the source's: a column with at least ``RANGE_ROWS`` dates in the
+        source inside that column's [min, max]; a sparser one (a handful of deaths, which no
+        release rule lets out) inside the extract's own window, the earliest and latest date
+        of any clinical column; and nothing after cdm_source's release date."""
         s, d = self.src, self.dst
         release = None
         if s.has("cdm_source", "source_release_date"):
@@ -402,19 +411,27 @@ class _Judge:
                     f"FROM {s.t('cdm_source')}"
                 )
             )
+        spans: dict[tuple[str, str], tuple[dt.date | None, dt.date | None, int]] = {}
+        for table in self.clinical():
+            for column in self.fields(table, ("date", "datetime")):
+                if s.has(table, column):
+                    lo, hi, n = s.rows(
+                        f"SELECT MIN({s.date(s.c(table, column))}), "
+                        f"MAX({s.date(s.c(table, column))}), COUNT({s.c(table, column)}) "
+                        f"FROM {s.t(table)}"
+                    )[0]
+                    spans[(table, column)] = (_as_date(lo), _as_date(hi), int(n or 0))
+        known = [v for v in spans.values() if v[0] is not None]
+        first = min((v[0] for v in known), default=None)
+        last = max((v[1] for v in known), default=None)
         for table in self.clinical():
             dates = self.fields(table, ("date", "datetime"))
             for column in dates:
                 col = d.date(d.c(table, column))
-                if s.has(table, column):
-                    lo, hi = s.rows(
-                        f"SELECT MIN({s.date(s.c(table, column))}), "
-                        f"MAX({s.date(s.c(table, column))}) FROM {s.t(table)}"
-                    )[0]
-                    lo, hi = _as_date(lo), _as_date(hi)
-                else:
-                    lo = hi = None
-                if lo is None:  # the source has no such dates: every one is out of range
+                lo, hi, n = spans.get((table, column), (None, None, 0))
+                if n < RANGE_ROWS:
+                    lo, hi = first, last
+                if lo is None:  # the source has no dates at all: every one is out of range
                     self.count(
                         f"outside_source_range:{table}.{column}",
                         f"SELECT COUNT(*) FROM {d.t(table)} WHERE {col} IS NOT NULL",

@@ -18,6 +18,9 @@ SPEC_FILE = "omop_cdm_fields.csv"
 # Keys the specification leaves implicit but every OMOP user relies on.
 _EXTRA_FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("note_nlp", "note_id"): ("note", "note_id"),
+    # "the Episode that subsumes the given Episode record" (the spec's guidance)
+    ("episode", "episode_parent_id"): ("episode", "episode_id"),
+    ("cost", "payer_plan_period_id"): ("payer_plan_period", "payer_plan_period_id"),
     ("cohort", "subject_id"): ("person", "person_id"),
     ("cohort_attribute", "subject_id"): ("person", "person_id"),
 }

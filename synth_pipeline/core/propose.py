@@ -52,6 +52,16 @@ def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
             findings.append(note)
         if schema.row_count == 0:
             rows = 0
+        for ref in omop.polymorphic(schema.name, [c.name for c in schema.columns]):
+            cs = stats.columns.get(ref.column)
+            if rows and not schema.column(ref.column).nullable and not (cs and cs.targets):
+                rows = 0  # every row needs an id of a table no released value names
+                findings = [f for f in findings if f != note]
+                findings.append(
+                    f"no rows generated: {ref.column} is required, and no value of {ref.by} seen "
+                    f"at least k={stats.policy.k} times names a table (name one under "
+                    f"params.targets of {ref.column} and set rows to generate it)"
+                )
     columns: dict[str, ColumnConfig] = {}
     names = [c.name for c in schema.columns]
     for col in schema.columns:
@@ -68,7 +78,7 @@ def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
             generator=generator,
             params=params,
             why=why,
-            stats=cs if kind == "synthetic" else None,
+            stats=cs if kind == "synthetic" or (kind == "skip" and cs and cs.range) else None,
             disclosure=stats.disclosure.get(col.name, []),
         )
     pk = schema.primary_key[0] if len(schema.primary_key) == 1 else None
@@ -113,13 +123,14 @@ def propose_column(
         return "always_null", {}, "every source value is NULL (or 0 meaning NULL)"
     if role == "polymorphic":
         ref = next(p for p in omop.polymorphic(schema.name, names) if p.column == name)
-        params = {"by": ref.by} | ({"person": "person_id"} if "person_id" in names else {})
+        person = _row_person(schema, name, names)
+        params = {"by": ref.by} | ({"person": person} if person else {})
         known = ", ".join(sorted({t.table for t in cs.targets or []})) or "none known yet"
         return (
             "polymorphic_reference",
             params,
             f"an id of a row of the table {ref.by} names ({known})"
-            + (", of the same person" if "person_id" in names else ""),
+            + (", of the row's person" if person else ""),
         )
     if role == "foreign_key":
         fk = schema.foreign_key(name)
@@ -244,16 +255,45 @@ def _preceding_row(schema: TableSchema, name: str, names: list[str]) -> tuple[st
     )
 
 
+def _row_person(schema: TableSchema, name: str, names: list[str]) -> str | None:
+    """Where a row's person is, for a reference that must reach a row of that person: its
+    person_id; else the row a required reference of it points to (episode_event's episode_id:
+    ``episode_id>episode``); else the row a polymorphic id points to (cost's cost_event_id for
+    its payer_plan_period_id, fact_relationship's fact_id_1 for fact_id_2:
+    ``fact_id_1@domain_concept_id_1``). None when the row has no person to follow."""
+    if "person_id" in names:
+        return "person_id"
+    for fk in schema.foreign_keys:
+        spec = omop.table_spec(fk.parent_table)
+        owner = not schema.column(fk.column).nullable  # the row belongs to it
+        if (
+            fk.column != name
+            and owner
+            and fk.parent_table != schema.name
+            and spec
+            and ("person_id" in spec.fields)
+        ):
+            return f"{fk.column}>{fk.parent_table}"
+    for ref in omop.polymorphic(schema.name, names):
+        if ref.column == name:
+            break  # only ids generated before this one
+        return f"{ref.column}@{ref.by}"
+    return None
+
+
 def _same_person(schema: TableSchema, name: str, parent: str, names: list[str]) -> dict:
     """Params tying a reference to the row's own person, where both tables have one (a
-    visit_detail_id of an event is a visit detail of the event's person and visit)."""
+    visit_detail_id of an event is a visit detail of the event's person and visit; cost's
+    payer_plan_period_id one of the person of its cost event)."""
     spec = omop.table_spec(parent)
     shape = omop.EVENT_SHAPES.get(schema.name)
     anchored = shape is not None and shape.kind == "event" and name == "visit_occurrence_id"
+    person = _row_person(schema, name, names)
     if (
         name == "person_id"
+        or not schema.column(name).nullable  # a row's owner (episode_event's episode) leads
         or anchored  # the rules take the event's person from its visit
-        or "person_id" not in names
+        or person is None
         or spec is None
         or "person_id" not in spec.fields
     ):
@@ -272,7 +312,7 @@ def _same_person(schema: TableSchema, name: str, parent: str, names: list[str]) 
         else None
     )
     return (
-        {"person": "person_id"}
+        {"person": person}
         | ({"within": within} if within else {})
         | ({"during": during} if during else {})
     )

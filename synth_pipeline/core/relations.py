@@ -136,8 +136,17 @@ class Relations:
             cls._shared[key] = cls(files, seed, scale)
         return cls._shared[key]
 
-    def __init__(self, files: ProjectFiles, seed: int, scale: float, chunk_rows: int = 1 << 20):
+    def __init__(
+        self,
+        files: ProjectFiles,
+        seed: int,
+        scale: float,
+        chunk_rows: int = 1 << 20,
+        deaths: bool = True,
+    ):
         self.files, self.seed, self.scale, self.chunk_rows = files, seed, scale, chunk_rows
+        self.deaths = deaths  # False: persons live on (the periods deaths are placed in)
+        self._before_deaths: Relations | None = None
         self._frames: dict[str, pl.DataFrame | None] = {}
         self._persons: Persons | None | bool = False
         self._periods: Periods | None | bool = False
@@ -207,13 +216,25 @@ class Relations:
             return None
         birth = birth_days(person)
         death = np.full(len(birth), NO_DEATH, dtype=np.int64)
-        dead = self.frame("death", ["person_id", "death_date"])
+        dead = self.frame("death", ["person_id", "death_date"]) if self.deaths else None
         if dead is not None and "person_id" in dead.columns and "death_date" in dead.columns:
             ok = dead.filter(pl.col("person_id").is_not_null() & pl.col("death_date").is_not_null())
             ids = ok["person_id"].to_numpy() - 1
             np.minimum.at(death, ids, days(ok["death_date"]))
         self._persons = Persons(birth, death)
         return self._persons
+
+    def periods_before_deaths(self) -> Periods | None:
+        """The observation periods as drawn before deaths end them: a death is placed in the
+        last of them, and then ends that period (which still holds it). Deaths depend on these,
+        never on the periods deaths have cut, so the two never wait on each other."""
+        if not self.deaths:
+            return self.periods()
+        if self._before_deaths is None:
+            self._before_deaths = Relations(
+                self.files, self.seed, self.scale, self.chunk_rows, deaths=False
+            )
+        return self._before_deaths.periods()
 
     def periods(self) -> Periods | None:
         if self._periods is not False:

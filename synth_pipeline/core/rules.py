@@ -15,7 +15,7 @@ import polars as pl
 
 from .config import TableConfig
 from .generators.base import WINDOW_END
-from .generators.temporal import days_in_window, range_days
+from .generators.temporal import days_in_window, intersect, range_days
 from .omop import EVENT_SHAPES, PARTS_OF_VISITS, date_pairs
 from .relations import NO_BIRTH, NO_DEATH, Relations, days
 
@@ -35,11 +35,18 @@ def _fk_target(cfg: TableConfig, column: str) -> str | None:
     return str(col.params.get("table"))
 
 
+def _released(cfg: TableConfig, column: str) -> bool:
+    """Whether the column's dates come from released statistics (not a placeholder)."""
+    stats = cfg.columns[column].stats
+    return bool(stats and (stats.years or stats.offset or stats.range))
+
+
 def place_anchors(
     cfg: TableConfig,
     done: dict[str, pl.Series],
     relations: Relations | None,
     rng: np.random.Generator,
+    window: tuple[int, int] | None = None,
 ) -> set[str]:
     """Move person and start date of each row where the table's rules need them.
 
@@ -65,6 +72,11 @@ def place_anchors(
     pid = person_s.fill_null(0).to_numpy().astype(np.int64)
     has_person = (pid >= 1) & (pid <= n_person)
     start = drawn = days(done[shape.start])
+    if shape.kind == "lifetime" and window is not None and not _released(cfg, shape.start):
+        # observation periods of which nothing was released span the extract's dates
+        start = np.where(start == np.iinfo(np.int64).min, start, window[0])
+        if shape.end in done and not _released(cfg, shape.end):
+            done[shape.end] = _dates(np.full(len(start), window[1]), done[shape.end])
     has_start = start != np.iinfo(np.int64).min
     n = len(pid)
     lo = np.full(n, NO_BIRTH, dtype=np.int64)
@@ -86,11 +98,12 @@ def place_anchors(
             has_person = (pid >= 1) & (pid <= n_person)
             lo[via_visit], hi[via_visit] = visits.start[v], visits.end[v]
 
-    periods = (
-        relations.periods()
-        if rules.within_observation_period and shape.kind != "lifetime" and shape.kind != "death"
-        else None
-    )
+    if not rules.within_observation_period or shape.kind == "lifetime":
+        periods = None
+    elif shape.kind == "death":
+        periods = relations.periods_before_deaths()
+    else:
+        periods = relations.periods()
     if periods is not None and periods.count.sum() > 0:
         others = ~via_visit & has_person
         without = others & (periods.count[np.clip(pid - 1, 0, n_person - 1)] == 0)
@@ -101,6 +114,9 @@ def place_anchors(
         pick = periods.first[p] + np.floor(rng.random(len(p)) * periods.count[p]).astype(np.int64)
         own = periods.containing(pid[others], start[others])  # a period of its own person first
         pick = np.where(has_start[others] & (own >= 0), own, pick)
+        if shape.kind == "death":  # a death recorded in the extract: in the person's last period
+            pick = periods.first[p] + periods.count[p] - 1
+            own = np.where(own == pick, own, -1)
         lo[others], hi[others] = periods.start[pick], periods.end[pick]
         end_hi[others] = periods.end[pick]
         # the dates outside their person's periods are dealt out again among those rows, earliest
@@ -140,7 +156,7 @@ def place_anchors(
     )
     only_lo = outside & ~bounded
     new_start[only_lo] = np.clip(start[only_lo], lo[only_lo], hi[only_lo])
-    bounds = range_days(cfg.columns[shape.start].stats)
+    bounds = intersect(range_days(cfg.columns[shape.start].stats), window)
     if bounds is not None:  # inside the start column's coded range too, where the window allows
         inside_lo, inside_hi = np.maximum(lo, bounds[0]), np.minimum(hi, bounds[1])
         fits = has_start & (inside_lo <= inside_hi)
@@ -167,6 +183,8 @@ def place_anchors(
         done[WINDOW_END + shape.start] = _dates(
             np.clip(end_hi, -(10**6), 10**6), done[shape.start].cast(pl.Date)
         )
+        # the ends drawn from the start (before the limit was known) are drawn again below it
+        changed.add(shape.start)
     end_col = cfg.columns.get(shape.end) if shape.end else None
     if end_col is not None and shape.end in done and end_col.generator != "date_offset":
         # an end not drawn from the start (one anchored at the data's end): between start and limit
@@ -223,6 +241,44 @@ def align_twins(cfg: TableConfig, done: dict[str, pl.Series]) -> None:
                 )
 
 
+def settle_required_references(
+    cfg: TableConfig, done: dict[str, pl.Series], contexts: dict, rng: np.random.Generator
+) -> None:
+    """A required polymorphic id left NULL (its person has no row in the table its value names:
+    fact_id_2 for a person without conditions) takes another of the column's released values
+    whose table holds a row of that person, and such a row; the naming column follows."""
+    from .generators.references import PolymorphicReference, row_persons
+
+    for name, col in cfg.columns.items():
+        if col.generator != "polymorphic_reference" or col.nullable or name not in done:
+            continue
+        ctx = contexts[name]
+        p = ctx.params
+        missing = done[name].is_null().to_numpy() & done[p.by].is_not_null().to_numpy()
+        if not missing.any() or ctx.relations is None or not p.person:
+            continue
+        persons = row_persons(ctx, done, p.person)
+        if persons is None:
+            continue
+        ids = done[name].fill_null(0).to_numpy().astype(np.int64)
+        values = np.array(done[p.by].to_list(), dtype=object)
+        targets = list(PolymorphicReference.target_tables(col.stats, p).items())
+        for i in rng.permutation(len(targets)):
+            value, table = targets[i]
+            index = ctx.relations.index(table, "person_id")
+            rows = np.flatnonzero(missing & (persons > 0))
+            if index is None or not len(rows):
+                continue
+            found = index.pick(persons[rows], rng.random(len(rows)))
+            took = rows[found > 0]
+            ids[took] = found[found > 0]
+            kind = type(next((v for v in values if v is not None), value))
+            values[took] = kind(value) if kind in (int, str) else value
+            missing[took] = False
+        done[name] = pl.Series(name, np.where(ids > 0, ids, 0), dtype=pl.Int64).replace(0, None)
+        done[p.by] = pl.Series(p.by, values.tolist(), dtype=done[p.by].dtype, strict=False)
+
+
 def order_pairs(cfg: TableConfig, done: dict[str, pl.Series], rng: np.random.Generator) -> None:
     """Every end on or after its start, whatever generated the two (the CDM's start/end pairs:
     dates first, then same-day datetimes, whose end time is drawn after the start time)."""
@@ -233,9 +289,14 @@ def order_pairs(cfg: TableConfig, done: dict[str, pl.Series], rng: np.random.Gen
         s, e = done[start], done[end]
         if s.dtype != pl.Date or e.dtype != pl.Date:
             continue
+        limit = done.get(WINDOW_END + start)
+        if limit is not None:  # the latest day the rules allow (death, end of the period)
+            e = pl.select(pl.min_horizontal(e, limit.cast(pl.Date))).to_series().alias(end)
+            e = pl.select(pl.when(done[end].is_null()).then(None).otherwise(e)).to_series()
         fixed = pl.select(
             pl.when(e.is_not_null() & s.is_not_null() & (e < s)).then(s).otherwise(e)
         ).to_series()
+        e = done[end]
         if (fixed != e).any():
             done[end] = fixed.alias(end)
             twin = end + "time"  # its *_datetime keeps its time of day on the new date

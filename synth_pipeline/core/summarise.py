@@ -141,7 +141,7 @@ def summarise_table(
             table=table.name,
             kind=kind,
             row_count=row_count,
-            columns={},
+            columns=_release_dates(engine, schema, table),
             findings=["metadata about the extract: not generated from statistics"],
             policy=policy,
         )
@@ -334,7 +334,7 @@ def summarise_table(
                         f"per-{'/'.join(twins[col.name])} values withheld under differential "
                         "privacy"
                     )
-                elif col.name in twins:
+                elif col.name in twins and f"twin:{col.name}" in exact:
                     cs.conditional = _twin_groups(
                         exact[f"twin:{col.name}"], twins[col.name], policy, col_notes
                     )
@@ -366,6 +366,32 @@ def summarise_table(
         policy=policy,
         dp=noise.budget if noise is not None else None,
     )
+
+
+def _release_dates(
+    engine: Engine, schema: str | None, table: TableSchema
+) -> dict[str, ColumnStats]:
+    """cdm_source's release dates (the latest of each column), which end the extract: no
+    generated date lies after them. Metadata about the extract, not about a patient, so not
+    held to the count rule."""
+    if table.name != "cdm_source":
+        return {}
+    dates = [c for c in table.columns if c.name in ("source_release_date", "cdm_release_date")]
+    if not dates:
+        return {}
+    sql = SqlExpressions(engine)
+    tbl = qualified(engine, schema, table.source_name)
+    parts = ", ".join(
+        f"MAX({sql.as_date(quote(engine, c.name), _is_text_stored(c))})" for c in dates
+    )
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(f"SELECT {parts} FROM {tbl}")).one()
+    out = {}
+    for col, value in zip(dates, row, strict=True):
+        day = _py(value)
+        if isinstance(day, str) and re.match(r"^\d{4}-\d{2}-\d{2}", day):
+            out[col.name] = ColumnStats(range=DateRange(low=day[:10], high=day[:10]))
+    return out
 
 
 def _polymorphic_targets(

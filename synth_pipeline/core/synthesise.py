@@ -19,7 +19,7 @@ import polars as pl
 from .config import ColumnConfig, ConfigError, ProjectFiles, TableConfig
 from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
 from .relations import Relations
-from .rules import align_twins, order_pairs, place_anchors
+from .rules import align_twins, order_pairs, place_anchors, settle_required_references
 
 
 def scaled_rows(rows: int, scale: float) -> int:
@@ -57,6 +57,7 @@ class TableRun:
     parent_source_rows: Callable[[str], int | None]
     relations: Relations | None = None
     warnings: list[str] = field(default_factory=list)
+    window: tuple[int, int] | None = None  # the extract's dates, in days since 1970-01-01
 
     @classmethod
     def for_project(
@@ -77,6 +78,7 @@ class TableRun:
             parent_source_rows=lambda p: source_rows.get(p),
             relations=relations or Relations.shared(files, seed, scale),
             warnings=warnings,
+            window=extract_window(files),
         )
 
     def rules_rng(self, block: int, purpose: str = "") -> np.random.Generator:
@@ -113,6 +115,8 @@ class TableRun:
                 parent_source_rows=self.parent_source_rows,
                 rules=self.config.rules,
                 relations=self.relations,
+                columns=self.config.columns,
+                window=self.window,
             )
         return out
 
@@ -153,7 +157,9 @@ class TableRun:
 
                 for name in order:
                     generate(name)
-                changed = place_anchors(self.config, done, self.relations, self.rules_rng(block))
+                changed = place_anchors(
+                    self.config, done, self.relations, self.rules_rng(block), self.window
+                )
                 if changed:  # regenerate what derives from a moved anchor, from the same streams
                     for name in order:
                         if name not in changed and set(dependencies[name]) & changed:
@@ -161,6 +167,9 @@ class TableRun:
                             changed.add(name)
                 align_twins(self.config, done)
                 order_pairs(self.config, done, self.rules_rng(block, "|order"))
+                settle_required_references(
+                    self.config, done, contexts, self.rules_rng(block, "|settle")
+                )
                 blocks.append(pl.DataFrame([done[c].cast(schema[c]).alias(c) for c in columns]))
             yield pl.concat(blocks) if len(blocks) > 1 else blocks[0]
 
@@ -193,6 +202,47 @@ def referenced_tables(cfg: TableConfig) -> dict[str, str]:
         if col.generator == "foreign_key":
             out[name] = str(col.params.get("table"))
     return out
+
+
+_WINDOWS: dict[tuple, tuple[int, int] | None] = {}
+
+
+def extract_window(files: ProjectFiles) -> tuple[int, int] | None:
+    """The extract's dates as the project's files release them, in days since 1970-01-01: from
+    the earliest to the latest end of the date columns' coded ranges, and no later than the
+    extract's release date (cdm_source, metadata about the extract). None when none is released.
+
+    Every date generated lies inside it, so a column too sparse for a range of its own (a few
+    deaths in a small extract) still stays among the extract's dates."""
+    from .generators.temporal import range_days
+
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(files.folder.glob("*.yaml")))
+    key = (str(files.folder.resolve()), stamp)
+    if key in _WINDOWS:
+        return _WINDOWS[key]
+    lows, highs, release = [], [], []
+    for table in files.tables():
+        try:
+            cfg = files.load_table(table)
+        except ConfigError:
+            continue  # the table's own run reports it
+        for col in cfg.columns.values():
+            bounds = range_days(col.stats)
+            if bounds is None:
+                continue
+            if cfg.kind == "synthetic":
+                lows.append(bounds[0])
+                highs.append(bounds[1])
+            elif table == "cdm_source":
+                release.append(bounds[1])
+    window = None
+    if highs or release:
+        high = min([*([max(highs)] if highs else []), *release])
+        low = min(lows) if lows else high - 36_525  # only a release date: the century before it
+        window = (min(low, high), high)
+    _WINDOWS.clear()
+    _WINDOWS[key] = window
+    return window
 
 
 def linked_tables(cfg: TableConfig) -> set[str]:

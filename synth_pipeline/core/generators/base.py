@@ -58,6 +58,11 @@ class ColumnContext:
     # the project's other tables regenerated on demand (relations.Relations), None in isolated
     # use: references that must reach a row of the same person need them
     relations: Any = None
+    # the table's column configs (config.ColumnConfig by name), for generators that follow a
+    # reference another column of the row holds
+    columns: dict[str, Any] = field(default_factory=dict)
+    # the extract's window in days since 1970-01-01 (synthesise.extract_window), when known
+    window: tuple[int, int] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, block: int, purpose: str = "") -> np.random.Generator:

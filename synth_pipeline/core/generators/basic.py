@@ -124,22 +124,28 @@ class ForeignKey(Generator):
 
     @classmethod
     def depends_on(cls, params):
+        from .references import person_columns
+
         p: ForeignKeyParams = params  # type: ignore[assignment]
-        return [c for c in (p.person, p.within, p.during) if c]
+        return [*person_columns(p.person), *(c for c in (p.within, p.during) if c)]
 
     def block(self, ctx, start, count, block, done):
         ids = self._references(ctx, start, count, block, done)
         p: ForeignKeyParams = ctx.params  # type: ignore[assignment]
-        if p.person is None or ctx.relations is None or p.person not in done:
+        if p.person is None or ctx.relations is None:
             return ids
         return self._same_person(ctx, block, ids, done)
 
     def _same_person(self, ctx, block, ids: pl.Series, done) -> pl.Series:
         """Each reference moved to one of the row's person's parent rows (of the same ``within``
         where the parent has that column too); NULL where the person has none."""
+        from .references import row_persons
+
         p: ForeignKeyParams = ctx.params  # type: ignore[assignment]
         relations = ctx.relations
-        person = done[p.person].fill_null(0).cast(pl.Int64).to_numpy()
+        person = row_persons(ctx, done, p.person)  # type: ignore[arg-type]
+        if person is None:
+            return ids
         u = ctx.rng(block, "same-person").random(len(person))
         out = np.zeros(len(person), dtype=np.int64)
         decided = np.zeros(len(person), dtype=bool)

@@ -25,6 +25,61 @@ def _int(series: pl.Series) -> np.ndarray:
     return series.fill_null(0).cast(pl.Int64).to_numpy()
 
 
+def person_columns(spec: str | None) -> list[str]:
+    """The columns of the row a person spec reads (see :func:`row_persons`)."""
+    if not spec:
+        return []
+    if ">" in spec:
+        return [spec.split(">", 1)[0]]
+    return [c for c in spec.split("@") if c]
+
+
+def row_persons(ctx: ColumnContext, done: dict[str, pl.Series], spec: str) -> np.ndarray | None:
+    """Each row's person, by a spec:
+
+    ``person_id``                         a column of the row holding the person;
+    ``episode_id>episode``                the person of the row ``episode_id`` points to in
+                                          ``episode`` (a table without a person column);
+    ``fact_id_1@domain_concept_id_1``     the person of the row the polymorphic ``fact_id_1``
+                                          points to in the table its ``domain_concept_id_1`` names.
+
+    None where the persons cannot be known (no relations, no such table): the caller then
+    draws without a person. 0 marks a row without one.
+    """
+    if "@" not in spec and ">" not in spec:
+        return _int(done[spec]) if spec in done else None
+    column, via = spec.split(">" if ">" in spec else "@", 1)
+    if column not in done or ctx.relations is None:
+        return None
+    ids = _int(done[column])
+    if "@" in spec and via in done and column in ctx.columns:  # a polymorphic id: table per row
+        col = ctx.columns[column]
+        params = PolymorphicReference.Params.model_validate(col.params)
+        targets = PolymorphicReference.target_tables(col.stats, params)
+        keys = np.array([None if v is None else str(v) for v in done[via].to_list()], dtype=object)
+        out = np.zeros(len(ids), dtype=np.int64)
+        for value, table in targets.items():
+            rows = np.flatnonzero(keys == value)
+            owners = _persons_of(ctx, table)
+            if len(rows) and owners is not None:
+                out[rows] = _lookup(owners, ids[rows])
+        return out
+    owners = _persons_of(ctx, via)
+    return None if owners is None else _lookup(owners, ids)
+
+
+def _persons_of(ctx: ColumnContext, table: str) -> np.ndarray | None:
+    frame = ctx.relations.frame(table, ["person_id"])
+    if frame is None or "person_id" not in frame.columns:
+        return None
+    return _int(frame["person_id"])
+
+
+def _lookup(owners: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    ok = (ids >= 1) & (ids <= len(owners))
+    return np.where(ok, owners[np.clip(ids - 1, 0, max(len(owners) - 1, 0))], 0)
+
+
 class PrecedingRowParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     person: str = Field(description="The column holding the row's person.")
@@ -71,7 +126,9 @@ class PolymorphicParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     by: str = Field(description="The column naming the table (a domain or field concept).")
     person: str | None = Field(
-        None, description="The row's person: the id is then a row of that person."
+        None,
+        description="The row's person (a column, or `column>table` / `column@by` to take it "
+        "from the row another reference points to): the id is then a row of that person.",
     )
     targets: dict[str, str] = Field(
         default_factory=dict,
@@ -92,7 +149,7 @@ class PolymorphicReference(Generator):
     @classmethod
     def depends_on(cls, params):
         p: PolymorphicParams = params  # type: ignore[assignment]
-        return [c for c in (p.by, p.person) if c]
+        return [p.by, *person_columns(p.person)]
 
     @staticmethod
     def target_tables(ctx_stats, params) -> dict[str, str]:
@@ -108,7 +165,7 @@ class PolymorphicReference(Generator):
         keep = ~null_mask(ctx, block, count)
         out = np.zeros(count, dtype=np.int64)
         u = ctx.rng(block).random(count)
-        person = _int(done[p.person]) if p.person and p.person in done else None
+        person = row_persons(ctx, done, p.person) if p.person else None
         for value, table in targets.items():
             rows = np.flatnonzero(keys == value)
             if not len(rows):
@@ -119,7 +176,11 @@ class PolymorphicReference(Generator):
             if person is not None and ctx.relations is not None:
                 index = ctx.relations.index(table, "person_id")
                 if index is not None:
-                    out[rows] = index.pick(person[rows], u[rows])
+                    # a row of the same person (none where the person has none); without a
+                    # person (a provider's fact, say), any row
+                    known = person[rows] > 0
+                    out[rows[known]] = index.pick(person[rows][known], u[rows][known])
+                    out[rows[~known]] = 1 + np.floor(u[rows][~known] * n).astype(np.int64)
                     continue
             out[rows] = 1 + np.floor(u[rows] * n).astype(np.int64)
         return _ids(ctx, out, keep)

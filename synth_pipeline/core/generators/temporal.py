@@ -42,6 +42,10 @@ def _days(ctx: ColumnContext, count: int, block: int) -> np.ndarray:
         lo = np.array([b.start for b in bins])[which]
         hi = np.array([b.end for b in bins])[which]
         years = rng.integers(lo, hi + 1)
+    elif ctx.window is not None:  # nothing released: anywhere in the extract's dates
+        return ctx.window[0] + np.floor(
+            rng.random(count) * (ctx.window[1] - ctx.window[0] + 1)
+        ).astype(np.int64)
     else:
         lo, hi = params.from_year or 2000, params.to_year or params.from_year or 2000  # type: ignore[attr-defined]
         years = rng.integers(lo, hi + 1, size=count)
@@ -58,8 +62,22 @@ def _days(ctx: ColumnContext, count: int, block: int) -> np.ndarray:
     )
     day = np.floor(rng.random(count) * length).astype(np.int64)
     out = (month_start.astype("datetime64[D]") - _EPOCH).astype(np.int64) + day
-    bounds = range_days(stats)
+    bounds = date_bounds(ctx)
     return np.clip(out, *bounds) if bounds else out
+
+
+def date_bounds(ctx: ColumnContext) -> tuple[int, int] | None:
+    """The days a column's dates may take: its coded range, inside the extract's window (the
+    project's released ranges and the extract's release date), whichever are known."""
+    return intersect(range_days(ctx.stats), ctx.window)
+
+
+def intersect(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The days in both spans (the first where they do not meet)."""
+    if a is None or b is None:
+        return a or b
+    lo, hi = max(a[0], b[0]), min(a[1], b[1])
+    return (lo, hi) if lo <= hi else a
 
 
 def days_in_window(stats, lo: np.ndarray, hi: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -235,7 +253,7 @@ class DateOffset(Generator):
         range, and the latest day the rules allow), or None when nothing limits them."""
         p: DateOffsetParams = ctx.params  # type: ignore[assignment]
         limit = None if p.before else done.get(WINDOW_END + p.from_column)
-        bounds = range_days(ctx.stats)
+        bounds = date_bounds(ctx)
         if limit is None and bounds is None:
             return None
         start = base.cast(pl.Date).cast(pl.Int64).fill_null(0).to_numpy()
@@ -278,7 +296,7 @@ class DateOffset(Generator):
         delta = pl.Series(offs * 86_400_000_000).cast(pl.Duration("us"))
         out = base.cast(pl.Datetime("us")) + delta
         if p.before:  # never before the coded range; the rules place it in the person's life
-            bounds = range_days(ctx.stats)
+            bounds = date_bounds(ctx)
             if bounds is not None:
                 low = pl.lit(int(bounds[0]) * 86_400_000_000).cast(pl.Datetime("us"))
                 out = pl.select(
@@ -293,7 +311,7 @@ class DateOffset(Generator):
             out = pl.select(
                 pl.min_horizontal(out, pl.max_horizontal(last, base.cast(pl.Datetime("us"))))
             ).to_series()
-        bounds = range_days(ctx.stats)
+        bounds = date_bounds(ctx)
         if bounds is not None:  # never past the column's coded range, never before the start
             high = pl.lit(int(bounds[1]) * 86_400_000_000 + 86_399_000_000).cast(pl.Datetime("us"))
             out = pl.select(
