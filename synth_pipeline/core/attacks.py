@@ -43,7 +43,7 @@ membership        the AUC of telling training targets from control targets by th
                   the nearest of their attacker's rows (closer: member); 0.5 is chance.
 
 Distances are Gower's, as for the DCR share (numbers and dates by their p1..p99 range,
-categories by equality, NULL equal to NULL). Ties go to the first row of a fixed-seed shuffle.
+categories by equality, NULL equal to NULL). Each target breaks ties at random (fixed seed).
 A rate's bound is Wilson's at 99.5% on each side, so the risk's lower bound holds with 99%
 confidence; the AUC's is Hanley and McNeil's standard error at one-sided 99%.
 """
@@ -56,6 +56,7 @@ import numpy as np
 import polars as pl
 
 from .config import PrivacyThresholds, TableConfig
+from .generators import CATALOGUE
 from .privacy import (
     CONFIDENCE_Z,
     SPLIT_SEED,
@@ -72,7 +73,7 @@ PAIR_Z = 2.576
 INFERENCE_TOLERANCE = 0.05  # of the column's p1..p99 range
 PREDICATE_COLUMNS = 3
 ATTEMPTS_PER_PREDICATE = 10
-CELLS_PER_CHUNK = 4_000_000  # targets x reference rows x columns held in memory at once
+CELLS_PER_CHUNK = 4_000_000  # distances (or predicate x row tests) held in memory at once
 EQ, LE, GE = 0, 1, 2
 
 
@@ -110,9 +111,10 @@ def run_attacks(
 
     main = _Side(src[training_targets], syn[drawn])
     ctrl = _Side(src[control_targets], src[stand_in])
-    split = _split(columns, quasi_identifiers)
-    main.nearest(categorical, scale, split)
-    ctrl.nearest(categorical, scale, split)
+    groups = column_groups(cfg, columns)
+    split = _split(columns, quasi_identifiers, groups)
+    main.nearest(categorical, scale, groups, split)
+    ctrl.nearest(categorical, scale, groups, split)
 
     # singling out: as many predicates' rows as rows they are tried on, on each side; the
     # training side on the whole source (capped), the control side on the control half
@@ -138,11 +140,11 @@ def run_attacks(
         a = _singling_out(build, pairs, categorical, count)
         out.singling_out.append(_judged(f"{kind} predicates", *a, k))
     if split is None:
-        out.linkability = AttackResult(note="one column: nothing to link")
+        out.linkability = AttackResult(note="one group of columns: nothing to link")
     else:
         on = f"{', '.join(columns[i] for i in split[0])} vs {', '.join(columns[i] for i in split[1])}"
         out.linkability = _judged(on, main.linked.sum(), ctrl.linked.sum(), targets, targets, k)
-    if len(columns) >= 2:
+    if len(set(groups)) >= 2:
         for j, c in enumerate(columns):
             out.inference.append(
                 _judged(
@@ -187,25 +189,63 @@ def _scale(rows: np.ndarray, categorical: np.ndarray) -> np.ndarray:
 
 
 def _distances(a: np.ndarray, b: np.ndarray, categorical: bool, scale: float) -> np.ndarray:
-    """Gower distance of one column between every row of ``a`` and every row of ``b``."""
-    x, y = a[:, None], b[None, :]
-    both = np.isnan(x) & np.isnan(y)
+    """Gower distance of one column between every row of ``a`` and every row of ``b``
+    (float32; NULL equal to NULL, NULL and a value 1 apart)."""
+    x, y = a.astype(np.float32)[:, None], b.astype(np.float32)[None, :]
     if categorical:
-        d = (x != y).astype(float)
-    else:
-        d = np.minimum(1.0, np.abs(x - y) / scale)
-        d = np.where(np.isnan(d), 1.0, d)
-    return np.where(both, 0.0, d)
+        x, y = np.nan_to_num(x, nan=-1.0), np.nan_to_num(y, nan=-1.0)
+        return (x != y).astype(np.float32)
+    d = np.abs(x - y)
+    d *= np.float32(1.0 / scale)
+    np.minimum(d, np.float32(1.0), out=d)
+    if np.isnan(a).any() or np.isnan(b).any():
+        d[np.isnan(d)] = 1.0
+        d[np.isnan(x) & np.isnan(y)] = 0.0
+    return d
 
 
-def _split(columns: list[str], quasi_identifiers: list[str]) -> tuple[list[int], list[int]] | None:
-    """The two parts linkability links: quasi-identifiers and the rest, else alternate columns."""
-    if len(columns) < 2:
+# generators whose column repeats another column's information: a datetime from its date, a
+# part of a date, a value chosen by another column's value (a source value by its concept)
+DERIVED = {"datetime_from_date", "date_part", "conditional_choice"}
+
+
+def column_groups(cfg: TableConfig, columns: list[str]) -> list[int]:
+    """Per column, its group: columns derived from one another (DERIVED generators and the
+    columns they are drawn from) share one. Guessing a column from its own group, or linking
+    one group member to another, tells nothing about anyone."""
+    parent = {c: c for c in columns}
+
+    def root(c: str) -> str:
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    for c in columns:
+        col = cfg.columns[c]
+        if col.generator in DERIVED:
+            gen = CATALOGUE[col.generator]
+            for dep in gen.depends_on(gen.Params.model_validate(col.params)):
+                if dep in parent:
+                    parent[root(c)] = root(dep)
+    roots = [root(c) for c in columns]
+    first = {r: i for i, r in reversed(list(enumerate(roots)))}
+    ids = {r: n for n, r in enumerate(sorted(set(roots), key=first.get))}
+    return [ids[r] for r in roots]
+
+
+def _split(
+    columns: list[str], quasi_identifiers: list[str], groups: list[int]
+) -> tuple[list[int], list[int]] | None:
+    """The two parts linkability links, whole groups each: the quasi-identifiers' groups and
+    the others, or alternate groups where one part would be empty; None with one group."""
+    count = len(set(groups))
+    if count < 2:
         return None
-    first = [i for i, c in enumerate(columns) if c in quasi_identifiers]
-    if not first or len(first) == len(columns):
-        first = list(range(0, len(columns), 2))
-    return first, [i for i in range(len(columns)) if i not in first]
+    known = {g for c, g in zip(columns, groups, strict=True) if c in quasi_identifiers}
+    if not known or len(known) == count:
+        known = set(range(0, count, 2))
+    first = [i for i, g in enumerate(groups) if g in known]
+    return first, [i for i, g in enumerate(groups) if g not in known]
 
 
 class _Side:
@@ -214,35 +254,47 @@ class _Side:
     def __init__(self, targets: np.ndarray, reference: np.ndarray):
         self.targets, self.reference = targets, reference
 
-    def nearest(self, categorical, scale, split) -> None:
+    def nearest(self, categorical, scale, groups, split) -> None:
         """Per target: the distance to the nearest reference row, the nearest row on each
-        part of the split, and on every column but each one."""
+        part of the split, and on the columns outside each column's group."""
         t, r = self.targets, self.reference
-        width = t.shape[1]
+        width, count = t.shape[1], max(groups) + 1
         self.distance = np.empty(len(t))
         self.leave_one_out = np.empty((len(t), width), dtype=np.int64)
         self.linked = np.zeros(len(t), dtype=bool)
-        step = max(1, CELLS_PER_CHUNK // max(1, len(r) * width))
+        step = max(1, CELLS_PER_CHUNK // max(1, len(r) * (count + 3)))
+        rng = np.random.default_rng(SPLIT_SEED)
         for i in range(0, len(t), step):
-            stack = np.stack(
-                [
-                    _distances(t[i : i + step, j], r[:, j], categorical[j], scale[j])
-                    for j in range(width)
-                ],
-                axis=2,
-            )
-            total = stack.sum(axis=2)
-            self.distance[i : i + step] = total.min(axis=1)
+            rows = slice(i, i + step)
+            by_group = np.zeros((count, len(t[rows]), len(r)), dtype=np.float32)
             for j in range(width):
-                self.leave_one_out[i : i + step, j] = (total - stack[:, :, j]).argmin(axis=1)
+                by_group[groups[j]] += _distances(t[rows, j], r[:, j], categorical[j], scale[j])
+            # each target breaks its ties on its own: rows of one concept do not all share
+            # the same first row's guess
+            priority = rng.random(by_group.shape[1:], dtype=np.float32)
+            total = by_group.sum(axis=0)
+            self.distance[rows] = total.min(axis=1)
+            for g in range(count):
+                nearest = _nearest(total - by_group[g], priority)
+                for j in range(width):
+                    if groups[j] == g:
+                        self.leave_one_out[rows, j] = nearest
             if split is not None:
-                a = stack[:, :, split[0]].sum(axis=2).argmin(axis=1)
-                b = stack[:, :, split[1]].sum(axis=2).argmin(axis=1)
-                self.linked[i : i + step] = a == b
+                parts = [sorted({groups[j] for j in part}) for part in split]
+                a = _nearest(by_group[parts[0]].sum(axis=0), priority)
+                b = _nearest(by_group[parts[1]].sum(axis=0), priority)
+                self.linked[rows] = a == b
+
+
+def _nearest(distances: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Per row, the column of the smallest distance; among ties, the one of highest priority."""
+    low = distances.min(axis=1, keepdims=True)
+    return np.where(distances <= low, priority, -1.0).argmax(axis=1)
 
 
 def _guessed(side: _Side, j: int, categorical: bool, scale: float) -> np.ndarray:
-    """Per target, whether the nearest row on the other columns holds its value in column j."""
+    """Per target, whether the nearest row on the columns outside column j's group holds its
+    value in column j."""
     guess = side.reference[side.leave_one_out[:, j], j]
     truth = side.targets[:, j]
     both = np.isnan(guess) & np.isnan(truth)
@@ -277,16 +329,22 @@ class _Predicates:
             mask = np.ones((len(cols), len(rows)), dtype=bool)
             for slot in range(cols.shape[1]):
                 for j in np.unique(cols[:, slot]):
-                    at = np.nonzero(cols[:, slot] == j)[0]
-                    x, v = rows[:, j][None, :], values[at, slot][:, None]
-                    op = ops[at, slot][:, None]
-                    with np.errstate(invalid="ignore"):
-                        holds = np.where(
-                            op == EQ,
-                            (x == v) | (np.isnan(x) & np.isnan(v)),
-                            np.where(op == LE, x <= v, x >= v),
-                        )
-                    mask[at] &= holds
+                    x = rows[:, j][None, :]
+                    here = cols[:, slot] == j
+                    for op in (EQ, LE, GE):
+                        at = np.nonzero(here & (ops[:, slot] == op))[0]
+                        if not len(at):
+                            continue
+                        v = values[at, slot][:, None]
+                        with np.errstate(invalid="ignore"):
+                            if op == LE:
+                                mask[at] &= x <= v
+                            elif op == GE:
+                                mask[at] &= x >= v
+                            elif np.isnan(v).any():
+                                mask[at] &= (x == v) | (np.isnan(x) & np.isnan(v))
+                            else:
+                                mask[at] &= x == v
             out[b : b + batch] = mask.sum(axis=1)
         return out
 

@@ -589,13 +589,12 @@ def _features(
         s = frame[c]
         if _is_categorical(cfg, c):
             mapping = codes.setdefault(c, {})
-            values = s.to_list()
-            cats.append(
-                np.array(
-                    [-1 if v is None else mapping.setdefault(v, len(mapping)) for v in values],
-                    dtype=np.int64,
-                )
+            for v in s.drop_nulls().unique(maintain_order=True).to_list():  # first seen first
+                mapping.setdefault(v, len(mapping))
+            coded = s.replace_strict(
+                list(mapping), list(mapping.values()), default=-1, return_dtype=pl.Int64
             )
+            cats.append(coded.fill_null(-1).to_numpy())
         else:
             if s.dtype == pl.Date:
                 s = s.cast(pl.Int32)
