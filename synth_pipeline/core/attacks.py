@@ -11,37 +11,48 @@ from statistics of the whole source, so no source row is outside them, and the s
 a control row would measure a member again (a copy would score the same on both sides). The
 construction used instead:
 
-- the source, in an order its values fix, is split by a fixed seed into two halves of equal
-  size (each at most ``attack_reference_rows``): the *training half* and the *control half*;
+- the source, in an order its values fix, is shuffled by a fixed seed; its first half (at
+  most ``attack_reference_rows``) is the *control half*, the rest the *training part*;
 - the attacker of a training target holds a sample of the synthetic rows; the attacker of a
-  control target holds, in their place, as many real rows of the training half (rows an honest
-  generator could write: values of listed columns among the released ones). That is what a
-  generator that knew the population perfectly, but not the control rows, could publish;
-- the same attack runs on both sides with the same seeds, on the same number of targets
-  (``attack_rows``), and the risk is ``(training rate - control rate) / (1 - control rate)``.
+  control target holds, in their place, as many real rows of the source that are not control
+  targets and that an honest generator could write (values of listed columns among the
+  released ones). That is what a generator that knew the population perfectly, but not the
+  control targets, could publish. Both hold min(synthetic rows, such rows,
+  ``attack_reference_rows``) rows: a nearest row is nearer among more rows;
+- the same attack runs on both sides with the same seeds, on ``attack_rows`` targets a side
+  (at most a quarter of the source), and the risk is (training rate - control rate) /
+  (1 - control rate).
 
 So the risk reads how much more the synthetic rows give away about the people in the source
-than real data of other people give away about someone outside it. A copy of the source scores
-near 1 on every attack that can tell people apart; independent draws from released marginals
-score 0 or below (they carry less than real rows do). It is not the paper's membership
-guarantee: a generator could in principle reveal something about source rows that real rows
-of others would also reveal and not be caught, and a table whose columns tell few people apart
-cannot be attacked at all (both sides then succeed alike and the risk is near 0).
+than real rows of others give away about someone outside it. A copy of the source scores
+near 1 on every attack that can tell its people apart; independent draws from released
+marginals score 0 or below (they carry less than real rows do). It is not the paper's
+guarantee: the baseline is real data, not the same synthetic rows, so a generator that
+reveals about source rows only what real rows of others would also reveal passes; a table
+whose columns tell few people apart cannot be attacked (both sides succeed alike); and on
+samples a copy of a table much larger than ``attack_reference_rows`` is diluted (a target's
+copy is among the attacker's rows only that often), which the exact-match check covers.
 
 singling out      predicates built from the attacker's rows, each true of exactly one of them:
                   univariate (a value one row holds; a numeric column's minimum or maximum
                   held by one row) and multivariate (a random row and up to three random
                   columns: equal to its category, at most or at least its number, NULL where
-                  NULL). Success: the predicate is true of exactly one row of the half attacked.
-linkability       the columns are split in two (the quasi-identifiers and the other columns, or
-                  alternately where one side would be empty); success: a target's nearest row
-                  on the one part and on the other are the same row.
-inference         each column in turn is the secret; the guess is the nearest row's value on
-                  the other columns; success: equal (a number or date: within 5% of the
-                  column's p1..p99 range). The check reads the worst column.
+                  NULL); at most ``attack_rows`` of each. Success: true of exactly one row
+                  attacked. Training side: predicates from synthetic rows, tried on as many
+                  source rows (the whole source where it fits); control side: predicates from
+                  rows of the training part, tried on as many rows of the control half.
+linkability       the columns are split in two, whole groups each (the quasi-identifiers'
+                  groups and the others, or alternate groups where one part would be empty);
+                  success: a target's nearest row on the one part and on the other is the same.
+inference         each column in turn is the secret; the guess is the value of the nearest row
+                  on the columns of the other groups; success: equal (a number or date: within
+                  5% of the column's p1..p99 range). The check reads the worst column.
 membership        the AUC of telling training targets from control targets by their distance to
                   the nearest of their attacker's rows (closer: member); 0.5 is chance.
 
+A group is a column with the columns derived from it (a datetime from its date, a part of a
+date, a value chosen by another column's value): one piece of information, which guessing or
+linking within would find for anyone, copied or not.
 Distances are Gower's, as for the DCR share (numbers and dates by their p1..p99 range,
 categories by equality, NULL equal to NULL). Each target breaks ties at random (fixed seed).
 A rate's bound is Wilson's at 99.5% on each side, so the risk's lower bound holds with 99%
