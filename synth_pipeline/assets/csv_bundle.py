@@ -13,6 +13,7 @@ from ..core.report import fidelity_html
 from ..core.rules import count_violations
 from ..core.write import ColumnDef, read_register
 from ..resources import DestinationDatabase, SynthProject
+from .fidelity import trusted_report
 from .presentation import GROUP, Progress, bullet_list, markdown_table, retry_transient
 from .privacy import load_reports
 from .synthetic_table import synthetic_table
@@ -119,6 +120,8 @@ def csv_bundle(
         },
     )
     bad = verify_bundle(out)
+    # both scores, against the source too: written under the work dir, never into the bundle
+    trusted = trusted_report(project, destination, fidelity, included, threshold)
     for n in notes:
         context.log.warning(n)
     yield dg.Output(
@@ -144,6 +147,7 @@ def csv_bundle(
                 [[f.table, f.median_score, sum(f.rule_violations.values())] for f in fidelity],
             ),
             "notes": bullet_list(notes),
+            **trusted,
         },
     )
     yield dg.AssetCheckResult(

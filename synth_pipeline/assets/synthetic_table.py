@@ -31,6 +31,7 @@ from ..core.write import (
 )
 from ..partitions import omop_table_partitions
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
+from .fidelity import against_source
 from .presentation import (
     GROUP,
     Progress,
@@ -231,6 +232,8 @@ def synthetic_table(
             ],
         )
         metadata["rule_violations"] = dg.MetadataValue.json(fidelity.rule_violations)
+        # against the source too, inside the trusted environment (kept under the work dir)
+        metadata.update(against_source(cfg, fidelity, source, destination, project))
     # measured against the source, inside the trusted environment; csv_bundle reads the verdict
     privacy = assess(cfg, source, destination, project)
     metadata.update(privacy_metadata(privacy))

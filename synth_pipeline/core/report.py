@@ -1,4 +1,9 @@
-"""The fidelity report as one self-contained HTML page (inline SVG plots, no scripts, no fetches)."""
+"""The fidelity report as one self-contained HTML page (inline SVG plots, no scripts, no fetches).
+
+Two versions from one function: the published one (in the bundle) holds the scores against the
+approved statistics only; the trusted-environment one adds each column's score against the
+source and orders the columns worst against the source first.
+"""
 
 from __future__ import annotations
 
@@ -60,22 +65,59 @@ def svg_plot(dist: Distribution, title: str) -> str:
     return "".join(parts)
 
 
+NOT_PUBLISHED = (
+    "Each column was also scored against the source table inside the trusted environment. "
+    "Those scores are not published: each is computed from exact source counts, and scores "
+    "from repeated releases (another seed or scale) could be combined to narrow those counts "
+    "below what disclosure control releases."
+)
+
+
 def fidelity_html(
-    project: str, tables: list[TableFidelity], created_at: str, threshold: float
+    project: str,
+    tables: list[TableFidelity],
+    created_at: str,
+    threshold: float,
+    against_source: bool = False,
 ) -> str:
+    """The report page; ``against_source`` adds the scores against the source (trusted
+    environment only: never put that version in a bundle)."""
     rows = []
     for t in tables:
         violations = sum(t.rule_violations.values())
+        source_cell = f"<td>{_fmt(t.median_source_score)}</td>" if against_source else ""
         rows.append(
             f'<tr><td><a href="#{escape(t.table)}">{escape(t.table)}</a></td><td>{t.rows}</td>'
-            f"<td>{_fmt(t.median_score)}</td><td>{violations}</td></tr>"
+            f"<td>{_fmt(t.median_score)}</td>{source_cell}<td>{violations}</td></tr>"
         )
-    sections = [_table_section(t) for t in tables]
+    sections = [_table_section(t, against_source) for t in tables]
+    if against_source:
+        title = f"Fidelity report against the source: project {escape(project)}"
+        banner = (
+            "<p><strong>Trusted environment only: these scores are computed from the source "
+            "and are not for publication.</strong></p>"
+        )
+        which = """Each synthetic column has two scores (1 is a perfect match): <em>against the
+approved statistics</em> (the configuration its reviewer signed, as in the published report) and
+<em>against the source</em> (the source table, measured by aggregate SQL in each database):
+KSComplement for numbers, offsets and string lengths, TVComplement for categories (the source's
+values seen at least k times, every other value pooled) and years. A string column whose source
+has no value seen k times (identifiers, free text) is compared by its lengths. Columns are listed
+worst against the source first."""
+        source_head = "<th>median against the source</th>"
+    else:
+        title = f"Fidelity report: project {escape(project)}"
+        banner = ""
+        which = f"""Each synthetic column is scored <em>against the approved statistics</em>
+(the configuration its reviewer signed), not against the source: KSComplement for numbers,
+offsets and lengths, TVComplement for categories and year bins (1 is a perfect match). Columns
+are listed worst first. {escape(NOT_PUBLISHED)}"""
+        source_head = ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>Fidelity report: {escape(project)}</title>
+<title>{title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
@@ -87,15 +129,14 @@ th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
 </head>
 <body>
 <p><strong>{escape(DISCLAIMER)}</strong></p>
-<h1>Fidelity report: project {escape(project)}</h1>
-<p>Created {escape(created_at)} by synth_pipeline {escape(GENERATOR_VERSION)}. Each synthetic column is
-compared with the statistics its reviewer approved (not with the source):
-KSComplement for numbers, offsets and lengths, TVComplement for categories and year bins
-(1 is a perfect match). Threshold for the median column score: {threshold:.2f}.</p>
-<p class="key"><span style="background:{EXPECTED}"></span>approved statistics
+{banner}
+<h1>{title}</h1>
+<p>Created {escape(created_at)} by synth_pipeline {escape(GENERATOR_VERSION)}. {which}
+Threshold for the median column score against the approved statistics: {threshold:.2f}.</p>
+<p class="key">Plots: <span style="background:{EXPECTED}"></span>approved statistics
 <span style="background:{SYNTHETIC}"></span>synthetic data</p>
 <table>
-<thead><tr><th>table</th><th>rows</th><th>median column score</th><th>rule violations</th></tr></thead>
+<thead><tr><th>table</th><th>rows</th><th>median against the approved statistics</th>{source_head}<th>rule violations</th></tr></thead>
 <tbody>
 {"".join(rows)}
 </tbody>
@@ -106,18 +147,45 @@ KSComplement for numbers, offsets and lengths, TVComplement for categories and y
 """
 
 
-def _table_section(t: TableFidelity) -> str:
+def _table_section(t: TableFidelity, against_source: bool = False) -> str:
     if t.rows == 0:
         return (
             f'<section id="{escape(t.table)}"><h2>{escape(t.table)}</h2>'
             "<p>0 rows: the table is empty in the source and stays empty.</p></section>"
         )
-    cols = "".join(
-        f"<tr><td>{escape(c.column)}</td><td>{escape(c.generator)}</td><td>{escape(c.metric)}</td>"
-        f"<td>{_fmt(c.score)}</td><td>{_fmt(c.null_similarity)}</td><td>{_fmt(c.boundary_adherence)}</td>"
-        f"<td>{_fmt(c.category_adherence)}</td></tr>"
-        for c in t.columns
-    )
+    if against_source:
+        head = (
+            "<th>column</th><th>generator</th><th>metric against the approved statistics</th>"
+            "<th>score against the approved statistics</th><th>metric against the source</th>"
+            "<th>score against the source</th><th>null similarity against the source</th>"
+            "<th>note</th>"
+        )
+        cols = "".join(
+            f"<tr><td>{escape(c.column)}</td><td>{escape(c.generator)}</td><td>{escape(c.metric)}</td>"
+            f"<td>{_fmt(c.score)}</td><td>{escape(s.metric if s else '')}</td>"
+            f"<td>{_fmt(s.score if s else None)}</td><td>{_fmt(s.null_similarity if s else None)}</td>"
+            f"<td>{escape(s.note if s else 'not measured against the source')}</td></tr>"
+            for c in t.worst_first(against_source=True)
+            for s in [c.against_source]
+        )
+        summary = (
+            f"median column score against the approved statistics {_fmt(t.median_score)}, "
+            f"against the source {_fmt(t.median_source_score)}"
+            + (f" ({escape(t.source_note)})" if t.source_note else "")
+        )
+    else:
+        head = (
+            "<th>column</th><th>generator</th><th>metric</th><th>score against the approved "
+            "statistics</th><th>null similarity</th><th>boundary adherence</th>"
+            "<th>category adherence</th>"
+        )
+        cols = "".join(
+            f"<tr><td>{escape(c.column)}</td><td>{escape(c.generator)}</td><td>{escape(c.metric)}</td>"
+            f"<td>{_fmt(c.score)}</td><td>{_fmt(c.null_similarity)}</td><td>{_fmt(c.boundary_adherence)}</td>"
+            f"<td>{_fmt(c.category_adherence)}</td></tr>"
+            for c in t.worst_first()
+        )
+        summary = f"median column score against the approved statistics {_fmt(t.median_score)}"
     refs = "".join(
         f"<tr><td>{escape(r.column)}</td><td>{escape(r.parent)}</td><td>{_fmt(r.referential_integrity)}</td>"
         f"<td>{_fmt(r.cardinality_shape_similarity)}</td></tr>"
@@ -127,7 +195,8 @@ def _table_section(t: TableFidelity) -> str:
         f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(t.rule_violations.items())
     )
     plots = "".join(
-        f'<div class="plot"><div>{escape(c.column)} ({escape(c.metric)} {_fmt(c.score)})</div>'
+        f'<div class="plot"><div>{escape(c.column)} ({escape(c.metric)} against the approved '
+        f"statistics {_fmt(c.score)})</div>"
         f"{svg_plot(c.distribution, t.table + '.' + c.column)}</div>"
         for c in t.columns
         if c.distribution and c.distribution.labels
@@ -141,9 +210,9 @@ def _table_section(t: TableFidelity) -> str:
     return f"""
 <section id="{escape(t.table)}">
 <h2>{escape(t.table)}</h2>
-<p>{t.rows} rows; median column score {_fmt(t.median_score)}.</p>
+<p>{t.rows} rows; {summary}.</p>
 <table>
-<thead><tr><th>column</th><th>generator</th><th>metric</th><th>score</th><th>null similarity</th><th>boundary adherence</th><th>category adherence</th></tr></thead>
+<thead><tr>{head}</tr></thead>
 <tbody>{cols}</tbody>
 </table>
 {"<table><thead><tr><th>foreign key</th><th>parent</th><th>ReferentialIntegrity</th><th>CardinalityShapeSimilarity</th></tr></thead><tbody>" + refs + "</tbody></table>" if refs else ""}
