@@ -203,6 +203,17 @@ def test_the_demo_bundle_reports_rates_only(demo_run):
             if excess.replace(".", "").isdigit():
                 assert float(excess) <= float(r["threshold"]), r
     assert {r["values"] for r in sections["Rare categories"]} == {"0"}
+    attacked = sections["Attacks"]
+    assert {"person", "condition_occurrence", "drug_exposure", "measurement"} <= {
+        r["table"] for r in attacked
+    }
+    assert {r["verdict"] for r in attacked} <= {"pass", "n/a"}
+    assert {r["attack"].split(" (")[0] for r in attacked} == {
+        "singling out",
+        "linkability",
+        "attribute inference",
+        "membership inference",
+    }
     # no exact source count: the person table's sample sizes are rounded like released counts
     source = open_source(f"sqlite:///{settings.demo_source_path()}")
     with source.connect() as conn:
