@@ -46,6 +46,8 @@ def _files(args) -> ProjectFiles:
 
 
 def _print_report(report: RunReport, *, generation: bool) -> None:
+    for note in report.notes:
+        print(f"  {note}")
     for t in report.tables:
         status = "ok" if t.ok else "FAILED"
         rows = f" {t.rows:,} rows" if t.rows is not None else ""

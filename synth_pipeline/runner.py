@@ -24,6 +24,7 @@ from .assets import (
     synthetic_table,
 )
 from .core import omop
+from .core.config import ProjectFiles, atomic_write_text
 from .core.database import open_source, open_writable_destination, redact_text
 from .core.errors import ConfigError
 from .core.preflight import check_configuration
@@ -125,6 +126,7 @@ class RunReport:
     bundle_ok: bool | None = None
     bundle_messages: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the project as a whole
 
     @property
     def ok(self) -> bool:
@@ -241,6 +243,59 @@ def source_tables(source_url: str | None, source_schema: str | None) -> dict[str
         engine.dispose()
 
 
+def source_columns(source_url: str | None, source_schema: str | None) -> dict[str, list[str]]:
+    """Every source table's column names, by table name as the source spells it."""
+    import sqlalchemy as sa
+
+    from .resources import SourceDatabase
+
+    src = SourceDatabase(url=source_url, db_schema=source_schema)
+    engine = open_source(src.resolved_url())
+    try:
+        found = sa.inspect(engine).get_multi_columns(schema=source_schema)
+        return {name: [c["name"] for c in cols] for (_, name), cols in found.items()}
+    finally:
+        engine.dispose()
+
+
+def record_cdm_version(
+    files: ProjectFiles, guess: omop.CdmVersionGuess, *, init: bool
+) -> list[str]:
+    """Write the CDM version the source's tables and columns show into project.yaml when the
+    file does not exist yet or (at init) does not set it, and say what was done; a version the
+    file sets that the columns contradict is reported, not changed."""
+    shown = guess.describe(guess.version) if guess.version else ""
+    notes = []
+    if guess.evidence["5.3"] and guess.evidence["5.4"]:
+        notes.append(
+            "the source has tables or columns of both CDM versions: "
+            f"{guess.describe('5.3')} and {guess.describe('5.4')}"
+        )
+    if not files.exists():
+        project = files.load_project()
+        if guess.version:
+            project.cdm_version = guess.version
+            notes.append(f"cdm_version {guess.version} recorded in {files.project_file}: {shown}")
+        files.save_project(project)
+        return notes
+    project = files.load_project()
+    if "cdm_version" not in project.model_fields_set:
+        if init and guess.version:
+            # added as a line, so the file keeps the user's own layout and comments
+            text = files.project_file.read_text(encoding="utf-8").rstrip("\n")
+            line = f"cdm_version: '{guess.version}'  # detected from the source's columns"
+            atomic_write_text(files.project_file, f"{text}\n{line}\n")
+            files.load_project()  # still valid
+            notes.append(f"cdm_version {guess.version} recorded in {files.project_file}: {shown}")
+        return notes
+    if guess.version and not project.cdm_version.startswith(guess.version):
+        notes.append(
+            f"finding: {files.project_file} says cdm_version {project.cdm_version!r}, but the "
+            f"source's tables and columns are those of {shown}; correct cdm_version"
+        )
+    return notes
+
+
 def execute(
     *,
     source_url: str | None,
@@ -313,8 +368,8 @@ def execute(
             open_writable_destination(
                 destination_url or settings.default_destination_url(project), destination_schema
             ).dispose()
-        if not files.exists():
-            files.save_project(files.load_project())
+        guess = omop.guess_cdm_version(source_columns(source_url, source_schema))
+        notes = record_cdm_version(files, guess, init=config_only)
         files.write_json_schema()
         instance = instance or instance_for_cli()
         known = set(instance.get_dynamic_partitions(OMOP_TABLES))
@@ -325,7 +380,7 @@ def execute(
         steps = CONFIG_STEPS if config_only else TABLE_STEPS
         # the console shows what the user must act on; the run's full log is in the instance
         run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-        report = RunReport(tables=[])
+        report = RunReport(tables=[], notes=notes)
         usable = []
         for t in selected:
             problem = unusable_name(t)

@@ -69,7 +69,10 @@ def approved_config_concepts(files: ProjectFiles) -> set[int]:
                 if params.get("other") == "value":
                     out.add(params["other_value"])
             elif col["generator"] == "conditional_choice":
-                for src in [*groups, other, stats]:
+                # the pooled group's and the column's values only where a row can fall back on
+                # them; with other: null such rows are NULL
+                pooled = [other, stats] if params.get("other", "pooled") != "null" else []
+                for src in [*groups, *pooled]:
                     out |= {v["value"] for v in src.get("values") or []}
             elif col["generator"] == "constant":
                 out.add(params["value"])
@@ -286,6 +289,35 @@ def test_bad_vocabulary_rows_settings_name_file_and_setting(config_root, demo_sq
         local.read_text().replace("kind: vocabulary", "kind: vocabulary\nvocabulary_rows: all")
     )
     check_configuration(files, source_tables)
+    # site_local: only exclude or include, and only on a vocabulary table
+    path.write_text(original.replace("kind: vocabulary\n", "kind: vocabulary\nsite_local: some\n"))
+    with pytest.raises(ConfigError) as err:
+        files.load_table("concept")
+    assert "site_local" in str(err.value) and str(path) in str(err.value)
+    path.write_text(original)
+    person.write_text(
+        person.read_text().replace("kind: synthetic\n", "kind: synthetic\nsite_local: include\n")
+    )
+    with pytest.raises(ConfigError) as err:
+        check_configuration(files, source_tables)
+    assert "setting site_local" in str(err.value) and str(person) in str(err.value)
+
+
+def test_demo_local_vocabularies_are_left_out(demo_run, demo_sqlite_url):
+    """The demo's vocabulary table lists 31 JNJ_* vocabularies whose vocabulary_concept_id is 0:
+    local vocabularies, not public OMOP ones, so they are not copied (site_local: exclude)."""
+    source = open_source(demo_sqlite_url)
+    rows = select_columns(source, None, "vocabulary", ["vocabulary_id", "vocabulary_concept_id"])
+    public = {v for v, c in rows if c not in (0, None)}
+    assert len(rows) - len(public) == 31
+    copied = column_values(open_destination(demo_run["url"]), None, "vocabulary", "vocabulary_id")
+    assert copied == public
+    bundle = demo_run["out"] / "bundle"
+    published = set(pl.read_csv(bundle / "vocabulary.csv", infer_schema=False)["vocabulary_id"])
+    assert published == public
+    readme = " ".join((bundle / "README.md").read_text().split())
+    assert "hold a subset of the public OMOP vocabulary" in readme
+    assert "local vocabularies are not included in concept," in readme
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from ..core.integrity import stale_references
 from ..core.privacy import bundle_problems, privacy_markdown
 from ..core.report import fidelity_html
 from ..core.rules import count_violations
+from ..core.vocabulary import bundle_vocabulary
 from ..core.write import ColumnDef, read_register
 from ..resources import DestinationDatabase, SynthProject
 from .fidelity import trusted_report
@@ -110,6 +111,7 @@ def csv_bundle(
         scale=project.run_scale(),
         on_table=lambda t, n: context.log.info(f"bundle: {t}.csv, {n:,} rows"),
         on_rows=lambda t, n: progress[t](n),
+        vocabulary=bundle_vocabulary(files, engine, schema, [t["table"] for t in tables]),
         reports={
             "fidelity.html": lambda created: fidelity_html(
                 project.project, fidelity, created, threshold

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from . import DISCLAIMER, GENERATOR_VERSION
 from .database import is_postgres, qualified, quote
+from .vocabulary import BundleVocabulary
 from .write import ColumnDef, stream_select
 
 MANIFEST = "manifest.json"
@@ -130,7 +132,71 @@ def _csv_header(name: str) -> str:
     return f'"{name}"' if any(ch in name for ch in ',"\n') else name
 
 
-def bundle_readme(project: str, tables: list[dict], created_at: str) -> str:
+def _columns(found: dict[str, list[int]]) -> str:
+    return ", ".join(f"{column} ({len(ids)})" for column, ids in found.items())
+
+
+def vocabulary_section(vocabulary: BundleVocabulary | None) -> list[str]:
+    """The README's paragraphs on what the vocabulary tables hold, public or site-local."""
+    paragraphs = []
+    if vocabulary is None or not vocabulary.tables:
+        paragraphs.append(
+            "No vocabulary tables are included: concept ids refer to the public OMOP vocabulary "
+            "(athena.ohdsi.org)."
+        )
+        if vocabulary is not None and vocabulary.site_local_without_rows:
+            paragraphs.append(
+                "These columns carry site-local concept ids (above 2,000,000,000: the site's own "
+                "codes, in no public vocabulary), with the number of such ids: "
+                + _columns(vocabulary.site_local_without_rows)
+                + "."
+            )
+    else:
+        whole = [t for t, (rows, _) in vocabulary.tables.items() if rows == "all"]
+        included = [t for t, (_, local) in vocabulary.tables.items() if local == "include"]
+        left_out = [t for t in vocabulary.tables if t not in included]
+        paragraphs.append(
+            f"The vocabulary tables ({', '.join(vocabulary.tables)}) hold a subset of the public "
+            "OMOP vocabulary: the rows for the concepts these tables can contain"
+            + (f" ({', '.join(whole)} copied whole: vocabulary_rows: all)" if whole else "")
+            + (", and the site's own concepts where said below" if included else "")
+            + ". Site-local mappings such as source_to_concept_map are left out."
+        )
+        if left_out:
+            paragraphs.append(
+                "Site-local concepts (concept_id above 2,000,000,000) and the site's local "
+                f"vocabularies are not included in {', '.join(left_out)} (site_local: exclude)."
+            )
+        if included:
+            held = f"{vocabulary.site_local_concepts} site-local concepts in concept"
+            if vocabulary.local_vocabularies:
+                held += ", the local vocabularies " + ", ".join(vocabulary.local_vocabularies)
+            paragraphs.append(
+                f"{', '.join(included)} include the site's own concepts and local vocabularies, "
+                f"as a reviewer chose (site_local: include): {held}. They are the site's codes, "
+                "not public OMOP vocabulary."
+            )
+        if vocabulary.site_local_without_rows:
+            paragraphs.append(
+                "These columns carry site-local concept ids that have no row in concept.csv, "
+                "with the number of such ids: " + _columns(vocabulary.site_local_without_rows) + "."
+            )
+        if vocabulary.others_without_rows and "concept" in vocabulary.tables:
+            paragraphs.append(
+                "These columns carry concept ids that have no row in concept.csv (not in the "
+                "source's vocabulary, or of a local vocabulary): "
+                + _columns(vocabulary.others_without_rows)
+                + "."
+            )
+    lines: list[str] = []
+    for p in paragraphs:
+        lines += [*textwrap.wrap(p, 92, break_on_hyphens=False), ""]
+    return lines[:-1]
+
+
+def bundle_readme(
+    project: str, tables: list[dict], created_at: str, vocabulary: BundleVocabulary | None = None
+) -> str:
     lines = [
         DISCLAIMER,
         "",
@@ -139,9 +205,11 @@ def bundle_readme(project: str, tables: list[dict], created_at: str) -> str:
         "Low-fidelity synthetic data made by synth_pipeline from a reviewed configuration that holds",
         "only statistics which passed disclosure control. Each column was generated independently",
         "unless its configuration says otherwise; keys are synthetic (1..n) and every reference",
-        "resolves. Vocabulary tables hold the public OMOP vocabulary rows for the concepts these",
-        "tables can contain (a reviewer may have chosen to copy a table whole); site-local mappings",
-        "such as source_to_concept_map are left out.",
+        "resolves.",
+        "",
+        "## Vocabulary",
+        "",
+        *vocabulary_section(vocabulary),
         "",
         f"Created {created_at} by synth_pipeline {GENERATOR_VERSION}. `manifest.json` lists every",
         "file with its sha256 checksum, row count, columns and the fingerprint of the approved",
@@ -169,6 +237,7 @@ def write_bundle(
     on_table: Callable[[str, int], None] | None = None,
     on_rows: Callable[[str, int], None] | None = None,
     reports: dict[str, Callable[[str], str]] | None = None,
+    vocabulary: BundleVocabulary | None = None,
 ) -> dict:
     """Export ``tables`` (each: table, kind, columns [ColumnDef], order_by, config_fingerprint)
     into a new bundle at ``out_dir``; returns the manifest.
@@ -176,6 +245,7 @@ def write_bundle(
     ``on_rows`` hears (table, rows so far) after each batch, for progress in the logs.
     ``reports`` maps a file name to a function of the creation time that returns the file's
     text (the fidelity report); each is written inside the same atomic swap and checksummed.
+    ``vocabulary`` is what the README says the vocabulary tables hold (core/vocabulary.py).
     """
     out_dir = Path(out_dir).resolve()
     recover_bundle(out_dir)
@@ -229,7 +299,9 @@ def write_bundle(
             "tables": entries,
             "reports": extra,
         }
-        (tmp / README).write_text(bundle_readme(project, entries, created), encoding="utf-8")
+        (tmp / README).write_text(
+            bundle_readme(project, entries, created, vocabulary), encoding="utf-8"
+        )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _swap_in(tmp, out_dir, token)
     except BaseException:

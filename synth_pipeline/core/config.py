@@ -343,6 +343,13 @@ class TableConfig(BaseModel):
         "default): only rows for the concepts the approved synthetic tables can contain; all: "
         "every row, for an extract known to carry the full public vocabulary.",
     )
+    site_local: Literal["exclude", "include"] | None = Field(
+        None,
+        description="Vocabulary tables only: the site's own concepts (concept_id above "
+        "2,000,000,000) and local vocabularies (vocabulary_concept_id 0 or above 2,000,000,000, "
+        "or only site-local concepts in them), which are not public OMOP vocabulary. exclude "
+        "(the default) leaves their rows out of the copy; include copies them.",
+    )
     rows: int = Field(ge=0, description="Rows to generate before the run's scale factor.")
     primary_key: str | None = None
     source: SourceSummary = Field(default_factory=SourceSummary)
@@ -353,12 +360,14 @@ class TableConfig(BaseModel):
     def fingerprint(self) -> str:
         """Fingerprint of the content a reviewer approves (everything but the review block).
 
-        ``vocabulary_rows`` counts when it is set, so an approval covers the choice; unset, it
-        is left out, so files approved before the setting existed keep their fingerprints.
+        ``vocabulary_rows`` and ``site_local`` count when they are set, so an approval covers
+        the choice; unset, they are left out, so files approved before the settings existed
+        keep their fingerprints.
         """
         data = self.model_dump(mode="json", by_alias=True, exclude={"review"})
-        if data.get("vocabulary_rows") is None:
-            data.pop("vocabulary_rows", None)
+        for optional in ("vocabulary_rows", "site_local"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return fingerprint_of(data)
 
     @property

@@ -125,18 +125,48 @@ def is_vocabulary_table(table: str) -> bool:
     return bool(spec and spec.is_vocabulary)
 
 
-def guess_cdm_version(tables_and_columns: dict[str, list[str]]) -> str:
-    """5.4 if the extract has fields that only 5.4 has, else 5.3."""
-    only_54 = 0
-    v53 = cdm_tables("5.3")
-    for table, columns in tables_and_columns.items():
-        known = v53.get(table.lower())
-        if known is None:
-            if table.lower() in cdm_tables("5.4"):
-                only_54 += 1
+@dataclass(frozen=True)
+class CdmVersionGuess:
+    """The CDM version an extract's tables and columns show, and what shows it."""
+
+    version: str | None  # "5.3", "5.4", or None when nothing (or as much of each) tells them apart
+    evidence: dict[str, list[str]]  # version -> its own tables and table.columns in the extract
+
+    def describe(self, version: str) -> str:
+        found = self.evidence.get(version, [])
+        shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        return f"CDM {version} ({shown})"
+
+
+def guess_cdm_version(tables_and_columns: dict[str, list[str]]) -> CdmVersionGuess:
+    """The CDM version whose own tables and fields the extract has.
+
+    Only what one version defines and the other does not counts: 5.4's
+    procedure_occurrence.procedure_end_date, visit_occurrence.admitted_from_concept_id,
+    measurement.measurement_event_id, the episode tables ...; 5.3's
+    visit_occurrence.admitting_source_concept_id, visit_detail.visit_detail_parent_id,
+    attribute_definition. ``cohort`` counts for neither: 5.3 defines it too, in its results
+    schema, which its field specification leaves out. The version with more such evidence
+    wins; none, or a tie, gives None.
+    """
+    v53, v54 = cdm_tables("5.3"), cdm_tables("5.4")
+    evidence: dict[str, list[str]] = {"5.3": [], "5.4": []}
+    for table, columns in sorted(tables_and_columns.items()):
+        t = table.lower()
+        old, new = v53.get(t), v54.get(t)
+        if t == "cohort" or (old is None and new is None):
             continue
-        only_54 += sum(1 for c in columns if c.lower() not in known.fields and field_spec(table, c))
-    return "5.4" if only_54 else "5.3"
+        if old is None or new is None:
+            evidence["5.4" if old is None else "5.3"].append(t)
+            continue
+        for c in sorted({c.lower() for c in columns}):
+            if c in new.fields and c not in old.fields:
+                evidence["5.4"].append(f"{t}.{c}")
+            elif c in old.fields and c not in new.fields:
+                evidence["5.3"].append(f"{t}.{c}")
+    n53, n54 = len(evidence["5.3"]), len(evidence["5.4"])
+    version = None if n53 == n54 else ("5.4" if n54 > n53 else "5.3")
+    return CdmVersionGuess(version, evidence)
 
 
 @dataclass(frozen=True)

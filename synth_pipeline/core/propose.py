@@ -36,9 +36,10 @@ def rows_to_generate(stats: TableStats) -> tuple[int, str | None]:
 
 def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
     findings = list(stats.findings)
-    vocabulary_rows = None
+    vocabulary_rows = site_local = None
     if schema.kind == "vocabulary":
         kind, vocabulary_rows, rule = vocabulary.proposal(schema.name)
+        site_local = "exclude" if kind == "vocabulary" else None
         rows = (stats.row_count or 0) if kind == "vocabulary" else 0
         findings.append(rule)
     elif schema.kind == "metadata":
@@ -75,6 +76,7 @@ def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
         table=schema.name,
         kind=kind,  # type: ignore[arg-type]
         vocabulary_rows=vocabulary_rows,  # type: ignore[arg-type]
+        site_local=site_local,  # type: ignore[arg-type]
         rows=rows,
         primary_key=pk,
         source=SourceSummary(
@@ -321,6 +323,8 @@ def refresh_table_config(existing: TableConfig, proposed: TableConfig) -> TableC
     out.kind = existing.kind
     if existing.vocabulary_rows is not None or existing.kind != proposed.kind:
         out.vocabulary_rows = existing.vocabulary_rows  # the reviewer's choice, or its absence
+    if existing.site_local is not None or existing.kind != proposed.kind:
+        out.site_local = existing.site_local
     if existing.rows != (existing.source.row_count or 0) and existing.kind == "synthetic":
         out.rows = existing.rows  # set by hand
     for name, col in out.columns.items():

@@ -25,6 +25,7 @@ from .config import (
     dump_yaml,
 )
 from .disclosure import YEAR_GRID, DisclosurePolicy
+from .errors import ConfigError
 from .statistics import ColumnStats, PrivacyBudget
 
 APPROVED_DIR = ".approved"
@@ -374,10 +375,11 @@ def review_text(files: ProjectFiles, table: str, width: int = 100) -> str:
         "",
         "values taken from the source, and the rule that let each out:",
     ]
-    if cfg.kind == "vocabulary":
+    listing = vocabulary_lines(files, cfg) if cfg.kind == "vocabulary" else site_local_lines(cfg)
+    if listing:
         lines[3:3] = [
             w
-            for line in vocabulary_lines(files, cfg)
+            for line in listing
             for w in textwrap.wrap(
                 line.strip(),
                 width,
@@ -444,8 +446,8 @@ def vocabulary_lines(files: ProjectFiles, cfg: TableConfig) -> list[str]:
     """Which rows of a vocabulary table are copied, and for concept-level tables how many
     concepts the approved synthetic tables can contain now."""
     lines = [f"rows copied: {vocabulary.rule_text(cfg.table, cfg.vocabulary_rule)}"]
+    released = vocabulary.released_concepts(files)
     if cfg.vocabulary_rule == "referenced" and cfg.table in vocabulary.CONCEPT_LEVEL:
-        released = vocabulary.released_concepts(files)
         tables = ", ".join(f"{t} {n}" for t, n in sorted(released.by_table.items()))
         lines.append(
             f"  {len(released.ids)} concepts in the approved synthetic configs ({tables or 'none'}),"
@@ -455,4 +457,30 @@ def vocabulary_lines(files: ProjectFiles, cfg: TableConfig) -> list[str]:
             lines.append(
                 "  values not listed (may not resolve in concept): " + ", ".join(released.unlisted)
             )
+    rule = vocabulary.site_local_rule(cfg)
+    lines.append(f"site-local rows: {vocabulary.site_local_text(rule)}")
+    local = vocabulary.site_local_columns(released)
+    if local and cfg.table in vocabulary.CONCEPT_LEVEL:
+        fate = "copied" if rule == "include" else "left out"
+        lines.append(
+            f"  site-local concept ids the approved synthetic configs list (their rows are {fate}): "
+            + ", ".join(f"{c} {', '.join(map(str, ids))}" for c, ids in local.items())
+        )
     return lines
+
+
+def site_local_lines(cfg: TableConfig) -> list[str]:
+    """The columns of a synthetic table whose listed values are site-local concept ids."""
+    found = vocabulary.ReleasedConcepts()
+    try:
+        listed = vocabulary.config_concepts(cfg)
+    except ConfigError:
+        return []  # a value that is no concept id: the run refuses the file and says why
+    for name, ids in listed.items():
+        found.by_column[f"{cfg.table}.{name}"] = ids
+    return [
+        f"site-local concept ids (above {vocabulary.SITE_LOCAL_ABOVE:,}, the site's own codes) in "
+        f"{column}: {', '.join(map(str, ids))}; whether their concept rows are copied is "
+        "concept.yaml's site_local"
+        for column, ids in vocabulary.site_local_columns(found).items()
+    ]

@@ -183,7 +183,9 @@ def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSc
                 # NOT NULL as declared, or as the OMOP specification requires
                 nullable=bool(col.get("nullable", True))
                 and not (spec is not None and spec.required),
-                max_length=length or (spec.max_length if spec else None),
+                # the width the source declares, never the CDM's: a site's values may be
+                # longer than the specification allows (None: no declared width, text)
+                max_length=length or None,
             )
         )
     col_by_lower = {c.name.lower(): c.name for c in columns}

@@ -168,9 +168,11 @@ class TableRun:
 def written_width(col: ColumnConfig) -> int | None:
     """The width a string column is created with in the destination.
 
-    Its declared width, widened to the longest value the config itself may write: a dirty
-    source's common values can be longer than its declared width (an extract in SQLite does
-    not enforce widths), and cutting them would invent values nobody approved.
+    Its width as the source declares it (None: the source declares none, and the column is
+    TEXT; never the CDM's width, which a site's values may exceed), widened to the longest
+    value the config itself may write: a dirty source's common values can be longer than its
+    declared width (an extract in SQLite does not enforce widths), and cutting them would
+    invent values nobody approved.
     """
     if col.type != "string" or not col.max_length:
         return col.max_length

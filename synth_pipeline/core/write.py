@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import queue
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .database import is_postgres, qualified, quote
+from .database import is_postgres, is_transient_error, qualified, quote
+from .errors import DatabaseError
 from .generators import POLARS_TYPES
 
 REGISTER_TABLE = "_synth_pipeline_tables"
@@ -357,13 +359,52 @@ def replace_table(
     entry: RegisterEntry,
     on_chunk: Callable[[int], None] | None = None,
 ) -> int:
-    """Build ``table`` from ``chunks`` under a temporary name and swap it in atomically."""
+    """Build ``table`` from ``chunks`` under a temporary name and swap it in atomically.
+
+    Rows the destination refuses (a value too long for its column, say) raise
+    :class:`DatabaseError` naming the table and, when the database says, the column; the
+    previous table stays as it was.
+    """
     temp = f"{table}{TEMP_SUFFIX}"[:63]
     token = secrets.token_hex(4)
     pk_name = f"{table[:40]}_pk_{token}" if primary_key else None
     # PostgreSQL builds the primary key index once after the load (a bulk sort) rather than
     # row by row; SQLite cannot add a primary key to an existing table, so it declares it first.
     index_after = primary_key is not None and is_postgres(engine)
+    try:
+        return _replace(
+            engine,
+            schema,
+            table,
+            temp,
+            columns,
+            chunks,
+            primary_key,
+            pk_name,
+            index_after,
+            entry,
+            on_chunk,
+        )
+    except Exception as exc:
+        problem = database_problem(exc, f"destination table {table}", columns)
+        if problem is None:
+            raise
+        raise DatabaseError(problem) from exc
+
+
+def _replace(
+    engine: Engine,
+    schema: str | None,
+    table: str,
+    temp: str,
+    columns: list[ColumnDef],
+    chunks: Iterable[pl.DataFrame],
+    primary_key: str | None,
+    pk_name: str | None,
+    index_after: bool,
+    entry: RegisterEntry,
+    on_chunk: Callable[[int], None] | None,
+) -> int:
     with engine.begin() as conn:
         _table(temp, schema, columns, None, None).drop(conn, checkfirst=True)
         new = _table(temp, schema, columns, None if index_after else primary_key, pk_name)
@@ -394,6 +435,33 @@ def replace_table(
             )
         )
     return rows
+
+
+def database_problem(exc: BaseException, where: str, columns: list[ColumnDef]) -> str | None:
+    """What a database refused, after ``where`` (e.g. "destination table concept") and the
+    column when the database names it; None for an error that is not a database refusing a
+    statement (a transient one, which a retry may fix, or one raised while generating rows).
+
+    Only the database's primary message is used: its detail and COPY context can quote a value.
+    """
+    if is_transient_error(exc):
+        return None
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if not type(orig).__module__.startswith(("psycopg", "sqlite3")):
+        return None
+    diag = getattr(orig, "diag", None)
+    text = str(orig).strip().splitlines()
+    primary = (diag.message_primary if diag is not None else None) or (text[0] if text else "")
+    column = diag.column_name if diag is not None else None
+    context = (diag.context or "") if diag is not None else ""
+    found = re.search(r"COPY [^\n]*?, line \d+, column (.*)", context)
+    if column is None and found:
+        # the COPY context names the column, then (in text format) a colon and the value
+        after = found.group(1)
+        names = sorted((c.name for c in columns), key=len, reverse=True)
+        column = next((n for n in names if after == n or after.startswith(n + ":")), None)
+    where += f", column {column}" if column else ""
+    return f"{where}: {primary}" if primary else f"{where}: {type(orig).__name__}"
 
 
 def read_register(engine: Engine, schema: str | None) -> dict[str, dict]:
@@ -535,15 +603,22 @@ def copy_table(
     """Stream a (public vocabulary) table from the source into the destination, swapped in atomically.
 
     ``where`` (SQL over quoted identifiers and driver placeholders, bound to ``params``) keeps
-    only some rows; the filter runs in the source database.
+    only some rows; the filter runs in the source database. String columns are created as
+    the source declares them (:func:`source_widths`), whatever ``columns`` says of their width.
     """
+    columns = source_widths(source, source_schema, source_table, columns, where, params)
     cols = ", ".join(quote(source, c.name) for c in columns)
-    sql = f"SELECT {cols} FROM {qualified(source, source_schema, source_table)}"
-    if where:
-        if is_postgres(source) and params:
-            sql = sql.replace("%", "%%")  # the identifiers' own % signs, not placeholders
-        sql += f" WHERE {where}"
-    chunks = stream_select(source, sql, columns, batch_rows, params or None)
+    sql = _filtered(
+        source,
+        f"SELECT {cols} FROM {qualified(source, source_schema, source_table)}",
+        where,
+        params,
+    )
+    chunks = _reading(
+        stream_select(source, sql, columns, batch_rows, params or None),
+        f"source table {source_table}",
+        columns,
+    )
     return replace_table(
         destination,
         destination_schema,
@@ -554,6 +629,67 @@ def copy_table(
         entry=entry,
         on_chunk=on_chunk,
     )
+
+
+def _reading(chunks: Iterator[pl.DataFrame], where: str, columns: list[ColumnDef]):
+    """``chunks`` as they come; a statement the source refuses is said to be the source's (the
+    rows are read while the destination is written, so it would pass for the destination's)."""
+    try:
+        yield from chunks
+    except Exception as exc:
+        problem = database_problem(exc, where, columns)
+        if problem is None:
+            raise
+        raise DatabaseError(problem) from exc
+
+
+def _filtered(engine: Engine, sql: str, where: str | None, params: tuple) -> str:
+    if not where:
+        return sql
+    if is_postgres(engine) and params:
+        sql = sql.replace("%", "%%")  # the identifiers' own % signs, not placeholders
+    return f"{sql} WHERE {where}"
+
+
+def source_widths(
+    source: Engine,
+    source_schema: str | None,
+    source_table: str,
+    columns: list[ColumnDef],
+    where: str | None = None,
+    params: tuple = (),
+) -> list[ColumnDef]:
+    """``columns`` with each string column as wide as the source's own type: its declared
+    width, or unbounded (TEXT) when the source declares none. Never the CDM's width, which a
+    site's vocabulary rows may exceed (a 40-character vocabulary_id, say). A source that does
+    not enforce declared widths (SQLite) may hold longer values: the width is then widened to
+    the longest value among the rows ``where`` selects, so every row copied fits."""
+    declared = {
+        c["name"]: c["type"]
+        for c in sa.inspect(source).get_columns(source_table, schema=source_schema)
+    }
+    widths: dict[str, int | None] = {}
+    for c in columns:
+        if c.logical_type == "string":
+            t = declared.get(c.name)
+            widths[c.name] = t.length if isinstance(t, sa.String) and t.length else None
+    bounded = [name for name, width in widths.items() if width]
+    if bounded and not is_postgres(source):
+        longest = ", ".join(f"MAX(LENGTH({quote(source, n)}))" for n in bounded)
+        sql = _filtered(
+            source,
+            f"SELECT {longest} FROM {qualified(source, source_schema, source_table)}",
+            where,
+            params,
+        )
+        with source.connect() as conn:
+            found = conn.exec_driver_sql(sql, params or None).one()
+        for name, length in zip(bounded, found, strict=True):
+            widths[name] = max(widths[name] or 0, int(length or 0))
+    return [
+        ColumnDef(c.name, c.logical_type, widths[c.name]) if c.name in widths else c
+        for c in columns
+    ]
 
 
 def drop_table(engine: Engine, schema: str | None, table: str) -> None:
