@@ -17,6 +17,7 @@ from synth_pipeline.core.config import PrivacyThresholds, ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.privacy import (
+    CHECKS,
     assess_table,
     destination_key,
     quasi_identifiers,
@@ -69,12 +70,7 @@ def test_a_copy_of_the_source_fails_every_check(extract_url, tmp_path):
         assert m.excess == pytest.approx(1.0) and m.excess_low > 0.5
     assert report.exact_matches.figure.value == 1.0
     assert report.rare_category_leaks == 1 and report.rare_leak_columns == ["condition_concept_id"]
-    assert set(report.failures) == {
-        "privacy_exact_matches",
-        "privacy_unique_matches",
-        "privacy_dcr",
-        "privacy_rare_categories",
-    }
+    assert set(report.failures) == set(CHECKS)  # the attacks included
     # the whole source (2,000 rows) is the reference; 1,000 rows are left out in turn
     assert report.dcr_samples == {"synthetic": 1000, "held_out": 1000, "reference": 2000}
     assert quasi_identifiers(cfg, PrivacyThresholds()) == [
@@ -207,6 +203,17 @@ def test_the_demo_bundle_reports_rates_only(demo_run):
             if excess.replace(".", "").isdigit():
                 assert float(excess) <= float(r["threshold"]), r
     assert {r["values"] for r in sections["Rare categories"]} == {"0"}
+    attacked = sections["Attacks"]
+    assert {"person", "condition_occurrence", "drug_exposure", "measurement"} <= {
+        r["table"] for r in attacked
+    }
+    assert {r["verdict"] for r in attacked} <= {"pass", "n/a"}
+    assert {r["attack"].split(" (")[0] for r in attacked} == {
+        "singling out",
+        "linkability",
+        "attribute inference",
+        "membership inference",
+    }
     # no exact source count: the person table's sample sizes are rounded like released counts
     source = open_source(f"sqlite:///{settings.demo_source_path()}")
     with source.connect() as conn:

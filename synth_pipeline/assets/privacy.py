@@ -8,10 +8,12 @@ import dagster as dg
 from ..core.config import TableConfig
 from ..core.disclosure import release_count
 from ..core.privacy import (
+    ATTACK_SETTINGS,
     CHECKS,
     EXCESS_SETTINGS,
     PrivacyReport,
     assess_table,
+    attack_rows,
     destination_key,
     load_report,
     report_path,
@@ -23,20 +25,38 @@ from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from ..settings import work_dir
 from .presentation import bullet_list, markdown_table
 
+
+def _check_description(name: str, what: str) -> str:
+    if name in EXCESS_SETTINGS:
+        return (
+            f"The table's {what} against the source, set against chance (a real row left out "
+            "of the source, the synthetic columns recombined at random) and a copy: its excess "
+            f"over chance stays within project.yaml's privacy.{EXCESS_SETTINGS[name]}"
+        )
+    if name == "privacy_membership":
+        return (
+            "Telling source rows from held-out control rows by their distance to the nearest "
+            "synthetic row (control rows: to the nearest of as many real rows) does no better "
+            f"than an AUC of project.yaml's privacy.{ATTACK_SETTINGS[name]}"
+        )
+    if name in ATTACK_SETTINGS:
+        return (
+            f"The table's {what} (Giomi et al. 2022): attacks on source rows with the synthetic "
+            "rows against the same attacks on held-out control rows with real rows of others; "
+            f"the risk stays within project.yaml's privacy.{ATTACK_SETTINGS[name]}"
+        )
+    return (
+        "No value seen fewer than k times in the source appears in the output "
+        "(privacy.max_rare_category_leaks)"
+    )
+
+
 PRIVACY_CHECK_SPECS = [
     dg.AssetCheckSpec(
         name,
         asset="synthetic_table",
         blocking=True,
-        description=(
-            f"The table's {what} against the source, set against chance (a real row left out "
-            "of the source, the synthetic columns recombined at random) and a copy: its excess "
-            f"over chance stays within project.yaml's privacy.{EXCESS_SETTINGS[name]}"
-            if name in EXCESS_SETTINGS
-            else "No value seen fewer than k times in the source appears in the output "
-            "(privacy.max_rare_category_leaks)"
-        )
-        + "; csv_bundle refuses a table that fails.",
+        description=_check_description(name, what) + "; csv_bundle refuses a table that fails.",
     )
     for name, what in CHECKS.items()
 ]
@@ -133,6 +153,24 @@ def privacy_metadata(report: PrivacyReport) -> dict:
         ),
         "privacy_columns_compared": ", ".join(report.columns) or "none",
     }
+    if report.attacks.note:
+        out["privacy_attacks"] = report.attacks.note
+    else:
+        out["privacy_attacks"] = markdown_table(
+            [
+                "attack",
+                "on",
+                "training targets",
+                "control targets",
+                "risk",
+                "threshold",
+                "verdict",
+            ],
+            attack_rows(report),
+        )
+        out["privacy_attack_samples"] = dg.MetadataValue.json(
+            {k: release_count(v, report.policy) for k, v in report.attacks.samples.items()}
+        )
     if report.config_notes:
         out["privacy_settings_no_longer_used"] = bullet_list(report.config_notes)
     return out

@@ -54,6 +54,11 @@ _EXCESS = (
     "at random score, and copy what a copy of the source scores: 0 is chance, 1 a copy. A "
     "table fails when its excess is above this with 99% confidence."
 )
+_RISK = (
+    "Measured as (success on source rows - success on held-out control rows) / (1 - success "
+    "on control rows), after Giomi et al. 2022 (anonymeter): 0 is no more than the control, 1 "
+    "every attack succeeds. A table fails when the risk is above this with 99% confidence."
+)
 # project.yaml privacy settings of before the verdicts against chance, and what replaced them
 _OLD_PRIVACY_SETTINGS = {
     "max_exact_match_rate": "max_exact_match_excess",
@@ -70,6 +75,10 @@ class PrivacyTableThresholds(BaseModel):
     max_unique_match_excess: float | None = Field(None, ge=0, le=1)
     max_dcr_excess: float | None = Field(None, ge=0, le=1)
     max_rare_category_leaks: int | None = Field(None, ge=0)
+    max_singling_out_risk: float | None = Field(None, ge=0, le=1)
+    max_linkability_risk: float | None = Field(None, ge=0, le=1)
+    max_inference_risk: float | None = Field(None, ge=0, le=1)
+    max_membership_auc: float | None = Field(None, ge=0.5, le=1)
 
     @model_serializer(mode="wrap")
     def _set_only(self, handler):
@@ -112,6 +121,46 @@ class PrivacyThresholds(BaseModel):
     )
     dcr_reference_rows: int = Field(
         5000, ge=10, description="Source rows they are compared with (a sample of the source)."
+    )
+    max_singling_out_risk: float = Field(
+        0.09,
+        ge=0,
+        le=1,
+        description="Singling-out risk: predicates built from synthetic rows that isolate exactly "
+        "one source row. " + _RISK,
+    )
+    max_linkability_risk: float = Field(
+        0.09,
+        ge=0,
+        le=1,
+        description="Linkability risk: a source row's two halves of columns lead to the same "
+        "nearest synthetic row. " + _RISK,
+    )
+    max_inference_risk: float = Field(
+        0.09,
+        ge=0,
+        le=1,
+        description="Attribute-inference risk, for the worst column: a source row's value guessed "
+        "from the nearest synthetic row on its other columns. " + _RISK,
+    )
+    max_membership_auc: float = Field(
+        0.6,
+        ge=0.5,
+        le=1,
+        description="Membership inference: the AUC of telling source rows from held-out rows by "
+        "their distance to the nearest synthetic row (0.5 is chance). A table fails when the "
+        "AUC is above this with 99% confidence.",
+    )
+    attack_rows: int = Field(
+        500,
+        ge=10,
+        description="Targets attacked on each side (and predicates built on each side for "
+        "singling out).",
+    )
+    attack_reference_rows: int = Field(
+        10_000,
+        ge=10,
+        description="Rows of each half of the source, and synthetic rows the attacker searches.",
     )
     quasi_identifiers: dict[str, list[str]] = Field(
         default_factory=dict,

@@ -52,6 +52,8 @@ DCR share            distance to closest record: for a sample of synthetic rows 
                      left-out rows at distance 0.
 rare categories      values seen fewer than k times in the source that appear in a column whose
                      values come from the config (common values, stand-ins, constants). Must be 0.
+attacks              singling-out, linkability and attribute-inference risk, and a membership-
+                     inference AUC, against a held-out control half of the source (attacks.py).
 
 Every figure shown (UI metadata, check descriptions, privacy.md) is rounded like a released
 count: its count is rounded with the disclosure rule and divided by the released size, and it is
@@ -85,12 +87,23 @@ CHECKS = {
     "privacy_unique_matches": "unique quasi-identifier match rate",
     "privacy_dcr": "distance-to-closest-record share",
     "privacy_rare_categories": "rare-category leakage",
+    "privacy_singling_out": "singling-out risk",
+    "privacy_linkability": "linkability risk",
+    "privacy_inference": "attribute-inference risk",
+    "privacy_membership": "membership-inference AUC",
 }
 # the check -> its threshold on the excess over chance in project.yaml's privacy block
 EXCESS_SETTINGS = {
     "privacy_exact_matches": "max_exact_match_excess",
     "privacy_unique_matches": "max_unique_match_excess",
     "privacy_dcr": "max_dcr_excess",
+}
+# the attacks (attacks.py) -> their threshold on the risk (membership: on the AUC)
+ATTACK_SETTINGS = {
+    "privacy_singling_out": "max_singling_out_risk",
+    "privacy_linkability": "max_linkability_risk",
+    "privacy_inference": "max_inference_risk",
+    "privacy_membership": "max_membership_auc",
 }
 
 # generators whose values come from released statistics: rows can be compared on them
@@ -184,6 +197,58 @@ def against_chance(figure: Rate, fresh_row: Rate, recombined: Rate, copied: Rate
     return m
 
 
+class AttackResult(BaseModel):
+    """One attack (attacks.py): its success on targets from the source's training half and on
+    targets from the held-out control half, and the risk. Membership: ``main`` is the AUC."""
+
+    on: str = Field("", description="What was attacked: columns or predicates (names only).")
+    main: Rate | None = Field(None, description="Success on training targets; membership: AUC.")
+    control: Rate | None = Field(None, description="Success on control targets.")
+    risk: float | None = Field(
+        None, description="(main - control) / (1 - control); membership: the AUC."
+    )
+    risk_low: float | None = Field(
+        None, description="Its lower bound at 99% confidence: what the verdict reads."
+    )
+    note: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.risk is not None
+
+
+class Attacks(BaseModel):
+    """The attacks on one table; a check reads its worst result."""
+
+    singling_out: list[AttackResult] = Field(
+        default_factory=list, description="Univariate and multivariate predicates."
+    )
+    linkability: AttackResult = Field(default_factory=AttackResult)
+    inference: list[AttackResult] = Field(default_factory=list, description="One per column.")
+    membership: AttackResult = Field(default_factory=AttackResult)
+    samples: dict[str, int] = Field(
+        default_factory=dict,
+        description="targets per side, attacker's rows per side, rows of each half (exact).",
+    )
+    note: str = ""
+
+    def results(self, check: str) -> list[AttackResult]:
+        return {
+            "privacy_singling_out": self.singling_out,
+            "privacy_linkability": [self.linkability],
+            "privacy_inference": self.inference,
+            "privacy_membership": [self.membership],
+        }[check]
+
+    def worst(self, check: str) -> AttackResult | None:
+        """The result the check reads: the highest lower bound, else the first unmeasured."""
+        results = self.results(check)
+        measured = [a for a in results if a.measured and a.risk_low is not None]
+        if measured:
+            return max(measured, key=lambda a: (a.risk_low, a.risk))
+        return results[0] if results else None
+
+
 class PrivacyReport(BaseModel):
     """One table's privacy figures (rates and aggregates only) and the checks' verdicts."""
 
@@ -201,6 +266,9 @@ class PrivacyReport(BaseModel):
     dcr_samples: dict[str, int] = Field(default_factory=dict)
     rare_category_leaks: int = 0
     rare_leak_columns: list[str] = Field(default_factory=list, description="Names only.")
+    attacks: Attacks = Field(
+        description="Required: a report kept before the attacks existed is measured again."
+    )
     thresholds: PrivacyThresholds = Field(default_factory=PrivacyThresholds)
     config_notes: list[str] = Field(
         default_factory=list, description="Settings of an older project.yaml that no longer apply."
@@ -229,6 +297,8 @@ class PrivacyReport(BaseModel):
     def threshold(self, check: str) -> float:
         if check == "privacy_rare_categories":
             return self.thresholds.max_rare_category_leaks
+        if check in ATTACK_SETTINGS:
+            return getattr(self.thresholds, ATTACK_SETTINGS[check])
         return getattr(self.thresholds, EXCESS_SETTINGS[check])
 
     def verdict(self, check: str) -> tuple[bool, str]:
@@ -311,11 +381,105 @@ def describe(check: str, r: PrivacyReport) -> str:
     t = r.threshold(check)
     if check == "privacy_rare_categories":
         return f"{r.rare_category_leaks} rare source values in the output (at most {t})"
+    if check in ATTACK_SETTINGS:
+        a = r.attacks.worst(check)
+        if a is None or not a.measured:
+            return f"{CHECKS[check]}: " + ((a.note if a else "") or r.attacks.note or "not run")
+        return f"{CHECKS[check]} {describe_attack(check, a, r.policy)}, threshold {t}"
     m = r.measure(check)
     what = CHECKS[check]
     if not m.measured:
         return m.note or f"{what}: nothing to compare"
     return f"{what} {_against(m, r.policy)}, threshold {t}"
+
+
+def shown_attack(check: str, a: AttackResult, policy: DisclosurePolicy) -> dict[str, str]:
+    """An attack's rates and risk as they may be shown: the rates rounded like released counts,
+    the risk computed from the rounded rates, at two decimals."""
+    main = released_rate(a.main, policy)
+    control = released_rate(a.control, policy)
+    if check == "privacy_membership":
+        return {"main": main[1], "control": control[1], "risk": f"AUC {main[1]}"}
+    return {
+        "main": main[1],
+        "control": control[1],
+        "risk": _shown_risk(a, main[0], control[0], policy),
+    }
+
+
+def _shown_risk(a: AttackResult, f: float | None, c: float | None, policy: DisclosurePolicy) -> str:
+    if a.risk is None or a.main is None:
+        return "n/a"
+    if a.risk <= 0:
+        return "none (the control does as well)"
+    if f is None:  # the training rate is below k / n: the risk is below what that rate gives
+        n = release_count(a.main.of, policy) or a.main.of
+        top = (policy.k / n - (c or 0.0)) / (1 - (c or 0.0))
+        return f"<{top:.2f}" if top > 0 else "none (the control does as well)"
+    if c is None:  # the control rate is below k / n: the risk is at most the training rate
+        return f"at most {f:.2f}"
+    if c >= 1:
+        return "n/a"
+    return f"{max(0.0, (f - c) / (1 - c)):.2f}"
+
+
+def describe_attack(check: str, a: AttackResult, policy: DisclosurePolicy) -> str:
+    s = shown_attack(check, a, policy)
+    if check == "privacy_membership":
+        return f"{s['main']} (0.5 is chance)"
+    return (
+        f"on {a.on}: training targets {s['main']}, control targets {s['control']}; risk {s['risk']}"
+    )
+
+
+ATTACK_NAMES = {
+    "privacy_singling_out": "singling out",
+    "privacy_linkability": "linkability",
+    "privacy_inference": "attribute inference",
+    "privacy_membership": "membership inference",
+}
+
+
+def attack_rows(r: PrivacyReport) -> list[list[str]]:
+    """One row per attack shown (inference: its worst column): attack, on, training targets,
+    control targets, risk (membership: AUC), threshold, verdict; every figure rounded."""
+    rows = []
+    for check in ATTACK_SETTINGS:
+        shown_results = r.attacks.results(check)
+        if check == "privacy_inference":
+            worst = r.attacks.worst(check)
+            shown_results = [worst] if worst else []
+        for a in shown_results:
+            name = ATTACK_NAMES[check]
+            if check == "privacy_inference" and len(r.attacks.inference) > 1:
+                name += f" (worst of {len(r.attacks.inference)} columns)"
+            if not a.measured:
+                rows.append([name, a.on, "n/a", "", a.note or "n/a", "", "n/a"])
+                continue
+            s = shown_attack(check, a, r.policy)
+            failed = a.risk_low is not None and a.risk_low > r.threshold(check)
+            rows.append(
+                [
+                    name,
+                    a.on,
+                    s["main"],
+                    s["control"],
+                    s["risk"],
+                    str(r.threshold(check)),
+                    "FAIL" if failed else "pass",
+                ]
+            )
+    return rows
+
+
+def attack_samples(r: PrivacyReport, policy: DisclosurePolicy) -> str:
+    """The attacks' sample sizes as rounded counts."""
+    s = r.attacks.samples
+    return (
+        f"{_about(s['targets'], policy)} targets per side, {_about(s['reference'], policy)} "
+        f"rows per attacker, predicates from {_about(s['predicates_from'], policy)} / "
+        f"{_about(s['control_predicates_from'], policy)} rows"
+    )
 
 
 def _against(m: Measure, policy: DisclosurePolicy) -> str:
@@ -425,13 +589,12 @@ def _features(
         s = frame[c]
         if _is_categorical(cfg, c):
             mapping = codes.setdefault(c, {})
-            values = s.to_list()
-            cats.append(
-                np.array(
-                    [-1 if v is None else mapping.setdefault(v, len(mapping)) for v in values],
-                    dtype=np.int64,
-                )
+            for v in s.drop_nulls().unique(maintain_order=True).to_list():  # first seen first
+                mapping.setdefault(v, len(mapping))
+            coded = s.replace_strict(
+                list(mapping), list(mapping.values()), default=-1, return_dtype=pl.Int64
             )
+            cats.append(coded.fill_null(-1).to_numpy())
         else:
             if s.dtype == pl.Date:
                 s = s.cast(pl.Int32)
@@ -628,6 +791,7 @@ def assess_table(
         table=cfg.table,
         kind=cfg.kind,
         assessed=False,
+        attacks=Attacks(note="not assessed"),
         thresholds=thresholds,
         config_notes=thresholds.deprecated,
         k=k,
@@ -689,9 +853,13 @@ def assess_table(
             ok.to_numpy(),
             match.to_numpy(),
         )
+        from .attacks import run_attacks  # attacks.py builds on this module's figures
+
+        report.attacks = run_attacks(src, syn, cfg, informative, qi, ok.to_numpy(), thresholds, k)
     else:
         report.exact_matches = Measure(note="no informative columns to compare")
         report.dcr = Measure(note="no informative columns to compare")
+        report.attacks = Attacks(note="no informative columns to compare")
     if qi and src.height:
         sizes = _group_sizes(src, qi)
         unique = sizes == 1
@@ -725,6 +893,14 @@ def _judge(r: PrivacyReport) -> None:
             r.failures[check] = (
                 f"{CHECKS[check]} on {on} {_against(m, r.policy)}: above privacy.{setting} "
                 f"{limit} with 99% confidence"
+            )
+    for check, setting in ATTACK_SETTINGS.items():
+        a, limit = r.attacks.worst(check), r.threshold(check)
+        if a is not None and a.risk_low is not None and a.risk_low > limit:
+            what = "AUC" if check == "privacy_membership" else "risk"
+            r.failures[check] = (
+                f"{CHECKS[check]} {describe_attack(check, a, r.policy)}: the {what} is above "
+                f"privacy.{setting} {limit} with 99% confidence"
             )
     if r.rare_category_leaks > r.thresholds.max_rare_category_leaks:
         r.failures["privacy_rare_categories"] = (
@@ -913,6 +1089,38 @@ def privacy_markdown(
             f"| {r.table} | {r.rare_category_leaks} | {r.thresholds.max_rare_category_leaks} "
             f"| {_verdict(r, 'privacy_rare_categories')} |"
         )
+    lines += [
+        "",
+        "## Attacks",
+        "",
+        "Singling-out, linkability and attribute-inference risk after Giomi et al. 2022",
+        "(anonymeter), and a membership-inference test. The source is split by a fixed seed:",
+        "targets from the source attacked with synthetic rows, against targets from a held-out",
+        "control half attacked with as many real rows of the source (none of them a control",
+        "target) in the synthetic rows' place. Risk = (training rate - control rate) / (1 -",
+        "control rate): 0 when the synthetic rows tell no more about the people in the source than",
+        "real rows of others tell about someone outside it, 1 when every attack succeeds.",
+        "Membership: the AUC of telling source targets from control targets by the distance to",
+        "their attacker's nearest row (0.5 is chance). A table fails when a risk or the AUC is",
+        "above its threshold with 99% confidence. Inference shows its worst column.",
+        "",
+        "| table | attack | on | training targets | control targets | risk | threshold | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in assessed:
+        if r.attacks.note:
+            lines.append(f"| {r.table} | all | | | | {r.attacks.note} | | n/a |")
+            continue
+        for row in attack_rows(r):
+            lines.append(f"| {r.table} | " + " | ".join(row) + " |")
+    sampled = [r for r in assessed if r.attacks.samples]
+    if sampled:
+        lines += [
+            "",
+            "Samples: "
+            + "; ".join(f"{r.table} {attack_samples(r, policy)}" for r in sampled)
+            + ".",
+        ]
     others = sorted(r.table for r in reports if r not in assessed)
     if others:
         lines += ["", f"Not assessed (empty, or nothing to compare): {', '.join(others)}."]
