@@ -400,8 +400,9 @@ class _Judge:
     def source_ranges(self) -> None:
         """Every date inside the source's: a column with at least ``RANGE_ROWS`` dates in the
         source inside that column's [min, max]; a sparser one (a handful of deaths, which no
-        release rule lets out) inside the extract's own window, the earliest and latest date
-        of any clinical column; and nothing after cdm_source's release date."""
+        release rule lets out) inside the extract's own window, from the earliest date of any
+        clinical column to cdm_source's release date (else the latest date); and nothing after
+        the release date."""
         s, d = self.src, self.dst
         release = None
         if s.has("cdm_source", "source_release_date"):
@@ -423,7 +424,9 @@ class _Judge:
                     spans[(table, column)] = (_as_date(lo), _as_date(hi), int(n or 0))
         known = [v for v in spans.values() if v[0] is not None]
         first = min((v[0] for v in known), default=None)
-        last = max((v[1] for v in known), default=None)
+        # the extract ends at its release date where cdm_source gives one (its last date is
+        # one person's date in a small extract), else at its last date
+        last = release or max((v[1] for v in known), default=None)
         for table in self.clinical():
             dates = self.fields(table, ("date", "datetime"))
             for column in dates:
@@ -623,7 +626,7 @@ class _Judge:
                     if d.has("episode", "episode_id", "person_id")
                     else None
                 )
-                person = d.c("episode", "person_id", "e")
+                person = d.c("episode", "person_id", "e") if person_join is not None else None
             else:
                 person_join = "" if d.has(table, "person_id") else None
                 person = d.c(table, "person_id", "x") if person_join is not None else None

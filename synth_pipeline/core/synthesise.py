@@ -238,7 +238,7 @@ def extract_window(files: ProjectFiles) -> tuple[int, int] | None:
     window = None
     if highs or release:
         high = min([*([max(highs)] if highs else []), *release])
-        low = min(lows) if lows else high - 36_525  # only a release date: the century before it
+        low = min(lows) if lows else high - 365  # only a release date: the year before it
         window = (min(low, high), high)
     _WINDOWS.clear()
     _WINDOWS[key] = window
