@@ -192,9 +192,9 @@ class _Db:
             return [tuple(r) for r in conn.execute(sa.text(sql), params)]
 
 
-# A column needs this many dates for its own range to be kept: twice the default k of 10, the
-# fewest values a released range (two k-value windows) can come from.
-RANGE_ROWS = 20
+# A column needs this many dates for its own range to be kept: one more than twice the default
+# k of 10, the fewest values a released range (two k-value windows, apart) can come from.
+RANGE_ROWS = 21
 
 
 def _as_date(value) -> dt.date | None:

@@ -209,12 +209,13 @@ _WINDOWS: dict[tuple, tuple[int, int] | None] = {}
 
 def extract_window(files: ProjectFiles) -> tuple[int, int] | None:
     """The extract's dates as the project's files release them, in days since 1970-01-01: from
-    the earliest to the latest end of the date columns' coded ranges, and no later than the
-    extract's release date (cdm_source, metadata about the extract). None when none is released.
+    the earliest to the latest end of the date columns' coded ranges (or, for a column without
+    one, its year bins), and no later than the extract's release date (cdm_source, metadata
+    about the extract). None when none is released.
 
     Every date generated lies inside it, so a column too sparse for a range of its own (a few
     deaths in a small extract) still stays among the extract's dates."""
-    from .generators.temporal import range_days
+    from .generators.temporal import bins_days, range_days
 
     stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(files.folder.glob("*.yaml")))
     key = (str(files.folder.resolve()), stamp)
@@ -227,7 +228,7 @@ def extract_window(files: ProjectFiles) -> tuple[int, int] | None:
         except ConfigError:
             continue  # the table's own run reports it
         for col in cfg.columns.values():
-            bounds = range_days(col.stats)
+            bounds = range_days(col.stats) or bins_days(col.stats)
             if bounds is None:
                 continue
             if cfg.kind == "synthetic":

@@ -110,6 +110,17 @@ def days_in_window(stats, lo: np.ndarray, hi: np.ndarray, u: np.ndarray) -> np.n
     return np.clip(out, lo, hi)
 
 
+def bins_days(stats) -> tuple[int, int] | None:
+    """The days a column's released year bins span (1 January of the first year to 31
+    December of the last), or None."""
+    bins = stats.years if stats else None
+    if not bins:
+        return None
+    first = np.datetime64(f"{bins[0].start:04d}-01-01")
+    last = np.datetime64(f"{bins[-1].end + 1:04d}-01-01")
+    return int((first - _EPOCH).astype(np.int64)), int((last - _EPOCH).astype(np.int64)) - 1
+
+
 def range_days(stats) -> tuple[int, int] | None:
     """The column's coded range in days since 1970-01-01, or None when none was released."""
     r = stats.range if stats else None
