@@ -7,9 +7,9 @@ a reader finds the previous bundle or the new one, never a mixture.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
-import contextlib
 import json
 import os
 import secrets
