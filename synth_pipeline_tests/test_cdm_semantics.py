@@ -300,3 +300,14 @@ def test_rows_of_a_required_reference_that_points_nowhere_are_not_generated(tmp_
         ).fetchall()
         persons = db.execute("SELECT COUNT(*) FROM person").fetchone()[0]
     assert per_person == [(1, persons)]
+
+
+def test_events_are_written_after_the_observation_periods_their_rules_read():
+    from synth_pipeline.runner import dependency_waves, order_parents_first
+
+    tables = ["condition_era", "death", "condition_occurrence", "observation_period", "person"]
+    order = order_parents_first(tables)
+    for event in ("condition_era", "condition_occurrence", "death"):
+        assert order.index("observation_period") < order.index(event), order
+    waves = dependency_waves(tables)
+    assert waves[0] == ["person"] and waves[1] == ["observation_period"], waves
