@@ -362,6 +362,8 @@ def execute(
             copy_vocabulary=copy_vocabulary,
         )
         files = resources["project"].files()  # type: ignore[attr-defined]
+        if not config_only:
+            files.require_exists()  # only init creates a project; a typo is refused
         # bad input stops the run here, before anything is written
         check_configuration(files, available, copy_vocabulary=copy_vocabulary)
         if not config_only:
