@@ -4,6 +4,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ..automation import behind_gate
+from ..concurrency import WRITE_POOL
 from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
@@ -25,6 +26,7 @@ VERIFIES_CHECK = "bundle_verifies"
 @dg.asset(
     deps=[synthetic_table],
     io_manager_key="state_io_manager",
+    pool=WRITE_POOL,  # one writer of the destination at a time (concurrency.py)
     group_name=GROUP,
     kinds={"csv"},
     automation_condition=behind_gate(),

@@ -11,6 +11,7 @@ import time
 import dagster as dg
 
 from ..automation import behind_gate
+from ..concurrency import WRITE_POOL
 from ..core import GENERATOR_VERSION, omop
 from ..core.config import ConfigError, TableConfig, require_approved
 from ..core.database import qualified, quote, redact_text
@@ -56,6 +57,7 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
 @dg.asset(
     partitions_def=omop_table_partitions,
     io_manager_key="state_io_manager",
+    pool=WRITE_POOL,  # one writer of the destination at a time (concurrency.py)
     group_name=GROUP,
     kinds={"sql"},
     automation_condition=behind_gate(),
@@ -191,11 +193,13 @@ def synthetic_table(
 
     # an error inside a check fails that check, with the error in its metadata
     dangling, references_error = guarded(
-        lambda: dangling_references(
-            engine, schema, table, referenced_tables(cfg), parent_keys(files, cfg)
+        lambda: (
+            dangling_references(
+                engine, schema, table, referenced_tables(cfg), parent_keys(files, cfg)
+            )
+            if cfg.kind == "synthetic"
+            else {}
         )
-        if cfg.kind == "synthetic"
-        else {}
     )
     fidelity = None
     rules_error = None
