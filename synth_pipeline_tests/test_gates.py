@@ -257,6 +257,7 @@ def test_stored_values_and_runs_belong_to_their_project(demo_sqlite_url, config_
     (config_root / "other" / "project.yaml").write_text(
         text.replace("project: demo", "project: other")
     )
+    (tmp_path / "home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
     work = tmp_path / "work"
     from synth_pipeline.runner import environment
@@ -312,6 +313,7 @@ def test_every_writer_shares_the_one_slot_pool():
 def test_a_write_waits_while_another_run_holds_the_slot(
     demo_sqlite_url, config_root, tmp_path
 ):
+    (tmp_path / "home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
     instance.add_dynamic_partitions(OMOP_TABLES, ["person"])
     ensure_write_pool(instance)
