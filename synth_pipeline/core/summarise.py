@@ -1465,7 +1465,7 @@ def _summarise_reference(
             cs.null_fraction = 1.0
         handling = "treated as NULL (the column is optional)"
     else:
-        handling = "drawn from the synthetic parent like the others (the column is required)"
+        handling = "the rows holding one are not generated (the column is required)"
     findings.append(f"{col.name}: {rel(dangling)} {what} (dangling); {handling}")
 
 
