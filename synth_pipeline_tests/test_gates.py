@@ -201,7 +201,8 @@ def test_rules_hold_fails_when_its_sql_fails(
             "observation_period_start_date text, observation_period_end_date text)"
         )
         conn.exec_driver_sql(
-            f"INSERT INTO \"{schema}\".observation_period VALUES (1, 'soon', 'later')"
+            f"INSERT INTO \"{schema}\".observation_period SELECT person_id, 'soon', 'later' "
+            f'FROM "{schema}".person'
         )
     result = _materialise(instance, resources, "visit_occurrence")
     check = _check(result, "rules_hold", "visit_occurrence")
