@@ -10,9 +10,9 @@ from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
 from ..core.integrity import stale_references, unreleasable
 from ..core.privacy import bundle_problems, privacy_markdown
-from ..core.report import fidelity_html
+from ..core.report import concept_labels, fidelity_html
 from ..core.rules import count_violations
-from ..core.vocabulary import bundle_vocabulary
+from ..core.vocabulary import bundle_vocabulary, concept_names
 from ..core.write import ColumnDef, read_register
 from ..resources import DestinationDatabase, SynthProject
 from .fidelity import trusted_report
@@ -99,6 +99,7 @@ def csv_bundle(
                 table_fidelity(engine, schema, cfg, entry.get("parent_rows") or {}, violations)
             )
     threshold = project.settings().fidelity.min_median_column_score
+    names = concept_names(engine, schema, concept_labels(fidelity))
     policy = project.settings().disclosure
     progress = {
         t: Progress(context, f"bundle {t}.csv", int(e.get("rows") or 0))
@@ -118,7 +119,7 @@ def csv_bundle(
         formats=project.settings().bundle_formats,
         reports={
             "fidelity.html": lambda created: fidelity_html(
-                project.project, fidelity, created, threshold
+                project.project, fidelity, created, threshold, names=names
             ),
             "privacy.md": lambda created: privacy_markdown(
                 project.project, [r for r in privacy.values() if r], created, policy
