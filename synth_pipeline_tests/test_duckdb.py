@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import shutil
 
 import polars as pl
@@ -29,6 +30,14 @@ from .extract_fixtures import sqlite_extracts  # noqa: F401
 from .test_any_extract import first_run
 
 SPEC = ox.ExtractSpec(name="duckdb", cdm_version="5.4", persons=40, seed=3)
+# through Dagster each table costs seconds of run overhead: a few tables keep it under 2 minutes
+CLI_SPEC = ox.ExtractSpec(
+    name="duckdb_cli",
+    cdm_version="5.4",
+    persons=40,
+    seed=4,
+    tables=("visit_occurrence", "condition_occurrence", "death"),
+)
 
 WRITES = [
     "CREATE TABLE intruder (x INTEGER)",
@@ -40,11 +49,20 @@ WRITES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def duckdb_source(sqlite_extracts, tmp_path_factory):  # noqa: F811
-    facts = sqlite_extracts(SPEC)
+def _in_duckdb(sqlite_extracts, tmp_path_factory, spec):  # noqa: F811
+    facts = sqlite_extracts(spec)
     url = copy_sqlite_to_duckdb(facts.url, tmp_path_factory.mktemp("duck") / "extract.duckdb")
     return facts, url
+
+
+@pytest.fixture(scope="module")
+def duckdb_source(sqlite_extracts, tmp_path_factory):  # noqa: F811
+    return _in_duckdb(sqlite_extracts, tmp_path_factory, SPEC)
+
+
+@pytest.fixture(scope="module")
+def small_duckdb_source(sqlite_extracts, tmp_path_factory):  # noqa: F811
+    return _in_duckdb(sqlite_extracts, tmp_path_factory, CLI_SPEC)
 
 
 def _sha256(path) -> str:
@@ -170,10 +188,11 @@ def test_a_failed_duckdb_write_leaves_the_previous_table(tmp_path):
         engine.dispose()
 
 
-def test_init_approve_run_from_duckdb_to_duckdb(duckdb_source, tmp_path):
+@pytest.mark.slow
+def test_init_approve_run_from_duckdb_to_duckdb(small_duckdb_source, tmp_path):
     """The whole chain through the CLI and Dagster, DuckDB at both ends, to a bundle whose
-    Parquet files DuckDB reads back."""
-    _facts, url = duckdb_source
+    Parquet files DuckDB reads back, and the trusted report's Achilles page."""
+    _facts, url = small_duckdb_source
     destination = tmp_path / "synthetic.duckdb"
     problems = first_run(tmp_path, url, f"duckdb:///{destination}")
     assert problems == []
@@ -186,3 +205,15 @@ def test_init_approve_run_from_duckdb_to_duckdb(duckdb_source, tmp_path):
         f"SELECT COUNT(*) FROM read_parquet('{tmp_path}/bundle/parquet/person/*.parquet')"
     ).fetchone()
     assert n[0] > 0
+    # the trusted report ran Achilles on the DuckDB source and destination, never in the bundle
+    from synth_pipeline.core import achilles
+
+    pages = list((tmp_path / "work").rglob("achilles.json"))
+    assert len(pages) == 1
+    assert not list((tmp_path / "bundle").rglob("achilles*"))
+    saved = json.loads(pages[0].read_text())
+    if achilles.available():
+        assert saved["failed"] == {"source": [], "synthetic": []}
+        assert saved["median_agreement"] is not None
+    else:
+        assert saved["installed"] is False
