@@ -35,15 +35,18 @@ def main(out: str, worst: int = 15) -> int:
     took = time.perf_counter() - t0
     print(
         f"median agreement {c.median_agreement} over {len(c.scored)} scored analyses "
-        f"({len(c.analyses)} compared; run: {c.ran}; failed: {c.failed}); {took:.0f} s"
+        f"({len(c.analyses)} compared; run: {c.ran}; failed: {c.failed}); between two halves "
+        f"of the source {c.median_halves}; {took:.0f} s"
     )
-    print("| analysis | agreement | strata | name |\n|---|---|---|---|")
+    print("| analysis | agreement | source half against half | strata | name |")
+    print("|---|---|---|---|---|")
     for a in c.worst_first()[:worst]:
-        print(f"| {a.analysis_id} | {a.agreement} | {a.strata} | {a.name} |")
+        print(f"| {a.analysis_id} | {a.agreement} | {a.halves} | {a.strata} | {a.name} |")
     by_id = {a.analysis_id: a for a in c.analyses}
     for aid in (101, 102, 108, 109, 113, 117):
         if aid in by_id:
-            print(f"analysis {aid} ({by_id[aid].name}): {by_id[aid].agreement}")
+            a = by_id[aid]
+            print(f"analysis {aid} ({a.name}): {a.agreement} (halves {a.halves})")
     return 0
 
 

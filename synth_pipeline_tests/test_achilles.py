@@ -54,6 +54,10 @@ def test_every_analysis_runs_on_both_sides_and_is_scored(sides):
     assert {1, 2, 3, 101, 108, 109, 200, 400, 700} <= ids
     assert len(c.scored) >= 60
     assert all(0.0 <= a.agreement <= 1.0 for a in c.scored)
+    # the baseline: two halves of the source, scored the same way
+    assert sum(a.halves is not None for a in c.scored) >= 60
+    assert all(0.0 <= a.halves <= 1.0 for a in c.scored if a.halves is not None)
+    assert c.median_halves is not None
     assert c.median_agreement is not None and 0.0 < c.median_agreement <= 1.0
     order = [a.agreement for a in c.worst_first() if a.agreement is not None]
     assert order == sorted(order)
@@ -68,7 +72,7 @@ def test_a_side_agrees_with_itself(sides):
     facts, _destination, tables, tmp = sides
     source = open_source(facts.url)
     try:
-        c = achilles.compare_sides((source, None), (source, None), tmp, tables, "5.4")
+        c = achilles.compare_sides((source, None), (source, None), tmp, tables, "5.4", halves=False)
     finally:
         source.dispose()
     assert [a.analysis_id for a in c.scored if a.agreement != 1.0] == []
@@ -90,7 +94,7 @@ def test_a_deliberately_different_table_scores_low(sides):
         )
     source = open_source(facts.url)
     try:
-        c = achilles.compare_sides((source, None), (engine, None), tmp, tables, "5.4")
+        c = achilles.compare_sides((source, None), (engine, None), tmp, tables, "5.4", halves=False)
     finally:
         source.dispose()
         engine.dispose()

@@ -151,9 +151,12 @@ def achilles_report(
         "median_achilles_agreement": comparison.median_agreement
         if comparison.median_agreement is not None
         else "n/a",
+        "median_achilles_agreement_between_source_halves": comparison.median_halves
+        if comparison.median_halves is not None
+        else "n/a",
         "worst_achilles_analyses": markdown_table(
-            ["analysis", "agreement"],
-            [[f"{a.analysis_id} {a.name}", a.agreement] for a in worst],
+            ["analysis", "agreement", "source half against half"],
+            [[f"{a.analysis_id} {a.name}", a.agreement, _show(a.halves)] for a in worst],
         ),
     }
 

@@ -36,7 +36,7 @@ import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from . import DISCLAIMER, GENERATOR_VERSION
-from .database import qualified, quote
+from .database import is_postgres, qualified, quote
 
 INSTALL = "pip install -e '.[ohdsi]'"
 METADATA_ANALYSES = {0}  # source name, Achilles version and run date: not a distribution
@@ -67,6 +67,9 @@ class Analysis:
     # the largest strata of either side: (stratum label, source share, synthetic share)
     rows: list[tuple[str, float, float]] = field(default_factory=list)
     note: str = ""
+    # the agreement between two halves of the source (even and odd person_id): what sampling
+    # alone costs at half the size, so a floor for what the synthetic data could reach
+    halves: float | None = None
 
 
 @dataclass
@@ -85,6 +88,11 @@ class AchillesComparison:
         scores = [a.agreement for a in self.scored]
         return round(statistics.median(scores), 4) if scores else None
 
+    @property
+    def median_halves(self) -> float | None:
+        scores = [a.halves for a in self.scored if a.halves is not None]
+        return round(statistics.median(scores), 4) if scores else None
+
     def worst_first(self) -> list[Analysis]:
         return sorted(
             self.analyses,
@@ -94,6 +102,7 @@ class AchillesComparison:
     def to_json(self) -> dict:
         return {
             "median_agreement": self.median_agreement,
+            "median_agreement_between_source_halves": self.median_halves,
             "cdm_version": self.cdm_version,
             "ran": self.ran,
             "failed": {k: [list(x) for x in v] for k, v in self.failed.items()},
@@ -111,6 +120,7 @@ def load_cdm(
     con,
     tables: list[str] | None = None,
     cdm_version: str = "5.4",
+    half: int | None = None,
 ) -> dict[str, int]:
     """Copy the OMOP tables of ``engine`` (in ``schema``) into the DuckDB connection ``con``'s
     ``main`` schema with the CDM's columns and types; returns rows per table.
@@ -119,7 +129,8 @@ def load_cdm(
     out: pass the project's generated tables, so vocabularies and left-out tables stay empty on
     both sides) is empty, a column it lacks is NULL, a value that does not parse as the CDM's type
     (dirty extracts) is NULL. Values are read as text in batches and typed by DuckDB, so any
-    dialect and any declared type will do.
+    dialect and any declared type will do. ``half`` (0 or 1) keeps only the persons whose
+    person_id is even (0) or odd (1), in every table that has a person_id.
     """
     import sqlalchemy as sa
     from duckcdm.omop import RESULTS_TABLES, cdm_fields
@@ -145,6 +156,10 @@ def load_cdm(
             continue
         select = ", ".join(f"CAST({quote(engine, have[c])} AS TEXT)" for c, _ in cols)
         sql = f"SELECT {select} FROM {qualified(engine, schema, name)}"
+        if half is not None and "person_id" in have:
+            pid = quote(engine, have["person_id"])
+            parity = f"MOD({pid}, 2)" if is_postgres(engine) else f"({pid} % 2)"
+            sql += f" WHERE {parity} {'=' if half == 0 else '<>'} 0"
         typed = ", ".join(
             f"TRY_CAST(NULLIF(c{i}, '') AS {t}) AS \"{c}\"" for i, (c, t) in enumerate(cols)
         )
@@ -173,6 +188,7 @@ def run_side(
     work: Path,
     tables: list[str] | None = None,
     cdm_version: str = "5.4",
+    half: int | None = None,
 ) -> tuple[dict, dict, list[tuple[int, str]], int]:
     """Achilles on one side in a scratch DuckDB file under ``work``: its results per analysis
     ({id: {strata: count}}), its distributions ({id: [row dicts]}), failures and analyses run."""
@@ -183,7 +199,7 @@ def run_side(
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path))
     try:
-        load_cdm(engine, schema, con, tables, cdm_version)
+        load_cdm(engine, schema, con, tables, cdm_version, half)
         done, failed = _run_achilles(
             con,
             cdm_schema="main",
@@ -265,8 +281,10 @@ def compare(
     source: tuple[dict, dict],
     synthetic: tuple[dict, dict],
     shown: int = 12,
+    halves: tuple[dict, dict] | None = None,
 ) -> list[Analysis]:
-    """Per analysis: its agreement and its largest strata side by side."""
+    """Per analysis: its agreement, its largest strata side by side, and (given the results of
+    two halves of the source) the agreement between the halves."""
     from duckcdm.achilles import analysis_details
 
     details = analysis_details()
@@ -300,7 +318,8 @@ def compare(
             )
             for k in top[:shown]
         ]
-        out.append(Analysis(aid, name, category, len(keys), score, ta, tb, rows, note))
+        split = agreement(halves[0].get(aid, {}), halves[1].get(aid, {})) if halves else None
+        out.append(Analysis(aid, name, category, len(keys), score, ta, tb, rows, note, split))
     return out
 
 
@@ -343,18 +362,26 @@ def compare_sides(
     work: Path | None = None,
     tables: list[str] | None = None,
     cdm_version: str = "5.4",
+    halves: bool = True,
 ) -> AchillesComparison:
     """Run Achilles on both sides (scratch DuckDB files under ``work``, removed afterwards)
-    and compare them. ``tables`` limits both sides to those OMOP tables (the project's)."""
+    and compare them. ``tables`` limits both sides to those OMOP tables (the project's);
+    ``halves`` also runs it on the two halves of the source, for the baseline per analysis."""
     scratch = Path(tempfile.mkdtemp(prefix="achilles-", dir=work))
+    split = None
     try:
         src = run_side(*source, scratch / "source", tables, cdm_version)
         syn = run_side(*synthetic, scratch / "synthetic", tables, cdm_version)
+        if halves:
+            split = tuple(
+                run_side(*source, scratch / f"half{h}", tables, cdm_version, half=h)[0]
+                for h in (0, 1)
+            )
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(scratch)
     return AchillesComparison(
-        analyses=compare(src[:2], syn[:2]),
+        analyses=compare(src[:2], syn[:2], halves=split),
         failed={"source": src[2], "synthetic": syn[2]},
         ran={"source": src[3], "synthetic": syn[3]},
         cdm_version=cdm_version,
@@ -398,17 +425,19 @@ def achilles_html(project: str, comparison: AchillesComparison | None, created_a
             )
             rows.append(
                 f"<tr><td>{a.analysis_id}</td><td>{escape(a.name)}</td><td>{escape(a.category)}</td>"
-                f"<td>{_fmt(a.agreement)}</td><td>{a.strata}</td><td>{a.source_total}</td>"
+                f"<td>{_fmt(a.agreement)}</td><td>{_fmt(a.halves)}</td><td>{a.strata}</td><td>{a.source_total}</td>"
                 f"<td>{a.synthetic_total}</td><td>{escape(a.note)}"
                 f"<details><summary>strata</summary><table><tr><th>stratum</th><th>source share</th>"
                 f"<th>synthetic share</th></tr>{strata}</table></details></td></tr>"
             )
         body = f"""<p>Median agreement over {len(comparison.scored)} scored analyses:
-<strong>{_fmt(comparison.median_agreement)}</strong>. Analyses run: source {comparison.ran.get("source")},
+<strong>{_fmt(comparison.median_agreement)}</strong> (between two halves of the source:
+{_fmt(comparison.median_halves)}). Analyses run: source {comparison.ran.get("source")},
 synthetic {comparison.ran.get("synthetic")}; failed: {sum(len(v) for v in comparison.failed.values())}.</p>
 {"<ul>" + failures + "</ul>" if failures else ""}
 <table>
-<thead><tr><th>id</th><th>analysis</th><th>category</th><th>agreement</th><th>strata</th>
+<thead><tr><th>id</th><th>analysis</th><th>category</th><th>agreement</th>
+<th>source half against half</th><th>strata</th>
 <th>source count</th><th>synthetic count</th><th>note, strata side by side</th></tr></thead>
 <tbody>{"".join(rows)}</tbody>
 </table>"""
@@ -433,7 +462,10 @@ analysis the ATLAS data-source reports read, run on the source and on the synthe
 (OHDSI Achilles' SQL on DuckDB, through duckcdm). Agreement = 1 - total variation distance
 between the two distributions of counts over the analysis's strata (1: the same shape).
 Analyses with one stratum (totals) always agree and show their counts; distribution analyses
-(averages and percentiles) are shown side by side, not scored. Worst first.</p>
+(averages and percentiles) are shown side by side, not scored. Worst first. <em>Source half
+against half</em> is the agreement between the source's persons with even and with odd ids: what
+sampling alone costs at half the size, a floor for what independently drawn synthetic data can be
+expected to reach on sparse analyses.</p>
 {body}
 </body>
 </html>
