@@ -69,12 +69,17 @@ def instance_for_cli() -> dg.DagsterInstance:
 
 
 def _parents_within(tables: list[str]) -> dict[str, set[str]]:
-    """Per table, the tables among ``tables`` its OMOP foreign keys point to."""
+    """Per table, the tables among ``tables`` its OMOP foreign keys point to, and for a table
+    of events the observation periods its rules place them in (its rules_hold check reads
+    them from the destination, so they must be this run's)."""
     present = set(tables)
     deps: dict[str, set[str]] = {}
     for t in tables:
         spec = omop.table_spec(t)
         parents = {f.fk_table for f in (spec.fields.values() if spec else []) if f.fk_table}
+        shape = omop.EVENT_SHAPES.get(t)
+        if shape is not None and shape.kind != "lifetime":
+            parents.add("observation_period")
         deps[t] = {p for p in parents if p in present and p != t}
     return deps
 
