@@ -8,6 +8,7 @@ install and runs nothing.
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import sys
@@ -112,5 +113,5 @@ def test_without_the_extra_the_report_says_so_and_runs_nothing(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "duckcdm.achilles", None)
     assert not achilles.available()
     page = achilles.write_report(tmp_path, "p", None, "now").read_text()
-    assert "not installed" in page and achilles.INSTALL in page
+    assert "not installed" in page and html.escape(achilles.INSTALL) in page
     assert json.loads((tmp_path / "achilles.json").read_text())["installed"] is False
