@@ -21,7 +21,7 @@ from synth_pipeline.core.database import open_destination, open_source
 
 from . import core_path
 from . import omop_extracts as ox
-from .extract_fixtures import sqlite_extracts  # noqa: F401
+from .extract_fixtures import postgres_extracts, postgres_schemas, sqlite_extracts  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not achilles.available(), reason="needs the ohdsi extra")
 
@@ -115,3 +115,19 @@ def test_without_the_extra_the_report_says_so_and_runs_nothing(tmp_path, monkeyp
     page = achilles.write_report(tmp_path, "p", None, "now").read_text()
     assert "not installed" in page and html.escape(achilles.INSTALL) in page
     assert json.loads((tmp_path / "achilles.json").read_text())["installed"] is False
+
+
+def test_a_postgresql_side_reads_the_same_as_its_sqlite_twin(sides, postgres_extracts, tmp_path):  # noqa: F811
+    """The same extract built in PostgreSQL and in SQLite gives the same Achilles results, the
+    halves (even and odd person ids) included."""
+    facts, _destination, tables, _tmp = sides
+    pg = postgres_extracts(SPEC)
+    lite, server = open_source(facts.url), open_source(pg.url)
+    try:
+        c = achilles.compare_sides((lite, None), (server, pg.schema), tmp_path, tables, "5.4")
+    finally:
+        lite.dispose()
+        server.dispose()
+    assert c.failed == {"source": [], "synthetic": []}
+    assert [a.analysis_id for a in c.scored if a.agreement != 1.0] == []
+    assert sum(a.halves is not None for a in c.scored) >= 60
