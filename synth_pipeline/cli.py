@@ -61,6 +61,7 @@ def _print_report(report: RunReport, *, generation: bool) -> None:
 
 
 def cmd_run(args, *, demo: bool = False) -> int:
+    _files(args).require_exists()  # only init creates a project
     source = _url(args.source, settings.SOURCE_URL_VARS)
     destination = _url(args.destination, settings.DESTINATION_URL_VARS)
     source_schema = (
@@ -154,8 +155,7 @@ def cmd_init(args) -> int:
 
 def cmd_approve(args) -> int:
     files = _files(args)
-    if not files.folder.exists():
-        raise SynthPipelineError(f"no project {args.project!r} in {files.root}")
+    files.require_exists()
     tables = files.tables() if args.all else args.table
     if not tables:
         raise SynthPipelineError("name tables with --table T ... or use --all")
@@ -179,8 +179,7 @@ def cmd_approve(args) -> int:
 
 def cmd_review(args) -> int:
     files = _files(args)
-    if not files.folder.exists():
-        raise SynthPipelineError(f"no project {args.project!r} in {files.root}")
+    files.require_exists()
     tables = args.table or files.tables()
     for t in tables:
         if not files.has_table(t):

@@ -4,10 +4,11 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ..automation import behind_gate
+from ..concurrency import WRITE_POOL
 from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
-from ..core.integrity import stale_references
+from ..core.integrity import stale_references, unreleasable
 from ..core.privacy import bundle_problems, privacy_markdown
 from ..core.report import fidelity_html
 from ..core.rules import count_violations
@@ -25,6 +26,7 @@ VERIFIES_CHECK = "bundle_verifies"
 @dg.asset(
     deps=[synthetic_table],
     io_manager_key="state_io_manager",
+    pool=WRITE_POOL,  # one writer of the destination at a time (concurrency.py)
     group_name=GROUP,
     kinds={"csv"},
     automation_condition=behind_gate(),
@@ -53,6 +55,11 @@ def csv_bundle(
     register = read_register(engine, schema)
     configured = set(files.tables())
     included = {t: e for t, e in register.items() if t in configured and e["kind"] != "skip"}
+    # only tables whose latest generation passed every blocking check, from the approved
+    # config of now, whichever run wrote them
+    refused = unreleasable(included, {t: files.load_table(t).fingerprint() for t in included})
+    if refused:
+        raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
     problems = stale_references(included)
     if problems:
         raise SynthPipelineError(
@@ -69,10 +76,6 @@ def csv_bundle(
     notes = []
     for t, entry in sorted(included.items()):
         cfg = files.load_table(t)
-        if entry["config_fingerprint"] != cfg.fingerprint():
-            notes.append(
-                f"{t}: generated from an earlier version of its config ({entry['config_fingerprint']})"
-            )
         present = [c["name"] for c in insp.get_columns(t, schema=schema)]
         columns = [
             ColumnDef(n, cfg.columns[n].type if n in cfg.columns else "string", None)

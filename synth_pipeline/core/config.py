@@ -651,6 +651,20 @@ class ProjectFiles:
     def exists(self) -> bool:
         return self.project_file.exists()
 
+    def require_exists(self) -> None:
+        """Refuse a project that has no folder with a project.yaml: a typo in a project's name
+        must not quietly start a new project (only ``init`` creates one)."""
+        if self.exists():
+            return
+        known = sorted(p.parent.name for p in self.root.glob(f"*/{PROJECT_FILE}"))
+        raise ConfigError(
+            f"no project {self.project!r} in {self.root} (projects: "
+            f"{', '.join(known) or 'none'}); create one with synth-pipeline init --project "
+            f"{self.project}",
+            file=str(self.project_file),
+            setting="--project",
+        )
+
     def load_project(self) -> ProjectConfig:
         if not self.project_file.exists():
             return ProjectConfig(project=self.project)

@@ -357,9 +357,38 @@ def ensure_register(conn: Connection, schema: str | None) -> sa.Table:
         sa.Column("parent_rows", sa.Text),  # JSON: parent table -> rows its references used
         sa.Column("generator_version", sa.String(40), nullable=False),
         sa.Column("written_at", sa.String(40), nullable=False),
+        # JSON: check name -> {passed, blocking, reason} for this generation; NULL until checked
+        sa.Column("checks", sa.Text),
     )
     md.create_all(conn, checkfirst=True)
+    present = {c["name"] for c in sa.inspect(conn).get_columns(REGISTER_TABLE, schema=schema)}
+    if "checks" not in present:
+        # a register from before checks were recorded: its tables count as unchecked
+        conn.exec_driver_sql(
+            f"ALTER TABLE {qualified(conn.engine, schema, REGISTER_TABLE)} ADD COLUMN "
+            f"{quote(conn.engine, 'checks')} TEXT"
+        )
     return reg
+
+
+def record_checks(
+    engine: Engine,
+    schema: str | None,
+    table: str,
+    config_fingerprint: str,
+    outcomes: dict[str, dict],
+) -> bool:
+    """Store the check outcomes of ``table``'s latest generation in its register row
+    (``outcomes``: check name -> {"passed", "blocking", "reason"}); False when the register holds
+    no row of that generation (the table was rewritten from another config meanwhile)."""
+    with engine.begin() as conn:
+        reg = ensure_register(conn, schema)
+        done = conn.execute(
+            reg.update()
+            .where(reg.c.table_name == table, reg.c.config_fingerprint == config_fingerprint)
+            .values(checks=json.dumps(outcomes, sort_keys=True))
+        )
+        return bool(done.rowcount)
 
 
 @dataclass
@@ -502,6 +531,7 @@ def read_register(engine: Engine, schema: str | None) -> dict[str, dict]:
     for r in rows:
         d = dict(r)
         d["parent_rows"] = json.loads(d.get("parent_rows") or "{}")
+        d["checks"] = json.loads(d["checks"]) if d.get("checks") else None
         out[d["table_name"]] = d
     return out
 
