@@ -27,7 +27,9 @@ def main(out: str, worst: int = 15) -> int:
     synthetic = open_source(f"sqlite:///{Path(out) / 'synthetic.sqlite'}")
     source = open_source(f"sqlite:///{settings.demo_source_path()}")
     files = ProjectFiles(settings.config_root(), "demo")
-    tables = sorted(t for t, e in read_register(synthetic, None).items() if e["kind"] == "synthetic")
+    tables = sorted(
+        t for t, e in read_register(synthetic, None).items() if e["kind"] == "synthetic"
+    )
     t0 = time.perf_counter()
     c = achilles.compare_sides(
         (source, None), (synthetic, None), Path(out), tables, files.load_project().cdm_version
