@@ -14,8 +14,8 @@ from ..core.report import concept_labels, fidelity_html
 from ..core.rules import count_violations
 from ..core.vocabulary import bundle_vocabulary, concept_names
 from ..core.write import ColumnDef, read_register
-from ..resources import DestinationDatabase, SynthProject
-from .fidelity import trusted_report
+from ..resources import DestinationDatabase, SourceDatabase, SynthProject
+from .fidelity import achilles_report, trusted_report
 from .presentation import GROUP, Progress, bullet_list, markdown_table, retry_transient
 from .privacy import load_reports
 from .synthetic_table import synthetic_table
@@ -44,7 +44,10 @@ VERIFIES_CHECK = "bundle_verifies"
 )
 @retry_transient
 def csv_bundle(
-    context: dg.AssetExecutionContext, destination: DestinationDatabase, project: SynthProject
+    context: dg.AssetExecutionContext,
+    destination: DestinationDatabase,
+    project: SynthProject,
+    source: SourceDatabase,
 ):
     files = project.files()
     engine = destination.engine(project.project)
@@ -129,6 +132,7 @@ def csv_bundle(
     bad = verify_bundle(out)
     # both scores, against the source too: written under the work dir, never into the bundle
     trusted = trusted_report(project, destination, fidelity, included, threshold)
+    trusted |= achilles_report(context, project, source, destination, generated)
     for n in notes:
         context.log.warning(n)
     yield dg.Output(

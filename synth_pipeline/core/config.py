@@ -46,6 +46,11 @@ class FidelityThresholds(BaseModel):
     min_cardinality_shape_similarity: float = Field(
         0.7, ge=0, le=1, description="Children per parent against the released fan-out."
     )
+    achilles: bool = Field(
+        True,
+        description="Run OHDSI Achilles on the source and the synthetic tables for the trusted "
+        "report (achilles.html beside it; needs the ohdsi extra, else the page says so).",
+    )
 
 
 _EXCESS = (

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 from . import omop
 from .config import ProjectFiles, TableConfig, approval_problem
-from .database import is_postgres, qualified, quote
+from .database import is_postgres, pg_like, qualified, quote
 from .errors import ConfigError
 from .generators import CATALOGUE
 
@@ -496,7 +496,7 @@ class _Clause:
 
 
 def _in_list(engine: Engine, expr: str, values: list, sql_type: str) -> _Clause:
-    if is_postgres(engine):
+    if pg_like(engine):
         return _Clause(f"{expr} = ANY(CAST({_MARK} AS {sql_type}[]))", (list(values),))
     return _Clause(f"{expr} IN (SELECT value FROM json_each({_MARK}))", (json.dumps(values),))
 
