@@ -23,8 +23,6 @@ from . import core_path
 from . import omop_extracts as ox
 from .extract_fixtures import postgres_extracts, postgres_schemas, sqlite_extracts  # noqa: F401
 
-pytestmark = pytest.mark.skipif(not achilles.available(), reason="needs the ohdsi extra")
-
 SPEC = ox.ExtractSpec(name="achilles", cdm_version="5.4", persons=60, seed=5)
 UNKNOWN = 8551  # a gender concept the extract does not use
 

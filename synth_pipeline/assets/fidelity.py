@@ -23,7 +23,7 @@ from ..core.privacy import destination_key
 from ..core.report import fidelity_html
 from ..core.write import read_register
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
-from ..settings import work_dir
+from ..settings import achilles_switched_off, work_dir
 from .presentation import markdown_table
 
 
@@ -129,7 +129,7 @@ def achilles_report(
     fidelity report (core/achilles.py); csv_bundle's metadata entries."""
     folder = _folder(project, destination)
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if not project.settings().fidelity.achilles:
+    if not project.settings().fidelity.achilles or achilles_switched_off():
         return {}
     if not achilles.available():
         path = achilles.write_report(folder, project.project, None, created)
