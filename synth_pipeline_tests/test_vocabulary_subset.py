@@ -396,7 +396,7 @@ def test_rare_concepts_stay_out_of_the_vocabulary(adversarial_run):
     bundle = run["bundle"]
     published = set(pl.read_csv(bundle / "concept.csv", infer_schema=False)["concept_id"])
     assert published == {str(c) for c in copied}
-    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(bundle.iterdir()))
+    text = adv.bundle_text(bundle)
     for name in adv.RARE_CONCEPT_NAMES.values():
         assert name not in text
     assert adv.LOCAL_CODE not in text
