@@ -120,3 +120,97 @@ def demo_run(tmp_path_factory, isolated_environment):
         "url": f"sqlite:///{out / 'synthetic.sqlite'}",
         "dagster_home": home,
     }
+
+
+@pytest.fixture(scope="session")
+def adversarial_runs(tmp_path_factory):
+    """The adversarial extract (adversarial.py) through the whole CLI (init, approve --all, run)
+    at policy k, in SQLite or in a schema of the session's PostgreSQL database; each variant
+    built and run once per session, shared by the tests that read what it left. A function of
+    (backend, k)."""
+    from . import adversarial as adv
+
+    done: dict[tuple[str, int], dict] = {}
+
+    def run(backend: str, k: int, postgres_url: str | None = None) -> dict:
+        if (backend, k) not in done:
+            tmp = tmp_path_factory.mktemp(f"adversarial-{backend}-k{k}")
+            schema = None
+            if backend == "sqlite":
+                source = f"sqlite:///{tmp / 'source.sqlite'}"
+                extract = adv.build_extract(source)
+            else:
+                assert postgres_url, "a PostgreSQL variant needs the session's database"
+                source, schema = postgres_url, f"adversarial_k{k}"
+                extract = adv.build_extract(source, schema=schema)
+            pipeline = adv.run_pipeline(tmp, source, k, schema)
+            done[backend, k] = {
+                "source": source,
+                "schema": schema,
+                "extract": extract,
+                "pipeline": pipeline,
+            }
+        return done[backend, k]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def pg_demo_run(postgres_database, tmp_path_factory):
+    """The demo extract loaded into schema ``cdm`` of the session's PostgreSQL database, then
+    `init` (project hospital) and `approve --all` through the CLI and every table run through
+    the headless runner into schema ``synthetic``; shared by the tests that read it."""
+    import dagster as dg
+
+    from synth_pipeline import cli
+    from synth_pipeline.core.config import ProjectFiles
+    from synth_pipeline.demo.loader import load_demo
+    from synth_pipeline.runner import execute
+
+    load_demo(postgres_database, schema="cdm")
+    engine = sa.create_engine(normalise_url(postgres_database))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS synthetic"))
+    engine.dispose()
+    root = tmp_path_factory.mktemp("pg-cfg")
+    bundle = tmp_path_factory.mktemp("pg-out") / "bundle"
+    common = ["--project", "hospital", "--config-dir", str(root)]
+    assert cli.main(["init", "--source", postgres_database, "--schema", "cdm", *common]) == 0
+    files = ProjectFiles(root, "hospital")
+    assert files.tables(), "init wrote one file per table"
+    assert all(files.load_table(t).review.status == "draft" for t in files.tables())
+    assert cli.main(["approve", "--all", "--reviewer", "Test Reviewer", *common]) == 0
+    report = execute(
+        source_url=postgres_database,
+        source_schema="cdm",
+        destination_url=postgres_database,
+        destination_schema="synthetic",
+        project="hospital",
+        config_root=root,
+        bundle_dir=bundle,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    return {
+        "report": report,
+        "files": files,
+        "bundle": bundle,
+        "url": postgres_database,
+        "source_schema": "cdm",
+        "destination_schema": "synthetic",
+    }
+
+
+# Fixtures that make a test `slow` (a whole pipeline per session or per test) and `postgres`
+# (the PostgreSQL server), whatever module uses them; tests that run a pipeline themselves carry
+# the mark explicitly.
+SLOW_FIXTURES = {"demo_run", "pg_demo_run", "adversarial_runs"}
+POSTGRES_FIXTURES = {"postgres_server_url", "postgres_database"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if used & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
