@@ -83,7 +83,7 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool]) -> None:
     kill(proc)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def destination(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'dest.sqlite'}"
