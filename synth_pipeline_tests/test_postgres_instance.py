@@ -60,6 +60,7 @@ def destination_schema(postgres_database):
     return schema
 
 
+@pytest.mark.slow
 def test_all_demo_partitions_run_in_parallel_on_postgres_storage(
     postgres_dagster_home,
     postgres_database,
