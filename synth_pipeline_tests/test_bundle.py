@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from synth_pipeline.core.bundle import export_table_csv
+from synth_pipeline.core.bundle import export_table_csv, verify_bundle, write_bundle
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
 
@@ -103,3 +103,67 @@ def test_export_reads_back_every_value(tmp_path, pg_engine):
     assert back["s"].to_list() == many["s"].to_list()
     assert back["n"].cast(pl.Int64).to_list() == many["n"].to_list()
     assert back["x"].cast(pl.Float64).to_list() == many["x"].to_list()
+
+
+def _both_formats(engine, tmp_path, name: str) -> tuple[bytes, bytes]:
+    replace_table(engine, None, "t", COLUMNS, iter([FRAME]), primary_key="id", entry=ENTRY)
+    csv, parquet = tmp_path / f"{name}.csv", tmp_path / name / "t.parquet"
+    rows = export_table_csv(
+        engine, None, "t", COLUMNS, ["id"], csv, batch_rows=4, parquet_path=parquet
+    )
+    assert rows == FRAME.height
+    return csv.read_bytes(), parquet.read_bytes()
+
+
+def test_parquet_holds_the_csv_rows_typed_and_the_same_from_either_destination(tmp_path, pg_engine):
+    sqlite = open_destination(f"sqlite:///{tmp_path / 'dest.sqlite'}")
+    csv_sqlite, parquet_sqlite = _both_formats(sqlite, tmp_path, "sqlite")
+    csv_postgres, parquet_postgres = _both_formats(pg_engine, tmp_path, "postgres")
+    assert csv_sqlite == csv_postgres
+    assert parquet_sqlite == parquet_postgres, "the same Parquet bytes whichever the destination"
+    parquet = pl.read_parquet(tmp_path / "sqlite" / "t.parquet")
+    assert dict(parquet.schema) == {
+        "id": pl.Int64,
+        "n": pl.Int64,
+        "x": pl.Float64,
+        "s": pl.Utf8,
+        "d": pl.Date,
+        "ts": pl.Datetime("us"),
+        "b": pl.Boolean,
+    }
+    # read back, the CSV's rows equal the Parquet's (empty string and NULL kept apart)
+    csv = pl.read_csv(tmp_path / "sqlite.csv", schema=parquet.schema)
+    assert csv.equals(parquet)
+    assert parquet["s"].to_list() == FRAME["s"].to_list()
+    assert parquet["ts"].to_list()[2] == dt.datetime(1999, 12, 31, 23, 59, 59)
+
+
+def test_a_parquet_only_bundle_verifies_and_a_changed_file_does_not(tmp_path):
+    engine = open_destination(f"sqlite:///{tmp_path / 'dest.sqlite'}")
+    replace_table(engine, None, "t", COLUMNS, iter([FRAME]), primary_key="id", entry=ENTRY)
+    tables = [
+        {
+            "table": "t",
+            "kind": "synthetic",
+            "columns": COLUMNS,
+            "order_by": ["id"],
+            "config_fingerprint": "sha256:test",
+        }
+    ]
+    out = tmp_path / "bundle"
+    with pytest.raises(ValueError, match="bundle_formats"):
+        write_bundle(
+            engine, None, out, project="p", tables=tables, seed=1, scale=1.0, formats=["xlsx"]
+        )
+    assert not out.exists(), "nothing written for an unknown format"
+    manifest = write_bundle(
+        engine, None, out, project="p", tables=tables, seed=1, scale=1.0, formats=["parquet"]
+    )
+    assert manifest["formats"] == ["parquet"]
+    assert manifest["tables"][0]["file"] == "parquet/t/t.parquet"
+    assert not list(out.glob("*.csv"))
+    assert pl.read_parquet(out / "parquet/t/t.parquet").height == FRAME.height
+    assert "parquet/t/t.parquet" in (out / "README.md").read_text()
+    assert verify_bundle(out) == []
+    (out / "parquet/t/t.parquet").write_bytes(b"PAR1 changed")
+    assert verify_bundle(out) == ["parquet/t/t.parquet: sha256 does not match the manifest"]

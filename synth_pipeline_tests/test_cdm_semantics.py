@@ -256,3 +256,47 @@ def test_twins_take_values_of_their_combination_or_null():
         "U",
         "U",
     ]
+
+
+def test_rows_of_a_required_reference_that_points_nowhere_are_not_generated(tmp_path):
+    """An observation period per person, and as many again for persons missing from person:
+    the draft generates one per synthetic person (as the released fan-out says), not two."""
+    import sqlite3
+
+    from .core_path import draft_and_approve, generate
+
+    source = tmp_path / "source.sqlite"
+    with sqlite3.connect(source) as db:
+        db.execute(
+            "CREATE TABLE person (person_id INTEGER NOT NULL PRIMARY KEY, gender_concept_id "
+            "INTEGER NOT NULL, year_of_birth INTEGER NOT NULL, race_concept_id INTEGER NOT NULL, "
+            "ethnicity_concept_id INTEGER NOT NULL)"
+        )
+        db.execute(
+            "CREATE TABLE observation_period (observation_period_id INTEGER NOT NULL PRIMARY KEY, "
+            "person_id INTEGER NOT NULL, observation_period_start_date DATE NOT NULL, "
+            "observation_period_end_date DATE NOT NULL, period_type_concept_id INTEGER NOT NULL)"
+        )
+        db.executemany(
+            "INSERT INTO person VALUES (?, 8507, ?, 0, 0)", [(i, 1950 + i % 3) for i in range(60)]
+        )
+        db.executemany(
+            "INSERT INTO observation_period VALUES (?, ?, ?, '2019-12-31', 44814724)",
+            # persons 0..59 once each, then 60 rows for persons 1000..1059, not in person
+            [(i, i if i < 60 else 940 + i, f"201{i % 10}-01-01") for i in range(120)],
+        )
+    files = draft_and_approve(f"sqlite:///{source}", tmp_path / "configs")
+    cfg = files.load_table("observation_period")
+    dangling = cfg.columns["person_id"].stats.dangling
+    assert dangling == 60 and cfg.source.row_count == 120
+    assert cfg.rows == 60
+    assert any("rows: 60, the released 120 less" in f for f in cfg.source.findings)
+    destination = tmp_path / "synthetic.sqlite"
+    generate(files, f"sqlite:///{destination}")
+    with sqlite3.connect(destination) as db:
+        per_person = db.execute(
+            "SELECT n, COUNT(*) FROM (SELECT COUNT(*) n FROM observation_period GROUP BY "
+            "person_id) GROUP BY n"
+        ).fetchall()
+        persons = db.execute("SELECT COUNT(*) FROM person").fetchone()[0]
+    assert per_person == [(1, persons)]

@@ -112,6 +112,7 @@ def csv_bundle(
         on_table=lambda t, n: context.log.info(f"bundle: {t}.csv, {n:,} rows"),
         on_rows=lambda t, n: progress[t](n),
         vocabulary=bundle_vocabulary(files, engine, schema, [t["table"] for t in tables]),
+        formats=project.settings().bundle_formats,
         reports={
             "fidelity.html": lambda created: fidelity_html(
                 project.project, fidelity, created, threshold
@@ -140,7 +141,7 @@ def csv_bundle(
             ),
             "dagster/row_count": sum(e["rows"] for e in manifest["tables"]),
             "files": bullet_list(
-                [str(out / e["file"]) for e in manifest["tables"]]
+                [str(out / f["file"]) for e in manifest["tables"] for f in e["files"].values()]
                 + [str(out / name) for name in ("README.md", "fidelity.html", "privacy.md")]
             ),
             "fidelity_report": dg.MetadataValue.path(str(out / "fidelity.html")),

@@ -1,4 +1,5 @@
-"""The publishable CSV bundle: one CSV per synthetic table, a manifest with checksums, a README.
+"""The publishable bundle: per table a CSV and/or a Parquet file (``parquet/<table>/``, the
+folder-per-table layout DuckDB and OHDSI tools read), a manifest with checksums, a README.
 
 The bundle is written to a temporary folder beside its destination and renamed into place, so
 a reader finds the previous bundle or the new one, never a mixture.
@@ -6,6 +7,7 @@ a reader finds the previous bundle or the new one, never a mixture.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -17,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -27,6 +31,22 @@ from .write import ColumnDef, stream_select
 
 MANIFEST = "manifest.json"
 README = "README.md"
+BUNDLE_FORMATS = ("csv", "parquet")
+
+# Parquet column types by logical type: the same whichever destination the rows came from.
+_ARROW_TYPES = {
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us"),
+}
+
+
+def parquet_file(table: str) -> str:
+    """The bundle-relative path of a table's Parquet file: one folder per table."""
+    return f"parquet/{table}/{table}.parquet"
 
 
 def sha256_of(path: Path) -> str:
@@ -43,11 +63,13 @@ def export_table_csv(
     table: str,
     columns: list[ColumnDef],
     order_by: list[str],
-    path: Path,
+    path: Path | None,
     batch_rows: int = 200_000,
     on_rows: Callable[[int], None] | None = None,
+    parquet_path: Path | None = None,
 ) -> int:
-    """Write one destination table to CSV in a stable row order; returns rows written.
+    """Write one destination table to CSV (``path``) and/or Parquet (``parquet_path``) in a
+    stable row order, both from the same batches read out of the destination; returns rows.
 
     The same bytes whichever the destination: values go through Polars' CSV writer, with dates
     as YYYY-MM-DD and datetimes as 'YYYY-MM-DD HH:MM:SS'. PostgreSQL streams the ordered rows
@@ -56,10 +78,20 @@ def export_table_csv(
     """
     order = ", ".join(quote(engine, c) for c in order_by)
     rows = 0
-    with path.open("wb") as f:
-        f.write((",".join(_csv_header(c.name) for c in columns) + "\n").encode())
+    scratch_at = path or parquet_path
+    arrow_schema = pa.schema([(c.name, _ARROW_TYPES[c.logical_type]) for c in columns])
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(path.open("wb")) if path else None
+        if f:
+            f.write((",".join(_csv_header(c.name) for c in columns) + "\n").encode())
+        writer = None
+        if parquet_path:
+            parquet_path.parent.mkdir(parents=True, exist_ok=True)
+            writer = stack.enter_context(
+                pq.ParquetWriter(parquet_path, arrow_schema, compression="zstd")
+            )
         if is_postgres(engine):
-            frames = _postgres_frames(engine, schema, table, columns, order, path, batch_rows)
+            frames = _postgres_frames(engine, schema, table, columns, order, scratch_at, batch_rows)
         else:
             cols = ", ".join(quote(engine, c.name) for c in columns)
             sql = f"SELECT {cols} FROM {qualified(engine, schema, table)}" + (
@@ -67,13 +99,39 @@ def export_table_csv(
             )
             frames = stream_select(engine, sql, columns, batch_rows)
         for df in frames:
-            df.write_csv(
-                f, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S", date_format="%Y-%m-%d"
-            )
+            if f:
+                df.write_csv(
+                    f,
+                    include_header=False,
+                    datetime_format="%Y-%m-%d %H:%M:%S",
+                    date_format="%Y-%m-%d",
+                )
+            if writer:
+                writer.write_table(_arrow_batch(df, columns, arrow_schema))
             rows += df.height
             if on_rows:
                 on_rows(rows)
+        if writer and rows == 0:
+            writer.write_table(arrow_schema.empty_table())
     return rows
+
+
+def _arrow_batch(df: pl.DataFrame, columns: list[ColumnDef], schema: pa.Schema) -> pa.Table:
+    """One batch as an Arrow table of the bundle's Parquet types (PostgreSQL's batches carry
+    dates, datetimes and booleans as their bundle text, SQLite's as typed values)."""
+    typed = []
+    for c in columns:
+        col = pl.col(c.name)
+        if df.schema[c.name] == pl.Utf8 and c.logical_type == "date":
+            col = col.str.to_date("%Y-%m-%d")
+        elif df.schema[c.name] == pl.Utf8 and c.logical_type == "datetime":
+            col = col.str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us")
+        elif c.logical_type == "datetime":
+            col = col.dt.truncate("1s")  # whole seconds, as the CSV prints them
+        elif df.schema[c.name] == pl.Utf8 and c.logical_type == "boolean":
+            col = pl.when(col == "true").then(True).when(col == "false").then(False)
+        typed.append(col.alias(c.name))
+    return df.select(typed).to_arrow().cast(schema)
 
 
 def _postgres_frames(
@@ -215,11 +273,21 @@ def bundle_readme(
         "file with its sha256 checksum, row count, columns and the fingerprint of the approved",
         "configuration it was generated from.",
         "",
-        "| table | rows | kind | file |",
+    ]
+    if any("parquet" in (t.get("files") or {}) for t in tables):
+        lines += [
+            "The Parquet files hold the same rows as the CSVs, with typed columns, one folder per",
+            "table as DuckDB and the OHDSI tools on DuckDB read them, for example",
+            "`SELECT * FROM read_parquet('parquet/person/*.parquet')`.",
+            "",
+        ]
+    lines += [
+        "| table | rows | kind | files |",
         "|---|---|---|---|",
     ]
     for t in tables:
-        lines.append(f"| {t['table']} | {t['rows']} | {t['kind']} | {t['file']} |")
+        files = ", ".join(f["file"] for f in (t.get("files") or {"": t}).values())
+        lines.append(f"| {t['table']} | {t['rows']} | {t['kind']} | {files} |")
     lines += ["", DISCLAIMER, ""]
     return "\n".join(lines)
 
@@ -238,9 +306,13 @@ def write_bundle(
     on_rows: Callable[[str, int], None] | None = None,
     reports: dict[str, Callable[[str], str]] | None = None,
     vocabulary: BundleVocabulary | None = None,
+    formats: tuple[str, ...] | list[str] = BUNDLE_FORMATS,
 ) -> dict:
     """Export ``tables`` (each: table, kind, columns [ColumnDef], order_by, config_fingerprint)
-    into a new bundle at ``out_dir``; returns the manifest.
+    into a new bundle at ``out_dir`` in ``formats`` (csv, parquet); returns the manifest.
+
+    Each manifest table lists its files by format (``files``); ``file`` and ``sha256`` name
+    the first of them (the CSV when there is one).
 
     ``on_rows`` hears (table, rows so far) after each batch, for progress in the logs.
     ``reports`` maps a file name to a function of the creation time that returns the file's
@@ -259,26 +331,42 @@ def write_bundle(
         or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     )
     try:
+        unknown = sorted(set(formats) - set(BUNDLE_FORMATS))
+        if unknown or not formats:
+            raise ValueError(
+                f"bundle_formats: {unknown or 'none'} given; choose from {', '.join(BUNDLE_FORMATS)}"
+            )
         entries = []
         for t in sorted(tables, key=lambda x: x["table"]):
-            name = f"{t['table']}.csv"
+            names = {
+                "csv": f"{t['table']}.csv" if "csv" in formats else None,
+                "parquet": parquet_file(t["table"]) if "parquet" in formats else None,
+            }
             rows = export_table_csv(
                 engine,
                 schema,
                 t["table"],
                 t["columns"],
                 t["order_by"],
-                tmp / name,
+                tmp / names["csv"] if names["csv"] else None,
                 on_rows=(lambda n, table=t["table"]: on_rows(table, n)) if on_rows else None,
+                parquet_path=tmp / names["parquet"] if names["parquet"] else None,
             )
+            files = {
+                fmt: {"file": name, "sha256": sha256_of(tmp / name)}
+                for fmt, name in names.items()
+                if name
+            }
+            first = next(iter(files.values()))
             entries.append(
                 {
                     "table": t["table"],
-                    "file": name,
+                    "file": first["file"],
                     "kind": t["kind"],
                     "rows": rows,
                     "columns": [{"name": c.name, "type": c.logical_type} for c in t["columns"]],
-                    "sha256": sha256_of(tmp / name),
+                    "sha256": first["sha256"],
+                    "files": files,
                     "config_fingerprint": t["config_fingerprint"],
                 }
             )
@@ -296,6 +384,7 @@ def write_bundle(
             "generator_version": GENERATOR_VERSION,
             "seed": seed,
             "scale": scale,
+            "formats": [f for f in BUNDLE_FORMATS if f in formats],
             "tables": entries,
             "reports": extra,
         }
@@ -344,7 +433,8 @@ def verify_bundle(out_dir: Path) -> list[str]:
         problems.append(f"{readme} does not start with the disclaimer")
     if manifest.get("disclaimer") != DISCLAIMER:
         problems.append("manifest.json does not carry the disclaimer")
-    for t in manifest["tables"] + manifest.get("reports", []):
+    listed = [f for t in manifest["tables"] for f in (t.get("files") or {"": t}).values()]
+    for t in listed + manifest.get("reports", []):
         f = out_dir / t["file"]
         if not f.exists():
             problems.append(f"{t['file']} is missing")

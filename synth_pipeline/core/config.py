@@ -234,6 +234,12 @@ class ProjectConfig(BaseModel):
         "counts of its high-cardinality columns from a sample of about this many rows (stated "
         "in its findings); every count, listed value and histogram stays exact.",
     )
+    bundle_formats: list[Literal["csv", "parquet"]] = Field(
+        default_factory=lambda: ["csv", "parquet"],
+        min_length=1,
+        description="The bundle's file formats: csv (one file per table), parquet (one folder "
+        "per table, parquet/<table>/<table>.parquet), or both.",
+    )
     refresh_schedule: str = Field(
         "0 3 * * 1", description="Cron for the scheduled refresh (default Mondays 03:00)."
     )

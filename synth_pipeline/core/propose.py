@@ -27,11 +27,44 @@ def source_fingerprint(schema: TableSchema, stats: TableStats) -> str:
     return fingerprint_of({"shape": shape, "stats": stats.model_dump(mode="json", by_alias=True)})
 
 
-def rows_to_generate(stats: TableStats) -> tuple[int, str | None]:
+def rows_to_generate(stats: TableStats, schema: TableSchema) -> tuple[int, str | None]:
+    """The rows a draft generates: the released row count, less the rows a required reference
+    of which points nowhere (every synthetic reference resolves, so such rows have no place:
+    squeezed onto the existing parents they would double each one's children)."""
     k = stats.policy.k
     if stats.row_count is None:
         return k, f"source row count is below k={k}: generating k rows"
-    return stats.row_count, None
+    column, dangling = _most_dangling(schema, stats.columns)
+    if not dangling:
+        return stats.row_count, None
+    rows = max(0, stats.row_count - dangling)
+    return rows, (
+        f"rows: {rows}, the released {stats.row_count} less the about {dangling} rows whose "
+        f"{column} names no row of its table (a required reference; set rows to change it)"
+    )
+
+
+def _most_dangling(schema: TableSchema, columns: dict[str, ColumnStats]) -> tuple[str, int]:
+    """The required foreign key with the most released dangling references, and their count."""
+    found = [
+        (columns[fk.column].dangling or 0, fk.column)
+        for fk in schema.foreign_keys
+        if fk.column in columns and not schema.column(fk.column).nullable
+    ]
+    count, column = max(found, default=(0, ""))
+    return column, count
+
+
+def drafted_rows(cfg: TableConfig) -> int:
+    """The rows a draft of this config proposed (the released count less dangling rows), to
+    tell a hand-set row count from a proposed one."""
+    rows = cfg.source.row_count or 0
+    dangling = [
+        c.stats.dangling or 0
+        for c in cfg.columns.values()
+        if c.generator == "foreign_key" and not c.nullable and c.stats
+    ]
+    return max(0, rows - max(dangling, default=0))
 
 
 def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
@@ -47,7 +80,7 @@ def propose_table_config(schema: TableSchema, stats: TableStats) -> TableConfig:
         findings.append("skipped by default: describes the real extract; write your own if needed")
     else:
         kind = "synthetic"
-        rows, note = rows_to_generate(stats)
+        rows, note = rows_to_generate(stats, schema)
         if note:
             findings.append(note)
         if schema.row_count == 0:
@@ -365,7 +398,8 @@ def refresh_table_config(existing: TableConfig, proposed: TableConfig) -> TableC
         out.vocabulary_rows = existing.vocabulary_rows  # the reviewer's choice, or its absence
     if existing.site_local is not None or existing.kind != proposed.kind:
         out.site_local = existing.site_local
-    if existing.rows != (existing.source.row_count or 0) and existing.kind == "synthetic":
+    drafted = {existing.source.row_count or 0, drafted_rows(existing)}
+    if existing.rows not in drafted and existing.kind == "synthetic":
         out.rows = existing.rows  # set by hand
     for name, col in out.columns.items():
         old = existing.columns.get(name)

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from .config import TableConfig
-from .generators.base import WINDOW_END
+from .generators.base import WINDOW_END, interpolate_quantiles, quantile_share
 from .generators.temporal import days_in_window, intersect, range_days
 from .omop import EVENT_SHAPES, PARTS_OF_VISITS, date_pairs
 from .relations import NO_BIRTH, NO_DEATH, Relations, days
@@ -77,6 +77,9 @@ def place_anchors(
         start = np.where(start == np.iinfo(np.int64).min, start, window[0])
         if shape.end in done and not _released(cfg, shape.end):
             done[shape.end] = _dates(np.full(len(start), window[1]), done[shape.end])
+    ages = cfg.columns[shape.start].stats
+    if shape.kind == "lifetime" and rules.within_lifetime and ages and ages.days_from_birth:
+        start = _from_birth(ages.days_from_birth, start, done, shape.end, persons, pid, window, rng)
     has_start = start != np.iinfo(np.int64).min
     n = len(pid)
     lo = np.full(n, NO_BIRTH, dtype=np.int64)
@@ -203,6 +206,30 @@ def place_anchors(
             )
             changed.add(shape.end)
     return changed
+
+
+def _from_birth(
+    quantiles, start, done, end_column, persons, pid, window, rng: np.random.Generator
+) -> np.ndarray:
+    """Starts at the person's birth plus days drawn from the released days from birth, inside
+    what the person's life leaves before the row's end (or the extract's), so the age at which
+    observation starts keeps its distribution; rows without a person or a birth keep theirs."""
+    n_person = len(persons.birth)
+    known = (pid >= 1) & (pid <= n_person) & (start != np.iinfo(np.int64).min)
+    birth = persons.birth[np.clip(pid - 1, 0, n_person - 1)]
+    known &= birth > NO_BIRTH
+    if end_column and end_column in done:
+        end = days(done[end_column])
+        end = np.where(end == np.iinfo(np.int64).min, window[1] if window else start, end)
+    else:
+        end = np.full(len(start), window[1]) if window else start
+    room = np.maximum(end - birth, 0).astype(float)
+    points = [(q.p, float(q.value)) for q in quantiles]
+    first = quantile_share(points, np.zeros(len(start)))
+    last = quantile_share(points, room)
+    u = first + rng.random(len(start)) * np.maximum(last - first, 0.0)
+    age = np.clip(np.rint(interpolate_quantiles(points, u)), 0, room).astype(np.int64)
+    return np.where(known, birth + age, start)
 
 
 def align_twins(cfg: TableConfig, done: dict[str, pl.Series]) -> None:

@@ -70,6 +70,34 @@ class SqlExpressions:
             return f"(CAST(SUBSTR({col}, 1, 10) AS DATE) - DATE '1970-01-01')"
         return f"CAST(julianday(SUBSTR({col}, 1, 10)) - 2440587.5 AS INTEGER)"
 
+    def birth_day_number(self, person: str, columns: set[str], datetime_text: bool) -> str:
+        """Days from 1970-01-01 to a person's birth (alias ``person``): birth_datetime where it
+        is set, else year_of_birth with month_of_birth and day_of_birth (1 where missing, the
+        day at most 28), as the generator reads a synthetic person's birth; NULL for a year
+        outside 1800..2200."""
+        from .database import quote
+
+        def col(name: str) -> str:
+            return f"{person}.{quote(self.engine, name)}"
+
+        def clamp(name: str, high: int) -> str:
+            if name not in columns:
+                return "1"
+            f = ("GREATEST", "LEAST") if self.pg else ("MAX", "MIN")
+            return f"{f[0]}(1, {f[1]}({high}, COALESCE({col(name)}, 1)))"
+
+        y, m, d = col("year_of_birth"), clamp("month_of_birth", 12), clamp("day_of_birth", 28)
+        if self.pg:
+            first = (
+                f"(make_date(CAST({y} AS INTEGER), CAST({m} AS INTEGER), 1) - DATE '1970-01-01')"
+            )
+        else:
+            first = f"CAST(julianday(printf('%04d-%02d-01', {y}, {m})) - 2440587.5 AS INTEGER)"
+        parts = f"CASE WHEN {y} BETWEEN 1800 AND 2200 THEN {first} + {d} - 1 END"
+        if "birth_datetime" not in columns:
+            return parts
+        return f"COALESCE({self.day_number(col('birth_datetime'), datetime_text)}, {parts})"
+
     def json_row(self, columns: list[str]) -> str:
         """The row's values of ``columns`` as one JSON array text (numbers stay numbers), or
         NULL where the first is NULL: one grouping key for a combination of columns."""

@@ -121,6 +121,11 @@ class ColumnStats(BaseModel):
     length: list[QuantilePoint] | None = None
     pattern: str | None = None
     offset: DateOffset | None = None
+    days_from_birth: list[QuantilePoint] | None = Field(
+        None,
+        description="Observation periods' starts: days from the person's birth, released as "
+        "quantiles (k-value means), so the age at which observation starts is kept.",
+    )
     range: DateRange | None = Field(
         None, description="Dates: the coded range (p_low..p_high as k-value means)."
     )

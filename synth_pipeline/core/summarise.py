@@ -27,7 +27,9 @@ the connection. Raw aggregates stay inside :func:`summarise_table`; what it retu
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -355,6 +357,19 @@ def summarise_table(
         for ref in omop.polymorphic(table.name, [c.name for c in table.columns]):
             if ref.column in stats and ref.by in stats:
                 _polymorphic_targets(conn, schema, ref, stats[ref.by], stats[ref.column], findings)
+        shape = omop.EVENT_SHAPES.get(table.name)
+        if shape and shape.kind == "lifetime" and shape.start in stats:
+            if noise is not None:
+                notes.setdefault(shape.start, []).append(
+                    "days from the person's birth withheld under differential privacy"
+                )
+            else:
+                _days_from_birth(conn, schema, tbl, table, shape.start, stats[shape.start], policy)
+                if stats[shape.start].days_from_birth:
+                    notes.setdefault(shape.start, []).append(
+                        f"days from the person's birth released as quantiles, each the mean of "
+                        f"k={policy.k} neighbouring values (top- and bottom-coded)"
+                    )
 
     return TableStats(
         table=table.name,
@@ -392,6 +407,55 @@ def _release_dates(
         if isinstance(day, str) and re.match(r"^\d{4}-\d{2}-\d{2}", day):
             out[col.name] = ColumnStats(range=DateRange(low=day[:10], high=day[:10]))
     return out
+
+
+def _days_from_birth(
+    conn: Connection,
+    schema: str | None,
+    tbl: str,
+    table: TableSchema,
+    start: str,
+    cs: ColumnStats,
+    policy: dc.DisclosurePolicy,
+) -> None:
+    """An observation period's start as days from its person's birth (the age at which
+    observation starts, which the start's own dates and the birth's cannot carry), for the
+    rows whose person is in the extract's person table."""
+    names = list_tables(conn.engine, schema)
+    if "person" not in names or "person_id" not in [c.name for c in table.columns]:
+        return
+    engine = conn.engine
+    person_cols = {
+        c["name"].lower(): c for c in sa.inspect(engine).get_columns(names["person"], schema=schema)
+    }
+    if "year_of_birth" not in person_cols:
+        return
+    sql = SqlExpressions(engine)
+    birth_type = str(person_cols.get("birth_datetime", {}).get("type", "")).upper()
+    birth = sql.birth_day_number(
+        "p", set(person_cols), not any(x in birth_type for x in ("DATE", "TIME"))
+    )
+    begins = sql.day_number("t.s", _is_text_stored(table.column(start)))
+    rows = conn.execute(
+        sa.text(
+            f"SELECT d, COUNT(*) FROM (SELECT {begins} - {birth} AS d FROM (SELECT "
+            f"{quote(engine, start)} AS s, {quote(engine, 'person_id')} AS pid FROM {tbl}) t "
+            f"JOIN {qualified(engine, schema, names['person'])} p "
+            f"ON p.{quote(engine, 'person_id')} = t.pid) x WHERE d IS NOT NULL GROUP BY d "
+            "ORDER BY d"
+        )
+    ).all()
+    counts = [(int(d), int(n)) for d, n in rows]
+    n = sum(c for _, c in counts)
+    if n < 2 * policy.k:
+        return
+    cumulative = list(itertools.accumulate(c for _, c in counts))
+
+    def values_at(ranks: list[int]) -> dict[int, Any]:
+        return {r: counts[bisect.bisect_left(cumulative, r)][0] for r in ranks}
+
+    grid = dc.quantile_grid(n, policy)
+    cs.days_from_birth = _released_quantiles(n, grid, policy, True, values_at, counts) or None
 
 
 def _polymorphic_targets(
@@ -1465,7 +1529,7 @@ def _summarise_reference(
             cs.null_fraction = 1.0
         handling = "treated as NULL (the column is optional)"
     else:
-        handling = "drawn from the synthetic parent like the others (the column is required)"
+        handling = "the rows holding one are not generated (the column is required)"
     findings.append(f"{col.name}: {rel(dangling)} {what} (dangling); {handling}")
 
 
