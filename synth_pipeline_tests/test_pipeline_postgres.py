@@ -1,7 +1,9 @@
 """The whole chain on the demo extract in PostgreSQL: init, approve, run, bundle.
 
 The extract sits in schema ``cdm`` of a fresh database; the synthetic tables go to schema
-``synthetic`` of the same server's database, as an existing destination.
+``synthetic`` of the same server's database, as an existing destination. The run is conftest's
+``pg_demo_run`` (two tables at a time on an instance with PostgreSQL storage), shared with
+test_postgres_instance.py and test_vocabulary_subset.py.
 """
 
 from __future__ import annotations
