@@ -187,7 +187,7 @@ def postgres_instance_database(server_url: str, home: Path) -> Iterator[dict[str
 @pytest.fixture(scope="session")
 def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     """The demo extract in PostgreSQL, as a deployment runs it: loaded into schema ``cdm`` of
-    the session's database, `init` (project hospital) and `approve --all` through the CLI, then
+    the session's database, `init` and `approve --all` through the CLI, then
     every table through the headless runner into schema ``synthetic``, two tables at a time
     under the multiprocess executor on an instance whose storage is PostgreSQL too
     (configs/dagster-postgres.yaml, a database of its own). One run per session, shared by
@@ -206,9 +206,11 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     root = tmp_path_factory.mktemp("pg-cfg")
     out = tmp_path_factory.mktemp("pg-out")
     bundle = out / "bundle"
-    common = ["--project", "hospital", "--config-dir", str(root)]
+    # project "demo" in a config root of its own: execute(parallel=N) launched runs whose steps
+    # used project "demo" whatever the project was (seen 2026-11-29 with "hospital")
+    common = ["--project", "demo", "--config-dir", str(root)]
     assert cli.main(["init", "--source", postgres_database, "--schema", "cdm", *common]) == 0
-    files = ProjectFiles(root, "hospital")
+    files = ProjectFiles(root, "demo")
     assert files.tables(), "init wrote one file per table"
     assert all(files.load_table(t).review.status == "draft" for t in files.tables())
     assert cli.main(["approve", "--all", "--reviewer", "Test Reviewer", *common]) == 0
@@ -220,7 +222,7 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
                 source_schema="cdm",
                 destination_url=postgres_database,
                 destination_schema="synthetic",
-                project="hospital",
+                project="demo",
                 config_root=root,
                 bundle_dir=bundle,
                 instance=instance,
