@@ -14,6 +14,9 @@ The automation sensor is declared RUNNING so the conditions act as soon as the d
 
 import dagster as dg
 
+from .concurrency import PROJECT_TAG
+from .settings import project_name
+
 AUTOMATION_SENSOR = "synth_pipeline_automation"
 
 
@@ -43,6 +46,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     emit_backfills=False,
+    run_tags={PROJECT_TAG: project_name()},
     description="Refreshes reviewed_config, synthetic_table and csv_bundle partitions whose "
     "inputs changed (an edited config, new statistics), and no others.",
 )

@@ -39,7 +39,9 @@ def build_resources() -> dict[str, object]:
             config_root=str(settings.config_root()),
             bundle_dir=str(settings.bundle_dir(settings.project_name())),
         ),
-        "state_io_manager": JsonStateIOManager(base_dir=str(settings.work_dir() / "state")),
+        "state_io_manager": JsonStateIOManager(
+            base_dir=str(settings.work_dir() / "state"), project=settings.project_name()
+        ),
     }
 
 

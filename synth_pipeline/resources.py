@@ -99,16 +99,21 @@ class SynthProject(dg.ConfigurableResource):
 
 
 class JsonStateIOManager(dg.ConfigurableIOManager):
-    """Stores asset values as readable JSON files, one per partition, under the work folder.
+    """Stores asset values as readable JSON files, one per partition, under the work folder
+    (``state/<project>/<asset>/<table>.json``).
 
     Everything stored here is either structure of the source (inside the trusted environment)
     or has passed disclosure control.
     """
 
     base_dir: str = ""
+    # values of one project under a folder of its own: another project's run never reads them
+    project: str = ""
 
     def _path(self, context) -> Path:
         base = Path(self.base_dir or settings.work_dir() / "state")
+        if self.project:
+            base = base / self.project
         parts = list(context.asset_key.path)
         name = context.asset_partition_key if context.has_asset_partitions else "value"
         return base.joinpath(*parts) / f"{name}.json"

@@ -23,6 +23,7 @@ from .assets import (
     schema_snapshot,
     synthetic_table,
 )
+from .concurrency import PROJECT_TAG, ensure_write_pool
 from .core import omop
 from .core.config import ProjectFiles, atomic_write_text
 from .core.database import open_source, open_writable_destination, redact_text
@@ -69,12 +70,17 @@ def instance_for_cli() -> dg.DagsterInstance:
 
 
 def _parents_within(tables: list[str]) -> dict[str, set[str]]:
-    """Per table, the tables among ``tables`` its OMOP foreign keys point to."""
+    """Per table, the tables among ``tables`` its OMOP foreign keys point to, and for a table
+    of events the observation periods its rules place them in (its rules_hold check reads
+    them from the destination, so they must be this run's)."""
     present = set(tables)
     deps: dict[str, set[str]] = {}
     for t in tables:
         spec = omop.table_spec(t)
         parents = {f.fk_table for f in (spec.fields.values() if spec else []) if f.fk_table}
+        shape = omop.EVENT_SHAPES.get(t)
+        if shape is not None and shape.kind != "lifetime":
+            parents.add("observation_period")
         deps[t] = {p for p in parents if p in present and p != t}
     return deps
 
@@ -362,6 +368,8 @@ def execute(
             copy_vocabulary=copy_vocabulary,
         )
         files = resources["project"].files()  # type: ignore[attr-defined]
+        if not config_only:
+            files.require_exists()  # only init creates a project; a typo is refused
         # bad input stops the run here, before anything is written
         check_configuration(files, available, copy_vocabulary=copy_vocabulary)
         if not config_only:
@@ -372,6 +380,7 @@ def execute(
         notes = record_cdm_version(files, guess, init=config_only)
         files.write_json_schema()
         instance = instance or instance_for_cli()
+        ensure_write_pool(instance)  # one writer of the destination at a time
         known = set(instance.get_dynamic_partitions(OMOP_TABLES))
         new = [t for t in available if t not in known and not unusable_name(t)]
         if new:
@@ -389,7 +398,7 @@ def execute(
                 report.tables.append(TableOutcome(t, False, [why]))
             else:
                 usable.append(t)
-        tags = {"synth_pipeline/command": "init" if config_only else "run"}
+        tags = {"synth_pipeline/command": "init" if config_only else "run", PROJECT_TAG: project}
         if parallel and not config_only:
             overrides = {
                 k: v
@@ -450,7 +459,7 @@ def execute(
                 instance=instance,
                 resources=resources,
                 raise_on_error=False,
-                tags={"synth_pipeline/command": "run"},
+                tags={"synth_pipeline/command": "run", PROJECT_TAG: project},
             )
             report.run_ids.append(result.run_id)
             report.bundle_ok = result.success

@@ -13,9 +13,11 @@ import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
 from .assets import column_stats, schema_snapshot
+from .concurrency import PROJECT_TAG
 from .core.config import ProjectFiles
 from .core.errors import ConfigError
 from .partitions import OMOP_TABLES
+from .settings import project_name
 
 REFRESH_SCHEDULE = "refresh_schedule"
 
@@ -46,7 +48,7 @@ def build_refresh_schedule(files: ProjectFiles) -> dg.ScheduleDefinition:
             dg.RunRequest(
                 run_key=f"refresh:{t}:{when}",
                 partition_key=t,
-                tags={"synth_pipeline/trigger": REFRESH_SCHEDULE},
+                tags={"synth_pipeline/trigger": REFRESH_SCHEDULE, PROJECT_TAG: project_name()},
             )
             for t in tables
         ]

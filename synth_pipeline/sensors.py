@@ -16,11 +16,13 @@ import json
 import dagster as dg
 
 from .assets import column_stats, config_file, schema_snapshot
+from .concurrency import PROJECT_TAG
 from .core.config import ProjectFiles
 from .core.schema import unusable_name
 from .core.watch import changed_tables, config_file_versions, extract_fingerprints
 from .partitions import OMOP_TABLES, omop_table_partitions
 from .resources import SourceDatabase, SynthProject
+from .settings import project_name
 
 NEW_EXTRACT_SENSOR = "new_extract_sensor"
 # the tag Dagster reads an observation's data version from (as observable source assets write it)
@@ -71,7 +73,7 @@ def new_extract_sensor(
                 # the same extract never asks twice, even if the cursor were lost
                 run_key=f"extract:{t}:{hashlib.sha256(usable[t].encode()).hexdigest()[:16]}",
                 partition_key=t,
-                tags={"synth_pipeline/trigger": NEW_EXTRACT_SENSOR},
+                tags={"synth_pipeline/trigger": NEW_EXTRACT_SENSOR, PROJECT_TAG: project_name()},
             )
             for t in changed
         ],

@@ -43,11 +43,15 @@ _OUR_VARS = [
 def isolated_environment(tmp_path_factory):
     """Tests never touch the checkout's .work or configuration files, nor a user's instance."""
     work = tmp_path_factory.mktemp("work")
-    saved = {k: os.environ.get(k) for k in [*_OUR_VARS, "SYNTH_WORK_DIR", "DAGSTER_HOME"]}
+    saved = {
+        k: os.environ.get(k)
+        for k in [*_OUR_VARS, "SYNTH_WORK_DIR", "DAGSTER_HOME", "SYNTH_ACHILLES"]
+    }
     for k in _OUR_VARS:
         os.environ.pop(k, None)
     os.environ["SYNTH_WORK_DIR"] = str(work)
     os.environ["DAGSTER_HOME"] = str(work / "dagster_home")
+    os.environ["SYNTH_ACHILLES"] = "off"  # 15-70 s a bundle; test_achilles/test_duckdb run it
     yield work
     for k, v in saved.items():
         if v is None:

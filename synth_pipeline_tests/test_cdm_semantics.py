@@ -300,3 +300,67 @@ def test_rows_of_a_required_reference_that_points_nowhere_are_not_generated(tmp_
         ).fetchall()
         persons = db.execute("SELECT COUNT(*) FROM person").fetchone()[0]
     assert per_person == [(1, persons)]
+
+
+def test_events_are_written_after_the_observation_periods_their_rules_read():
+    from synth_pipeline.runner import dependency_waves, order_parents_first
+
+    tables = ["condition_era", "death", "condition_occurrence", "observation_period", "person"]
+    order = order_parents_first(tables)
+    for event in ("condition_era", "condition_occurrence", "death"):
+        assert order.index("observation_period") < order.index(event), order
+    waves = dependency_waves(tables)
+    assert waves[0] == ["person"] and waves[1] == ["observation_period"], waves
+
+
+def test_observation_starts_at_the_released_age(tmp_path):
+    """Persons born 1930..1969 observed from the age of 40 to 43 until 2019: their synthetic
+    periods start at those ages too (dates and births alone would spread them over 0..80)."""
+    import sqlite3
+
+    from .core_path import draft_and_approve, generate
+
+    rng = np.random.default_rng(7)
+    source = tmp_path / "source.sqlite"
+    births = [dt.date(1930 + i % 40, 1 + i % 12, 1 + i % 28) for i in range(300)]
+    ages = rng.integers(40 * 365, 43 * 365, size=len(births))
+    with sqlite3.connect(source) as db:
+        db.execute(
+            "CREATE TABLE person (person_id INTEGER NOT NULL PRIMARY KEY, gender_concept_id "
+            "INTEGER NOT NULL, year_of_birth INTEGER NOT NULL, month_of_birth INTEGER, "
+            "day_of_birth INTEGER, race_concept_id INTEGER NOT NULL, ethnicity_concept_id "
+            "INTEGER NOT NULL)"
+        )
+        db.execute(
+            "CREATE TABLE observation_period (observation_period_id INTEGER NOT NULL PRIMARY KEY, "
+            "person_id INTEGER NOT NULL, observation_period_start_date DATE NOT NULL, "
+            "observation_period_end_date DATE NOT NULL, period_type_concept_id INTEGER NOT NULL)"
+        )
+        db.executemany(
+            "INSERT INTO person VALUES (?, 8507, ?, ?, ?, 0, 0)",
+            [(i, b.year, b.month, b.day) for i, b in enumerate(births)],
+        )
+        db.executemany(
+            "INSERT INTO observation_period VALUES (?, ?, ?, '2019-12-31', 44814724)",
+            [
+                (i, i, (b + dt.timedelta(days=int(a))).isoformat())
+                for i, (b, a) in enumerate(zip(births, ages, strict=True))
+            ],
+        )
+    files = draft_and_approve(f"sqlite:///{source}", tmp_path / "configs")
+    released = files.load_table("observation_period").columns["observation_period_start_date"]
+    assert released.stats.days_from_birth
+    assert 40 * 365 <= released.stats.days_from_birth[0].value <= 43 * 365
+    destination = tmp_path / "synthetic.sqlite"
+    generate(files, f"sqlite:///{destination}")
+    with sqlite3.connect(destination) as db:
+        years = [
+            r[0]
+            for r in db.execute(
+                "SELECT CAST(strftime('%Y', o.observation_period_start_date) AS INTEGER) "
+                "- p.year_of_birth FROM observation_period o JOIN person p USING (person_id)"
+            )
+        ]
+    assert len(years) == len(births)
+    inside = sum(39 <= y <= 44 for y in years) / len(years)
+    assert inside > 0.95, sorted(years)[:: len(years) // 20]

@@ -228,7 +228,8 @@ def test_materialise_a_partition_from_the_ui(ui):
             page.keyboard.press("Enter")
             page.keyboard.press("Escape")  # closes the filter's suggestions
             expect(page.get_by_text("50% filled")).to_have_count(len(TABLE_STEPS))
-            expect(page.get_by_text("8 / 8 Passed")).to_have_count(1)  # synthetic_table
+            n = len(CHECKS["synthetic_table"])
+            expect(page.get_by_text(f"{n} / {n} Passed")).to_have_count(1)  # synthetic_table
             expect(page.get_by_text("1 / 1 Passed")).to_have_count(3)  # the other steps
             _shot(page, "7-table-steps-after")
         except Exception:
@@ -248,6 +249,12 @@ def test_materialise_a_partition_from_the_ui(ui):
         event = instance.get_latest_materialization_event(key)
         assert event is not None and event.run_id == run_id, asset
     assert instance.get_latest_materialization_event(dg.AssetKey("csv_bundle")) is None
+    # each check result belongs to the partition it checked
+    for asset, names in CHECKS.items():
+        for name in names:
+            key = dg.AssetCheckKey(dg.AssetKey(asset), name)
+            history = instance.event_log_storage.get_asset_check_execution_history(key, limit=5)
+            assert {r.partition for r in history} == {PARTITION}, (asset, name)
 
     # and the destination got the table the approved config asks for
     cfg = yaml.safe_load((ui["config_root"] / "demo" / f"{PARTITION}.yaml").read_text())

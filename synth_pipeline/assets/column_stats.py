@@ -41,6 +41,7 @@ def _describe(cs) -> str:
         dg.AssetCheckSpec(
             DISCLOSURE_CHECK,
             asset="column_stats",
+            partitions_def=omop_table_partitions,  # one result per table
             blocking=True,
             description="Every count in the released statistics is 0, or at least k and rounded "
             "as project.yaml's disclosure policy says, checked again after summarising.",

@@ -4,17 +4,18 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ..automation import behind_gate
+from ..concurrency import WRITE_POOL
 from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
-from ..core.integrity import stale_references
+from ..core.integrity import stale_references, unreleasable
 from ..core.privacy import bundle_problems, privacy_markdown
-from ..core.report import fidelity_html
+from ..core.report import concept_labels, fidelity_html
 from ..core.rules import count_violations
-from ..core.vocabulary import bundle_vocabulary
+from ..core.vocabulary import bundle_vocabulary, concept_names
 from ..core.write import ColumnDef, read_register
-from ..resources import DestinationDatabase, SynthProject
-from .fidelity import trusted_report
+from ..resources import DestinationDatabase, SourceDatabase, SynthProject
+from .fidelity import achilles_report, trusted_report
 from .presentation import GROUP, Progress, bullet_list, markdown_table, retry_transient
 from .privacy import load_reports
 from .synthetic_table import synthetic_table
@@ -25,6 +26,7 @@ VERIFIES_CHECK = "bundle_verifies"
 @dg.asset(
     deps=[synthetic_table],
     io_manager_key="state_io_manager",
+    pool=WRITE_POOL,  # one writer of the destination at a time (concurrency.py)
     group_name=GROUP,
     kinds={"csv"},
     automation_condition=behind_gate(),
@@ -42,7 +44,10 @@ VERIFIES_CHECK = "bundle_verifies"
 )
 @retry_transient
 def csv_bundle(
-    context: dg.AssetExecutionContext, destination: DestinationDatabase, project: SynthProject
+    context: dg.AssetExecutionContext,
+    destination: DestinationDatabase,
+    project: SynthProject,
+    source: SourceDatabase,
 ):
     files = project.files()
     engine = destination.engine(project.project)
@@ -50,6 +55,11 @@ def csv_bundle(
     register = read_register(engine, schema)
     configured = set(files.tables())
     included = {t: e for t, e in register.items() if t in configured and e["kind"] != "skip"}
+    # only tables whose latest generation passed every blocking check, from the approved
+    # config of now, whichever run wrote them
+    refused = unreleasable(included, {t: files.load_table(t).fingerprint() for t in included})
+    if refused:
+        raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
     problems = stale_references(included)
     if problems:
         raise SynthPipelineError(
@@ -66,10 +76,6 @@ def csv_bundle(
     notes = []
     for t, entry in sorted(included.items()):
         cfg = files.load_table(t)
-        if entry["config_fingerprint"] != cfg.fingerprint():
-            notes.append(
-                f"{t}: generated from an earlier version of its config ({entry['config_fingerprint']})"
-            )
         present = [c["name"] for c in insp.get_columns(t, schema=schema)]
         columns = [
             ColumnDef(n, cfg.columns[n].type if n in cfg.columns else "string", None)
@@ -96,6 +102,7 @@ def csv_bundle(
                 table_fidelity(engine, schema, cfg, entry.get("parent_rows") or {}, violations)
             )
     threshold = project.settings().fidelity.min_median_column_score
+    names = concept_names(engine, schema, concept_labels(fidelity))
     policy = project.settings().disclosure
     progress = {
         t: Progress(context, f"bundle {t}.csv", int(e.get("rows") or 0))
@@ -115,7 +122,7 @@ def csv_bundle(
         formats=project.settings().bundle_formats,
         reports={
             "fidelity.html": lambda created: fidelity_html(
-                project.project, fidelity, created, threshold
+                project.project, fidelity, created, threshold, names=names
             ),
             "privacy.md": lambda created: privacy_markdown(
                 project.project, [r for r in privacy.values() if r], created, policy
@@ -125,6 +132,7 @@ def csv_bundle(
     bad = verify_bundle(out)
     # both scores, against the source too: written under the work dir, never into the bundle
     trusted = trusted_report(project, destination, fidelity, included, threshold)
+    trusted |= achilles_report(context, project, source, destination, generated)
     for n in notes:
         context.log.warning(n)
     yield dg.Output(

@@ -21,6 +21,7 @@ from ..core.privacy import (
     shown,
 )
 from ..core.write import read_register
+from ..partitions import omop_table_partitions
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from ..settings import work_dir
 from .presentation import bullet_list, markdown_table
@@ -55,6 +56,7 @@ PRIVACY_CHECK_SPECS = [
     dg.AssetCheckSpec(
         name,
         asset="synthetic_table",
+        partitions_def=omop_table_partitions,  # one result per table
         blocking=True,
         description=_check_description(name, what) + "; csv_bundle refuses a table that fails.",
     )

@@ -32,6 +32,7 @@ APPROVED_CHECK = "config_approved"
         dg.AssetCheckSpec(
             APPROVED_CHECK,
             asset="reviewed_config",
+            partitions_def=omop_table_partitions,  # one result per table
             blocking=True,
             description="The table's YAML is approved, unedited since approval, and approved "
             "for the current source schema and statistics.",

@@ -22,6 +22,7 @@ DRIFT_CHECK = "schema_matches_config"
         dg.AssetCheckSpec(
             DRIFT_CHECK,
             asset="schema_snapshot",
+            partitions_def=omop_table_partitions,  # one result per table
             description="The source table has the columns and types its configuration file was "
             "written for. A drift does not stop the refresh: reviewed_config redrafts the file "
             "and the approval gate holds generation until a reviewer approves the change.",

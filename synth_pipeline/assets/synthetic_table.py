@@ -11,9 +11,10 @@ import time
 import dagster as dg
 
 from ..automation import behind_gate
-from ..core import GENERATOR_VERSION
+from ..concurrency import WRITE_POOL
+from ..core import GENERATOR_VERSION, omop
 from ..core.config import ConfigError, TableConfig, require_approved
-from ..core.database import qualified, quote
+from ..core.database import qualified, quote, redact_text
 from ..core.fidelity import table_fidelity
 from ..core.integrity import dangling_references
 from ..core.rules import count_violations
@@ -26,6 +27,7 @@ from ..core.write import (
     RegisterEntry,
     copy_table,
     drop_table,
+    record_checks,
     replace_table,
     stream_select,
 )
@@ -55,6 +57,7 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
 @dg.asset(
     partitions_def=omop_table_partitions,
     io_manager_key="state_io_manager",
+    pool=WRITE_POOL,  # one writer of the destination at a time (concurrency.py)
     group_name=GROUP,
     kinds={"sql"},
     automation_condition=behind_gate(),
@@ -62,18 +65,21 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
         dg.AssetCheckSpec(
             REFERENCES_CHECK,
             asset="synthetic_table",
+            partitions_def=omop_table_partitions,  # one result per table
             blocking=True,
             description="Every foreign key of the table points to a row of its synthetic parent.",
         ),
         dg.AssetCheckSpec(
             ROW_COUNT_CHECK,
             asset="synthetic_table",
+            partitions_def=omop_table_partitions,  # one result per table
             blocking=True,
             description="The destination holds exactly the rows the approved config asks for (times the scale).",
         ),
         dg.AssetCheckSpec(
             RULES_CHECK,
             asset="synthetic_table",
+            partitions_def=omop_table_partitions,  # one result per table
             blocking=True,
             description="No row breaks an enabled consistency rule (end after start, inside the "
             "person's visit, observation period and lifetime, datetimes on their dates, birth parts).",
@@ -81,6 +87,7 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
         dg.AssetCheckSpec(
             FIDELITY_CHECK,
             asset="synthetic_table",
+            partitions_def=omop_table_partitions,  # one result per table
             description="The median column score (KSComplement/TVComplement against the approved "
             "statistics) and the cardinality shape of each foreign key reach project.yaml's thresholds.",
         ),
@@ -121,6 +128,7 @@ def synthetic_table(
     vocabulary_rule: str | None = None
     started = time.monotonic()
 
+    generated = cfg.kind != "skip"  # a new generation whose checks the register keeps
     if cfg.kind == "skip":
         drop_table(engine, schema, table)
         rows, expected = 0, 0
@@ -129,6 +137,7 @@ def synthetic_table(
         )
     elif cfg.kind == "vocabulary" and not project.copy_vocabulary:
         rows, expected = 0, 0
+        generated = False
         context.log.info(
             f"{table}: vocabulary copy skipped on request; the destination's table is left as it "
             "is, and references into it wait for a later load"
@@ -182,16 +191,22 @@ def synthetic_table(
         context.log.warning(f"{table}: {w}")
     seconds = time.monotonic() - started
 
-    dangling = (
-        dangling_references(engine, schema, table, referenced_tables(cfg), parent_rows)
-        if cfg.kind == "synthetic"
-        else {}
+    # an error inside a check fails that check, with the error in its metadata
+    dangling, references_error = guarded(
+        lambda: (
+            dangling_references(
+                engine, schema, table, referenced_tables(cfg), parent_keys(files, cfg)
+            )
+            if cfg.kind == "synthetic"
+            else {}
+        )
     )
     fidelity = None
+    rules_error = None
     if cfg.kind == "synthetic":
         present = set(list_tables(engine, schema))
-        violations = count_violations(engine, schema, cfg, present)
-        fidelity = table_fidelity(engine, schema, cfg, parent_rows, violations)
+        violations, rules_error = guarded(lambda: count_violations(engine, schema, cfg, present))
+        fidelity = table_fidelity(engine, schema, cfg, parent_rows, violations or {})
     metadata = {
         "dagster/row_count": rows,
         "kind": cfg.kind,
@@ -253,26 +268,34 @@ def synthetic_table(
         },
         metadata=metadata,
     )
-    yield dg.AssetCheckResult(
-        check_name=REFERENCES_CHECK,
-        passed=not any(dangling.values()),
-        metadata={"dangling_by_column": dangling, "parents": parent_rows},
-        description="every reference resolves"
-        if not any(dangling.values())
-        else f"dangling references: {dangling}",
-    )
-    yield dg.AssetCheckResult(
-        check_name=ROW_COUNT_CHECK,
-        passed=rows == expected,
-        metadata={"rows": rows, "expected": expected},
-    )
+    results = [
+        _result(
+            REFERENCES_CHECK,
+            references_error,
+            passed=not any((dangling or {}).values()),
+            metadata={"dangling_by_column": dangling or {}, "parents": parent_rows},
+            description="every reference resolves to a row of its parent in the destination"
+            if not any((dangling or {}).values())
+            else f"{table}: dangling references (no parent row in the destination): {dangling}",
+        ),
+        dg.AssetCheckResult(
+            check_name=ROW_COUNT_CHECK,
+            passed=rows == expected,
+            metadata={"rows": rows, "expected": expected},
+        ),
+    ]
     violations = fidelity.rule_violations if fidelity else {}
     broken = {k: v for k, v in violations.items() if v}
-    yield dg.AssetCheckResult(
-        check_name=RULES_CHECK,
-        passed=not broken,
-        metadata={"violations": dg.MetadataValue.json(violations)},
-        description="every enabled rule holds" if not broken else f"rule violations: {broken}",
+    results.append(
+        _result(
+            RULES_CHECK,
+            rules_error,
+            passed=not broken,
+            metadata={"violations": dg.MetadataValue.json(violations)},
+            description="every enabled rule holds"
+            if not broken
+            else f"{table}: rule violations: {broken}",
+        )
     )
     thresholds = project.settings().fidelity
     low_shape = [
@@ -283,15 +306,74 @@ def synthetic_table(
     ]
     median = fidelity.median_score if fidelity else None
     ok = (median is None or median >= thresholds.min_median_column_score) and not low_shape
-    yield dg.AssetCheckResult(
-        check_name=FIDELITY_CHECK,
-        passed=ok,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "median_column_score": median if median is not None else "n/a",
-            "low_cardinality_shape": low_shape or ["none"],
-        },
-        description=f"median column score {median} (threshold {thresholds.min_median_column_score})"
-        + (f"; children per parent off in {low_shape}" if low_shape else ""),
+    results.append(
+        dg.AssetCheckResult(
+            check_name=FIDELITY_CHECK,
+            passed=ok,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "median_column_score": median if median is not None else "n/a",
+                "low_cardinality_shape": low_shape or ["none"],
+            },
+            description=(
+                f"median column score {median}"
+                if median is not None
+                else "no column with values to score"
+            )
+            + f" (threshold {thresholds.min_median_column_score})"
+            + (f"; children per parent off in {low_shape}" if low_shape else ""),
+        )
     )
-    yield from privacy_check_results(privacy)
+    results += privacy_check_results(privacy)
+    if generated:
+        # the register keeps this generation's outcomes: csv_bundle publishes only a table whose
+        # latest generation passed every blocking check, whichever run wrote it
+        record_checks(engine, schema, table, cfg.fingerprint(), check_outcomes(results))
+    yield from results
+
+
+def _result(name: str, error: str | None, **fields) -> dg.AssetCheckResult:
+    """The check's result, or a failure carrying the error raised while computing it."""
+    if error is None:
+        return dg.AssetCheckResult(check_name=name, **fields)
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=False,
+        metadata={"error": error},
+        description=f"the check could not be computed: {error}",
+    )
+
+
+def guarded(compute):
+    """(value, None), or (None, the error's text) when computing it raised."""
+    try:
+        return compute(), None
+    except Exception as exc:  # any error fails the check that needed the value
+        text = " ".join(str(exc).split())
+        return None, redact_text(f"{type(exc).__name__}: {text}")[:2000]
+
+
+def parent_keys(files, cfg: TableConfig) -> dict[str, str | None]:
+    """Each referenced parent's key column: from its config, else the OMOP spec."""
+    out: dict[str, str | None] = {}
+    for parent in set(referenced_tables(cfg).values()):
+        key = files.load_table(parent).primary_key if files.has_table(parent) else None
+        if key is None:
+            spec = omop.table_spec(parent)
+            keys = spec.primary_key if spec else []
+            key = keys[0] if len(keys) == 1 else None
+        out[parent] = key
+    return out
+
+
+def check_outcomes(results: list[dg.AssetCheckResult]) -> dict[str, dict]:
+    blocking = {spec.name for spec in synthetic_table.check_specs if spec.blocking}
+    return {
+        r.check_name: {
+            "passed": bool(r.passed),
+            "blocking": r.check_name in blocking,
+            "reason": (r.description or "")[:500],
+        }
+        for r in results
+        if r.check_name
+    }

@@ -235,6 +235,12 @@ def _stats_items(
                 cs.offset.negative_share,
                 "rows ending before they start, from released counts" + private("negative"),
             )
+    if cs.days_from_birth:  # never under differential privacy: withheld there
+        add(
+            "days_from_birth",
+            [f"p{p.p:g}={p.value}" for p in cs.days_from_birth],
+            "days from the person's birth: " + q_rule,
+        )
     if cs.fanout:
         add(
             "fanout",

@@ -9,6 +9,7 @@ thread while the current one is written, and memory is bounded by a few chunks.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import queue
@@ -24,7 +25,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .database import is_postgres, is_transient_error, qualified, quote
+from .database import is_duckdb, is_postgres, is_transient_error, qualified, quote
 from .errors import DatabaseError
 from .generators import POLARS_TYPES
 
@@ -58,7 +59,12 @@ def _table(
     pk_name: str | None,
 ) -> sa.Table:
     md = sa.MetaData(schema=schema)
-    cols = [sa.Column(c.name, sa_type(c.logical_type, c.max_length), quote=True) for c in columns]
+    # autoincrement=False: an integer primary key is a plain column (DuckDB's dialect would
+    # otherwise declare it SERIAL, a type DuckDB does not have)
+    cols = [
+        sa.Column(c.name, sa_type(c.logical_type, c.max_length), quote=True, autoincrement=False)
+        for c in columns
+    ]
     args: list = list(cols)
     if primary_key:
         args.append(sa.PrimaryKeyConstraint(primary_key, name=pk_name))
@@ -281,10 +287,28 @@ def load_chunks(
 ) -> int:
     """Append DataFrames to an existing table in the connection's transaction; returns rows.
 
-    PostgreSQL: one binary COPY for all chunks. SQLite: executemany per chunk. Either way the
-    next chunk is produced (and encoded) in a background thread while this one is written.
+    PostgreSQL: one binary COPY for all chunks. DuckDB: each chunk handed over as Arrow and
+    inserted by one INSERT ... SELECT. SQLite: executemany per chunk. Either way the next chunk
+    is produced (and encoded) in a background thread while this one is written.
     """
     total = 0
+    if is_duckdb(conn.engine):
+        names = ", ".join(quote(conn.engine, c.name) for c in columns)
+        driver = conn.connection.driver_connection
+        view = f"_synth_pipeline_chunk_{secrets.token_hex(4)}"
+        for df in prefetch(df for df in chunks if df.height):
+            driver.register(view, df.select([c.name for c in columns]).to_arrow())
+            try:
+                conn.exec_driver_sql(f"INSERT INTO {target} ({names}) SELECT {names} FROM {view}")
+            finally:
+                # after a refused insert the transaction is aborted and unregistering fails
+                # too: the insert's own error is the one to report
+                with contextlib.suppress(Exception):
+                    driver.unregister(view)
+            total += df.height
+            if on_chunk:
+                on_chunk(total)
+        return total
     if is_postgres(conn.engine):
         cols = ", ".join(quote(conn.engine, c.name) for c in columns)
         encoded = (
@@ -333,9 +357,38 @@ def ensure_register(conn: Connection, schema: str | None) -> sa.Table:
         sa.Column("parent_rows", sa.Text),  # JSON: parent table -> rows its references used
         sa.Column("generator_version", sa.String(40), nullable=False),
         sa.Column("written_at", sa.String(40), nullable=False),
+        # JSON: check name -> {passed, blocking, reason} for this generation; NULL until checked
+        sa.Column("checks", sa.Text),
     )
     md.create_all(conn, checkfirst=True)
+    present = {c["name"] for c in sa.inspect(conn).get_columns(REGISTER_TABLE, schema=schema)}
+    if "checks" not in present:
+        # a register from before checks were recorded: its tables count as unchecked
+        conn.exec_driver_sql(
+            f"ALTER TABLE {qualified(conn.engine, schema, REGISTER_TABLE)} ADD COLUMN "
+            f"{quote(conn.engine, 'checks')} TEXT"
+        )
     return reg
+
+
+def record_checks(
+    engine: Engine,
+    schema: str | None,
+    table: str,
+    config_fingerprint: str,
+    outcomes: dict[str, dict],
+) -> bool:
+    """Store the check outcomes of ``table``'s latest generation in its register row
+    (``outcomes``: check name -> {"passed", "blocking", "reason"}); False when the register holds
+    no row of that generation (the table was rewritten from another config meanwhile)."""
+    with engine.begin() as conn:
+        reg = ensure_register(conn, schema)
+        done = conn.execute(
+            reg.update()
+            .where(reg.c.table_name == table, reg.c.config_fingerprint == config_fingerprint)
+            .values(checks=json.dumps(outcomes, sort_keys=True))
+        )
+        return bool(done.rowcount)
 
 
 @dataclass
@@ -447,7 +500,7 @@ def database_problem(exc: BaseException, where: str, columns: list[ColumnDef]) -
     if is_transient_error(exc):
         return None
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-    if not type(orig).__module__.startswith(("psycopg", "sqlite3")):
+    if not type(orig).__module__.startswith(("psycopg", "sqlite3", "duckdb", "_duckdb")):
         return None
     diag = getattr(orig, "diag", None)
     text = str(orig).strip().splitlines()
@@ -478,6 +531,7 @@ def read_register(engine: Engine, schema: str | None) -> dict[str, dict]:
     for r in rows:
         d = dict(r)
         d["parent_rows"] = json.loads(d.get("parent_rows") or "{}")
+        d["checks"] = json.loads(d["checks"]) if d.get("checks") else None
         out[d["table_name"]] = d
     return out
 

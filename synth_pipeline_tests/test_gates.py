@@ -1,0 +1,347 @@
+"""Gates that cannot be walked around (issue 13): the bundle publishes only tables whose latest
+generation passed every blocking check, checks read what they claim to check and fail on any
+error, check results are per table, projects keep apart, a typo in a project is refused, and
+one writer of the destination at a time."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from synth_pipeline import cli
+from synth_pipeline.assets import (
+    ALL_ASSETS,
+    column_stats,
+    csv_bundle,
+    reviewed_config,
+    schema_snapshot,
+    synthetic_table,
+)
+from synth_pipeline.concurrency import PROJECT_TAG, WRITE_POOL, ensure_write_pool
+from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.database import normalise_url
+from synth_pipeline.core.rules import count_violations
+from synth_pipeline.core.write import read_register
+from synth_pipeline.partitions import OMOP_TABLES
+from synth_pipeline.resources import (
+    DestinationDatabase,
+    JsonStateIOManager,
+    SourceDatabase,
+    SynthProject,
+)
+from synth_pipeline.runner import execute
+
+TABLES = ["person", "visit_occurrence"]
+# observation periods made by hand in the destination: visits outside every period break the
+# within_observation_period rule (the periods are not generated, so the test needs no config)
+NO_PERIODS = (
+    "CREATE TABLE observation_period (person_id INTEGER, observation_period_start_date DATE, "
+    "observation_period_end_date DATE)"
+)
+STEPS = [schema_snapshot, column_stats, reviewed_config, synthetic_table]
+
+
+def _resources(config_root, source_url, dest_url, tmp_path, dest_schema=None):
+    return {
+        "source": SourceDatabase(url=source_url),
+        "destination": DestinationDatabase(url=dest_url, db_schema=dest_schema),
+        "project": SynthProject(
+            project="demo", config_root=str(config_root), bundle_dir=str(tmp_path / "bundle")
+        ),
+        "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
+    }
+
+
+def _materialise(instance, resources, table, selection=STEPS):
+    return dg.materialize(
+        ALL_ASSETS,
+        selection=selection,
+        partition_key=table,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+
+
+def _instance(tables=TABLES):
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(OMOP_TABLES, tables)
+    return instance
+
+
+def _check(result, name, partition=None):
+    found = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    if partition is not None:
+        found = [e for e in found if e.partition == partition]
+    [evaluation] = found
+    return evaluation
+
+
+@pytest.fixture
+def written(demo_sqlite_url, config_root, tmp_path):
+    """person and visit_occurrence written to a SQLite destination."""
+    dest = f"sqlite:///{tmp_path / 'dest.sqlite'}"
+    resources = _resources(config_root, demo_sqlite_url, dest, tmp_path)
+    instance = _instance()
+    for t in TABLES:
+        assert _materialise(instance, resources, t).success, t
+    return {"instance": instance, "resources": resources, "path": tmp_path / "dest.sqlite"}
+
+
+# 1. the bundle publishes only tables whose latest generation passed every blocking check
+
+
+def _run(config_root, source, tmp_path, capsys, *tables):
+    code = cli.main(
+        [
+            "run",
+            "--source",
+            source,
+            "--destination",
+            f"sqlite:///{tmp_path / 'dest.sqlite'}",
+            "--project",
+            "demo",
+            "--bundle",
+            str(tmp_path / "bundle"),
+            "--tables",
+            *tables,
+            "--config-dir",
+            str(config_root),
+        ]
+    )
+    return code, capsys.readouterr().out
+
+
+def test_a_narrower_run_does_not_publish_a_table_that_failed_earlier(
+    demo_sqlite_url, config_root, tmp_path, capsys
+):
+    code, out = _run(config_root, demo_sqlite_url, tmp_path, capsys, *TABLES)
+    assert code == 0, out
+    # the destination gets observation periods that hold no visit
+    with sqlite3.connect(tmp_path / "dest.sqlite") as conn:
+        conn.execute(NO_PERIODS)
+    code, out = _run(config_root, demo_sqlite_url, tmp_path, capsys, "visit_occurrence")
+    assert code == 1 and "rules_hold" in out, out
+    register = read_register(sa.create_engine(f"sqlite:///{tmp_path / 'dest.sqlite'}"), None)
+    assert register["visit_occurrence"]["checks"]["rules_hold"]["passed"] is False
+    # a later run of another table must not publish the failed one
+    code, out = _run(config_root, demo_sqlite_url, tmp_path, capsys, "person")
+    assert code == 1, out
+    assert "the bundle is refused" in out
+    assert "table visit_occurrence: blocking check rules_hold failed" in out
+
+
+def test_the_bundle_refuses_an_unchecked_generation(written):
+    with sqlite3.connect(written["path"]) as conn:
+        conn.execute("UPDATE _synth_pipeline_tables SET checks = NULL WHERE table_name = 'person'")
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=[csv_bundle],
+        instance=written["instance"],
+        resources=written["resources"],
+        raise_on_error=False,
+    )
+    assert not result.success
+    errors = " ".join(
+        e.step_failure_data.error.cause.message if e.step_failure_data.error.cause else ""
+        for e in result.all_events
+        if e.is_step_failure
+    ) + " ".join(e.step_failure_data.error.message for e in result.all_events if e.is_step_failure)
+    assert "table person: its latest generation has no recorded check outcome" in errors
+
+
+# 2. references_resolve reads the parent's keys in the destination
+
+
+def test_references_resolve_reads_the_parent_in_the_destination(written):
+    with sqlite3.connect(written["path"]) as conn:
+        conn.execute("DELETE FROM person WHERE person_id % 2 = 0")  # half the parents gone
+    result = _materialise(
+        written["instance"], written["resources"], "visit_occurrence", [synthetic_table]
+    )
+    check = _check(result, "references_resolve", "visit_occurrence")
+    assert not check.passed
+    assert check.metadata["dangling_by_column"].value["person_id"] > 0
+    assert "visit_occurrence" in check.description and "destination" in check.description
+
+
+# 3. rules_hold fails when its SQL fails; an inapplicable rule is not an error
+
+
+@pytest.fixture
+def pg_schema(postgres_database):
+    schema = f"gates_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(normalise_url(postgres_database))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    yield engine, schema
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    engine.dispose()
+
+
+def test_rules_hold_fails_when_its_sql_fails(
+    demo_sqlite_url, config_root, tmp_path, postgres_database, pg_schema
+):
+    engine, schema = pg_schema
+    resources = _resources(config_root, demo_sqlite_url, postgres_database, tmp_path, schema)
+    instance = _instance()
+    assert _materialise(instance, resources, "person").success
+    # observation periods whose dates are text that is no date: the rule's SQL errors
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f'CREATE TABLE "{schema}".observation_period (person_id bigint, '
+            "observation_period_start_date text, observation_period_end_date text)"
+        )
+        conn.exec_driver_sql(
+            f"INSERT INTO \"{schema}\".observation_period SELECT person_id, 'soon', 'later' "
+            f'FROM "{schema}".person'
+        )
+    result = _materialise(instance, resources, "visit_occurrence")
+    check = _check(result, "rules_hold", "visit_occurrence")
+    assert not check.passed
+    assert "soon" in check.metadata["error"].value or "date" in check.metadata["error"].value
+    assert check.description.startswith("the check could not be computed")
+    register = read_register(engine, schema)
+    assert register["visit_occurrence"]["checks"]["rules_hold"]["passed"] is False
+
+
+def test_a_rule_against_a_parent_without_its_columns_does_not_apply(written, config_root):
+    engine = sa.create_engine(f"sqlite:///{written['path']}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE observation_period (person_id INTEGER)")
+    cfg = ProjectFiles(config_root, "demo").load_table("visit_occurrence")
+    present = set(sa.inspect(engine).get_table_names())
+    counted = count_violations(engine, None, cfg, present)
+    assert "within_observation_period" not in counted
+    # the same rule against a broken table is an error, not a pass
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE visit_occurrence")
+        conn.exec_driver_sql("CREATE TABLE visit_occurrence (person_id INTEGER)")
+    with pytest.raises(sa.exc.DBAPIError):
+        count_violations(engine, None, cfg, present)
+
+
+# 4. check results are per partition
+
+
+def test_check_results_belong_to_their_partition(written):
+    instance = written["instance"]
+    key = dg.AssetCheckKey(synthetic_table.key, "rules_hold")
+    spec = next(s for s in synthetic_table.check_specs if s.name == "rules_hold")
+    assert spec.partitions_def is not None
+    with sqlite3.connect(written["path"]) as conn:
+        conn.execute(NO_PERIODS)
+    failed = _materialise(instance, written["resources"], "visit_occurrence", [synthetic_table])
+    assert not _check(failed, "rules_hold", "visit_occurrence").passed
+    # person's result stands for person only; visit_occurrence's failure is its own
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=20)
+    by_partition = {}
+    for r in records:
+        by_partition.setdefault(r.partition, r.status.value)
+    assert by_partition.get("visit_occurrence") == "FAILED"
+    assert by_partition.get("person") == "SUCCEEDED"
+    assert None not in by_partition
+
+
+# 5. projects keep apart: state and run tags
+
+
+def test_stored_values_and_runs_belong_to_their_project(demo_sqlite_url, config_root, tmp_path):
+    shutil.copytree(config_root / "demo", config_root / "other")
+    text = (config_root / "other" / "project.yaml").read_text()
+    (config_root / "other" / "project.yaml").write_text(
+        text.replace("project: demo", "project: other")
+    )
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
+    work = tmp_path / "work"
+    from synth_pipeline.runner import environment
+
+    with environment({"SYNTH_WORK_DIR": str(work)}):
+        for project in ("demo", "other"):
+            report = execute(
+                source_url=demo_sqlite_url,
+                project=project,
+                config_root=config_root,
+                tables=["person"],
+                config_only=True,
+                instance=instance,
+            )
+            assert all(t.ok for t in report.tables), report
+    assert (work / "state" / "demo" / "reviewed_config" / "person.json").exists()
+    assert (work / "state" / "other" / "reviewed_config" / "person.json").exists()
+    assert not (work / "state" / "reviewed_config").exists()
+    runs = instance.get_runs()
+    assert {r.tags.get(PROJECT_TAG) for r in runs} == {"demo", "other"}
+
+
+# 6. a project that does not exist is refused by every command except init
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--tables", "person"],
+        ["approve", "--all", "--reviewer", "someone"],
+        ["review"],
+    ],
+    ids=["run", "approve", "review"],
+)
+def test_a_typo_in_the_project_is_refused(argv, demo_sqlite_url, config_root, tmp_path, capsys):
+    extra = (
+        ["--source", demo_sqlite_url, "--bundle", str(tmp_path / "b")] if argv[0] == "run" else []
+    )
+    code = cli.main([*argv, *extra, "--project", "demoo", "--config-dir", str(config_root)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no project 'demoo'" in err and "demo" in err and "init" in err
+    assert not (config_root / "demoo").exists()
+
+
+# 7. one writer of the destination at a time, however the run started
+
+
+def test_every_writer_shares_the_one_slot_pool():
+    writers = [a for a in ALL_ASSETS if isinstance(a, dg.AssetsDefinition) and a.op.pool]
+    assert {a.op.pool for a in writers} == {WRITE_POOL}
+    assert {synthetic_table.key, csv_bundle.key} <= {k for a in writers for k in a.keys}
+
+
+def test_a_write_waits_while_another_run_holds_the_slot(demo_sqlite_url, config_root, tmp_path):
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
+    instance.add_dynamic_partitions(OMOP_TABLES, ["person"])
+    ensure_write_pool(instance)
+    storage = instance.event_log_storage
+    dest = f"sqlite:///{tmp_path / 'dest.sqlite'}"
+    resources = _resources(config_root, demo_sqlite_url, dest, tmp_path)
+    assert _materialise(instance, resources, "person", STEPS[:3]).success
+    # another run (the UI's, a sensor's) is writing: it holds the pool's one slot
+    claim = storage.claim_concurrency_slot(WRITE_POOL, "other-run", "synthetic_table")
+    assert claim.is_claimed
+    done = {}
+    runner = threading.Thread(
+        target=lambda: done.setdefault(
+            "result", _materialise(instance, resources, "person", [synthetic_table])
+        )
+    )
+    runner.start()
+    time.sleep(8)
+    assert "result" not in done, "the write went ahead while another run held the slot"
+    assert not (tmp_path / "dest.sqlite").exists() or "person" not in {
+        r[0]
+        for r in sqlite3.connect(tmp_path / "dest.sqlite").execute(
+            "SELECT name FROM sqlite_master WHERE type='table'"
+        )
+    }
+    storage.free_concurrency_slot_for_step("other-run", "synthetic_table")
+    runner.join(timeout=300)
+    assert done["result"].success
