@@ -378,6 +378,7 @@ def test_postgresql_on_either_side_gives_the_same_scores(source_url, tmp_path, p
     assert "2019-13-45" not in source_report(broken, cfg, None).model_dump_json()
 
 
+@pytest.mark.slow
 def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
     source_url, tmp_path, isolated_environment
 ):

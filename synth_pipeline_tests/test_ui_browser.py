@@ -173,6 +173,8 @@ def _wait_for_run(page: Page, base: str, run_id: str) -> str:
     return ended.inner_text().strip()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_materialise_a_partition_from_the_ui(ui):
     chromium = chromium_executable()
     assert chromium, (
