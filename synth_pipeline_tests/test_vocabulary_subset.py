@@ -288,7 +288,8 @@ def test_bad_vocabulary_rows_settings_name_file_and_setting(config_root, demo_sq
     )
     check_configuration(files, source_tables)
     # site_local: only exclude or include, and only on a vocabulary table
-    path.write_text(original.replace("kind: vocabulary\n", "kind: vocabulary\nsite_local: some\n"))
+    assert "site_local: exclude\n" in original  # drafted so: site-local concepts left out
+    path.write_text(original.replace("site_local: exclude\n", "site_local: some\n"))
     with pytest.raises(ConfigError) as err:
         files.load_table("concept")
     assert "site_local" in str(err.value) and str(path) in str(err.value)
