@@ -85,14 +85,13 @@ class SynthProject(dg.ConfigurableResource):
 
     def for_project(self, name: str) -> SynthProject:
         """This resource as the assets of project ``name`` read it: itself when it is that
-        project's (a CLI run, with its overrides), else that project's own files and bundle
-        folder (the UI's code location serves every project with one resource)."""
+        project's (a CLI run), else that project's own files and bundle folder (the UI's code
+        location serves every project with one resource); a run's overrides (seed, scale,
+        chunk rows, vocabulary copy) hold either way."""
         if name == self.project:
             return self
-        return SynthProject(
-            project=name,
-            config_root=self.config_root,
-            bundle_dir=str(settings.default_bundle_dir(name)),
+        return self.model_copy(
+            update={"project": name, "bundle_dir": str(settings.default_bundle_dir(name))}
         )
 
     def files(self) -> ProjectFiles:

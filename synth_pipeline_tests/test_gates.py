@@ -19,7 +19,7 @@ from synth_pipeline import cli
 from synth_pipeline.assets import project_assets
 from synth_pipeline.automation import automation_sensor_name
 from synth_pipeline.concurrency import PROJECT_TAG, ensure_write_pool
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config import ProjectFiles, approve
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.core.rules import count_violations
 from synth_pipeline.core.write import read_register
@@ -258,10 +258,6 @@ def test_a_failed_gate_on_one_table_does_not_hold_another_in_the_automation(
 ):
     """all_deps_blocking_checks_passed reads each partition's own check results: the failed
     config_approved of observation_period holds its synthetic table, not person's."""
-    files = ProjectFiles(config_root, "demo")
-    cfg = files.load_table("observation_period")
-    cfg.rows += 5  # edited after approval, not approved again
-    files.save_table(cfg)
     env = {
         "SYNTH_SOURCE_URL": demo_sqlite_url,
         "SYNTH_DESTINATION_URL": f"sqlite:///{tmp_path / 'dest.sqlite'}",
@@ -270,23 +266,37 @@ def test_a_failed_gate_on_one_table_does_not_hold_another_in_the_automation(
         "SYNTH_WORK_DIR": str(tmp_path / "work"),
         "SYNTH_BUNDLE_DIR": str(tmp_path / "bundle"),
     }
+    files = ProjectFiles(config_root, "demo")
+    tables = ["person", "observation_period"]
     with environment(env), dg.DagsterInstance.ephemeral() as instance:
         defs = build_definitions(["demo"])
-        tables = ["person", "observation_period"]
         instance.add_dynamic_partitions(OMOP_TABLES, tables)
-        for t in tables:  # the failing table last: its result is the latest of the check
-            result = dg.materialize(
+
+        def materialise(selection, t):
+            return dg.materialize(
                 defs.assets,
-                selection=DEMO.config_steps,
+                selection=selection,
                 partition_key=t,
                 instance=instance,
                 resources=defs.resources,
                 raise_on_error=False,
             )
-            assert _check(result, "config_approved", t).passed == (t == "person"), t
+
+        for t in tables:
+            assert materialise(DEMO.config_steps, t).success, t
         tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        # both configs change: person's edit is approved, observation_period's is not
+        for t in tables:
+            cfg = files.load_table(t)
+            cfg.rows += 5
+            if t == "person":
+                cfg = approve(cfg, "Reviewer", cfg.review.source_fingerprint)
+            files.save_table(cfg)
+        for t in tables:  # the failing table last: its result is the latest of the check
+            result = materialise([reviewed_config], t)
+            assert _check(result, "config_approved", t).passed == (t == "person"), t
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
         assert tick.get_requested_partitions(synthetic_table.key) == {"person"}
-        assert tick.get_num_requested(csv_bundle.key) == 0  # its deps are missing
 
 
 # 5. projects keep apart: keys, partitions, state, runs, automation, files and tables
@@ -386,7 +396,7 @@ def test_two_projects_on_one_instance_never_touch_each_other(
         for run_id in report.run_ids:
             assert runs[run_id].tags[PROJECT_TAG] == project
             keys = {
-                e.asset_key
+                e.dagster_event.asset_key
                 for e in instance.all_logs(run_id)
                 if e.is_dagster_event and e.dagster_event.is_step_materialization
             }

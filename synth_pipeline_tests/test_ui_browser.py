@@ -152,7 +152,7 @@ def _open_lineage_and_materialise(page: Page, base: str, project: str) -> str:
     # csv_bundle is not partitioned: with it in the selection the UI would ask for a backfill,
     # which needs the daemon. Filter the graph to the four partitioned steps.
     page.goto(f"{base}/asset-groups")
-    _filter(page, f"group:{project} and not key:{project}/csv_bundle")
+    _filter(page, f"group:{project} and not kind:csv")
     page.get_by_role("button", name=re.compile(r"Materialize all \(4\)")).click(
         timeout=PAGE_TIMEOUT_MS
     )
@@ -224,16 +224,21 @@ def _check_project_pages(page: Page, base: str, project: str, run_id: str) -> No
             expect(row).to_contain_text("Succeeded")
         if asset == "synthetic_table":
             _shot(page, f"{project}-5-checks")
-    # a check's history lists each result with the partition it checked
-    page.goto(f"{base}/assets/{project}/synthetic_table?view=checks&checkDetail=rules_hold")
-    history = page.locator("body")
-    expect(history).to_contain_text("Partition")
-    expect(history).to_contain_text(PARTITION)
-    _shot(page, f"{project}-6-check-history")
+    # each check's results per partition: person's passed, cdm_source's not yet run
+    for asset, name in (("synthetic_table", "rules_hold"), ("reviewed_config", "config_approved")):
+        page.goto(f"{base}/assets/{project}/{asset}?view=checks&checkDetail={name}")
+        page.get_by_role("tab", name="Partitions").last.click()
+        body = page.locator("body")
+        expect(body).to_contain_text("2 Partitions Selected")
+        for text in ("Succeeded (1)", "Missing (1)", "Failed (0)"):
+            expect(body).to_contain_text(text)
+        expect(body).to_contain_text(PARTITION)
+        expect(body).to_contain_text(OTHER_PARTITION)
+        _shot(page, f"{project}-6-{name}-by-partition")
 
     # the lineage after the run: the project's four table steps hold one partition of two
     page.goto(f"{base}/asset-groups")
-    _filter(page, f"group:{project} and not key:{project}/csv_bundle")
+    _filter(page, f"group:{project} and not kind:csv")
     page.keyboard.press("Escape")  # closes the filter's suggestions
     expect(page.get_by_text("50% filled")).to_have_count(len(TABLE_STEPS))
     n = len(CHECKS["synthetic_table"])
@@ -286,7 +291,7 @@ def test_materialise_two_projects_from_the_ui(ui):
         assert run.tags.get("dagster/partition") == PARTITION
         # the run materialised its own project's keys and nothing else
         keys = {
-            e.asset_key
+            e.dagster_event.asset_key
             for e in instance.all_logs(run_id)
             if e.is_dagster_event and e.dagster_event.is_step_materialization
         }
