@@ -227,10 +227,12 @@ def _check_project_pages(page: Page, base: str, project: str, run_id: str) -> No
     # each check's results per partition: person's passed, cdm_source's not yet run
     for asset, name in (("synthetic_table", "rules_hold"), ("reviewed_config", "config_approved")):
         page.goto(f"{base}/assets/{project}/{asset}?view=checks&checkDetail={name}")
-        page.get_by_role("tab", name="Partitions").last.click()
+        # the check's own tabs (Overview, Execution history, ..., Partitions), not the asset's
+        tabs = page.get_by_role("tablist").filter(has_text="Execution history")
+        tabs.get_by_role("tab", name="Partitions").click()
         body = page.locator("body")
         expect(body).to_contain_text("2 Partitions Selected")
-        for text in ("Succeeded (1)", "Missing (1)", "Failed (0)"):
+        for text in ("Passed (1)", "Missing (1)", "Failed (0)"):
             expect(body).to_contain_text(text)
         expect(body).to_contain_text(PARTITION)
         expect(body).to_contain_text(OTHER_PARTITION)
