@@ -8,12 +8,19 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import settings
-from .core.config import ProjectFiles, approval_problem, approve
-from .core.database import redact
-from .core.errors import SynthPipelineError
-from .core.review import keep_approved_copy, review_text
-from .runner import RunReport, execute
+import dagster as dg
+
+# Dagster marks the partitioned checks and observable sources we use as beta/preview: a user of
+# the command cannot act on that, so it is not printed (before the assets are imported below)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+from . import settings  # noqa: E402
+from .core.config import ProjectFiles, approval_problem, approve  # noqa: E402
+from .core.database import redact  # noqa: E402
+from .core.errors import SynthPipelineError  # noqa: E402
+from .core.review import keep_approved_copy, review_text  # noqa: E402
+from .runner import RunReport, execute  # noqa: E402
 
 SKIP_VOCABULARY_HELP = (
     "do not copy vocabulary tables (concept, concept_ancestor ...); leave the destination's "
@@ -39,18 +46,29 @@ def _log_level(args) -> str:
     return "INFO" if getattr(args, "verbose", False) else "CRITICAL"
 
 
+def _kind(files: ProjectFiles, table: str) -> str | None:
+    try:
+        return files.load_table(table).kind
+    except SynthPipelineError:
+        return None
+
+
 def _files(args) -> ProjectFiles:
     return ProjectFiles(
         Path(args.config_dir) if args.config_dir else settings.config_root(), args.project
     )
 
 
-def _print_report(report: RunReport, *, generation: bool) -> None:
+def _print_report(
+    report: RunReport, *, generation: bool, files: ProjectFiles | None = None
+) -> None:
     for note in report.notes:
         print(f"  {note}")
     for t in report.tables:
         status = "ok" if t.ok else "FAILED"
         rows = f" {t.rows:,} rows" if t.rows is not None else ""
+        if t.ok and generation and files is not None and _kind(files, t.table) == "skip":
+            rows = " skipped (kind: skip in its config)"
         print(f"  {t.table:<24} {status}{rows}")
         for m in t.messages:
             print(f"      {m}")
@@ -88,7 +106,7 @@ def cmd_run(args, *, demo: bool = False) -> int:
         parallel=getattr(args, "parallel", None),
     )
     print(f"synth-pipeline {'demo' if demo else 'run'}: project {args.project}")
-    _print_report(report, generation=True)
+    _print_report(report, generation=True, files=_files(args))
     files = _files(args)
     print()
     print(
@@ -131,8 +149,11 @@ def cmd_demo(args) -> int:
 
 def cmd_init(args) -> int:
     source = _url(args.source, settings.SOURCE_URL_VARS)
-    if not source:
-        raise SynthPipelineError("init needs --source URL (or SYNTH_SOURCE_URL / SRC_DSN)")
+    if not source:  # as for run: the bundled demo extract
+        from .demo.loader import ensure_demo_sqlite
+
+        source = ensure_demo_sqlite(settings.demo_source_path())
+        print(f"synth-pipeline init: no --source given: the bundled demo extract, {source}")
     source_schema = (
         args.schema or (settings.first_env(settings.SOURCE_SCHEMA_VARS) or (None, None))[1]
     )
@@ -156,7 +177,7 @@ def cmd_init(args) -> int:
 def cmd_approve(args) -> int:
     files = _files(args)
     files.require_exists()
-    tables = files.tables() if args.all else args.table
+    tables = files.tables() if args.all else args.tables
     if not tables:
         raise SynthPipelineError("name tables with --table T ... or use --all")
     for t in tables:
@@ -180,7 +201,7 @@ def cmd_approve(args) -> int:
 def cmd_review(args) -> int:
     files = _files(args)
     files.require_exists()
-    tables = args.table or files.tables()
+    tables = args.tables or files.tables()
     for t in tables:
         if not files.has_table(t):
             raise SynthPipelineError(
@@ -197,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
+    def command(name: str, what: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+
     def common(sp, project_required=True):
         sp.add_argument(
             "--project",
@@ -209,9 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="configuration root (default resources/configuration-files; env SYNTH_CONFIG_DIR)",
         )
 
-    d = sub.add_parser(
-        "demo",
-        help="the whole pipeline on the bundled demo extract (SQLite), producing the CSV bundle",
+    d = command(
+        "demo", "the whole pipeline on the bundled demo extract (SQLite), producing the bundle"
     )
     d.add_argument(
         "--out", help="folder for the synthetic database and the bundle (default .work/demo)"
@@ -224,36 +247,40 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--parallel", type=int, metavar="N", help=PARALLEL_HELP)
     d.set_defaults(func=cmd_demo)
 
-    i = sub.add_parser("init", help="write draft configuration files from a source extract")
+    i = command("init", "write draft configuration files from a source extract")
     i.add_argument(
         "--source", help="SQLAlchemy URL of the extract (env SYNTH_SOURCE_URL or SRC_DSN)"
     )
     i.add_argument("--schema", help="schema of the extract (env SYNTH_SOURCE_SCHEMA or SRC_SCHEMA)")
-    i.add_argument("--tables", nargs="+", help="only these tables (default: all)")
+    i.add_argument(
+        "--tables", "--table", dest="tables", nargs="+", help="only these tables (default: all)"
+    )
     i.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
     common(i)
     i.set_defaults(func=cmd_init)
 
-    a = sub.add_parser("approve", help="record a reviewer's approval of table configurations")
+    a = command("approve", "record a reviewer's approval of table configurations")
     common(a)
     g = a.add_mutually_exclusive_group(required=True)
-    g.add_argument("--table", nargs="+", help="tables to approve")
+    g.add_argument("--tables", "--table", dest="tables", nargs="+", help="tables to approve")
     g.add_argument("--all", action="store_true", help="approve every table of the project")
     a.add_argument("--reviewer", required=True, help="who reviewed the files")
     a.add_argument("--comment", help="a note kept in the review block")
     a.set_defaults(func=cmd_approve)
 
-    v = sub.add_parser(
+    v = command(
         "review",
-        help="print every value a config took from the source, the rule that let it out, "
+        "print every value a config took from the source, the rule that let it out, "
         "and the changes since the last approval",
     )
     common(v)
-    v.add_argument("--table", nargs="+", help="only these tables (default: all)")
+    v.add_argument(
+        "--tables", "--table", dest="tables", nargs="+", help="only these tables (default: all)"
+    )
     v.set_defaults(func=cmd_review)
 
-    r = sub.add_parser(
-        "run", help="materialise every asset of the selected tables headless and write the bundle"
+    r = command(
+        "run", "materialise every asset of the selected tables headless and write the bundle"
     )
     r.add_argument(
         "--source", help="SQLAlchemy URL of the extract (env SYNTH_SOURCE_URL or SRC_DSN)"
@@ -268,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="schema in the destination (env SYNTH_DESTINATION_SCHEMA or DST_SCHEMA)",
     )
     r.add_argument("--bundle", help="folder of the CSV bundle (env SYNTH_BUNDLE_DIR)")
-    r.add_argument("--tables", nargs="+", help="only these tables (default: all)")
+    r.add_argument(
+        "--tables", "--table", dest="tables", nargs="+", help="only these tables (default: all)"
+    )
     r.add_argument("--scale", type=float, help="multiplies every table's row count")
     r.add_argument("--seed", type=int, help="random seed (default: the project's)")
     r.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
@@ -280,10 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import dagster as dg
-
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import sqlalchemy as sa
 
 from synth_pipeline.core.database import normalise_url
@@ -428,3 +429,12 @@ def run_pipeline(tmp: Path, source: str, k: int = 10, schema: str | None = None)
         + ["--bundle", str(tmp / "bundle"), *common]
     )
     return PipelineRun(code, files, destination, tmp / "bundle")
+
+
+def bundle_text(bundle: Path) -> str:
+    """Everything the bundle publishes as text: its text files, and its Parquet files' rows."""
+    return "\n".join(
+        pl.read_parquet(p).write_csv() if p.suffix == ".parquet" else p.read_text(encoding="utf-8")
+        for p in sorted(bundle.rglob("*"))
+        if p.is_file()
+    )

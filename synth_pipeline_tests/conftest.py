@@ -6,9 +6,11 @@ creates its own database there and drops it at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,11 +43,15 @@ _OUR_VARS = [
 def isolated_environment(tmp_path_factory):
     """Tests never touch the checkout's .work or configuration files, nor a user's instance."""
     work = tmp_path_factory.mktemp("work")
-    saved = {k: os.environ.get(k) for k in [*_OUR_VARS, "SYNTH_WORK_DIR", "DAGSTER_HOME"]}
+    saved = {
+        k: os.environ.get(k)
+        for k in [*_OUR_VARS, "SYNTH_WORK_DIR", "DAGSTER_HOME", "SYNTH_ACHILLES"]
+    }
     for k in _OUR_VARS:
         os.environ.pop(k, None)
     os.environ["SYNTH_WORK_DIR"] = str(work)
     os.environ["DAGSTER_HOME"] = str(work / "dagster_home")
+    os.environ["SYNTH_ACHILLES"] = "off"  # 15-70 s a bundle; test_achilles/test_duckdb run it
     yield work
     for k, v in saved.items():
         if v is None:
@@ -120,3 +126,135 @@ def demo_run(tmp_path_factory, isolated_environment):
         "url": f"sqlite:///{out / 'synthetic.sqlite'}",
         "dagster_home": home,
     }
+
+
+@pytest.fixture(scope="session")
+def adversarial_runs(tmp_path_factory):
+    """The adversarial extract (adversarial.py) through the whole CLI (init, approve --all, run)
+    at policy k, in SQLite or in a schema of the session's PostgreSQL database; each variant
+    built and run once per session, shared by the tests that read what it left. A function of
+    (backend, k)."""
+    from . import adversarial as adv
+
+    done: dict[tuple[str, int], dict] = {}
+
+    def run(backend: str, k: int, postgres_url: str | None = None) -> dict:
+        if (backend, k) not in done:
+            tmp = tmp_path_factory.mktemp(f"adversarial-{backend}-k{k}")
+            schema = None
+            if backend == "sqlite":
+                source = f"sqlite:///{tmp / 'source.sqlite'}"
+                extract = adv.build_extract(source)
+            else:
+                assert postgres_url, "a PostgreSQL variant needs the session's database"
+                source, schema = postgres_url, f"adversarial_k{k}"
+                extract = adv.build_extract(source, schema=schema)
+            pipeline = adv.run_pipeline(tmp, source, k, schema)
+            done[backend, k] = {
+                "source": source,
+                "schema": schema,
+                "extract": extract,
+                "pipeline": pipeline,
+            }
+        return done[backend, k]
+
+    return run
+
+
+@contextlib.contextmanager
+def postgres_instance_database(server_url: str, home: Path) -> Iterator[dict[str, str]]:
+    """A DAGSTER_HOME at ``home`` whose dagster.yaml is the project's PostgreSQL template, on a
+    new database of the server (dropped afterwards); yields the variables (DAGSTER_HOME and
+    DAGSTER_PG_*) a deployment would set for it."""
+    server = normalise_url(server_url)
+    name = f"synth_dagster_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((REPO / "configs" / "dagster-postgres.yaml").read_text())
+    try:
+        yield {
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": server.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(server.port or 5432),
+            "DAGSTER_PG_USER": server.username or "postgres",
+            "DAGSTER_PG_PASSWORD": server.password or "",
+            "DAGSTER_PG_DB": name,
+        }
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
+    """The demo extract in PostgreSQL, as a deployment runs it: loaded into schema ``cdm`` of
+    the session's database, `init` and `approve --all` through the CLI, then
+    every table through the headless runner into schema ``synthetic``, two tables at a time
+    under the multiprocess executor on an instance whose storage is PostgreSQL too
+    (configs/dagster-postgres.yaml, a database of its own). One run per session, shared by
+    test_pipeline_postgres.py (the chain), test_postgres_instance.py (the instance and the
+    parallel runs) and test_vocabulary_subset.py (the vocabulary copied)."""
+    from synth_pipeline import cli
+    from synth_pipeline.core.config import ProjectFiles
+    from synth_pipeline.demo.loader import load_demo
+    from synth_pipeline.runner import environment, execute, instance_for_cli
+
+    load_demo(postgres_database, schema="cdm")
+    engine = sa.create_engine(normalise_url(postgres_database))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS synthetic"))
+    engine.dispose()
+    root = tmp_path_factory.mktemp("pg-cfg")
+    out = tmp_path_factory.mktemp("pg-out")
+    bundle = out / "bundle"
+    # project "demo" in a config root of its own: execute(parallel=N) launched runs whose steps
+    # used project "demo" whatever the project was (seen 2026-11-29 with "hospital")
+    common = ["--project", "demo", "--config-dir", str(root)]
+    assert cli.main(["init", "--source", postgres_database, "--schema", "cdm", *common]) == 0
+    files = ProjectFiles(root, "demo")
+    assert files.tables(), "init wrote one file per table"
+    assert all(files.load_table(t).review.status == "draft" for t in files.tables())
+    assert cli.main(["approve", "--all", "--reviewer", "Test Reviewer", *common]) == 0
+    with postgres_instance_database(postgres_server_url, out / "dagster_home") as env:
+        with environment(env):
+            instance = instance_for_cli()  # DAGSTER_HOME's dagster.yaml: PostgreSQL storage
+            report = execute(
+                source_url=postgres_database,
+                source_schema="cdm",
+                destination_url=postgres_database,
+                destination_schema="synthetic",
+                project="demo",
+                config_root=root,
+                bundle_dir=bundle,
+                instance=instance,
+                parallel=2,
+            )
+        yield {
+            "report": report,
+            "files": files,
+            "bundle": bundle,
+            "url": postgres_database,
+            "source_schema": "cdm",
+            "destination_schema": "synthetic",
+            "instance": instance,
+            "run_storage": type(instance.run_storage).__name__,
+        }
+
+
+# Fixtures that make a test `slow` (a whole pipeline per session or per test) and `postgres`
+# (the PostgreSQL server), whatever module uses them; tests that run a pipeline themselves carry
+# the mark explicitly.
+SLOW_FIXTURES = {"demo_run", "pg_demo_run", "adversarial_runs"}
+POSTGRES_FIXTURES = {"postgres_server_url", "postgres_database"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if used & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)

@@ -42,6 +42,9 @@ from . import omop_extracts as ox
 from .extract_fixtures import postgres_extracts, postgres_schemas, sqlite_extracts  # noqa: F401
 from .omop_judge import judge, violations
 
+# every test here takes whole extracts through init, approve and run (the CLI or the library)
+pytestmark = pytest.mark.slow
+
 PROJECT = "first"
 REVIEWER = "A. New-User"
 

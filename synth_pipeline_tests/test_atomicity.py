@@ -83,7 +83,7 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool]) -> None:
     kill(proc)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def destination(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'dest.sqlite'}"
@@ -180,6 +180,7 @@ def test_a_swap_cut_between_its_two_renames_is_undone_by_the_next_run(tmp_path):
     assert verify_bundle(out) == [] and folder_state(out)["__siblings__"] == ""
 
 
+@pytest.mark.slow
 def test_killing_the_command_mid_generation_on_postgres(tmp_path, postgres_database, capsys):
     """`synth-pipeline run` in a child process, killed while PostgreSQL shows its COPY into a
     temporary table; the destination and the bundle of the run before are untouched, and the

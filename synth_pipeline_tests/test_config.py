@@ -150,3 +150,37 @@ def test_published_json_schema_is_up_to_date():
     assert (
         "weighted_choice" in published["$defs"]["ColumnConfig"]["properties"]["generator"]["enum"]
     )
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("a: 1\nb: [1, 2\nc: 3\n", 2),  # an unclosed bracket: where it opens
+        ('a: 1\nb: "open\nc: 3\n', 2),  # an unclosed quote
+        ("a: 1\nb:\n  - x\n - y\n", 4),  # a wrong indent: where it is
+        ("a: 1\nb: x: y\n", 2),
+    ],
+)
+def test_a_yaml_syntax_error_names_the_line_of_the_break(tmp_path, text, line):
+    from synth_pipeline.core.config import read_yaml
+    from synth_pipeline.core.errors import ConfigError
+
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        read_yaml(path)
+    assert str(raised.value).startswith(f"{path}:{line}: YAML syntax error")
+
+
+def test_config_files_are_readable_by_other_users(tmp_path):
+    import os
+    import stat
+
+    from synth_pipeline.core.config import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "person.yaml", "table: person\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "person.yaml").stat().st_mode) == 0o644

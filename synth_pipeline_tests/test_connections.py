@@ -201,6 +201,7 @@ def test_read_only_sqlite_destination(capsys, config_root, tmp_path, demo_sqlite
     assert "does not let us create tables" in out and "readonly database" in out
 
 
+@pytest.mark.slow
 def test_no_password_anywhere_after_good_and_bad_runs(
     tmp_path, postgres_database, roles, monkeypatch, capfd
 ):

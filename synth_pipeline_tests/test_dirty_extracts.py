@@ -117,6 +117,7 @@ def assert_written_and_consistent(report, files, destination, schema=None):
     assert tuple(keys) == (1, 415, 415), "64-bit, negative and duplicate ids became 1..n"
 
 
+@pytest.mark.slow
 def test_dirty_omop_53_extract_in_sqlite(tmp_path):
     source = f"sqlite:///{tmp_path / 'source.sqlite'}"
     dirty.build(source, cdm_version="5.3")
@@ -135,6 +136,7 @@ def test_dirty_omop_53_extract_in_sqlite(tmp_path):
     assert verify_bundle(tmp_path / "bundle") == []
 
 
+@pytest.mark.slow
 def test_dirty_omop_54_extract_into_postgres(tmp_path, postgres_database):
     """The same dirt in a 5.4 extract, written to PostgreSQL, which (unlike SQLite) enforces
     declared widths and 64-bit limits: common values wider than their source column, values at
@@ -168,6 +170,7 @@ def test_dirty_omop_54_extract_into_postgres(tmp_path, postgres_database):
     assert years[0] < 1677 or years[1] > 2262, "released out-of-range years are generated"
 
 
+@pytest.mark.slow
 def test_quoted_and_mixed_case_identifiers_in_postgres(tmp_path, postgres_database):
     """Schema `Cdm Extract`, tables `Person` and `VISIT_OCCURRENCE` with upper-case columns,
     and a table called `Lab "Results"; DROP TABLE person; --`: all read, generated and

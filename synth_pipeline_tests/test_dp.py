@@ -147,6 +147,7 @@ def test_the_key_stays_in_the_work_folder(tmp_path):
         dp.load_or_create_key(tmp_path)
 
 
+@pytest.mark.slow
 def test_pipeline_with_epsilon_records_the_budget_and_keeps_approvals(tmp_path):
     source = f"sqlite:///{tmp_path / 'source.sqlite'}"
     adv.build_extract(source)

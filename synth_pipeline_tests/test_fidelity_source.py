@@ -378,6 +378,7 @@ def test_postgresql_on_either_side_gives_the_same_scores(source_url, tmp_path, p
     assert "2019-13-45" not in source_report(broken, cfg, None).model_dump_json()
 
 
+@pytest.mark.slow
 def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
     source_url, tmp_path, isolated_environment
 ):
@@ -452,3 +453,59 @@ def test_source_values_are_matched_as_the_destination_holds_them():
     assert _typed_value("", "integer") is None  # '' for NULL can match no synthetic value
     assert _typed_value("12.5", "integer") is None
     assert _typed_value(8507, "string") == "8507"
+
+
+def test_report_plots_name_their_values_and_skip_single_values(tmp_path):
+    from synth_pipeline.core.fidelity import ColumnScore, Distribution, TableFidelity
+    from synth_pipeline.core.report import concept_labels
+    from synth_pipeline.core.vocabulary import concept_names
+
+    gender = Distribution(["8507", "8532"], [0.5, 0.5], [0.48, 0.52], "categories")
+    constant = Distribution(["3"], [0.0], [0.0], "cdf")  # a string column of one length
+    one_value = Distribution(["44814724"], [1.0], [1.0], "categories")
+    table = TableFidelity(
+        "person",
+        100,
+        columns=[
+            ColumnScore(
+                "gender_concept_id",
+                "weighted_choice",
+                "TVComplement",
+                0.98,
+                1.0,
+                distribution=gender,
+            ),
+            ColumnScore(
+                "person_source_value",
+                "string_pattern",
+                "KSComplement",
+                1.0,
+                1.0,
+                distribution=constant,
+            ),
+            ColumnScore(
+                "race_concept_id",
+                "weighted_choice",
+                "TVComplement",
+                1.0,
+                1.0,
+                distribution=one_value,
+            ),
+        ],
+    )
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dest.sqlite'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE concept (concept_id INTEGER, concept_name TEXT)"))
+        conn.execute(sa.text("INSERT INTO concept VALUES (8507, 'MALE'), (8532, 'FEMALE')"))
+    names = concept_names(engine, None, concept_labels([table]))
+    assert names == {"8507": "MALE", "8532": "FEMALE"}
+    html = fidelity_html("p", [table], "now", 0.9, names=names)
+    assert html.count("<svg") == 1, "one plot: the two single-value columns are not drawn"
+    assert ">8507 MALE</text>" in html and ">8532 FEMALE</text>" in html
+    assert "8507 MALE: approved 50.0%, synthetic 48.0%" in html  # the bar's tooltip
+    assert "share of rows</text>" in html and "value (hover a bar for its shares)" in html
+    assert "<li>person_source_value: a single value, 3, on both sides</li>" in html
+    assert (
+        "<li>race_concept_id: a single value, 44814724: approved 100.0%, synthetic 100.0% of "
+        "the rows</li>" in html
+    )

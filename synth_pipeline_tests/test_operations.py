@@ -232,6 +232,7 @@ def _build_chain(ops) -> str | None:
     return cursor
 
 
+@pytest.mark.slow
 def test_config_edit_refreshes_exactly_the_dependent_partitions(operations):
     ops = operations
     instance, defs, files = ops["instance"], ops["defs"], ops["files"]
@@ -285,6 +286,7 @@ def test_config_edit_refreshes_exactly_the_dependent_partitions(operations):
         assert status.get_status(synthetic_table.key, t) == StaleStatus.FRESH, t
 
 
+@pytest.mark.slow
 def test_an_unapproved_edit_stops_the_automation_at_the_gate(operations):
     ops = operations
     instance, defs, files = ops["instance"], ops["defs"], ops["files"]
@@ -376,6 +378,7 @@ def test_config_file_versions_follow_the_bytes(config_root):
     assert after["no_such_table"] == before["no_such_table"]
 
 
+@pytest.mark.slow
 def test_a_headless_run_leaves_the_automation_nothing_to_redo(operations, tmp_path, source_copy):
     ops = operations
     report = execute(

@@ -1,20 +1,17 @@
 """The whole chain on the demo extract in PostgreSQL: init, approve, run, bundle.
 
 The extract sits in schema ``cdm`` of a fresh database; the synthetic tables go to schema
-``synthetic`` of the same server's database, as an existing destination.
+``synthetic`` of the same server's database, as an existing destination. The run is conftest's
+``pg_demo_run`` (two tables at a time on an instance with PostgreSQL storage), shared with
+test_postgres_instance.py and test_vocabulary_subset.py.
 """
 
 from __future__ import annotations
 
-import dagster as dg
 import pytest
-import sqlalchemy as sa
 
-from synth_pipeline import cli
 from synth_pipeline.core.config import ProjectFiles
-from synth_pipeline.core.database import normalise_url, open_destination, open_source
-from synth_pipeline.demo.loader import load_demo
-from synth_pipeline.runner import execute
+from synth_pipeline.core.database import open_destination, open_source
 
 from .pipeline_assertions import (
     bundle_problems,
@@ -25,60 +22,10 @@ from .pipeline_assertions import (
 )
 
 
-@pytest.fixture(scope="module")
-def pg_run(postgres_database, tmp_path_factory):
-    load_demo(postgres_database, schema="cdm")
-    engine = sa.create_engine(normalise_url(postgres_database))
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS synthetic"))
-    engine.dispose()
-    root = tmp_path_factory.mktemp("pg-cfg")
-    bundle = tmp_path_factory.mktemp("pg-out") / "bundle"
-    assert (
-        cli.main(
-            [
-                "init",
-                "--source",
-                postgres_database,
-                "--schema",
-                "cdm",
-                "--project",
-                "hospital",
-                "--config-dir",
-                str(root),
-            ]
-        )
-        == 0
-    )
-    files = ProjectFiles(root, "hospital")
-    assert files.tables(), "init wrote one file per table"
-    assert all(files.load_table(t).review.status == "draft" for t in files.tables())
-    assert (
-        cli.main(
-            [
-                "approve",
-                "--project",
-                "hospital",
-                "--all",
-                "--reviewer",
-                "Test Reviewer",
-                "--config-dir",
-                str(root),
-            ]
-        )
-        == 0
-    )
-    report = execute(
-        source_url=postgres_database,
-        source_schema="cdm",
-        destination_url=postgres_database,
-        destination_schema="synthetic",
-        project="hospital",
-        config_root=root,
-        bundle_dir=bundle,
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    return {"report": report, "files": files, "bundle": bundle, "url": postgres_database}
+@pytest.fixture
+def pg_run(pg_demo_run):
+    """conftest's ``pg_demo_run``: init, approve and run of the demo extract in PostgreSQL."""
+    return pg_demo_run
 
 
 def test_run_succeeds_for_every_table(pg_run):

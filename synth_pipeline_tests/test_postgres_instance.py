@@ -1,90 +1,39 @@
 """Instance storage on PostgreSQL (dagster-postgres) with partitions in parallel under the
 multiprocess executor, and the embedded SQLite default untouched.
 
-The Dagster instance gets a fresh database of its own on the test server (configured by
+The run is conftest's ``pg_demo_run``, shared with test_pipeline_postgres.py: its Dagster
+instance gets a fresh database of its own on the test server (configured by
 ``configs/dagster-postgres.yaml`` and the DAGSTER_PG_* variables, as a deployment would be);
-the synthetic tables go to a fresh schema of the session's test database.
+the synthetic tables go to schema ``synthetic`` of the session's test database.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from synth_pipeline.core.bundle import verify_bundle
-from synth_pipeline.core.config import ProjectFiles
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.jobs import table_job_name
 from synth_pipeline.runner import environment, execute, instance_for_cli
 
-from .conftest import REPO
 
-
-@pytest.fixture
-def postgres_dagster_home(tmp_path, postgres_server_url):
-    """A DAGSTER_HOME whose dagster.yaml is the project's PostgreSQL template, on a new database."""
-    server = normalise_url(postgres_server_url)
-    name = f"synth_dagster_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "configs" / "dagster-postgres.yaml").read_text())
-    env = {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_HOST": server.host or "127.0.0.1",
-        "DAGSTER_PG_PORT": str(server.port or 5432),
-        "DAGSTER_PG_USER": server.username or "postgres",
-        "DAGSTER_PG_PASSWORD": server.password or "",
-        "DAGSTER_PG_DB": name,
-    }
-    with environment(env):
-        yield home
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def destination_schema(postgres_database):
-    schema = f"par_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(normalise_url(postgres_database))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine.dispose()
-    return schema
-
-
-def test_all_demo_partitions_run_in_parallel_on_postgres_storage(
-    postgres_dagster_home,
-    postgres_database,
-    destination_schema,
-    demo_sqlite_url,
-    config_root,
-    tmp_path,
-):
-    instance = instance_for_cli()  # DAGSTER_HOME's dagster.yaml: PostgreSQL storage
-    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-    bundle = tmp_path / "bundle"
-    report = execute(
-        source_url=demo_sqlite_url,
-        destination_url=postgres_database,
-        destination_schema=destination_schema,
-        project="demo",
-        config_root=config_root,
-        bundle_dir=bundle,
-        instance=instance,
-        parallel=2,
-    )
+@pytest.mark.slow
+def test_all_demo_partitions_run_in_parallel_on_postgres_storage(pg_demo_run):
+    """conftest's ``pg_demo_run``: every table of the demo extract (in PostgreSQL) through
+    ``execute(parallel=2)`` on an instance configured by configs/dagster-postgres.yaml."""
+    instance = pg_demo_run["instance"]
+    assert pg_demo_run["run_storage"] == "PostgresRunStorage"
+    report, bundle, files = pg_demo_run["report"], pg_demo_run["bundle"], pg_demo_run["files"]
+    destination_schema = pg_demo_run["destination_schema"]
     failed = {t.table: t.messages for t in report.tables if not t.ok}
     assert failed == {} and report.bundle_ok, (failed, report.bundle_messages)
 
-    demo_tables = set(ProjectFiles(config_root, "demo").tables())
+    demo_tables = set(files.tables())
+    assert len(demo_tables) == 37
     records = instance.get_run_records(
         dg.RunsFilter(job_name=table_job_name("demo"), statuses=[dg.DagsterRunStatus.SUCCESS])
     )
@@ -110,13 +59,13 @@ def test_all_demo_partitions_run_in_parallel_on_postgres_storage(
     assert verify_bundle(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {t["table"] for t in manifest["tables"]} <= demo_tables
-    engine = sa.create_engine(normalise_url(postgres_database))
+    engine = sa.create_engine(normalise_url(pg_demo_run["url"]))
     with engine.connect() as conn:
         persons = conn.execute(
             sa.text(f'SELECT COUNT(*) FROM "{destination_schema}"."person"')
         ).scalar_one()
     engine.dispose()
-    assert persons == ProjectFiles(config_root, "demo").load_table("person").rows
+    assert persons == files.load_table("person").rows
 
 
 def test_parallel_runs_refuse_an_ephemeral_instance(demo_sqlite_url, config_root, tmp_path):

@@ -104,6 +104,7 @@ def _resources(root, source_url, destination_url, bundle):
     }
 
 
+@pytest.mark.slow
 def test_a_reviewer_who_hand_lists_a_rare_value_is_caught(extract_url, tmp_path, capsys):
     root = tmp_path / "cfg"
     common = ["--project", "adv", "--config-dir", str(root)]

@@ -139,6 +139,7 @@ def dirty_project(tmp_path):
     return source, root
 
 
+@pytest.mark.slow
 def test_destination_connections_dropped_mid_copy_are_retried(
     postgres_database, tmp_path, dirty_project
 ):
@@ -203,6 +204,7 @@ def test_destination_connections_dropped_mid_copy_are_retried(
     assert result.output_for_node("retry__csv_bundle")["tables"][0]["rows"] == rows
 
 
+@pytest.mark.slow
 def test_errors_a_retry_cannot_fix_fail_at_once(tmp_path, dirty_project):
     """A destination that refuses writes is reported on the first attempt, without retries."""
     source, root = dirty_project

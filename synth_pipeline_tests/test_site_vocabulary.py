@@ -31,6 +31,9 @@ VOCABULARY_TABLES = [
     "concept_ancestor",
     "concept_relationship",
 ]
+# every test here runs, or reads, init + approve + run of the site's extract in PostgreSQL
+pytestmark = pytest.mark.slow
+
 LOCAL_VOCABULARIES = {sv.LOCAL_ZERO, sv.LOCAL_HIGH, sv.LOCAL_ONLY}
 SITE_LOCAL = set(sv.SITE_LOCAL_CONCEPTS)
 

@@ -101,7 +101,7 @@ def summarise_counting(url: str, schema: str | None, **kwargs):
     return stats, statements
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database(request, tmp_path):
     """A fresh database (SQLite file) or schema (PostgreSQL) factory for one test."""
     if request.param == "sqlite":

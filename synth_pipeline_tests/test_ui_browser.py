@@ -249,6 +249,8 @@ def _check_project_pages(page: Page, base: str, project: str, run_id: str) -> No
     _shot(page, f"{project}-7-table-steps-after")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_materialise_two_projects_from_the_ui(ui):
     chromium = chromium_executable()
     assert chromium, (

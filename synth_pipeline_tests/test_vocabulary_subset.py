@@ -18,13 +18,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from synth_pipeline import cli
 from synth_pipeline.core.config import ProjectFiles, approve
-from synth_pipeline.core.database import normalise_url, open_destination, open_source
+from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.preflight import check_configuration
 from synth_pipeline.core.review import review_text
-from synth_pipeline.demo.loader import load_demo
 from synth_pipeline.runner import execute
 
 from . import adversarial as adv
@@ -324,40 +322,32 @@ def test_demo_local_vocabularies_are_left_out(demo_run, demo_sqlite_url):
 # The demo extract in PostgreSQL
 
 
-@pytest.fixture(scope="module")
-def pg_vocab(postgres_database, tmp_path_factory):
-    load_demo(postgres_database, schema="vocab_cdm")
-    engine = sa.create_engine(normalise_url(postgres_database))
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS vocab_dst"))
-    engine.dispose()
-    root = tmp_path_factory.mktemp("vocab-pg-cfg")
-    common = ["--project", "hospital", "--config-dir", str(root)]
-    assert cli.main(["init", "--source", postgres_database, "--schema", "vocab_cdm", *common]) == 0
-    assert cli.main(["approve", "--all", "--reviewer", "Test Reviewer", *common]) == 0
-    files = ProjectFiles(root, "hospital")
-    report = execute(
-        source_url=postgres_database,
-        source_schema="vocab_cdm",
-        destination_url=postgres_database,
-        destination_schema="vocab_dst",
-        project="hospital",
-        config_root=root,
-        bundle_dir=tmp_path_factory.mktemp("vocab-pg-out") / "bundle",
-        tables=[t for t in VOCABULARY_TABLES if files.has_table(t)],
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    assert report.ok, [(t.table, t.messages) for t in report.tables]
-    return {"url": postgres_database, "files": files}
+@pytest.fixture
+def pg_vocab(pg_demo_run):
+    """conftest's ``pg_demo_run`` (init, approve --all and a run of every table, from schema
+    cdm into schema synthetic), shared with test_pipeline_postgres.py."""
+    report, files = pg_demo_run["report"], pg_demo_run["files"]
+    vocabulary = [t for t in VOCABULARY_TABLES if files.has_table(t)]
+    assert vocabulary and {t.table for t in report.tables} >= set(vocabulary)
+    assert [
+        (t.table, t.messages) for t in report.tables if t.table in vocabulary and not t.ok
+    ] == []
+    return {
+        "url": pg_demo_run["url"],
+        "files": files,
+        "source_schema": pg_demo_run["source_schema"],
+        "destination_schema": pg_demo_run["destination_schema"],
+    }
 
 
 def test_postgres_copies_only_the_referenced_concepts(pg_vocab):
     source = open_source(pg_vocab["url"])
     dest = open_destination(pg_vocab["url"])
-    assert_referenced_subset(source, "vocab_cdm", dest, "vocab_dst", pg_vocab["files"])
+    src_schema, dst_schema = pg_vocab["source_schema"], pg_vocab["destination_schema"]
+    assert_referenced_subset(source, src_schema, dest, dst_schema, pg_vocab["files"])
     with dest.connect() as conn:
         n = conn.execute(
-            sa.text('SELECT COUNT(*) FROM "vocab_dst"."concept_ancestor"')
+            sa.text(f'SELECT COUNT(*) FROM "{dst_schema}"."concept_ancestor"')
         ).scalar_one()
     assert n > 0
 
@@ -366,15 +356,14 @@ def test_postgres_copies_only_the_referenced_concepts(pg_vocab):
 # The adversarial extract: concepts seen once, a site's own code
 
 
-@pytest.fixture(scope="module")
-def adversarial_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("vocab-adversarial")
-    source = f"sqlite:///{tmp / 'source.sqlite'}"
-    adv.build_extract(source)
-    done = adv.run_pipeline(tmp, source)
+@pytest.fixture
+def adversarial_run(adversarial_runs):
+    """conftest's adversarial extract at k = 10 in SQLite, shared with test_adversarial.py."""
+    shared = adversarial_runs("sqlite", 10)
+    done = shared["pipeline"]
     return {
         "code": done.code,
-        "source": open_source(source),
+        "source": open_source(shared["source"]),
         "destination": open_destination(done.destination_url),
         "bundle": done.bundle,
         "files": done.files,
@@ -396,7 +385,7 @@ def test_rare_concepts_stay_out_of_the_vocabulary(adversarial_run):
     bundle = run["bundle"]
     published = set(pl.read_csv(bundle / "concept.csv", infer_schema=False)["concept_id"])
     assert published == {str(c) for c in copied}
-    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(bundle.iterdir()))
+    text = adv.bundle_text(bundle)
     for name in adv.RARE_CONCEPT_NAMES.values():
         assert name not in text
     assert adv.LOCAL_CODE not in text

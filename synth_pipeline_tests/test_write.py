@@ -48,7 +48,7 @@ def read_back(engine, run: TableRun) -> pl.DataFrame:
     return pl.concat(list(stream_select(engine, sql, cols, 50_000)))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path):
     if request.param == "sqlite":
         eng = open_destination(f"sqlite:///{tmp_path / 'dest.sqlite'}")

@@ -9,13 +9,13 @@ from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
 from ..core.integrity import stale_references, unreleasable
 from ..core.privacy import bundle_problems, privacy_markdown
-from ..core.report import fidelity_html
+from ..core.report import concept_labels, fidelity_html
 from ..core.rules import count_violations
-from ..core.vocabulary import bundle_vocabulary
+from ..core.vocabulary import bundle_vocabulary, concept_names
 from ..core.write import ColumnDef, read_register
 from ..projects import asset_key, dagster_name, write_pool
-from ..resources import DestinationDatabase, SynthProject
-from .fidelity import trusted_report
+from ..resources import DestinationDatabase, SourceDatabase, SynthProject
+from .fidelity import achilles_report, trusted_report
 from .presentation import Progress, bullet_list, markdown_table, retry_transient
 from .privacy import load_reports
 
@@ -50,15 +50,21 @@ def build_csv_bundle(name: str) -> dg.AssetsDefinition:
     )
     @retry_transient
     def csv_bundle(
-        context: dg.AssetExecutionContext, destination: DestinationDatabase, project: SynthProject
+        context: dg.AssetExecutionContext,
+        destination: DestinationDatabase,
+        project: SynthProject,
+        source: SourceDatabase,
     ):
-        yield from _csv_bundle(context, destination, project.for_project(name))
+        yield from _csv_bundle(context, destination, project.for_project(name), source)
 
     return csv_bundle
 
 
 def _csv_bundle(
-    context: dg.AssetExecutionContext, destination: DestinationDatabase, project: SynthProject
+    context: dg.AssetExecutionContext,
+    destination: DestinationDatabase,
+    project: SynthProject,
+    source: SourceDatabase,
 ):
     files = project.files()
     engine = destination.engine(project.project)
@@ -113,6 +119,7 @@ def _csv_bundle(
                 table_fidelity(engine, schema, cfg, entry.get("parent_rows") or {}, violations)
             )
     threshold = project.settings().fidelity.min_median_column_score
+    names = concept_names(engine, schema, concept_labels(fidelity))
     policy = project.settings().disclosure
     progress = {
         t: Progress(context, f"bundle {t}.csv", int(e.get("rows") or 0))
@@ -132,7 +139,7 @@ def _csv_bundle(
         formats=project.settings().bundle_formats,
         reports={
             "fidelity.html": lambda created: fidelity_html(
-                project.project, fidelity, created, threshold
+                project.project, fidelity, created, threshold, names=names
             ),
             "privacy.md": lambda created: privacy_markdown(
                 project.project, [r for r in privacy.values() if r], created, policy
@@ -142,6 +149,7 @@ def _csv_bundle(
     bad = verify_bundle(out)
     # both scores, against the source too: written under the work dir, never into the bundle
     trusted = trusted_report(project, destination, fidelity, included, threshold)
+    trusted |= achilles_report(context, project, source, destination, generated)
     for n in notes:
         context.log.warning(n)
     yield dg.Output(

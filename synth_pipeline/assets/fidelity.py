@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ..core import achilles
 from ..core.config import TableConfig, atomic_write_text
 from ..core.fidelity import (
     TableFidelity,
@@ -22,7 +23,7 @@ from ..core.privacy import destination_key
 from ..core.report import fidelity_html
 from ..core.write import read_register
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
-from ..settings import work_dir
+from ..settings import achilles_switched_off, work_dir
 from .presentation import markdown_table
 
 
@@ -115,6 +116,49 @@ def trusted_report(
         path, fidelity_html(project.project, fidelity, created, threshold, against_source=True)
     )
     return {"fidelity_report_against_source": dg.MetadataValue.path(str(path))}
+
+
+def achilles_report(
+    context: dg.AssetExecutionContext,
+    project: SynthProject,
+    source: SourceDatabase,
+    destination: DestinationDatabase,
+    tables: list[str],
+) -> dict:
+    """OHDSI Achilles on the source and on the synthetic tables, written beside the trusted
+    fidelity report (core/achilles.py); csv_bundle's metadata entries."""
+    folder = _folder(project, destination)
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not project.settings().fidelity.achilles or achilles_switched_off():
+        return {}
+    if not achilles.available():
+        path = achilles.write_report(folder, project.project, None, created)
+        context.log.info(f"Achilles not run: {achilles.INSTALL} brings duckcdm")
+        return {"achilles_report": dg.MetadataValue.path(str(path))}
+    # the generated tables on both sides (vocabulary tables are public and Achilles' analyses
+    # do not read them; a table the project leaves out is empty on both sides)
+    comparison = achilles.compare_sides(
+        (source.engine(), source.db_schema),
+        (destination.engine(project.project), destination.db_schema),
+        work=folder,
+        tables=tables,
+        cdm_version=project.settings().cdm_version,
+    )
+    path = achilles.write_report(folder, project.project, comparison, created)
+    worst = comparison.worst_first()[:5]
+    return {
+        "achilles_report": dg.MetadataValue.path(str(path)),
+        "median_achilles_agreement": comparison.median_agreement
+        if comparison.median_agreement is not None
+        else "n/a",
+        "median_achilles_agreement_between_source_halves": comparison.median_halves
+        if comparison.median_halves is not None
+        else "n/a",
+        "worst_achilles_analyses": markdown_table(
+            ["analysis", "agreement", "source half against half"],
+            [[f"{a.analysis_id} {a.name}", a.agreement, _show(a.halves)] for a in worst],
+        ),
+    }
 
 
 def _show(v: float | None) -> str | float:

@@ -352,7 +352,12 @@ def _synthetic_table(
                 "median_column_score": median if median is not None else "n/a",
                 "low_cardinality_shape": low_shape or ["none"],
             },
-            description=f"median column score {median} (threshold {thresholds.min_median_column_score})"
+            description=(
+                f"median column score {median}"
+                if median is not None
+                else "no column with values to score"
+            )
+            + f" (threshold {thresholds.min_median_column_score})"
             + (f"; children per parent off in {low_shape}" if low_shape else ""),
         )
     )

@@ -46,6 +46,11 @@ class FidelityThresholds(BaseModel):
     min_cardinality_shape_similarity: float = Field(
         0.7, ge=0, le=1, description="Children per parent against the released fan-out."
     )
+    achilles: bool = Field(
+        True,
+        description="Run OHDSI Achilles on the source and the synthetic tables for the trusted "
+        "report (achilles.html beside it; needs the ohdsi extra, else the page says so).",
+    )
 
 
 _EXCESS = (
@@ -460,6 +465,12 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file so readers see the old or the new content, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -467,6 +478,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        # mkstemp makes the file private; a config is read by reviewers logged in as others
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -481,13 +494,27 @@ def read_yaml(path: Path) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
-            f"YAML syntax error: {problem}",
-            file=str(path),
-            line=(mark.line + 1) if mark else None,
+            f"YAML syntax error: {_yaml_problem(exc)}", file=str(path), line=_yaml_line(exc)
         ) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc)
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and opened is not None:
+        problem += f" ({context.removeprefix('while ')} that starts on line {opened.line + 1})"
+    return problem
+
+
+def _yaml_line(exc: yaml.YAMLError) -> int | None:
+    """The line of the break. PyYAML marks where it noticed it: for a bracket or a quote left
+    open that is a later line, so the line where the unclosed part starts is given instead."""
+    mark = getattr(exc, "problem_mark", None)
+    context, opened = getattr(exc, "context", None) or "", getattr(exc, "context_mark", None)
+    if opened is not None and ("flow" in context or "quoted" in context):
+        return opened.line + 1
+    return mark.line + 1 if mark is not None else None
 
 
 def _raise_validation(exc: ValidationError, path: Path, table: str | None) -> None:

@@ -30,6 +30,10 @@ def normalise_url(url: str | URL) -> URL:
         raise DatabaseError(f"not a database URL: {redact_text(str(url))!r} ({exc})") from None
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
+    if u.get_backend_name() == "duckdb":
+        from .duckdb_dialect import register
+
+        register()
     return u
 
 
@@ -57,6 +61,24 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def is_duckdb(engine: Engine) -> bool:
+    return engine.dialect.name == "duckdb"
+
+
+def pg_like(engine: Engine) -> bool:
+    """PostgreSQL, or DuckDB, whose SQL (GROUPING SETS, percentile_disc over arrays, ANY over an
+    array, typed dates) is PostgreSQL's for what the statistics and checks ask of it."""
+    return is_postgres(engine) or is_duckdb(engine)
+
+
+def file_path(url: URL) -> Path | None:
+    """The file of a SQLite or DuckDB URL; None for a server or an in-memory database."""
+    if url.get_backend_name() == "duckdb":
+        db = url.database
+        return Path(db) if db and db != ":memory:" and not db.startswith("md:") else None
+    return sqlite_path(url)
+
+
 def sqlite_path(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
@@ -69,8 +91,9 @@ def sqlite_path(url: URL) -> Path | None:
 def open_source(url: str | URL) -> Engine:
     """An engine on the source extract that cannot write.
 
-    SQLite files open with ``mode=ro``; PostgreSQL sessions start with
-    ``default_transaction_read_only=on``. The file or server must exist: a source is never created.
+    SQLite files open with ``mode=ro``; DuckDB files with ``read_only=True``; PostgreSQL sessions
+    start with ``default_transaction_read_only=on``. The file or server must exist: a source is
+    never created.
     """
     u = normalise_url(url)
     backend = u.get_backend_name()
@@ -84,6 +107,17 @@ def open_source(url: str | URL) -> Engine:
             "sqlite", database=f"file:{path.resolve()}", query={"mode": "ro", "uri": "true"}
         )
         engine = sa.create_engine(ro)
+    elif backend == "duckdb":
+        path = file_path(u)
+        if path is None:
+            raise DatabaseError(f"source {redact(u)}: an in-memory DuckDB database has no extract")
+        if not path.exists():
+            raise DatabaseError(f"source {redact(u)}: no such DuckDB file {path}")
+        # DuckDB lets a config access_mode override read_only=True: a URL's own is dropped
+        u = u.difference_update_query([k for k in u.query if k.lower() == "access_mode"])
+        engine = sa.create_engine(
+            u, connect_args={"read_only": True, "config": {"access_mode": "read_only"}}
+        )
     elif backend == "postgresql":
         engine = sa.create_engine(
             u,
@@ -97,10 +131,11 @@ def open_source(url: str | URL) -> Engine:
 
 
 def open_destination(url: str | URL) -> Engine:
-    """An engine on the destination database, which must already exist (SQLite files are created)."""
+    """An engine on the destination database, which must already exist (SQLite and DuckDB files
+    are created)."""
     u = normalise_url(url)
-    if u.get_backend_name() == "sqlite":
-        path = sqlite_path(u)
+    if u.get_backend_name() in ("sqlite", "duckdb"):
+        path = file_path(u)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(u, pool_pre_ping=True)

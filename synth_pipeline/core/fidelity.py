@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from .config import ColumnConfig, TableConfig, atomic_write_text
-from .database import is_postgres, qualified, quote
+from .database import pg_like, qualified, quote
 from .schema import column_role, list_tables, read_table_schema
 from .sqlexpr import SqlExpressions
 from .statistics import ColumnStats
@@ -186,7 +186,7 @@ class _Reader:
 
 def _floor(engine: Engine, expr: str) -> str:
     """The integer part of a non-negative number (PostgreSQL's CAST rounds, SQLite's truncates)."""
-    return f"CAST(FLOOR({expr}) AS INTEGER)" if is_postgres(engine) else f"CAST({expr} AS INTEGER)"
+    return f"CAST(FLOOR({expr}) AS INTEGER)" if pg_like(engine) else f"CAST({expr} AS INTEGER)"
 
 
 def _expected_cdf(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -441,7 +441,7 @@ class _Side(_Reader):
 
     def __init__(self, engine: Engine, schema: str | None, table: str):
         super().__init__(engine, schema, table)
-        self.pg = is_postgres(engine)
+        self.pg = pg_like(engine)
         self.types = {
             c["name"].lower(): (c["name"], c["type"])
             for c in sa.inspect(engine).get_columns(table, schema=schema)

@@ -20,47 +20,110 @@ def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.3f}"
 
 
-def svg_plot(dist: Distribution, title: str) -> str:
-    """Approved (grey) against synthetic (blue): bars for categories, lines for cumulative shares."""
-    if not dist.labels:
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def concept_labels(tables: list[TableFidelity]) -> set[str]:
+    """The category values drawn for concept columns: the ids whose names the plots can show."""
+    return {
+        label
+        for t in tables
+        for c in t.columns
+        if c.column.endswith("concept_id")
+        and c.distribution
+        and c.distribution.kind == "categories"
+        for label in c.distribution.labels
+    }
+
+
+def plot_note(dist: Distribution | None) -> str | None:
+    """Why a column gets no plot (a sentence for the report), or None when it gets one."""
+    if dist is None or not dist.labels:
+        return "no distribution to draw"
+    if len(dist.labels) == 1:
+        if dist.kind == "categories":
+            return (
+                f"a single value, {dist.labels[0]}: approved {_pct(dist.expected[0])}, "
+                f"synthetic {_pct(dist.synthetic[0])} of the rows"
+            )
+        return f"a single value, {dist.labels[0]}, on both sides"
+    return None
+
+
+def svg_plot(dist: Distribution, title: str, names: dict[str, str] | None = None) -> str:
+    """Approved (grey) against synthetic (blue): bars for categories, lines for cumulative
+    shares, with axis titles; each bar names its value (and the concept's name where ``names``
+    has it) under the axis when there are few, and in its tooltip always."""
+    if plot_note(dist) is not None:
         return ""
+    names = names or {}
     n = len(dist.labels)
-    plot_w, plot_h = W - 2 * PAD, H - 2 * PAD
+    left, bottom = PAD + 14, PAD + 22
+    plot_w, plot_h = W - left - PAD, H - bottom - PAD
     top = max(max(dist.expected, default=0), max(dist.synthetic, default=0)) or 1.0
+    categories = dist.kind == "categories"
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H + 22}" '
+        f'viewBox="0 0 {W} {H + 22}" role="img">',
         f"<title>{escape(title)}</title>",
-        f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#444"/>',
-        f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#444"/>',
+        f'<line x1="{left}" y1="{H - bottom}" x2="{W - PAD}" y2="{H - bottom}" stroke="#444"/>',
+        f'<line x1="{left}" y1="{PAD}" x2="{left}" y2="{H - bottom}" stroke="#444"/>',
     ]
 
     def y(v: float) -> float:
-        return H - PAD - plot_h * (v / top)
+        return H - bottom - plot_h * (v / top)
 
-    if dist.kind == "categories":
+    def label(i: int) -> str:
+        code = dist.labels[i]
+        return f"{code} {names[code]}" if code in names else code
+
+    if categories:
         slot = plot_w / n
         bar = max(1.0, slot * 0.4)
         for i, (e, s) in enumerate(zip(dist.expected, dist.synthetic, strict=True)):
-            x = PAD + i * slot + slot * 0.1
+            x = left + i * slot + slot * 0.1
+            tip = escape(f"{label(i)}: approved {_pct(e)}, synthetic {_pct(s)}")
             parts.append(
-                f'<rect x="{x:.1f}" y="{y(e):.1f}" width="{bar:.1f}" height="{H - PAD - y(e):.1f}" fill="{EXPECTED}"/>'
+                f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y(e):.1f}" width="{bar:.1f}" '
+                f'height="{H - bottom - y(e):.1f}" fill="{EXPECTED}"/><rect x="{x + bar:.1f}" '
+                f'y="{y(s):.1f}" width="{bar:.1f}" height="{H - bottom - y(s):.1f}" '
+                f'fill="{SYNTHETIC}"/></g>'
             )
+        shown = range(n) if n <= 12 else (0, n - 1)
+        for i in shown:
+            x = left + i * slot + slot * 0.5
+            text = escape(label(i)[:18])
             parts.append(
-                f'<rect x="{x + bar:.1f}" y="{y(s):.1f}" width="{bar:.1f}" height="{H - PAD - y(s):.1f}" fill="{SYNTHETIC}"/>'
+                f'<text x="{x:.1f}" y="{H - bottom + 10}" font-size="8" text-anchor="end" '
+                f'transform="rotate(-30 {x:.1f} {H - bottom + 10})">{text}</text>'
             )
     else:
         for values, colour in ((dist.expected, EXPECTED), (dist.synthetic, SYNTHETIC)):
             pts = " ".join(
-                f"{PAD + plot_w * i / max(n - 1, 1):.1f},{y(v):.1f}" for i, v in enumerate(values)
+                f"{left + plot_w * i / max(n - 1, 1):.1f},{y(v):.1f}" for i, v in enumerate(values)
             )
             parts.append(
                 f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>'
             )
-    parts.append(f'<text x="{PAD}" y="{H - 8}" font-size="10">{escape(dist.labels[0])}</text>')
+        parts.append(
+            f'<text x="{left}" y="{H - bottom + 12}" font-size="9">{escape(dist.labels[0])}</text>'
+        )
+        parts.append(
+            f'<text x="{W - PAD}" y="{H - bottom + 12}" font-size="9" text-anchor="end">'
+            f"{escape(dist.labels[-1])}</text>"
+        )
+    x_title = "value (hover a bar for its shares)" if categories else "value"
+    y_title = "share of rows" if categories else "cumulative share"
     parts.append(
-        f'<text x="{W - PAD}" y="{H - 8}" font-size="10" text-anchor="end">{escape(dist.labels[-1])}</text>'
+        f'<text x="{left + plot_w / 2:.1f}" y="{H + 16}" font-size="10" '
+        f'text-anchor="middle">{x_title}</text>'
     )
-    parts.append(f'<text x="{PAD}" y="{PAD - 8}" font-size="10">{top:.2f}</text>')
+    parts.append(
+        f'<text x="12" y="{PAD + plot_h / 2:.1f}" font-size="10" text-anchor="middle" '
+        f'transform="rotate(-90 12 {PAD + plot_h / 2:.1f})">{y_title}</text>'
+    )
+    parts.append(f'<text x="{left + 3}" y="{PAD - 6}" font-size="9">{top:.2f}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -79,9 +142,11 @@ def fidelity_html(
     created_at: str,
     threshold: float,
     against_source: bool = False,
+    names: dict[str, str] | None = None,
 ) -> str:
     """The report page; ``against_source`` adds the scores against the source (trusted
-    environment only: never put that version in a bundle)."""
+    environment only: never put that version in a bundle). ``names``: concept names by id
+    (public vocabulary), shown beside the ids in the plots."""
     rows = []
     for t in tables:
         violations = sum(t.rule_violations.values())
@@ -90,7 +155,7 @@ def fidelity_html(
             f'<tr><td><a href="#{escape(t.table)}">{escape(t.table)}</a></td><td>{t.rows}</td>'
             f"<td>{_fmt(t.median_score)}</td>{source_cell}<td>{violations}</td></tr>"
         )
-    sections = [_table_section(t, against_source) for t in tables]
+    sections = [_table_section(t, against_source, names) for t in tables]
     if against_source:
         title = f"Fidelity report against the source: project {escape(project)}"
         banner = (
@@ -147,7 +212,9 @@ Threshold for the median column score against the approved statistics: {threshol
 """
 
 
-def _table_section(t: TableFidelity, against_source: bool = False) -> str:
+def _table_section(
+    t: TableFidelity, against_source: bool = False, names: dict[str, str] | None = None
+) -> str:
     if t.rows == 0:
         return (
             f'<section id="{escape(t.table)}"><h2>{escape(t.table)}</h2>'
@@ -197,15 +264,23 @@ def _table_section(t: TableFidelity, against_source: bool = False) -> str:
     plots = "".join(
         f'<div class="plot"><div>{escape(c.column)} ({escape(c.metric)} against the approved '
         f"statistics {_fmt(c.score)})</div>"
-        f"{svg_plot(c.distribution, t.table + '.' + c.column)}</div>"
+        f"{svg_plot(c.distribution, t.table + '.' + c.column, names)}</div>"
+        for c in t.columns
+        if c.distribution and plot_note(c.distribution) is None
+    )
+    unplotted = "".join(
+        f"<li>{escape(c.column)}: {escape(note)}</li>"
         for c in t.columns
         if c.distribution and c.distribution.labels
-    ) + "".join(
+        for note in [plot_note(c.distribution)]
+        if note
+    )
+    plots += "".join(
         f'<div class="plot"><div>{escape(r.column)}: children per {escape(r.parent)} '
         f"(CardinalityShapeSimilarity {_fmt(r.cardinality_shape_similarity)})</div>"
         f"{svg_plot(r.distribution, t.table + '.' + r.column)}</div>"
         for r in t.references
-        if r.distribution and r.distribution.labels
+        if r.distribution and plot_note(r.distribution) is None
     )
     return f"""
 <section id="{escape(t.table)}">
@@ -218,5 +293,6 @@ def _table_section(t: TableFidelity, against_source: bool = False) -> str:
 {"<table><thead><tr><th>foreign key</th><th>parent</th><th>ReferentialIntegrity</th><th>CardinalityShapeSimilarity</th></tr></thead><tbody>" + refs + "</tbody></table>" if refs else ""}
 {"<table><thead><tr><th>rule</th><th>violations</th></tr></thead><tbody>" + rules + "</tbody></table>" if rules else ""}
 <div class="plots">{plots}</div>
+{"<p>Not drawn:</p><ul>" + unplotted + "</ul>" if unplotted else ""}
 </section>
 """

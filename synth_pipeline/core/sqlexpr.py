@@ -1,10 +1,11 @@
-"""Dialect-specific SQL expressions over quoted columns (SQLite keeps dates as ISO text)."""
+"""Dialect-specific SQL expressions over quoted columns (SQLite keeps dates as ISO text; DuckDB
+speaks PostgreSQL's SQL for all of these but one)."""
 
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from .database import is_postgres
+from .database import is_duckdb, is_postgres
 
 
 class SqlExpressions:
@@ -12,7 +13,10 @@ class SqlExpressions:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.pg = is_postgres(engine)
+        # DuckDB takes the PostgreSQL expressions (typed dates, EXTRACT, ~, percentile_disc);
+        # ``duck`` marks the few places where it differs
+        self.duck = is_duckdb(engine)
+        self.pg = is_postgres(engine) or self.duck
 
     def length(self, col: str) -> str:
         return f"CHAR_LENGTH(CAST({col} AS TEXT))" if self.pg else f"LENGTH({col})"
@@ -105,5 +109,10 @@ class SqlExpressions:
 
         cols = ", ".join(quote(self.engine, c) for c in columns)
         first = quote(self.engine, columns[0])
-        array = f"CAST(json_build_array({cols}) AS TEXT)" if self.pg else f"json_array({cols})"
+        if self.pg and not self.duck:
+            array = f"CAST(json_build_array({cols}) AS TEXT)"
+        elif self.duck:
+            array = f"CAST(json_array({cols}) AS TEXT)"
+        else:
+            array = f"json_array({cols})"
         return f"CASE WHEN {first} IS NOT NULL THEN {array} END"

@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import disclosure as dc
 from . import dp, omop
-from .database import is_postgres, qualified, quote
+from .database import is_duckdb, is_postgres, pg_like, qualified, quote
 from .dp import Noise
 from .schema import ColumnSchema, TableSchema, column_role, identifier_findings, list_tables
 from .sqlexpr import SqlExpressions
@@ -164,7 +164,7 @@ def summarise_table(
         findings.append("empty table: it stays empty")
 
     with engine.connect() as conn:
-        if sql.pg:
+        if sql.pg and not sql.duck:
             # the grouped pass hashes every grouped expression at once; let it do so in memory
             conn.execute(sa.text("SET LOCAL work_mem = '1GB'"))  # a ceiling, not an allocation
         scan = _first_scan(conn, sql, tbl, table)
@@ -621,7 +621,7 @@ def _grouped_pass(
     windows and fan-out."""
     if not groupings:
         return {}
-    pg = is_postgres(conn.engine)
+    pg = pg_like(conn.engine)
     m = len(groupings)
     if pg:
         # GROUPING SETS: one column per expression, NULL outside its own grouping set
@@ -629,14 +629,16 @@ def _grouped_pass(
         which = " ".join(f"WHEN GROUPING({g.expr}) = 0 THEN {i}" for i, g in enumerate(groupings))
         cols = ", ".join(f"{g.expr} AS x{i}" for i, g in enumerate(groupings))
         sets = ", ".join(f"({g.expr})" for g in groupings)
+        any_not_null = (
+            " OR ".join(f"{x} IS NOT NULL" for x in xs)
+            if is_duckdb(conn.engine)
+            else f"num_nonnulls({', '.join(xs)}) > 0"
+        )
         grouped = (
             f"SELECT CASE {which} END AS g, {cols}, COUNT(*) AS n FROM {frame} "
             f"GROUP BY GROUPING SETS ({sets})"
         )
-        f_cte = (
-            f"f0 AS ({grouped}), "
-            f"f AS MATERIALIZED (SELECT * FROM f0 WHERE num_nonnulls({', '.join(xs)}) > 0)"
-        )
+        f_cte = f"f0 AS ({grouped}), f AS MATERIALIZED (SELECT * FROM f0 WHERE {any_not_null})"
 
         def x_of(i: int) -> str:
             return f"x{i}"
@@ -798,7 +800,7 @@ def _plan(
     def dp_grouping(key: str, expr: str, col: ColumnSchema, what: str) -> _Grouping:
         """Under differential privacy: rows per quantile candidate bucket (see :mod:`.dp`)."""
         candidates = _dp_candidates(col, what, policy)
-        return _Grouping(key, dp.bucket_sql(expr, candidates, sql.pg), rows="all")
+        return _Grouping(key, dp.bucket_sql(expr, candidates, sql.pg and not sql.duck), rows="all")
 
     def value_grouping(col: ColumnSchema, role: str) -> _Grouping:
         q = quote(engine, col.name)
@@ -1028,7 +1030,7 @@ def _high_cardinality_pass(
         if ranks:
             wanted.append((c, quote(engine, c.name), n, ranks))
     aggregates = [f"COUNT(DISTINCT {quote(engine, c.name)})" for c in counted]
-    pg = is_postgres(engine)
+    pg = pg_like(engine)
     if pg:
         aggregates += [_percentiles_sql(q, n, ranks) for _, q, n, ranks in wanted]
     row = (
@@ -1074,7 +1076,7 @@ def _sample_frame(engine: Engine, tbl: str, total: int, sample_rows: int) -> _Sa
     return _SampleFrame(
         f"(SELECT * FROM {tbl} WHERE rowid % {step} = 0)",
         total // step,
-        f"SQLite every {step}th rowid",
+        f"{'DuckDB' if is_duckdb(engine) else 'SQLite'} every {step}th rowid",
     )
 
 
@@ -1191,7 +1193,7 @@ def _values_at_ranks(
     They stay inside this module: only their window means are released.
     """
     cond = f"{expr} IS NOT NULL" + (f" AND {where}" if where else "")
-    if is_postgres(conn.engine):
+    if pg_like(conn.engine):
         values = conn.execute(
             sa.text(f"SELECT {_percentiles_sql(expr, n, ranks)} FROM {tbl} WHERE {cond}"), params
         ).scalar_one()

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 from . import omop
 from .config import ProjectFiles, TableConfig, approval_problem
-from .database import is_postgres, qualified, quote
+from .database import is_postgres, pg_like, qualified, quote
 from .errors import ConfigError
 from .generators import CATALOGUE
 
@@ -496,7 +496,7 @@ class _Clause:
 
 
 def _in_list(engine: Engine, expr: str, values: list, sql_type: str) -> _Clause:
-    if is_postgres(engine):
+    if pg_like(engine):
         return _Clause(f"{expr} = ANY(CAST({_MARK} AS {sql_type}[]))", (list(values),))
     return _Clause(f"{expr} IN (SELECT value FROM json_each({_MARK}))", (json.dumps(values),))
 
@@ -595,4 +595,27 @@ def bundle_vocabulary(
             out.site_local_without_rows[column] = site_local
         if others:
             out.others_without_rows[column] = others
+    return out
+
+
+def concept_names(engine: Engine, schema: str | None, ids: set[str]) -> dict[str, str]:
+    """Names of the concepts among ``ids`` (as text), from the destination's concept table when
+    it holds one (public vocabulary rows), for labelling the fidelity report's plots."""
+    wanted = sorted({int(i) for i in ids if i.lstrip("-").isdigit() and int(i) != 0})
+    if not wanted or "concept" not in {
+        t.lower() for t in sa.inspect(engine).get_table_names(schema=schema)
+    }:
+        return {}
+    out: dict[str, str] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT {quote(engine, 'concept_id')}, {quote(engine, 'concept_name')} "
+                    f"FROM {qualified(engine, schema, 'concept')} WHERE "
+                    f"{quote(engine, 'concept_id')} IN ({', '.join(str(i) for i in part)})"
+                )
+            ).all()
+            out.update({str(c): str(n) for c, n in rows if n})
     return out

@@ -9,6 +9,7 @@ thread while the current one is written, and memory is bounded by a few chunks.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import queue
@@ -24,7 +25,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .database import is_postgres, is_transient_error, qualified, quote
+from .database import is_duckdb, is_postgres, is_transient_error, qualified, quote
 from .errors import DatabaseError
 from .generators import POLARS_TYPES
 
@@ -58,7 +59,12 @@ def _table(
     pk_name: str | None,
 ) -> sa.Table:
     md = sa.MetaData(schema=schema)
-    cols = [sa.Column(c.name, sa_type(c.logical_type, c.max_length), quote=True) for c in columns]
+    # autoincrement=False: an integer primary key is a plain column (DuckDB's dialect would
+    # otherwise declare it SERIAL, a type DuckDB does not have)
+    cols = [
+        sa.Column(c.name, sa_type(c.logical_type, c.max_length), quote=True, autoincrement=False)
+        for c in columns
+    ]
     args: list = list(cols)
     if primary_key:
         args.append(sa.PrimaryKeyConstraint(primary_key, name=pk_name))
@@ -281,10 +287,28 @@ def load_chunks(
 ) -> int:
     """Append DataFrames to an existing table in the connection's transaction; returns rows.
 
-    PostgreSQL: one binary COPY for all chunks. SQLite: executemany per chunk. Either way the
-    next chunk is produced (and encoded) in a background thread while this one is written.
+    PostgreSQL: one binary COPY for all chunks. DuckDB: each chunk handed over as Arrow and
+    inserted by one INSERT ... SELECT. SQLite: executemany per chunk. Either way the next chunk
+    is produced (and encoded) in a background thread while this one is written.
     """
     total = 0
+    if is_duckdb(conn.engine):
+        names = ", ".join(quote(conn.engine, c.name) for c in columns)
+        driver = conn.connection.driver_connection
+        view = f"_synth_pipeline_chunk_{secrets.token_hex(4)}"
+        for df in prefetch(df for df in chunks if df.height):
+            driver.register(view, df.select([c.name for c in columns]).to_arrow())
+            try:
+                conn.exec_driver_sql(f"INSERT INTO {target} ({names}) SELECT {names} FROM {view}")
+            finally:
+                # after a refused insert the transaction is aborted and unregistering fails
+                # too: the insert's own error is the one to report
+                with contextlib.suppress(Exception):
+                    driver.unregister(view)
+            total += df.height
+            if on_chunk:
+                on_chunk(total)
+        return total
     if is_postgres(conn.engine):
         cols = ", ".join(quote(conn.engine, c.name) for c in columns)
         encoded = (
@@ -476,7 +500,7 @@ def database_problem(exc: BaseException, where: str, columns: list[ColumnDef]) -
     if is_transient_error(exc):
         return None
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-    if not type(orig).__module__.startswith(("psycopg", "sqlite3")):
+    if not type(orig).__module__.startswith(("psycopg", "sqlite3", "duckdb", "_duckdb")):
         return None
     diag = getattr(orig, "diag", None)
     text = str(orig).strip().splitlines()
