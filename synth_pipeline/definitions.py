@@ -1,8 +1,12 @@
-"""The one Definitions object: assets, checks, resources, sensors, schedules and automation.
+"""The one Definitions object: every project's assets, checks, jobs, sensors, schedule and
+automation, and the resources they share.
 
-``dagster dev -w workspace.yaml`` loads ``defs`` from here. Connection URLs come from the
+``dagster dev -w workspace.yaml`` loads ``defs`` from here. Each project folder under the
+configuration root (a folder with a ``project.yaml``) contributes its own assets under its key
+prefix and group (``demo/synthetic_table`` in the group ``demo``), with its own partitions,
+jobs, sensors, schedule and automation (see projects.py). Connection URLs come from the
 environment (see settings.py and the README); with none set, the source is the bundled demo
-extract and the destination an SQLite file under the work folder.
+extract and each project's destination an SQLite file of its own under the work folder.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import dagster as dg
 
 from . import settings
-from .assets import ALL_ASSETS
-from .automation import automation_sensor
-from .jobs import ALL_JOBS
+from .assets import project_assets
+from .automation import build_automation_sensor
+from .jobs import build_jobs
+from .projects import project_names
 from .resources import DestinationDatabase, JsonStateIOManager, SourceDatabase, SynthProject
 from .schedules import build_refresh_schedule
-from .sensors import config_file_sensor, new_extract_sensor
+from .sensors import build_config_file_sensor, build_new_extract_sensor
 
 
 def _env_or_none(names: tuple[str, ...]):
@@ -24,7 +29,11 @@ def _env_or_none(names: tuple[str, ...]):
 
 
 def build_resources() -> dict[str, object]:
-    """Resources wired to the environment: URLs as EnvVar references, never as literal text."""
+    """Resources wired to the environment: URLs as EnvVar references, never as literal text.
+
+    They serve every project: each asset reads its own project's files through
+    ``SynthProject.for_project``, and stored values sit under the asset's key, whose prefix is
+    the project."""
     return {
         "source": SourceDatabase(
             url=_env_or_none(settings.SOURCE_URL_VARS),
@@ -39,21 +48,33 @@ def build_resources() -> dict[str, object]:
             config_root=str(settings.config_root()),
             bundle_dir=str(settings.bundle_dir(settings.project_name())),
         ),
-        "state_io_manager": JsonStateIOManager(
-            base_dir=str(settings.work_dir() / "state"), project=settings.project_name()
-        ),
+        "state_io_manager": JsonStateIOManager(base_dir=str(settings.work_dir() / "state")),
     }
 
 
-def build_definitions() -> dg.Definitions:
-    resources = build_resources()
-    project: SynthProject = resources["project"]  # type: ignore[assignment]
+def build_project_definitions(project: SynthProject) -> dg.Definitions:
+    """One project's assets, checks, jobs, sensors, schedule and automation (no resources)."""
+    name = project.project
     return dg.Definitions(
-        assets=ALL_ASSETS,
-        resources=resources,
-        jobs=ALL_JOBS,
-        sensors=[new_extract_sensor, config_file_sensor, automation_sensor],
+        assets=project_assets(name).all,
+        jobs=build_jobs(name),
+        sensors=[
+            build_new_extract_sensor(name),
+            build_config_file_sensor(name),
+            build_automation_sensor(name),
+        ],
         schedules=[build_refresh_schedule(project.files())],
+    )
+
+
+def build_definitions(projects: list[str] | None = None) -> dg.Definitions:
+    """Every project under the configuration root (or those named), merged."""
+    resources = build_resources()
+    shared: SynthProject = resources["project"]  # type: ignore[assignment]
+    names = projects or project_names(settings.config_root()) or [shared.project]
+    return dg.Definitions.merge(
+        *(build_project_definitions(shared.for_project(n)) for n in names),
+        dg.Definitions(resources=resources),
     )
 
 

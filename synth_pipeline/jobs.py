@@ -1,46 +1,64 @@
 """Jobs for runs launched by a run launcher (the UI's launchpad, `--parallel`, a deployment).
 
+Per project (``<project>__synthesise_table``, ``<project>__publish_bundle``):
 ``synthesise_table``: the four table steps of one partition under the multiprocess executor,
 so several partitions can run side by side on an instance with PostgreSQL storage.
-``publish_bundle``: the CSV bundle, once every table is written.
+``publish_bundle``: the CSV bundle, once every table is written. Both carry the project's tag.
 
 ``reconstructable`` needs module-level functions that return the job; they load the
-Definitions afresh in each step's process, from the same environment variables.
+Definitions afresh in each step's process, from the same environment variables (the project
+is ``SYNTH_PROJECT``).
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from .assets import column_stats, csv_bundle, reviewed_config, schema_snapshot, synthetic_table
+from .assets import project_assets
+from .concurrency import PROJECT_TAG
+from .projects import scoped
+from .settings import project_name
 
 TABLE_JOB = "synthesise_table"
 BUNDLE_JOB = "publish_bundle"
 
-synthesise_table_job = dg.define_asset_job(
-    TABLE_JOB,
-    selection=[schema_snapshot, column_stats, reviewed_config, synthetic_table],
-    executor_def=dg.multiprocess_executor,
-    description="Snapshot, statistics, reviewed config and synthetic table of one OMOP table, "
-    "each step in its own process.",
-)
 
-publish_bundle_job = dg.define_asset_job(
-    BUNDLE_JOB,
-    selection=[csv_bundle],
-    description="The CSV bundle from the synthetic tables in the destination.",
-)
+def table_job_name(project: str) -> str:
+    return scoped(project, TABLE_JOB)
 
-ALL_JOBS = [synthesise_table_job, publish_bundle_job]
+
+def bundle_job_name(project: str) -> str:
+    return scoped(project, BUNDLE_JOB)
+
+
+def build_jobs(project: str) -> list:
+    assets = project_assets(project)
+    return [
+        dg.define_asset_job(
+            table_job_name(project),
+            selection=assets.table_steps,
+            executor_def=dg.multiprocess_executor,
+            tags={PROJECT_TAG: project},
+            description=f"Snapshot, statistics, reviewed config and synthetic table of one OMOP "
+            f"table of project {project}, each step in its own process.",
+        ),
+        dg.define_asset_job(
+            bundle_job_name(project),
+            selection=[assets.csv_bundle],
+            tags={PROJECT_TAG: project},
+            description=f"Project {project}'s CSV bundle from the synthetic tables in its "
+            "destination.",
+        ),
+    ]
 
 
 def table_job() -> dg.JobDefinition:
     from .definitions import defs
 
-    return defs.resolve_job_def(TABLE_JOB)
+    return defs.resolve_job_def(table_job_name(project_name()))
 
 
 def bundle_job() -> dg.JobDefinition:
     from .definitions import defs
 
-    return defs.resolve_job_def(BUNDLE_JOB)
+    return defs.resolve_job_def(bundle_job_name(project_name()))

@@ -1,12 +1,18 @@
-"""One partition per OMOP table.
+"""One partition per OMOP table, a partitions definition per project.
 
 The tables come from the source, not from code: the CLI adds the source's tables before a run
 and the new-extract sensor adds any table that appears, so a new table is a new partition
-without a code change.
+without a code change. Each project has its own (``<project>__omop_table``), so adding a table
+to one project never shows it in another.
 """
+
+import functools
 
 import dagster as dg
 
-OMOP_TABLES = "omop_table"
+from .projects import partitions_name
 
-omop_table_partitions = dg.DynamicPartitionsDefinition(name=OMOP_TABLES)
+
+@functools.cache
+def table_partitions(project: str) -> dg.DynamicPartitionsDefinition:
+    return dg.DynamicPartitionsDefinition(name=partitions_name(project))

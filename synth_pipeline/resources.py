@@ -50,22 +50,26 @@ class DestinationDatabase(dg.ConfigurableResource):
 
     url: str | None = None
     db_schema: str | None = None
-    _engine: Engine | None = PrivateAttr(default=None)
+    # one engine per project: with no URL set, each project has a database of its own
+    _engines: dict[str, Engine] = PrivateAttr(default_factory=dict)
 
     def resolved_url(self, project: str) -> str:
         return self.url or settings.default_destination_url(project)
 
     def engine(self, project: str) -> Engine:
-        if self._engine is None:
-            self._engine = open_writable_destination(self.resolved_url(project), self.db_schema)
-        return self._engine
+        if project not in self._engines:
+            self._engines[project] = open_writable_destination(
+                self.resolved_url(project), self.db_schema
+            )
+        return self._engines[project]
 
     def describe(self, project: str) -> str:
         return redact(self.resolved_url(project))
 
     def teardown_after_execution(self, context) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
 
 
 class SynthProject(dg.ConfigurableResource):
@@ -78,6 +82,17 @@ class SynthProject(dg.ConfigurableResource):
     scale: float | None = None
     chunk_rows: int | None = None
     copy_vocabulary: bool = True  # False: vocabulary tables are left for a later load
+
+    def for_project(self, name: str) -> SynthProject:
+        """This resource as the assets of project ``name`` read it: itself when it is that
+        project's (a CLI run), else that project's own files and bundle folder (the UI's code
+        location serves every project with one resource); a run's overrides (seed, scale,
+        chunk rows, vocabulary copy) hold either way."""
+        if name == self.project:
+            return self
+        return self.model_copy(
+            update={"project": name, "bundle_dir": str(settings.default_bundle_dir(name))}
+        )
 
     def files(self) -> ProjectFiles:
         return ProjectFiles(Path(self.config_root or settings.config_root()), self.project)
@@ -100,20 +115,17 @@ class SynthProject(dg.ConfigurableResource):
 
 class JsonStateIOManager(dg.ConfigurableIOManager):
     """Stores asset values as readable JSON files, one per partition, under the work folder
-    (``state/<project>/<asset>/<table>.json``).
+    (``state/<project>/<asset>/<table>.json``: the asset's key, whose prefix is the project, so
+    another project's run never reads them).
 
     Everything stored here is either structure of the source (inside the trusted environment)
     or has passed disclosure control.
     """
 
     base_dir: str = ""
-    # values of one project under a folder of its own: another project's run never reads them
-    project: str = ""
 
     def _path(self, context) -> Path:
         base = Path(self.base_dir or settings.work_dir() / "state")
-        if self.project:
-            base = base / self.project
         parts = list(context.asset_key.path)
         name = context.asset_partition_key if context.has_asset_partitions else "value"
         return base.joinpath(*parts) / f"{name}.json"

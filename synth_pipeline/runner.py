@@ -15,14 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from . import settings
-from .assets import (
-    ALL_ASSETS,
-    column_stats,
-    csv_bundle,
-    reviewed_config,
-    schema_snapshot,
-    synthetic_table,
-)
+from .assets import project_assets
 from .concurrency import PROJECT_TAG, ensure_write_pool
 from .core import omop
 from .core.config import ProjectFiles, atomic_write_text
@@ -31,12 +24,9 @@ from .core.errors import ConfigError
 from .core.preflight import check_configuration
 from .core.schema import list_tables, unusable_name
 from .definitions import build_resources
-from .partitions import OMOP_TABLES
+from .projects import partitions_name
 from .resources import SynthProject
 from .sensors import record_config_observations
-
-CONFIG_STEPS = [schema_snapshot, column_stats, reviewed_config]
-TABLE_STEPS = [*CONFIG_STEPS, synthetic_table]
 
 
 @contextmanager
@@ -156,7 +146,8 @@ def _summarise_run(result, generated: bool) -> _RunSummary:
     if result.success and generated:
         # read from the materialisation's metadata: a launched run's outputs are not loadable
         for event in result.all_events:
-            if event.is_step_materialization and event.asset_key == synthetic_table.key:
+            # the run is one project's: its synthetic_table is <project>/synthetic_table
+            if event.is_step_materialization and event.asset_key.path[-1] == "synthetic_table":
                 metadata = event.step_materialization_data.materialization.metadata
                 rows = int(metadata["dagster/row_count"].value)
     return _RunSummary(result.run_id, result.success, errors, checks, rows)
@@ -380,13 +371,14 @@ def execute(
         notes = record_cdm_version(files, guess, init=config_only)
         files.write_json_schema()
         instance = instance or instance_for_cli()
-        ensure_write_pool(instance)  # one writer of the destination at a time
-        known = set(instance.get_dynamic_partitions(OMOP_TABLES))
+        ensure_write_pool(instance, project)  # one writer of the project's tables at a time
+        assets = project_assets(project)
+        known = set(instance.get_dynamic_partitions(partitions_name(project)))
         new = [t for t in available if t not in known and not unusable_name(t)]
         if new:
-            instance.add_dynamic_partitions(OMOP_TABLES, new)
+            instance.add_dynamic_partitions(partitions_name(project), new)
         record_config_observations(instance, files, [t for t in selected if t in available])
-        steps = CONFIG_STEPS if config_only else TABLE_STEPS
+        steps = assets.config_steps if config_only else assets.table_steps
         # the console shows what the user must act on; the run's full log is in the instance
         run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         report = RunReport(tables=[], notes=notes)
@@ -419,7 +411,7 @@ def execute(
             results = {
                 t: _summarise_run(
                     dg.materialize(
-                        ALL_ASSETS,
+                        assets.all,
                         selection=steps,
                         partition_key=t,
                         run_config=run_config,
@@ -453,8 +445,8 @@ def execute(
             ]
         elif not config_only:
             result = dg.materialize(
-                ALL_ASSETS,
-                selection=[csv_bundle],
+                assets.all,
+                selection=[assets.csv_bundle],
                 run_config=run_config,
                 instance=instance,
                 resources=resources,

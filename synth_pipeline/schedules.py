@@ -1,8 +1,9 @@
 """The refresh schedule: snapshot and statistics of every table, on the project's cron.
 
-The cron is ``refresh_schedule`` in ``<project>/project.yaml`` (default Mondays 03:00). The
-schedule starts STOPPED: turn it on in the UI (Automation, ``refresh_schedule``) or with
-``dagster schedule start refresh_schedule -w workspace.yaml``; the daemon runs it. A refresh
+One per project (``<project>__refresh_schedule``). The cron is ``refresh_schedule`` in
+``<project>/project.yaml`` (default Mondays 03:00). The schedule starts STOPPED: turn it on in
+the UI (Automation, ``demo__refresh_schedule``) or with
+``dagster schedule start demo__refresh_schedule -w workspace.yaml``; the daemon runs it. A refresh
 that finds the same statistics changes nothing downstream; changed statistics refresh the
 config, reset its review to draft, and stop at the approval gate until someone approves.
 """
@@ -12,12 +13,11 @@ from __future__ import annotations
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
-from .assets import column_stats, schema_snapshot
+from .assets import project_assets
 from .concurrency import PROJECT_TAG
 from .core.config import ProjectFiles
 from .core.errors import ConfigError
-from .partitions import OMOP_TABLES
-from .settings import project_name
+from .projects import partitions_name, scoped
 
 REFRESH_SCHEDULE = "refresh_schedule"
 
@@ -31,16 +31,19 @@ def build_refresh_schedule(files: ProjectFiles) -> dg.ScheduleDefinition:
             setting="refresh_schedule",
         )
 
+    name = files.project
+    assets = project_assets(name)
+
     @dg.schedule(
-        name=REFRESH_SCHEDULE,
+        name=scoped(name, REFRESH_SCHEDULE),
         cron_schedule=cron,
-        target=[schema_snapshot, column_stats],
+        target=[assets.schema_snapshot, assets.column_stats],
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Re-reads the schema and statistics of every table ({cron}, from "
-        "project.yaml's refresh_schedule).",
+        description=f"Re-reads the schema and statistics of every table of project {name} "
+        f"({cron}, from project.yaml's refresh_schedule).",
     )
     def refresh_schedule(context: dg.ScheduleEvaluationContext):
-        tables = sorted(context.instance.get_dynamic_partitions(OMOP_TABLES))
+        tables = sorted(context.instance.get_dynamic_partitions(partitions_name(name)))
         if not tables:
             return dg.SkipReason("no tables yet: run synth-pipeline init or the new-extract sensor")
         when = context.scheduled_execution_time.isoformat()
@@ -48,7 +51,7 @@ def build_refresh_schedule(files: ProjectFiles) -> dg.ScheduleDefinition:
             dg.RunRequest(
                 run_key=f"refresh:{t}:{when}",
                 partition_key=t,
-                tags={"synth_pipeline/trigger": REFRESH_SCHEDULE, PROJECT_TAG: project_name()},
+                tags={"synth_pipeline/trigger": REFRESH_SCHEDULE, PROJECT_TAG: name},
             )
             for t in tables
         ]

@@ -48,7 +48,11 @@ def project_name() -> str:
 
 
 def bundle_dir(project: str) -> Path:
-    return Path(os.environ.get("SYNTH_BUNDLE_DIR") or work_dir() / project / "bundle").resolve()
+    return Path(os.environ.get("SYNTH_BUNDLE_DIR") or default_bundle_dir(project)).resolve()
+
+
+def default_bundle_dir(project: str) -> Path:
+    return (work_dir() / project / "bundle").resolve()
 
 
 def demo_source_path() -> Path:

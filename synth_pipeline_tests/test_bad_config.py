@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from synth_pipeline import cli
-from synth_pipeline.assets import ALL_ASSETS, synthetic_table
-from synth_pipeline.partitions import OMOP_TABLES
+from synth_pipeline.assets import project_assets
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -29,6 +28,11 @@ from synth_pipeline.resources import (
 
 from .conftest import DEMO_CONFIGS
 from .fault_helpers import destination_state, folder_state
+
+# the demo project's assets (keys demo/...), its partitions
+DEMO = project_assets("demo")
+ALL_ASSETS = DEMO.all
+OMOP_TABLES = DEMO.partitions_name
 
 
 @dataclass
@@ -209,10 +213,10 @@ def test_scale_of_zero_through_dagster_is_refused_before_writing(site):
     assert not result.success
     failures = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
     text = " ".join(str(e.to_string()) for e in failures)
-    assert "synthetic_table" in {e.step_key for e in result.all_events if e.is_step_failure}
+    assert "demo__synthetic_table" in {e.step_key for e in result.all_events if e.is_step_failure}
     assert "scale must be above 0" in text and "setting scale" in text
     assert_untouched(site)
-    assert synthetic_table.key not in {
+    assert DEMO.synthetic_table.key not in {
         e.asset_key for e in result.get_asset_materialization_events()
     }
 

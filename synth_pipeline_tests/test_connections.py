@@ -20,11 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from synth_pipeline import cli
-from synth_pipeline.assets import ALL_ASSETS
+from synth_pipeline.assets import project_assets
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.core.write import read_register
 from synth_pipeline.definitions import build_resources
-from synth_pipeline.partitions import OMOP_TABLES
 
 from . import dirty_extract as dirty
 from .fault_helpers import all_text_under
@@ -235,10 +234,11 @@ def test_no_password_anywhere_after_good_and_bad_runs(
     monkeypatch.setenv("SYNTH_PROJECT", "pw")
     monkeypatch.setenv("SYNTH_CONFIG_DIR", str(root))
     instance = dg.DagsterInstance.get()
-    assert "person" in instance.get_dynamic_partitions(OMOP_TABLES)
+    pw = project_assets("pw")
+    assert "person" in instance.get_dynamic_partitions(pw.partitions_name)
     result = dg.materialize(
-        ALL_ASSETS,
-        selection=ALL_ASSETS[:4],
+        pw.all,
+        selection=pw.table_steps,
         partition_key="person",
         instance=instance,
         resources=build_resources(),

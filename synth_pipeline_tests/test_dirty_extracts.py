@@ -48,7 +48,9 @@ def init_approve_run(tmp_path, source, destination, *, schema=None, destination_
 def findings_metadata(instance, table: str) -> str:
     """The `dirty_data_found` metadata of the latest column_stats materialisation of a table."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("column_stats"), asset_partitions=[table]),
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["dirty", "column_stats"]), asset_partitions=[table]
+        ),
         limit=1,
     ).records
     return records[0].asset_materialization.metadata["dirty_data_found"].value

@@ -405,7 +405,7 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
     )
     assert report.ok, [(t.table, t.messages) for t in report.tables]
 
-    event = instance.get_latest_materialization_event(dg.AssetKey("synthetic_table"))
+    event = instance.get_latest_materialization_event(dg.AssetKey(["fid", "synthetic_table"]))
     metadata = event.asset_materialization.metadata
     table_md = metadata["fidelity_against_source"].value
     assert "score against the approved statistics" in table_md
@@ -430,7 +430,7 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
     assert (
         "score against the source" in trusted and "score against the approved statistics" in trusted
     )
-    bundle_event = instance.get_latest_materialization_event(dg.AssetKey("csv_bundle"))
+    bundle_event = instance.get_latest_materialization_event(dg.AssetKey(["fid", "csv_bundle"]))
     assert bundle_event.asset_materialization.metadata[
         "fidelity_report_against_source"
     ].value == str(folder / "fidelity.html")

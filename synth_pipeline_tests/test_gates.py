@@ -16,27 +16,23 @@ import pytest
 import sqlalchemy as sa
 
 from synth_pipeline import cli
-from synth_pipeline.assets import (
-    ALL_ASSETS,
-    column_stats,
-    csv_bundle,
-    reviewed_config,
-    schema_snapshot,
-    synthetic_table,
-)
-from synth_pipeline.concurrency import PROJECT_TAG, WRITE_POOL, ensure_write_pool
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.assets import project_assets
+from synth_pipeline.automation import automation_sensor_name
+from synth_pipeline.concurrency import PROJECT_TAG, ensure_write_pool
+from synth_pipeline.core.config import ProjectFiles, approve
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.core.rules import count_violations
 from synth_pipeline.core.write import read_register
-from synth_pipeline.partitions import OMOP_TABLES
+from synth_pipeline.definitions import build_definitions
+from synth_pipeline.jobs import bundle_job_name, table_job_name
+from synth_pipeline.projects import write_pool
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
     SourceDatabase,
     SynthProject,
 )
-from synth_pipeline.runner import execute
+from synth_pipeline.runner import environment, execute
 
 TABLES = ["person", "visit_occurrence"]
 # observation periods made by hand in the destination: visits outside every period break the
@@ -45,7 +41,13 @@ NO_PERIODS = (
     "CREATE TABLE observation_period (person_id INTEGER, observation_period_start_date DATE, "
     "observation_period_end_date DATE)"
 )
-STEPS = [schema_snapshot, column_stats, reviewed_config, synthetic_table]
+# the demo project's assets (keys demo/...) and partitions
+DEMO = project_assets("demo")
+ALL_ASSETS = DEMO.all
+OMOP_TABLES = DEMO.partitions_name
+schema_snapshot, column_stats, reviewed_config, synthetic_table = DEMO.table_steps
+csv_bundle = DEMO.csv_bundle
+STEPS = DEMO.table_steps
 
 
 def _resources(config_root, source_url, dest_url, tmp_path, dest_schema=None):
@@ -251,36 +253,165 @@ def test_check_results_belong_to_their_partition(written):
     assert None not in by_partition
 
 
-# 5. projects keep apart: state and run tags
+def test_a_failed_gate_on_one_table_does_not_hold_another_in_the_automation(
+    demo_sqlite_url, config_root, tmp_path
+):
+    """all_deps_blocking_checks_passed reads each partition's own check results: the failed
+    config_approved of observation_period holds its synthetic table, not person's."""
+    env = {
+        "SYNTH_SOURCE_URL": demo_sqlite_url,
+        "SYNTH_DESTINATION_URL": f"sqlite:///{tmp_path / 'dest.sqlite'}",
+        "SYNTH_PROJECT": "demo",
+        "SYNTH_CONFIG_DIR": str(config_root),
+        "SYNTH_WORK_DIR": str(tmp_path / "work"),
+        "SYNTH_BUNDLE_DIR": str(tmp_path / "bundle"),
+    }
+    files = ProjectFiles(config_root, "demo")
+    tables = ["person", "observation_period"]
+    with environment(env), dg.DagsterInstance.ephemeral() as instance:
+        defs = build_definitions(["demo"])
+        instance.add_dynamic_partitions(OMOP_TABLES, tables)
+
+        def materialise(selection, t):
+            return dg.materialize(
+                defs.assets,
+                selection=selection,
+                partition_key=t,
+                instance=instance,
+                resources=defs.resources,
+                raise_on_error=False,
+            )
+
+        for t in tables:
+            assert materialise(DEMO.config_steps, t).success, t
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        # both configs change: person's edit is approved, observation_period's is not
+        for t in tables:
+            cfg = files.load_table(t)
+            cfg.rows += 5
+            if t == "person":
+                cfg = approve(cfg, "Reviewer", cfg.review.source_fingerprint)
+            files.save_table(cfg)
+        for t in tables:  # the failing table last: its result is the latest of the check
+            result = materialise([reviewed_config], t)
+            assert _check(result, "config_approved", t).passed == (t == "person"), t
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert tick.get_requested_partitions(synthetic_table.key) == {"person"}
 
 
-def test_stored_values_and_runs_belong_to_their_project(demo_sqlite_url, config_root, tmp_path):
-    shutil.copytree(config_root / "demo", config_root / "other")
-    text = (config_root / "other" / "project.yaml").read_text()
-    (config_root / "other" / "project.yaml").write_text(
-        text.replace("project: demo", "project: other")
+# 5. projects keep apart: keys, partitions, state, runs, automation, files and tables
+
+
+def _second_project(config_root, name="other"):
+    shutil.copytree(config_root / "demo", config_root / name)
+    text = (config_root / name / "project.yaml").read_text()
+    (config_root / name / "project.yaml").write_text(
+        text.replace("project: demo", f"project: {name}")
     )
+
+
+def test_each_project_has_its_own_assets_partitions_jobs_and_automation(config_root, tmp_path):
+    _second_project(config_root)
+    env = {"SYNTH_CONFIG_DIR": str(config_root), "SYNTH_WORK_DIR": str(tmp_path / "work")}
+    with environment(env):
+        defs = build_definitions()
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    steps = ["schema_snapshot", "column_stats", "reviewed_config", "synthetic_table", "csv_bundle"]
+    for p in ("demo", "other"):
+        assert {f"{p}/{a}" for a in [*steps, "config_file"]} <= keys
+        assert {graph.get(dg.AssetKey([p, a])).group_name for a in steps} == {p}
+        table = graph.get(dg.AssetKey([p, "synthetic_table"]))
+        assert table.partitions_def.name == f"{p}__omop_table"
+        # the checks are the project's, one result per table of the project
+        for check in graph.get_check_keys_for_assets({table.key}):
+            assert check.asset_key.path[0] == p
+            assert graph.get_check_spec(check).partitions_def.name == f"{p}__omop_table"
+        for a in steps[:-1]:
+            deps = graph.get(dg.AssetKey([p, a])).parent_keys
+            assert all(d.path[0] == p for d in deps), (a, deps)
+        job = defs.resolve_job_def(table_job_name(p))
+        assert {k.path[0] for k in job.asset_layer.executable_asset_keys} == {p}
+        assert job.tags[PROJECT_TAG] == p
+        assert defs.resolve_job_def(bundle_job_name(p)).tags[PROJECT_TAG] == p
+        sensor = defs.resolve_sensor_def(automation_sensor_name(p))
+        targeted = sensor.asset_selection.resolve(graph)
+        assert targeted and {k.path[0] for k in targeted} == {p}
+        assert defs.resolve_sensor_def(f"{p}__new_extract_sensor")
+        assert defs.resolve_sensor_def(f"{p}__config_file_sensor")
+        assert defs.resolve_schedule_def(f"{p}__refresh_schedule")
+
+
+def _digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_two_projects_on_one_instance_never_touch_each_other(
+    demo_sqlite_url, config_root, tmp_path
+):
+    """The issue's case: a second project initialised and run on the instance of the first.
+    Its runs write only its own state, destination, bundle and partitions, and leave the first
+    project nothing to redo in the automation."""
+    _second_project(config_root)
     (tmp_path / "home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
     work = tmp_path / "work"
-    from synth_pipeline.runner import environment
-
-    with environment({"SYNTH_WORK_DIR": str(work)}):
+    env = {
+        "SYNTH_WORK_DIR": str(work),
+        "SYNTH_CONFIG_DIR": str(config_root),
+        "SYNTH_SOURCE_URL": demo_sqlite_url,
+        "SYNTH_PROJECT": None,
+        "SYNTH_DESTINATION_URL": None,
+        "SYNTH_BUNDLE_DIR": None,
+    }
+    with environment(env):
+        reports = {}
         for project in ("demo", "other"):
-            report = execute(
+            if project == "other":  # what the first project holds once it is done
+                demo_db = _digest(work / "demo" / "synthetic.sqlite")
+                demo_manifest = _digest(work / "demo" / "bundle" / "manifest.json")
+                demo_state = {p: _digest(p) for p in (work / "state" / "demo").rglob("*.json")}
+            reports[project] = execute(
                 source_url=demo_sqlite_url,
                 project=project,
                 config_root=config_root,
                 tables=["person"],
-                config_only=True,
                 instance=instance,
             )
-            assert all(t.ok for t in report.tables), report
-    assert (work / "state" / "demo" / "reviewed_config" / "person.json").exists()
-    assert (work / "state" / "other" / "reviewed_config" / "person.json").exists()
-    assert not (work / "state" / "reviewed_config").exists()
-    runs = instance.get_runs()
-    assert {r.tags.get(PROJECT_TAG) for r in runs} == {"demo", "other"}
+            assert reports[project].ok, reports[project]
+        defs = build_definitions()
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    # the first project's destination, bundle and stored values are as it left them
+    assert _digest(work / "demo" / "synthetic.sqlite") == demo_db
+    assert _digest(work / "demo" / "bundle" / "manifest.json") == demo_manifest
+    assert {p: _digest(p) for p in (work / "state" / "demo").rglob("*.json")} == demo_state
+    assert (work / "other" / "synthetic.sqlite").exists()
+    assert (work / "state" / "other" / "synthetic_table" / "person.json").exists()
+    assert not (work / "state" / "synthetic_table").exists()
+    # each run is tagged with its project and materialised that project's keys only
+    runs = {r.run_id: r for r in instance.get_runs()}
+    for project, report in reports.items():
+        for run_id in report.run_ids:
+            assert runs[run_id].tags[PROJECT_TAG] == project
+            keys = {
+                e.dagster_event.asset_key
+                for e in instance.all_logs(run_id)
+                if e.is_dagster_event and e.dagster_event.is_step_materialization
+            }
+            assert keys and {k.path[0] for k in keys} == {project}, (project, keys)
+    # each project's partitions are its own: the source's tables, added once per project
+    assert instance.get_dynamic_partitions("demo__omop_table")
+    assert instance.get_dynamic_partitions("other__omop_table")
+    for project in ("demo", "other"):
+        key = dg.AssetKey([project, "synthetic_table"])
+        assert instance.get_materialized_partitions(key) == {"person"}
+    # and the second project's runs left the first nothing to redo
+    requested = {
+        k for k in defs.resolve_asset_graph().get_all_asset_keys() if tick.get_num_requested(k)
+    }
+    assert not {k for k in requested if k.path[0] == "demo"}, requested
 
 
 # 6. a project that does not exist is refused by every command except init
@@ -306,26 +437,47 @@ def test_a_typo_in_the_project_is_refused(argv, demo_sqlite_url, config_root, tm
     assert not (config_root / "demoo").exists()
 
 
-# 7. one writer of the destination at a time, however the run started
+# 7. one writer of a project's destination at a time, however the run started
 
 
-def test_every_writer_shares_the_one_slot_pool():
-    writers = [a for a in ALL_ASSETS if isinstance(a, dg.AssetsDefinition) and a.op.pool]
-    assert {a.op.pool for a in writers} == {WRITE_POOL}
-    assert {synthetic_table.key, csv_bundle.key} <= {k for a in writers for k in a.keys}
+def test_each_project_writes_through_its_own_one_slot_pool(config_root, tmp_path):
+    _second_project(config_root)
+    for p in ("demo", "other"):
+        assets = project_assets(p)
+        writers = [a for a in assets.all if isinstance(a, dg.AssetsDefinition) and a.op.pool]
+        assert {a.op.pool for a in writers} == {write_pool(p)}
+        assert {assets.synthetic_table.key, assets.csv_bundle.key} <= {
+            k for a in writers for k in a.keys
+        }
+    assert write_pool("demo") != write_pool("other")
 
 
-def test_a_write_waits_while_another_run_holds_the_slot(demo_sqlite_url, config_root, tmp_path):
+def test_a_write_waits_while_another_run_of_its_project_holds_the_slot(
+    demo_sqlite_url, config_root, tmp_path
+):
+    """A run of the UI, a sensor or the automation is writing project demo: the CLI's write of
+    demo waits for the slot, and project other's write goes ahead meanwhile."""
+    _second_project(config_root)
+    other = project_assets("other")
     (tmp_path / "home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
     instance.add_dynamic_partitions(OMOP_TABLES, ["person"])
-    ensure_write_pool(instance)
+    instance.add_dynamic_partitions(other.partitions_name, ["person"])
+    for p in ("demo", "other"):
+        ensure_write_pool(instance, p)
     storage = instance.event_log_storage
     dest = f"sqlite:///{tmp_path / 'dest.sqlite'}"
     resources = _resources(config_root, demo_sqlite_url, dest, tmp_path)
+    other_dest = tmp_path / "other.sqlite"
+    other_resources = {
+        **_resources(config_root, demo_sqlite_url, f"sqlite:///{other_dest}", tmp_path),
+        "project": SynthProject(
+            project="other", config_root=str(config_root), bundle_dir=str(tmp_path / "ob")
+        ),
+    }
     assert _materialise(instance, resources, "person", STEPS[:3]).success
-    # another run (the UI's, a sensor's) is writing: it holds the pool's one slot
-    claim = storage.claim_concurrency_slot(WRITE_POOL, "other-run", "synthetic_table")
+    # another run of demo holds its pool's one slot
+    claim = storage.claim_concurrency_slot(write_pool("demo"), "other-run", "demo__synthetic_table")
     assert claim.is_claimed
     done = {}
     runner = threading.Thread(
@@ -334,7 +486,19 @@ def test_a_write_waits_while_another_run_holds_the_slot(demo_sqlite_url, config_
         )
     )
     runner.start()
-    time.sleep(8)
+    # meanwhile project other writes its own person table: its pool is free
+    result = dg.materialize(
+        other.all,
+        selection=other.table_steps,
+        partition_key="person",
+        instance=instance,
+        resources=other_resources,
+        raise_on_error=False,
+    )
+    assert result.success
+    with sqlite3.connect(other_dest) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM person").fetchone()[0] > 0
+    time.sleep(2)
     assert "result" not in done, "the write went ahead while another run held the slot"
     assert not (tmp_path / "dest.sqlite").exists() or "person" not in {
         r[0]
@@ -342,6 +506,6 @@ def test_a_write_waits_while_another_run_holds_the_slot(demo_sqlite_url, config_
             "SELECT name FROM sqlite_master WHERE type='table'"
         )
     }
-    storage.free_concurrency_slot_for_step("other-run", "synthetic_table")
+    storage.free_concurrency_slot_for_step("other-run", "demo__synthetic_table")
     runner.join(timeout=300)
     assert done["result"].success

@@ -18,23 +18,24 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from synth_pipeline.assets import (
-    column_stats,
-    csv_bundle,
-    reviewed_config,
-    schema_snapshot,
-    synthetic_table,
-)
+from synth_pipeline.assets import project_assets
 from synth_pipeline.core.config import ProjectFiles, approve
 from synth_pipeline.core.disclosure import DisclosurePolicy, audit_released_counts
 from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.watch import config_file_versions, extract_fingerprints
 from synth_pipeline.definitions import build_definitions
-from synth_pipeline.partitions import OMOP_TABLES
 from synth_pipeline.resources import SourceDatabase
 from synth_pipeline.runner import environment, execute
 from synth_pipeline.schedules import build_refresh_schedule
-from synth_pipeline.sensors import config_file_sensor, new_extract_sensor
+from synth_pipeline.sensors import build_config_file_sensor, build_new_extract_sensor
+
+# the demo project's assets (keys demo/...), partitions and sensors
+DEMO = project_assets("demo")
+schema_snapshot, column_stats, reviewed_config, synthetic_table = DEMO.table_steps
+csv_bundle = DEMO.csv_bundle
+OMOP_TABLES = DEMO.partitions_name
+config_file_sensor = build_config_file_sensor("demo")
+new_extract_sensor = build_new_extract_sensor("demo")
 
 # observation_period points to person and nothing points to it: editing it touches one chain
 TABLES = ["person", "observation_period"]
@@ -105,7 +106,7 @@ def _stale_status(ops) -> CachingStaleStatusResolver:
 
 def _requested(result) -> set[tuple[str, str | None]]:
     keys = [schema_snapshot.key, column_stats.key, reviewed_config.key, synthetic_table.key]
-    out = {(k.to_user_string(), p) for k in keys for p in result.get_requested_partitions(k)}
+    out = {(k.path[-1], p) for k in keys for p in result.get_requested_partitions(k)}
     if result.get_num_requested(csv_bundle.key):
         out.add(("csv_bundle", None))
     return out
@@ -162,7 +163,7 @@ def test_new_extract_sensor_fires_once_per_extract(source_copy):
 
 
 def test_new_extract_sensor_targets_snapshot_and_statistics_only(operations):
-    sensor = operations["defs"].resolve_sensor_def("new_extract_sensor")
+    sensor = operations["defs"].resolve_sensor_def("demo__new_extract_sensor")
     job = operations["defs"].resolve_job_def(sensor.job_name)
     assert job.asset_layer.executable_asset_keys == {schema_snapshot.key, column_stats.key}
 
@@ -200,7 +201,7 @@ def test_refresh_schedule_reads_its_cron_and_asks_for_every_table(operations):
         requests = schedule(context)
     assert sorted(r.partition_key for r in requests) == sorted(TABLES)
     job = operations["defs"].resolve_job_def(
-        operations["defs"].resolve_schedule_def("refresh_schedule").job_name
+        operations["defs"].resolve_schedule_def("demo__refresh_schedule").job_name
     )
     assert job.asset_layer.executable_asset_keys == {schema_snapshot.key, column_stats.key}
 
@@ -268,7 +269,7 @@ def test_config_edit_refreshes_exactly_the_dependent_partitions(operations):
     assert _requested(tick) == {("synthetic_table", EDITED)}
     run = _materialise(ops, [synthetic_table], EDITED)
     assert run.success
-    assert run.output_for_node("synthetic_table")["rows"] == cfg.rows
+    assert run.output_for_node("demo__synthetic_table")["rows"] == cfg.rows
     # the long step reports its progress: rows so far, rate, time left
     logs = [e.user_message for e in instance.all_logs(run.run_id)]
     assert any(f"{cfg.rows:,}/{cfg.rows:,} rows" in m and "rows/s" in m for m in logs), logs
@@ -321,11 +322,11 @@ def test_every_step_has_checks_and_the_gates_block(operations):
         if graph.get_check_spec(key).blocking:
             blocking.add(key.name)
     assert set(by_asset) == {
-        "schema_snapshot",
-        "column_stats",
-        "reviewed_config",
-        "synthetic_table",
-        "csv_bundle",
+        "demo/schema_snapshot",
+        "demo/column_stats",
+        "demo/reviewed_config",
+        "demo/synthetic_table",
+        "demo/csv_bundle",
     }
     assert {
         "disclosure_rules_hold",
@@ -358,7 +359,7 @@ def test_disclosure_check_passes_on_real_statistics_and_catches_a_small_count(op
     assert checks["disclosure_rules_hold"].passed
 
     policy = DisclosurePolicy()
-    released = result.output_for_node("column_stats")["stats"]
+    released = result.output_for_node("demo__column_stats")["stats"]
     assert audit_released_counts(released, policy) == []
     column = next(c for c in released["columns"].values() if c.get("values"))
     column["values"][0]["count"] = 3  # a count below k slipped through

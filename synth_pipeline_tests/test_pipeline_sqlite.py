@@ -107,7 +107,9 @@ def test_dirty_data_is_reported_in_metadata(demo_run):
     found = {}
     for table in ("drug_exposure", "measurement", "condition_occurrence", "observation_period"):
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("column_stats"), asset_partitions=[table]),
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["demo", "column_stats"]), asset_partitions=[table]
+            ),
             limit=1,
         ).records
         assert records, f"column_stats[{table}] was materialised"

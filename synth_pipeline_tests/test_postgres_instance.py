@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from synth_pipeline.core.bundle import verify_bundle
 from synth_pipeline.core.database import normalise_url
-from synth_pipeline.jobs import TABLE_JOB
+from synth_pipeline.jobs import table_job_name
 from synth_pipeline.runner import environment, execute, instance_for_cli
 
 
@@ -35,7 +35,7 @@ def test_all_demo_partitions_run_in_parallel_on_postgres_storage(pg_demo_run):
     demo_tables = set(files.tables())
     assert len(demo_tables) == 37
     records = instance.get_run_records(
-        dg.RunsFilter(job_name=TABLE_JOB, statuses=[dg.DagsterRunStatus.SUCCESS])
+        dg.RunsFilter(job_name=table_job_name("demo"), statuses=[dg.DagsterRunStatus.SUCCESS])
     )
     by_table = {r.dagster_run.tags.get("dagster/partition"): r for r in records}
     assert set(by_table) == demo_tables

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import yaml
 
 from synth_pipeline import cli, settings
-from synth_pipeline.assets import ALL_ASSETS, csv_bundle
+from synth_pipeline.assets import project_assets
 from synth_pipeline.core.config import PrivacyThresholds, ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
@@ -154,9 +154,10 @@ def test_a_reviewer_who_hand_lists_a_rare_value_is_caught(extract_url, tmp_path,
     key = destination_key(destination, None)
     report_path(settings.work_dir(), "adv", key, "note").unlink()
     instance = dg.DagsterInstance.ephemeral()
+    advs = project_assets("adv")
     result = dg.materialize(
-        ALL_ASSETS,
-        selection=[csv_bundle],
+        advs.all,
+        selection=[advs.csv_bundle],
         instance=instance,
         resources=_resources(root, extract_url, destination, bundle),
         raise_on_error=False,

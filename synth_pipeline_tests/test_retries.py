@@ -17,10 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from synth_pipeline import cli
-from synth_pipeline.assets import ALL_ASSETS
+from synth_pipeline.assets import project_assets
 from synth_pipeline.core.bundle import verify_bundle
 from synth_pipeline.core.database import normalise_url
-from synth_pipeline.partitions import OMOP_TABLES
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -29,6 +28,11 @@ from synth_pipeline.resources import (
 )
 
 from . import dirty_extract as dirty
+
+# the "retry" project's assets (keys retry/...), its partitions
+RETRY = project_assets("retry")
+ALL_ASSETS = RETRY.all
+OMOP_TABLES = RETRY.partitions_name
 
 
 class Terminator(threading.Thread):
@@ -120,7 +124,7 @@ def test_a_source_connection_dropped_mid_query_is_retried(postgres_database, tmp
     assert len(step_events(result, "column_stats", dg.DagsterEventType.STEP_RESTARTED)) == 1
     [warning] = retry_warnings(instance, result)
     assert "terminating connection due to administrator command" in warning
-    stats = result.output_for_node("column_stats")["stats"]
+    stats = result.output_for_node("retry__column_stats")["stats"]
     assert stats["row_count"] == 1500000 and set(stats["columns"]) >= {"kind", "amount"}
 
 
@@ -176,7 +180,10 @@ def test_destination_connections_dropped_mid_copy_are_retried(
         result = materialize(ALL_ASSETS[:4], partition_key="person")
     assert killer.terminated is not None and "person__synth_new" in killer.terminated
     assert result.success
-    assert len(step_events(result, "synthetic_table", dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+    assert (
+        len(step_events(result, "retry__synthetic_table", dg.DagsterEventType.STEP_UP_FOR_RETRY))
+        == 1
+    )
     assert retry_warnings(instance, result)
     with admin.connect() as conn:
         rows = conn.exec_driver_sql("SELECT COUNT(*) FROM retry_dst.person").scalar_one()
@@ -190,11 +197,11 @@ def test_destination_connections_dropped_mid_copy_are_retried(
         result = materialize([ALL_ASSETS[4]])
     assert killer.terminated is not None and "TO STDOUT" in killer.terminated
     assert result.success
-    assert len(step_events(result, "csv_bundle", dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+    assert len(step_events(result, "retry__csv_bundle", dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
     [warning] = retry_warnings(instance, result)
     assert "terminating connection due to administrator command" in warning
     assert verify_bundle(bundle) == []
-    assert result.output_for_node("csv_bundle")["tables"][0]["rows"] == rows
+    assert result.output_for_node("retry__csv_bundle")["tables"][0]["rows"] == rows
 
 
 @pytest.mark.slow
@@ -220,6 +227,8 @@ def test_errors_a_retry_cannot_fix_fail_at_once(tmp_path, dirty_project):
         raise_on_error=False,
     )
     assert not result.success
-    assert step_events(result, "synthetic_table", dg.DagsterEventType.STEP_FAILURE)
-    assert step_events(result, "synthetic_table", dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    assert step_events(result, "retry__synthetic_table", dg.DagsterEventType.STEP_FAILURE)
+    assert (
+        step_events(result, "retry__synthetic_table", dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    )
     assert retry_warnings(instance, result) == []

@@ -11,21 +11,20 @@ import pytest
 import yaml
 
 from synth_pipeline import cli
-from synth_pipeline.assets import (
-    ALL_ASSETS,
-    column_stats,
-    reviewed_config,
-    schema_snapshot,
-    synthetic_table,
-)
+from synth_pipeline.assets import project_assets
 from synth_pipeline.core.config import ProjectFiles
-from synth_pipeline.partitions import OMOP_TABLES
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
     SourceDatabase,
     SynthProject,
 )
+
+# the demo project's assets (keys demo/...) and partitions
+DEMO = project_assets("demo")
+ALL_ASSETS = DEMO.all
+OMOP_TABLES = DEMO.partitions_name
+schema_snapshot, column_stats, reviewed_config, synthetic_table = DEMO.table_steps
 
 
 @pytest.fixture

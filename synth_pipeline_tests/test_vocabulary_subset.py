@@ -186,7 +186,7 @@ def test_demo_run_records_the_rule_and_counts_the_selected_rows(demo_run):
     for table in ("concept", "concept_ancestor", "vocabulary"):
         (record,) = instance.fetch_materializations(
             dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey("synthetic_table"), asset_partitions=[table]
+                asset_key=dg.AssetKey(["demo", "synthetic_table"]), asset_partitions=[table]
             ),
             limit=1,
         ).records
@@ -197,7 +197,7 @@ def test_demo_run_records_the_rule_and_counts_the_selected_rows(demo_run):
             assert "vocabulary_rows: referenced" in rule and "concepts" in rule
         # the row-count check compared the rows written with the rows the rule selected in
         # the source (counted there, not taken from the copy), and both match the destination
-        key = dg.AssetCheckKey(dg.AssetKey("synthetic_table"), "row_count_matches_config")
+        key = dg.AssetCheckKey(dg.AssetKey(["demo", "synthetic_table"]), "row_count_matches_config")
         history = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
         (latest,) = [h for h in history if h.run_id == record.event_log_entry.run_id]
         evaluation = latest.event.dagster_event.event_specific_data

@@ -7,10 +7,11 @@ from ..core.dp import noise_for
 from ..core.propose import source_fingerprint
 from ..core.schema import TableSchema, list_tables
 from ..core.summarise import summarise_table
-from ..partitions import omop_table_partitions
+from ..partitions import table_partitions
+from ..projects import asset_key, dagster_name
 from ..resources import SourceDatabase, SynthProject
 from ..settings import work_dir
-from .presentation import GROUP, bullet_list, markdown_table, retry_transient
+from .presentation import bullet_list, markdown_table, retry_transient
 
 DISCLOSURE_CHECK = "disclosure_rules_hold"
 
@@ -32,27 +33,45 @@ def _describe(cs) -> str:
     return ", ".join(parts)
 
 
-@dg.asset(
-    partitions_def=omop_table_partitions,
-    io_manager_key="state_io_manager",
-    group_name=GROUP,
-    kinds={"sql"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            DISCLOSURE_CHECK,
-            asset="column_stats",
-            partitions_def=omop_table_partitions,  # one result per table
-            blocking=True,
-            description="Every count in the released statistics is 0, or at least k and rounded "
-            "as project.yaml's disclosure policy says, checked again after summarising.",
-        )
-    ],
-    description="Null fraction, distinct count, common values, quantiles, date bins, string "
-    "length profile and children per parent of each column, computed by aggregate SQL in the "
-    "source and released only through disclosure control.",
-)
-@retry_transient
-def column_stats(
+def build_column_stats(name: str) -> dg.AssetsDefinition:
+    """Project ``name``'s column_stats (``<name>/column_stats``)."""
+    partitions = table_partitions(name)
+
+    @dg.asset(
+        name="column_stats",
+        key_prefix=[dagster_name(name)],
+        ins={"schema_snapshot": dg.AssetIn(key=asset_key(name, "schema_snapshot"))},
+        partitions_def=partitions,
+        io_manager_key="state_io_manager",
+        group_name=dagster_name(name),
+        kinds={"sql"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                DISCLOSURE_CHECK,
+                asset=asset_key(name, "column_stats"),
+                partitions_def=partitions,  # one result per table
+                blocking=True,
+                description="Every count in the released statistics is 0, or at least k and "
+                "rounded as project.yaml's disclosure policy says, checked again after summarising.",
+            )
+        ],
+        description="Null fraction, distinct count, common values, quantiles, date bins, string "
+        "length profile and children per parent of each column, computed by aggregate SQL in "
+        "the source and released only through disclosure control.",
+    )
+    @retry_transient
+    def column_stats(
+        context: dg.AssetExecutionContext,
+        schema_snapshot: dict,
+        source: SourceDatabase,
+        project: SynthProject,
+    ):
+        yield from _column_stats(context, schema_snapshot, source, project.for_project(name))
+
+    return column_stats
+
+
+def _column_stats(
     context: dg.AssetExecutionContext,
     schema_snapshot: dict,
     source: SourceDatabase,

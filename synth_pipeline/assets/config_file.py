@@ -9,18 +9,25 @@ and what is downstream of it stale, and lets the automation refresh exactly thos
 import dagster as dg
 
 from ..core.watch import config_file_versions
-from ..partitions import OMOP_TABLES, omop_table_partitions
+from ..partitions import table_partitions
+from ..projects import dagster_name, partitions_name
 from ..resources import SynthProject
-from .presentation import GROUP
 
 
-@dg.observable_source_asset(
-    partitions_def=omop_table_partitions,
-    group_name=GROUP,
-    description="resources/configuration-files/<project>/<table>.yaml as it is on disk; its data "
-    "version is a hash of the file, so an edit makes reviewed_config[t] stale.",
-)
-def config_file(context, project: SynthProject) -> dg.DataVersionsByPartition:
-    tables = context.instance.get_dynamic_partitions(OMOP_TABLES)
-    versions = config_file_versions(project.files(), tables)
-    return dg.DataVersionsByPartition({t: dg.DataVersion(v) for t, v in versions.items()})
+def build_config_file(name: str) -> dg.SourceAsset:
+    """Project ``name``'s config_file (``<name>/config_file``)."""
+
+    @dg.observable_source_asset(
+        name="config_file",
+        key_prefix=[dagster_name(name)],
+        partitions_def=table_partitions(name),
+        group_name=dagster_name(name),
+        description="resources/configuration-files/<project>/<table>.yaml as it is on disk; its "
+        "data version is a hash of the file, so an edit makes reviewed_config[t] stale.",
+    )
+    def config_file(context, project: SynthProject) -> dg.DataVersionsByPartition:
+        tables = context.instance.get_dynamic_partitions(partitions_name(name))
+        versions = config_file_versions(project.for_project(name).files(), tables)
+        return dg.DataVersionsByPartition({t: dg.DataVersion(v) for t, v in versions.items()})
+
+    return config_file

@@ -4,7 +4,6 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ..automation import behind_gate
-from ..concurrency import WRITE_POOL
 from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
@@ -14,36 +13,54 @@ from ..core.report import concept_labels, fidelity_html
 from ..core.rules import count_violations
 from ..core.vocabulary import bundle_vocabulary, concept_names
 from ..core.write import ColumnDef, read_register
+from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from .fidelity import achilles_report, trusted_report
-from .presentation import GROUP, Progress, bullet_list, markdown_table, retry_transient
+from .presentation import Progress, bullet_list, markdown_table, retry_transient
 from .privacy import load_reports
-from .synthetic_table import synthetic_table
 
 VERIFIES_CHECK = "bundle_verifies"
 
 
-@dg.asset(
-    deps=[synthetic_table],
-    io_manager_key="state_io_manager",
-    pool=WRITE_POOL,  # one writer of the destination at a time (concurrency.py)
-    group_name=GROUP,
-    kinds={"csv"},
-    automation_condition=behind_gate(),
-    check_specs=[
-        dg.AssetCheckSpec(
-            VERIFIES_CHECK,
-            asset="csv_bundle",
-            blocking=True,
-            description="Every file matches its sha256 in manifest.json and the README starts with the disclaimer.",
-        )
-    ],
-    description="One CSV per synthetic table exported from the destination, manifest.json "
-    "(tables, columns, rows, sha256, config fingerprints, generator version, creation time) and a "
-    "README that starts with the disclaimer; written to a temporary folder and renamed into place.",
-)
-@retry_transient
-def csv_bundle(
+def build_csv_bundle(name: str) -> dg.AssetsDefinition:
+    """Project ``name``'s csv_bundle (``<name>/csv_bundle``)."""
+
+    @dg.asset(
+        name="csv_bundle",
+        key_prefix=[dagster_name(name)],
+        deps=[asset_key(name, "synthetic_table")],
+        io_manager_key="state_io_manager",
+        pool=write_pool(name),  # one writer of the project's destination at a time
+        group_name=dagster_name(name),
+        kinds={"csv"},
+        automation_condition=behind_gate(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                VERIFIES_CHECK,
+                asset=asset_key(name, "csv_bundle"),
+                blocking=True,
+                description="Every file matches its sha256 in manifest.json and the README "
+                "starts with the disclaimer.",
+            )
+        ],
+        description="One CSV per synthetic table exported from the destination, manifest.json "
+        "(tables, columns, rows, sha256, config fingerprints, generator version, creation time) "
+        "and a README that starts with the disclaimer; written to a temporary folder and renamed "
+        "into place.",
+    )
+    @retry_transient
+    def csv_bundle(
+        context: dg.AssetExecutionContext,
+        destination: DestinationDatabase,
+        project: SynthProject,
+        source: SourceDatabase,
+    ):
+        yield from _csv_bundle(context, destination, project.for_project(name), source)
+
+    return csv_bundle
+
+
+def _csv_bundle(
     context: dg.AssetExecutionContext,
     destination: DestinationDatabase,
     project: SynthProject,

@@ -12,8 +12,6 @@ import polars as pl
 
 from ..core.database import is_transient_error, redact_text
 
-GROUP = "synth_pipeline"
-
 MAX_RETRIES = 3
 
 

@@ -21,7 +21,6 @@ from ..core.privacy import (
     shown,
 )
 from ..core.write import read_register
-from ..partitions import omop_table_partitions
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from ..settings import work_dir
 from .presentation import bullet_list, markdown_table
@@ -52,16 +51,20 @@ def _check_description(name: str, what: str) -> str:
     )
 
 
-PRIVACY_CHECK_SPECS = [
-    dg.AssetCheckSpec(
-        name,
-        asset="synthetic_table",
-        partitions_def=omop_table_partitions,  # one result per table
-        blocking=True,
-        description=_check_description(name, what) + "; csv_bundle refuses a table that fails.",
-    )
-    for name, what in CHECKS.items()
-]
+def privacy_check_specs(
+    key: dg.AssetKey, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetCheckSpec]:
+    """The privacy checks of a project's synthetic_table (``key``), one result per table."""
+    return [
+        dg.AssetCheckSpec(
+            name,
+            asset=key,
+            partitions_def=partitions,  # one result per table
+            blocking=True,
+            description=_check_description(name, what) + "; csv_bundle refuses a table that fails.",
+        )
+        for name, what in CHECKS.items()
+    ]
 
 
 def _path(project: SynthProject, destination: DestinationDatabase, table: str):

@@ -13,36 +13,60 @@ from ..core.config import approval_problem
 from ..core.propose import propose_table_config, refresh_table_config
 from ..core.schema import TableSchema
 from ..core.statistics import TableStats, fingerprint_of
-from ..partitions import omop_table_partitions
+from ..partitions import table_partitions
+from ..projects import asset_key, dagster_name
 from ..resources import SynthProject
-from .config_file import config_file
-from .presentation import GROUP, bullet_list, markdown_table, retry_transient
+from .presentation import bullet_list, markdown_table, retry_transient
 
 APPROVED_CHECK = "config_approved"
 
 
-@dg.asset(
-    partitions_def=omop_table_partitions,
-    io_manager_key="state_io_manager",
-    group_name=GROUP,
-    kinds={"yaml"},
-    deps=[config_file],
-    automation_condition=on_upstream_change(),
-    check_specs=[
-        dg.AssetCheckSpec(
-            APPROVED_CHECK,
-            asset="reviewed_config",
-            partitions_def=omop_table_partitions,  # one result per table
-            blocking=True,
-            description="The table's YAML is approved, unedited since approval, and approved "
-            "for the current source schema and statistics.",
+def build_reviewed_config(name: str) -> dg.AssetsDefinition:
+    """Project ``name``'s reviewed_config (``<name>/reviewed_config``)."""
+    partitions = table_partitions(name)
+
+    @dg.asset(
+        name="reviewed_config",
+        key_prefix=[dagster_name(name)],
+        ins={
+            "schema_snapshot": dg.AssetIn(key=asset_key(name, "schema_snapshot")),
+            "column_stats": dg.AssetIn(key=asset_key(name, "column_stats")),
+        },
+        partitions_def=partitions,
+        io_manager_key="state_io_manager",
+        group_name=dagster_name(name),
+        kinds={"yaml"},
+        deps=[asset_key(name, "config_file")],
+        automation_condition=on_upstream_change(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                APPROVED_CHECK,
+                asset=asset_key(name, "reviewed_config"),
+                partitions_def=partitions,  # one result per table
+                blocking=True,
+                description="The table's YAML is approved, unedited since approval, and approved "
+                "for the current source schema and statistics.",
+            )
+        ],
+        description="resources/configuration-files/<project>/<table>.yaml: the statistics the "
+        "generators need, the generator of each column, the rows to generate and the review "
+        "block.",
+    )
+    @retry_transient
+    def reviewed_config(
+        context: dg.AssetExecutionContext,
+        schema_snapshot: dict,
+        column_stats: dict,
+        project: SynthProject,
+    ):
+        yield from _reviewed_config(
+            context, schema_snapshot, column_stats, project.for_project(name)
         )
-    ],
-    description="resources/configuration-files/<project>/<table>.yaml: the statistics the "
-    "generators need, the generator of each column, the rows to generate and the review block.",
-)
-@retry_transient
-def reviewed_config(
+
+    return reviewed_config
+
+
+def _reviewed_config(
     context: dg.AssetExecutionContext,
     schema_snapshot: dict,
     column_stats: dict,

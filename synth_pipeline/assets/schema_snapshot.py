@@ -6,33 +6,49 @@ from ..core.config import ConfigError
 from ..core.propose import schema_drift
 from ..core.schema import read_table_schema
 from ..core.statistics import fingerprint_of
-from ..partitions import omop_table_partitions
+from ..partitions import table_partitions
+from ..projects import asset_key, dagster_name
 from ..resources import SourceDatabase, SynthProject
-from .presentation import GROUP, bullet_list, markdown_table, retry_transient
+from .presentation import bullet_list, markdown_table, retry_transient
 
 DRIFT_CHECK = "schema_matches_config"
 
 
-@dg.asset(
-    partitions_def=omop_table_partitions,
-    io_manager_key="state_io_manager",
-    group_name=GROUP,
-    kinds={"sql"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            DRIFT_CHECK,
-            asset="schema_snapshot",
-            partitions_def=omop_table_partitions,  # one result per table
-            description="The source table has the columns and types its configuration file was "
-            "written for. A drift does not stop the refresh: reviewed_config redrafts the file "
-            "and the approval gate holds generation until a reviewer approves the change.",
-        )
-    ],
-    description="Tables, columns, SQL types, nullability, keys (declared or from the OMOP CDM "
-    "specification) and row count of one source table, read through a read-only connection.",
-)
-@retry_transient
-def schema_snapshot(
+def build_schema_snapshot(name: str) -> dg.AssetsDefinition:
+    """Project ``name``'s schema_snapshot (``<name>/schema_snapshot``)."""
+    partitions = table_partitions(name)
+
+    @dg.asset(
+        name="schema_snapshot",
+        key_prefix=[dagster_name(name)],
+        partitions_def=partitions,
+        io_manager_key="state_io_manager",
+        group_name=dagster_name(name),
+        kinds={"sql"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=asset_key(name, "schema_snapshot"),
+                partitions_def=partitions,  # one result per table
+                description="The source table has the columns and types its configuration file "
+                "was written for. A drift does not stop the refresh: reviewed_config redrafts the "
+                "file and the approval gate holds generation until a reviewer approves the change.",
+            )
+        ],
+        description="Tables, columns, SQL types, nullability, keys (declared or from the OMOP "
+        "CDM specification) and row count of one source table, read through a read-only "
+        "connection.",
+    )
+    @retry_transient
+    def schema_snapshot(
+        context: dg.AssetExecutionContext, source: SourceDatabase, project: SynthProject
+    ):
+        yield from _schema_snapshot(context, source, project.for_project(name))
+
+    return schema_snapshot
+
+
+def _schema_snapshot(
     context: dg.AssetExecutionContext, source: SourceDatabase, project: SynthProject
 ):
     table = context.partition_key

@@ -11,7 +11,6 @@ import time
 import dagster as dg
 
 from ..automation import behind_gate
-from ..concurrency import WRITE_POOL
 from ..core import GENERATOR_VERSION, omop
 from ..core.config import ConfigError, TableConfig, require_approved
 from ..core.database import qualified, quote, redact_text
@@ -31,18 +30,19 @@ from ..core.write import (
     replace_table,
     stream_select,
 )
-from ..partitions import omop_table_partitions
+from ..partitions import table_partitions
+from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from .fidelity import against_source
 from .presentation import (
-    GROUP,
     Progress,
     bullet_list,
     markdown_table,
     preview,
     retry_transient,
 )
-from .privacy import PRIVACY_CHECK_SPECS, assess, privacy_check_results, privacy_metadata
+from .privacy import CHECKS as PRIVACY_CHECKS
+from .privacy import assess, privacy_check_results, privacy_check_specs, privacy_metadata
 
 REFERENCES_CHECK = "references_resolve"
 ROW_COUNT_CHECK = "row_count_matches_config"
@@ -54,50 +54,87 @@ def columns_of(cfg: TableConfig) -> list[ColumnDef]:
     return [ColumnDef(name, c.type, written_width(c)) for name, c in cfg.columns.items()]
 
 
-@dg.asset(
-    partitions_def=omop_table_partitions,
-    io_manager_key="state_io_manager",
-    pool=WRITE_POOL,  # one writer of the destination at a time (concurrency.py)
-    group_name=GROUP,
-    kinds={"sql"},
-    automation_condition=behind_gate(),
-    check_specs=[
+# the checks whose failure stops a release (the privacy checks all do)
+BLOCKING_CHECKS = {REFERENCES_CHECK, ROW_COUNT_CHECK, RULES_CHECK, *PRIVACY_CHECKS}
+
+
+def _check_specs(key: dg.AssetKey, partitions) -> list[dg.AssetCheckSpec]:
+    return [
         dg.AssetCheckSpec(
             REFERENCES_CHECK,
-            asset="synthetic_table",
-            partitions_def=omop_table_partitions,  # one result per table
+            asset=key,
+            partitions_def=partitions,  # one result per table
             blocking=True,
             description="Every foreign key of the table points to a row of its synthetic parent.",
         ),
         dg.AssetCheckSpec(
             ROW_COUNT_CHECK,
-            asset="synthetic_table",
-            partitions_def=omop_table_partitions,  # one result per table
+            asset=key,
+            partitions_def=partitions,  # one result per table
             blocking=True,
-            description="The destination holds exactly the rows the approved config asks for (times the scale).",
+            description="The destination holds exactly the rows the approved config asks for "
+            "(times the scale).",
         ),
         dg.AssetCheckSpec(
             RULES_CHECK,
-            asset="synthetic_table",
-            partitions_def=omop_table_partitions,  # one result per table
+            asset=key,
+            partitions_def=partitions,  # one result per table
             blocking=True,
             description="No row breaks an enabled consistency rule (end after start, inside the "
-            "person's visit, observation period and lifetime, datetimes on their dates, birth parts).",
+            "person's visit, observation period and lifetime, datetimes on their dates, birth "
+            "parts).",
         ),
         dg.AssetCheckSpec(
             FIDELITY_CHECK,
-            asset="synthetic_table",
-            partitions_def=omop_table_partitions,  # one result per table
+            asset=key,
+            partitions_def=partitions,  # one result per table
             description="The median column score (KSComplement/TVComplement against the approved "
-            "statistics) and the cardinality shape of each foreign key reach project.yaml's thresholds.",
+            "statistics) and the cardinality shape of each foreign key reach project.yaml's "
+            "thresholds.",
         ),
-        *PRIVACY_CHECK_SPECS,
-    ],
-    description="The synthetic table in the destination database, generated column by column "
-    "from the approved config, written in bulk (COPY on PostgreSQL) and swapped in atomically.",
-)
-@retry_transient
-def synthetic_table(
+        *privacy_check_specs(key, partitions),
+    ]
+
+
+def build_synthetic_table(name: str) -> dg.AssetsDefinition:
+    """Project ``name``'s synthetic_table (``<name>/synthetic_table``)."""
+    partitions = table_partitions(name)
+
+    @dg.asset(
+        name="synthetic_table",
+        key_prefix=[dagster_name(name)],
+        ins={
+            "reviewed_config": dg.AssetIn(key=asset_key(name, "reviewed_config")),
+            "column_stats": dg.AssetIn(key=asset_key(name, "column_stats")),
+        },
+        partitions_def=partitions,
+        io_manager_key="state_io_manager",
+        pool=write_pool(name),  # one writer of the project's destination at a time
+        group_name=dagster_name(name),
+        kinds={"sql"},
+        automation_condition=behind_gate(),
+        check_specs=_check_specs(asset_key(name, "synthetic_table"), partitions),
+        description="The synthetic table in the destination database, generated column by "
+        "column from the approved config, written in bulk (COPY on PostgreSQL) and swapped in "
+        "atomically.",
+    )
+    @retry_transient
+    def synthetic_table(
+        context: dg.AssetExecutionContext,
+        reviewed_config: dict,
+        column_stats: dict,
+        destination: DestinationDatabase,
+        source: SourceDatabase,
+        project: SynthProject,
+    ):
+        yield from _synthetic_table(
+            context, reviewed_config, column_stats, destination, source, project.for_project(name)
+        )
+
+    return synthetic_table
+
+
+def _synthetic_table(
     context: dg.AssetExecutionContext,
     reviewed_config: dict,
     column_stats: dict,
@@ -367,11 +404,10 @@ def parent_keys(files, cfg: TableConfig) -> dict[str, str | None]:
 
 
 def check_outcomes(results: list[dg.AssetCheckResult]) -> dict[str, dict]:
-    blocking = {spec.name for spec in synthetic_table.check_specs if spec.blocking}
     return {
         r.check_name: {
             "passed": bool(r.passed),
-            "blocking": r.check_name in blocking,
+            "blocking": r.check_name in BLOCKING_CHECKS,
             "reason": (r.description or "")[:500],
         }
         for r in results
