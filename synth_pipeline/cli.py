@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -116,11 +117,25 @@ def cmd_run(args, *, demo: bool = False) -> int:
         f"destination:         {redact(destination or settings.default_destination_url(args.project))}"
     )
     print(f"configuration:       {files.folder}")
-    print(f"CSV bundle:          {bundle}")
-    print(
-        f"Dagster runs:        DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} dagster dev -w workspace.yaml"
-    )
+    print(f"bundle:              {bundle}")
+    print(f"Dagster UI:          {ui_command(source, destination, bundle)}")
     return 0 if report.ok else 1
+
+
+def ui_command(source: str | None, destination: str | None, bundle: Path) -> str:
+    """The command that opens these runs in the Dagster UI with the same source, destination
+    and bundle, runnable as printed (the virtual environment's dagster, the checkout's
+    workspace); a password in a URL is printed as *** and must be put back by hand."""
+    env = {
+        "DAGSTER_HOME": os.environ.get("DAGSTER_HOME") or str(settings.dagster_home()),
+        "SYNTH_SOURCE_URL": redact(source) if source else None,
+        "SYNTH_DESTINATION_URL": redact(destination) if destination else None,
+        "SYNTH_BUNDLE_DIR": str(bundle),
+    }
+    parts = [f"{k}={shlex.quote(v)}" for k, v in env.items() if v]
+    dagster = Path(sys.executable).parent / "dagster"
+    workspace = settings.repo_root() / "workspace.yaml"
+    return " ".join([*parts, str(dagster), "dev", "-w", str(workspace)])
 
 
 def cmd_demo(args) -> int:

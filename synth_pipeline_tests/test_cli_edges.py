@@ -71,3 +71,22 @@ def test_a_skipped_table_is_reported_as_skipped(capsys):
     assert "cdm_source               ok skipped (kind: skip in its config)" in out
     assert "person                   ok 5 rows" in out
     assert "0 rows" not in out
+
+
+def test_the_closing_hint_runs_as_printed_and_hides_passwords(tmp_path):
+    import shlex
+    from pathlib import Path
+
+    command = cli.ui_command(
+        "postgresql+psycopg://reader:s3cret@db.example/omop",
+        f"sqlite:///{tmp_path / 'synthetic.sqlite'}",
+        tmp_path / "bundle",
+    )
+    assert "s3cret" not in command and "reader:***@db.example" in command
+    words = shlex.split(command)
+    env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("/"))
+    assert env["SYNTH_DESTINATION_URL"] == f"sqlite:///{tmp_path / 'synthetic.sqlite'}"
+    assert env["SYNTH_BUNDLE_DIR"] == str(tmp_path / "bundle")
+    program, dev, flag, workspace = words[len(env) :]
+    assert Path(program).is_file() and Path(program).name == "dagster", "the venv's dagster"
+    assert (dev, flag) == ("dev", "-w") and Path(workspace).is_file()
