@@ -56,9 +56,3 @@ def table_job() -> dg.JobDefinition:
     from .definitions import defs
 
     return defs.resolve_job_def(table_job_name(project_name()))
-
-
-def bundle_job() -> dg.JobDefinition:
-    from .definitions import defs
-
-    return defs.resolve_job_def(bundle_job_name(project_name()))

@@ -120,8 +120,10 @@ def test_a_source_connection_dropped_mid_query_is_retried(postgres_database, tmp
         )
     assert killer.terminated is not None, "the connection was dropped mid-query"
     assert result.success
-    assert len(step_events(result, "column_stats", dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
-    assert len(step_events(result, "column_stats", dg.DagsterEventType.STEP_RESTARTED)) == 1
+    assert (
+        len(step_events(result, "retry__column_stats", dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+    )
+    assert len(step_events(result, "retry__column_stats", dg.DagsterEventType.STEP_RESTARTED)) == 1
     [warning] = retry_warnings(instance, result)
     assert "terminating connection due to administrator command" in warning
     stats = result.output_for_node("retry__column_stats")["stats"]

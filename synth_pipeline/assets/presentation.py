@@ -15,14 +15,6 @@ from ..core.database import is_transient_error, redact_text
 MAX_RETRIES = 3
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A database error worth retrying: a dropped or refused connection, a locked SQLite file.
-
-    Configuration errors, refused reviews and SQL errors are not: retrying cannot fix them.
-    """
-    return is_transient_error(exc)
-
-
 def retry_transient(fn):
     """Wrap an asset so transient database errors re-run the step (up to 3 times, waiting
     1, 2, 4 seconds) while every other error fails it at once. The wrapped function yields."""
@@ -36,7 +28,7 @@ def retry_transient(fn):
             else:
                 yield result
         except Exception as exc:
-            if not is_transient(exc):
+            if not is_transient_error(exc):
                 raise
             detail = redact_text(str(getattr(exc, "orig", None) or exc)).strip()
             context.log.warning(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,10 +53,6 @@ def redact_text(text: str) -> str:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def is_duckdb(engine: Engine) -> bool:
@@ -253,13 +247,3 @@ def qualified(engine: Engine, schema: str | None, table: str) -> str:
 
 def quote(engine: Engine, identifier: str) -> str:
     return engine.dialect.identifier_preparer.quote_identifier(identifier)
-
-
-@contextmanager
-def raw_connection(engine: Engine) -> Iterator:
-    """The DB-API connection behind an engine (for COPY and executemany)."""
-    conn = engine.raw_connection()
-    try:
-        yield conn
-    finally:
-        conn.close()
