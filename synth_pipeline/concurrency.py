@@ -12,6 +12,9 @@ source, summarising and reviewing still run side by side (``--parallel``).
 
 from __future__ import annotations
 
+import os
+import socket
+
 import dagster as dg
 
 from .projects import write_pool
@@ -29,3 +32,45 @@ def ensure_write_pool(instance: dg.DagsterInstance, project: str) -> None:
     info = storage.get_concurrency_info(pool)
     if info.slot_count != WRITE_LIMIT:
         storage.set_concurrency_slots(pool, WRITE_LIMIT)
+
+
+PROCESS_TAG = "synth_pipeline/process"  # host:pid of the command that ran it in process
+
+
+def process_tag() -> dict[str, str]:
+    """The tag a command's in-process runs carry, so a later command can tell that the process
+    holding a write slot is gone."""
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _process_gone(run: dg.DagsterRun) -> bool:
+    host, _, pid = (run.tags.get(PROCESS_TAG) or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # not ours to judge: the daemon's run monitoring handles launched runs
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def release_abandoned_slots(instance: dg.DagsterInstance) -> list[str]:
+    """Free the write slots held by runs whose command was killed (SIGKILL, a reboot, the OOM
+    killer): an in-process run's slot is released by its own process, so a killed one would
+    keep it and every later write of the project would wait for ever. Such a run is marked
+    failed. Returns the ids of the runs whose slots were freed."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    freed = []
+    for run_id in sorted(storage.get_concurrency_run_ids()):
+        run = instance.get_run_by_id(run_id)
+        if run is None or not (run.is_finished or _process_gone(run)):
+            continue  # alive, or not a run of this instance's: left alone
+        if not run.is_finished:
+            instance.report_run_failed(run, "the command running it was killed; slot released")
+        storage.free_concurrency_slots_for_run(run_id)
+        freed.append(run_id)
+    return freed

@@ -16,7 +16,7 @@ import dagster as dg
 
 from . import settings
 from .assets import project_assets
-from .concurrency import PROJECT_TAG, ensure_write_pool
+from .concurrency import PROJECT_TAG, ensure_write_pool, process_tag, release_abandoned_slots
 from .core import omop
 from .core.config import ProjectFiles, atomic_write_text
 from .core.database import open_source, open_writable_destination, redact_text
@@ -372,6 +372,7 @@ def execute(
         files.write_json_schema()
         instance = instance or instance_for_cli()
         ensure_write_pool(instance, project)  # one writer of the project's tables at a time
+        release_abandoned_slots(instance)  # a killed command's runs would hold them for ever
         assets = project_assets(project)
         known = set(instance.get_dynamic_partitions(partitions_name(project)))
         new = [t for t in available if t not in known and not unusable_name(t)]
@@ -390,7 +391,11 @@ def execute(
                 report.tables.append(TableOutcome(t, False, [why]))
             else:
                 usable.append(t)
-        tags = {"synth_pipeline/command": "init" if config_only else "run", PROJECT_TAG: project}
+        tags = {
+            "synth_pipeline/command": "init" if config_only else "run",
+            PROJECT_TAG: project,
+            **process_tag(),
+        }
         if parallel and not config_only:
             overrides = {
                 k: v
@@ -451,7 +456,7 @@ def execute(
                 instance=instance,
                 resources=resources,
                 raise_on_error=False,
-                tags={"synth_pipeline/command": "run", PROJECT_TAG: project},
+                tags={"synth_pipeline/command": "run", PROJECT_TAG: project, **process_tag()},
             )
             report.run_ids.append(result.run_id)
             report.bundle_ok = result.success

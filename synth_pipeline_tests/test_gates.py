@@ -5,7 +5,9 @@ one writer of the destination at a time."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -509,3 +511,43 @@ def test_a_write_waits_while_another_run_of_its_project_holds_the_slot(
     storage.free_concurrency_slot_for_step("other-run", "demo__synthetic_table")
     runner.join(timeout=300)
     assert done["result"].success
+
+
+def test_a_killed_commands_write_slot_is_released_by_the_next_command(tmp_path):
+    """A command killed while its run held the project's write slot (SIGKILL: nothing of it
+    runs on) would keep the slot for ever and every later write would wait; the next command
+    marks that run failed and frees the slot, and leaves a live command's claim alone."""
+    import subprocess
+    import sys
+
+    from synth_pipeline.concurrency import PROCESS_TAG, release_abandoned_slots
+
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
+    ensure_write_pool(instance, "demo")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    host = socket.gethostname()
+    runs = {}
+    for name, pid in (("killed", dead), ("alive", str(os.getpid()))):
+        run = instance.create_run_for_job(
+            dg.GraphDefinition(name=f"g_{name}").to_job(), tags={PROCESS_TAG: f"{host}:{pid}"}
+        )
+        runs[name] = run.run_id
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots(write_pool("other"), 1)
+    assert storage.claim_concurrency_slot(
+        write_pool("demo"), runs["killed"], "demo__synthetic_table"
+    ).is_claimed
+    assert storage.claim_concurrency_slot(
+        write_pool("other"), runs["alive"], "other__synthetic_table"
+    ).is_claimed
+    assert release_abandoned_slots(instance) == [runs["killed"]]
+    assert storage.get_concurrency_info(write_pool("demo")).claimed_slots == []
+    assert len(storage.get_concurrency_info(write_pool("other")).claimed_slots) == 1
+    assert instance.get_run_by_id(runs["killed"]).status == dg.DagsterRunStatus.FAILURE
+    assert not instance.get_run_by_id(runs["alive"]).is_finished
