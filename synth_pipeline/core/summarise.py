@@ -409,6 +409,11 @@ def _release_dates(
     return out
 
 
+def _numeric_type(sql_type: str) -> bool:
+    t = sql_type.upper()
+    return any(x in t for x in ("INT", "NUM", "REAL", "DOUBLE", "FLOAT", "DECIMAL"))
+
+
 def _days_from_birth(
     conn: Connection,
     schema: str | None,
@@ -425,6 +430,8 @@ def _days_from_birth(
     if "person" not in names or "person_id" not in [c.name for c in table.columns]:
         return
     engine = conn.engine
+    if _numeric_type(table.column(start).sql_type):
+        return  # dates kept as day or second counts: not read as calendar dates here
     person_cols = {
         c["name"].lower(): c for c in sa.inspect(engine).get_columns(names["person"], schema=schema)
     }
@@ -432,9 +439,8 @@ def _days_from_birth(
         return
     sql = SqlExpressions(engine)
     birth_type = str(person_cols.get("birth_datetime", {}).get("type", "")).upper()
-    birth = sql.birth_day_number(
-        "p", set(person_cols), not any(x in birth_type for x in ("DATE", "TIME"))
-    )
+    usable = set(person_cols) - ({"birth_datetime"} if _numeric_type(birth_type) else set())
+    birth = sql.birth_day_number("p", usable, not any(x in birth_type for x in ("DATE", "TIME")))
     begins = sql.day_number("t.s", _is_text_stored(table.column(start)))
     rows = conn.execute(
         sa.text(

@@ -16,6 +16,7 @@ from .base import (
     ColumnContext,
     Generator,
     apply_nulls,
+    days,
     interpolate_quantiles,
     quantile_share,
 )
@@ -328,6 +329,36 @@ class DateOffset(Generator):
             out = pl.select(
                 pl.min_horizontal(out, pl.max_horizontal(high, base.cast(pl.Datetime("us"))))
             ).to_series()
+            out = self._into_range_start(ctx, out, limit, int(bounds[0]))
         if ctx.logical_type == "date":
             out = out.cast(pl.Date)
         return apply_nulls(ctx, out.alias(ctx.column), block)
+
+    @staticmethod
+    def _into_range_start(ctx, out: pl.Series, limit: pl.Series | None, low: int) -> pl.Series:
+        """An end its offsets cannot bring up to the column's coded range (a start far below
+        it): raised to the range's first day where the rules' latest day allows, else, when the
+        column may be NULL, left NULL, since no day keeps both the range and the rules."""
+        end = days(out)
+        below = (end != np.iinfo(np.int64).min) & (end < low)
+        if not below.any():
+            return out
+        latest = (
+            days(limit.cast(pl.Date))
+            if limit is not None
+            else np.full(len(end), np.iinfo(np.int64).max)
+        )
+        raise_to = below & (latest >= low)
+        blank = below & (latest < low) & ctx.nullable
+        first_day = pl.lit(low * 86_400_000_000).cast(pl.Datetime("us"))
+        return (
+            pl.select(
+                pl.when(pl.lit(pl.Series(blank)))
+                .then(None)
+                .when(pl.lit(pl.Series(raise_to)))
+                .then(first_day)
+                .otherwise(out)
+            )
+            .to_series()
+            .alias(out.name)
+        )
