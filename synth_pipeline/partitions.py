@@ -16,3 +16,13 @@ from .projects import partitions_name
 @functools.cache
 def table_partitions(project: str) -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=partitions_name(project))
+
+
+def table_check(
+    name: str, asset: dg.AssetKey, partitions, *, blocking: bool, description: str
+) -> dg.AssetCheckSpec:
+    """A check of a project's partitioned step with one result per table (``partitions``:
+    the project's :func:`table_partitions`), so one table's result never stands for another's."""
+    return dg.AssetCheckSpec(
+        name, asset=asset, partitions_def=partitions, blocking=blocking, description=description
+    )

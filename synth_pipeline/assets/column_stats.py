@@ -7,7 +7,7 @@ from ..core.dp import noise_for
 from ..core.propose import source_fingerprint
 from ..core.schema import TableSchema, list_tables
 from ..core.summarise import summarise_table
-from ..partitions import table_partitions
+from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name
 from ..resources import SourceDatabase, SynthProject
 from ..settings import work_dir
@@ -46,10 +46,10 @@ def build_column_stats(name: str) -> dg.AssetsDefinition:
         group_name=dagster_name(name),
         kinds={"sql"},
         check_specs=[
-            dg.AssetCheckSpec(
+            table_check(
                 DISCLOSURE_CHECK,
-                asset=asset_key(name, "column_stats"),
-                partitions_def=partitions,  # one result per table
+                asset_key(name, "column_stats"),
+                partitions,
                 blocking=True,
                 description="Every count in the released statistics is 0, or at least k and "
                 "rounded as project.yaml's disclosure policy says, checked again after summarising.",

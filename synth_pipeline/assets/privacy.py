@@ -21,6 +21,7 @@ from ..core.privacy import (
     shown,
 )
 from ..core.write import read_register
+from ..partitions import table_check
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from ..settings import work_dir
 from .presentation import bullet_list, markdown_table
@@ -56,10 +57,10 @@ def privacy_check_specs(
 ) -> list[dg.AssetCheckSpec]:
     """The privacy checks of a project's synthetic_table (``key``), one result per table."""
     return [
-        dg.AssetCheckSpec(
+        table_check(
             name,
-            asset=key,
-            partitions_def=partitions,  # one result per table
+            key,
+            partitions,
             blocking=True,
             description=_check_description(name, what) + "; csv_bundle refuses a table that fails.",
         )

@@ -13,7 +13,7 @@ from ..core.config import approval_problem
 from ..core.propose import propose_table_config, refresh_table_config
 from ..core.schema import TableSchema
 from ..core.statistics import TableStats, fingerprint_of
-from ..partitions import table_partitions
+from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name
 from ..resources import SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
@@ -39,10 +39,10 @@ def build_reviewed_config(name: str) -> dg.AssetsDefinition:
         deps=[asset_key(name, "config_file")],
         automation_condition=on_upstream_change(),
         check_specs=[
-            dg.AssetCheckSpec(
+            table_check(
                 APPROVED_CHECK,
-                asset=asset_key(name, "reviewed_config"),
-                partitions_def=partitions,  # one result per table
+                asset_key(name, "reviewed_config"),
+                partitions,
                 blocking=True,
                 description="The table's YAML is approved, unedited since approval, and approved "
                 "for the current source schema and statistics.",

@@ -6,7 +6,7 @@ from ..core.config import ConfigError
 from ..core.propose import schema_drift
 from ..core.schema import read_table_schema
 from ..core.statistics import fingerprint_of
-from ..partitions import table_partitions
+from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name
 from ..resources import SourceDatabase, SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
@@ -26,10 +26,11 @@ def build_schema_snapshot(name: str) -> dg.AssetsDefinition:
         group_name=dagster_name(name),
         kinds={"sql"},
         check_specs=[
-            dg.AssetCheckSpec(
+            table_check(
                 DRIFT_CHECK,
-                asset=asset_key(name, "schema_snapshot"),
-                partitions_def=partitions,  # one result per table
+                asset_key(name, "schema_snapshot"),
+                partitions,
+                blocking=False,
                 description="The source table has the columns and types its configuration file "
                 "was written for. A drift does not stop the refresh: reviewed_config redrafts the "
                 "file and the approval gate holds generation until a reviewer approves the change.",

@@ -30,7 +30,7 @@ from ..core.write import (
     replace_table,
     stream_select,
 )
-from ..partitions import table_partitions
+from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from .fidelity import against_source
@@ -60,34 +60,35 @@ BLOCKING_CHECKS = {REFERENCES_CHECK, ROW_COUNT_CHECK, RULES_CHECK, *PRIVACY_CHEC
 
 def _check_specs(key: dg.AssetKey, partitions) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(
+        table_check(
             REFERENCES_CHECK,
-            asset=key,
-            partitions_def=partitions,  # one result per table
+            key,
+            partitions,
             blocking=True,
             description="Every foreign key of the table points to a row of its synthetic parent.",
         ),
-        dg.AssetCheckSpec(
+        table_check(
             ROW_COUNT_CHECK,
-            asset=key,
-            partitions_def=partitions,  # one result per table
+            key,
+            partitions,
             blocking=True,
             description="The destination holds exactly the rows the approved config asks for "
             "(times the scale).",
         ),
-        dg.AssetCheckSpec(
+        table_check(
             RULES_CHECK,
-            asset=key,
-            partitions_def=partitions,  # one result per table
+            key,
+            partitions,
             blocking=True,
             description="No row breaks an enabled consistency rule (end after start, inside the "
             "person's visit, observation period and lifetime, datetimes on their dates, birth "
             "parts).",
         ),
-        dg.AssetCheckSpec(
+        table_check(
             FIDELITY_CHECK,
-            asset=key,
-            partitions_def=partitions,  # one result per table
+            key,
+            partitions,
+            blocking=False,
             description="The median column score (KSComplement/TVComplement against the approved "
             "statistics) and the cardinality shape of each foreign key reach project.yaml's "
             "thresholds.",
