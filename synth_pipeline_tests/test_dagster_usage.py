@@ -93,9 +93,7 @@ def test_a_single_run_backfill_cannot_check_each_partition_yet():
                 "dagster/asset_partition_range_end": "c",
             },
         )
-        materialised = sorted(
-            e.partition for e in result.all_events if e.is_step_materialization
-        )
+        materialised = sorted(e.partition for e in result.all_events if e.is_step_materialization)
         evaluations = result.get_asset_check_evaluations()
     assert materialised == ["a", "b", "c"]
     assert [e.partition for e in evaluations] == [None]
