@@ -80,7 +80,7 @@ def _check(source_url: str, synthetic_url: str, tables: list[str], work) -> list
             problems.append(f"analysis {aid} not scored")
             continue
         ceiling = sampling_ceiling(src[0][aid], a.synthetic_total)
-        needed = min(FLOOR, RELATIVE * ceiling)
+        needed = FLOOR if ceiling >= FLOOR else RELATIVE * ceiling
         summary.append(f"{aid}: {a.agreement:.3f} (ceiling {ceiling:.3f}, needed {needed:.3f})")
         if a.agreement < needed:
             problems.append(
