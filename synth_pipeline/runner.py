@@ -27,6 +27,7 @@ from .core.table_order import dependency_waves, order_parents_first
 from .definitions import build_resources
 from .instance import instance_for_cli, storage_kept_open
 from .projects import partitions_name
+from .resources import SynthProject
 from .sensors import record_config_observations
 
 
@@ -421,7 +422,14 @@ def execute(
         available = source_tables(source_url, source_schema)
         selected = _selected_tables(available, tables)
         resources = build_resources()
-        resources["project"] = resources["project"].model_copy(update=dict(options.overrides()))
+        shared: SynthProject = resources["project"]  # type: ignore[assignment]
+        # a new resource, not a copy: Dagster builds a resource from its constructor's arguments
+        resources["project"] = SynthProject(
+            project=shared.project,
+            config_root=shared.config_root,
+            bundle_dir=shared.bundle_dir,
+            **options.overrides(),
+        )
         files = resources["project"].files()  # type: ignore[attr-defined]
         if not config_only:
             files.require_exists()  # only init creates a project; a typo is refused
