@@ -102,7 +102,7 @@ class DisclosurePolicy(BaseModel):
         gt=0,
         description="Differential privacy budget of the whole project (None: off). Split equally "
         "over the source's patient-level tables, then over each table's released statistics "
-        "(counts, histograms, listed values, quantiles); see the README's differential privacy "
+        "(counts, histograms, listed values, quantiles); see docs/disclosure.md's differential privacy "
         "section for what is noised and what is withheld.",
     )
     delta: float = Field(

@@ -6,7 +6,7 @@ its schema says it may release (:func:`statistics_plan`: the row count; per colu
 null/non-null split, listed values, quantiles, year bins, months, hours, children per parent,
 end-before-start count). The plan depends on the schema alone, so the split leaks nothing.
 
-How each kind of statistic is made private (the README's differential privacy section says the
+How each kind of statistic is made private (docs/disclosure.md's differential privacy section says the
 same to a reviewer):
 
 - counts and histograms over a domain fixed before looking at the data (null split, months,

@@ -11,8 +11,8 @@ against the source                the destination compared with the source table
                                   are aggregated by SQL in their own database (counts per value,
                                   per year or per bucket of a numeric expression; no row leaves
                                   either database), and the report holds scores only, never a
-                                  value. It stays in the trusted environment: see the README's
-                                  "Fidelity report" for why it is not published.
+                                  value. It stays in the trusted environment: see docs/fidelity.md
+                                  for why it is not published.
 
 The first can be high while the second is low: a reviewer may approve statistics that differ
 from the source (a value folded away, random strings for a column whose source holds M/F), and
@@ -794,7 +794,7 @@ class SourceColumnScore(BaseModel):
 class SourceFidelityReport(BaseModel):
     """One table's column scores against the approved statistics and against the source.
 
-    Scores only, no value; it stays in the trusted environment (see the README for why the
+    Scores only, no value; it stays in the trusted environment (see docs/fidelity.md for why the
     scores against the source are not published)."""
 
     table: str
