@@ -385,7 +385,7 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
     """A real run: init, approve, run on a one-table extract; the scores against the source are
     on synthetic_table's materialisation and in the work dir, never in the bundle."""
     from synth_pipeline.core.fidelity import load_source_report
-    from synth_pipeline.core.privacy import destination_key
+    from synth_pipeline.core.privacy_bundle import destination_key
     from synth_pipeline.core.write import read_register
 
     root = tmp_path / "cfg"

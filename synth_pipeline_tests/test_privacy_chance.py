@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from synth_pipeline.core.config import PrivacyThresholds, TableConfig
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
-from synth_pipeline.core.privacy import AT_CHANCE, assess_table
+from synth_pipeline.core.privacy import AT_CHANCE
+from synth_pipeline.core.privacy_measure import assess_table
 from synth_pipeline.core.propose import propose_table_config
 from synth_pipeline.core.schema import read_table_schema
 from synth_pipeline.core.summarise import summarise_table

@@ -8,7 +8,7 @@ from ..core.bundle import verify_bundle, write_bundle
 from ..core.errors import SynthPipelineError
 from ..core.fidelity import table_fidelity
 from ..core.integrity import stale_references, unreleasable
-from ..core.privacy import bundle_problems, privacy_markdown
+from ..core.privacy_bundle import bundle_problems, privacy_markdown
 from ..core.report import concept_labels, fidelity_html
 from ..core.rules import count_violations
 from ..core.vocabulary import bundle_vocabulary, concept_names

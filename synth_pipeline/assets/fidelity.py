@@ -19,7 +19,7 @@ from ..core.fidelity import (
     source_report,
     source_report_dir,
 )
-from ..core.privacy import destination_key
+from ..core.privacy_bundle import destination_key
 from ..core.report import fidelity_html
 from ..core.write import read_register
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject

@@ -204,6 +204,13 @@ def release_count(n: int, policy: DisclosurePolicy) -> int | None:
     return max(rounded, policy.k)
 
 
+def about_count(n: int, policy: DisclosurePolicy) -> str:
+    """A count in words as it may be shown: "about N" rounded by the count rule, else "fewer
+    than k" (zero and withheld counts alike)."""
+    r = release_count(n, policy)
+    return f"about {r}" if r else f"fewer than {policy.k}"
+
+
 @dataclass
 class ReleasedValues:
     values: list[tuple[object, int]]  # (value, released count), most common first
