@@ -15,12 +15,9 @@ import sqlalchemy as sa
 from synth_pipeline import cli
 from synth_pipeline.core.config import ColumnConfig, TableConfig
 from synth_pipeline.core.database import open_destination, open_source
-from synth_pipeline.core.fidelity import (
-    attach_source_report,
-    score_against_source,
-    source_report,
-    table_fidelity,
-)
+from synth_pipeline.core.fidelity import table_fidelity
+from synth_pipeline.core.fidelity_source import score_against_source
+from synth_pipeline.core.fidelity_trusted import attach_source_report, source_report
 from synth_pipeline.core.report import NOT_PUBLISHED, fidelity_html
 from synth_pipeline.core.statistics import (
     Bin,
@@ -384,7 +381,7 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
 ):
     """A real run: init, approve, run on a one-table extract; the scores against the source are
     on synthetic_table's materialisation and in the work dir, never in the bundle."""
-    from synth_pipeline.core.fidelity import load_source_report
+    from synth_pipeline.core.fidelity_trusted import load_source_report
     from synth_pipeline.core.privacy_bundle import destination_key
     from synth_pipeline.core.write import read_register
 
@@ -444,7 +441,7 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
 
 def test_source_values_are_matched_as_the_destination_holds_them():
     """Dirty extracts keep numbers as text; 64-bit ids must not pass through a float."""
-    from synth_pipeline.core.fidelity import _typed_value
+    from synth_pipeline.core.fidelity_source import _typed_value
 
     assert _typed_value("9223372036854775806", "integer") == 9223372036854775806
     assert _typed_value(-9223372036854775807, "integer") == -9223372036854775807

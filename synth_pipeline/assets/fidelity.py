@@ -10,12 +10,12 @@ import dagster as dg
 
 from ..core import achilles
 from ..core.config import TableConfig, atomic_write_text
-from ..core.fidelity import (
-    TableFidelity,
+from ..core.fidelity import TableFidelity
+from ..core.fidelity_source import score_against_source
+from ..core.fidelity_trusted import (
     attach_source_report,
     load_source_report,
     save_source_report,
-    score_against_source,
     source_report,
     source_report_dir,
 )
