@@ -15,7 +15,7 @@ from dagster._utils.schedules import is_valid_cron_string
 
 from .assets import project_assets
 from .concurrency import PROJECT_TAG
-from .core.config import ProjectFiles
+from .core.config_files import ProjectFiles
 from .core.errors import ConfigError
 from .projects import partitions_name, scoped
 

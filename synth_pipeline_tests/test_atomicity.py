@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from synth_pipeline import cli
 from synth_pipeline.core.bundle import recover_bundle, verify_bundle
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import normalise_url, open_destination
 from synth_pipeline.core.write import ColumnDef, RegisterEntry, read_register, replace_table
 

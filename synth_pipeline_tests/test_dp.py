@@ -13,7 +13,8 @@ import yaml
 
 from synth_pipeline import cli, settings
 from synth_pipeline.core import dp
-from synth_pipeline.core.config import ProjectConfig, ProjectFiles
+from synth_pipeline.core.config import ProjectConfig
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.review import review_text

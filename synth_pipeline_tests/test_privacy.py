@@ -13,7 +13,7 @@ import yaml
 
 from synth_pipeline import cli, settings
 from synth_pipeline.assets import project_assets
-from synth_pipeline.core.config import PrivacyThresholds, ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.privacy import CHECKS
@@ -22,6 +22,7 @@ from synth_pipeline.core.privacy_measure import assess_table, quasi_identifiers
 from synth_pipeline.core.propose import propose_table_config
 from synth_pipeline.core.schema import read_table_schema
 from synth_pipeline.core.summarise import summarise_table
+from synth_pipeline.core.thresholds import PrivacyThresholds
 from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
 from synth_pipeline.resources import (
     DestinationDatabase,

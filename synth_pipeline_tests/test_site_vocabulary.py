@@ -17,7 +17,8 @@ import yaml
 
 from synth_pipeline import cli
 from synth_pipeline.core.bundle import verify_bundle
-from synth_pipeline.core.config import ProjectFiles, approve
+from synth_pipeline.core.config import approve
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.review import review_text
 from synth_pipeline.runner import execute

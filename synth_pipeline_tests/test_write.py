@@ -24,7 +24,7 @@ CHUNK = 65_536  # the smallest chunk; the table below spans four of them
 
 def measurement_run() -> TableRun:
     """The demo's approved measurement config at a scale that needs several chunks."""
-    from synth_pipeline.core.config import ProjectFiles
+    from synth_pipeline.core.config_files import ProjectFiles
 
     files = ProjectFiles(DEMO_CONFIGS, "demo")
     cfg = files.load_table("measurement")

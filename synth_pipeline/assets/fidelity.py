@@ -9,7 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from ..core import achilles
-from ..core.config import TableConfig, atomic_write_text
+from ..core.config import TableConfig
+from ..core.config_files import atomic_write_text
 from ..core.fidelity import TableFidelity
 from ..core.fidelity_source import score_against_source
 from ..core.fidelity_trusted import (

@@ -476,7 +476,7 @@ def write_report(
     folder: Path, project: str, comparison: AchillesComparison | None, created_at: str
 ) -> Path:
     """achilles.html and achilles.json in ``folder`` (the trusted report's); the page's path."""
-    from .config import atomic_write_text
+    from .config_files import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "achilles.html"

@@ -66,10 +66,11 @@ import math
 import numpy as np
 import polars as pl
 
-from .config import PrivacyThresholds, TableConfig
+from .config import TableConfig
 from .generators import CATALOGUE
 from .privacy import CONFIDENCE_Z, SPLIT_SEED, AttackResult, Attacks, Rate, wilson_low
 from .privacy_distance import features, is_categorical
+from .thresholds import PrivacyThresholds
 
 # each of the two rates of a risk bounded at one-sided 99.5%: both hold with 99% confidence
 PAIR_Z = 2.576

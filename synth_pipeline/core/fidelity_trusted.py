@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .config import TableConfig, atomic_write_text
+from .config import TableConfig
+from .config_files import atomic_write_text
 from .fidelity import (
     SourceScore,
     TableFidelity,

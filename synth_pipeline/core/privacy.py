@@ -8,8 +8,8 @@ import math
 
 from pydantic import BaseModel, Field
 
-from .config import PrivacyThresholds
 from .disclosure import DisclosurePolicy, about_count, release_count
+from .thresholds import PrivacyThresholds
 
 CHECKS = {
     "privacy_exact_matches": "exact-match rate",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import DISCLAIMER
-from .config import atomic_write_text
+from .config_files import atomic_write_text
 from .database import redact
 from .disclosure import DisclosurePolicy, about_count
 from .privacy import (

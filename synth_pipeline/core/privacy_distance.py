@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy.engine import Engine
 
-from .config import PrivacyThresholds, TableConfig
+from .config import TableConfig
 from .database import qualified, quote
 from .generators import POLARS_TYPES
 from .privacy import (
@@ -17,6 +17,7 @@ from .privacy import (
     Rate,
     against_chance,
 )
+from .thresholds import PrivacyThresholds
 from .write import ColumnDef, stream_select
 
 

@@ -68,7 +68,7 @@ from sqlalchemy.engine import Engine
 
 from .attacks import run_attacks
 from .bundle import table_row_count
-from .config import PrivacyThresholds, TableConfig
+from .config import TableConfig
 from .disclosure import DisclosurePolicy
 from .generators import CATALOGUE
 from .privacy import (
@@ -89,6 +89,7 @@ from .privacy import (
 )
 from .privacy_distance import dcr_share, matching_rows, read_columns
 from .schema import list_tables
+from .thresholds import PrivacyThresholds
 
 # ---------------------------------------------------------------------------------------------
 # Computing

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .config import ProjectFiles, TableConfig
+from .config import TableConfig
+from .config_files import ProjectFiles
 from .generators.base import days
 
 NO_DEATH = np.iinfo(np.int64).max // 4

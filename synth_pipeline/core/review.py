@@ -16,14 +16,8 @@ from pathlib import Path
 import yaml
 
 from . import vocabulary
-from .config import (
-    ColumnConfig,
-    ProjectFiles,
-    TableConfig,
-    approval_problem,
-    atomic_write_text,
-    dump_yaml,
-)
+from .config import ColumnConfig, TableConfig, approval_problem
+from .config_files import ProjectFiles, atomic_write_text, dump_yaml
 from .disclosure import YEAR_GRID, DisclosurePolicy
 from .errors import ConfigError
 from .statistics import ColumnStats, PrivacyBudget

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from .config import ColumnConfig, ConfigError, ProjectFiles, TableConfig
+from .config import ColumnConfig, ConfigError, TableConfig
+from .config_files import ProjectFiles
 from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
 from .relations import Relations
 from .rules import align_twins, order_pairs, place_anchors, settle_required_references

@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import omop
-from .config import ProjectFiles, TableConfig, approval_problem
+from .config import TableConfig, approval_problem
+from .config_files import ProjectFiles
 from .database import is_postgres, pg_like, qualified, quote
 from .errors import ConfigError
 from .generators import CATALOGUE

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import omop
-from .config import ProjectFiles
+from .config_files import ProjectFiles
 from .database import qualified, quote
 from .schema import list_tables, unusable_name
 
