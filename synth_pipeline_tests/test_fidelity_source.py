@@ -329,8 +329,10 @@ def test_a_missing_source_table_is_said_not_guessed(source_url, tmp_path):
 def test_postgresql_on_either_side_gives_the_same_scores(source_url, tmp_path, postgres_database):
     """The SQL on PostgreSQL (typed dates, FLOOR for buckets, schemas) gives the scores SQLite
     gives, with PostgreSQL as the destination and as the source."""
+    from synth_pipeline.core.schema import ColumnDef
     from synth_pipeline.core.synthesise import written_width
-    from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+    from synth_pipeline.core.transfer import copy_table
+    from synth_pipeline.core.write import RegisterEntry
 
     cfg = approved_config()
     dest_sqlite = _write(tmp_path / "synthetic.sqlite", _synthetic_rows(np.random.default_rng(3)))

@@ -20,10 +20,11 @@ from synth_pipeline.core.privacy import CHECKS
 from synth_pipeline.core.privacy_bundle import destination_key, report_path
 from synth_pipeline.core.privacy_measure import assess_table, quasi_identifiers
 from synth_pipeline.core.propose import propose_table_config
-from synth_pipeline.core.schema import read_table_schema
+from synth_pipeline.core.schema import ColumnDef, read_table_schema
 from synth_pipeline.core.summarise import summarise_table
 from synth_pipeline.core.thresholds import PrivacyThresholds
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+from synth_pipeline.core.transfer import copy_table
+from synth_pipeline.core.write import RegisterEntry
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,

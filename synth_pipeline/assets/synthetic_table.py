@@ -17,19 +17,12 @@ from ..core.database import qualified, quote, redact_text
 from ..core.fidelity import table_fidelity
 from ..core.integrity import dangling_references
 from ..core.rules import count_violations
-from ..core.schema import list_tables
+from ..core.schema import ColumnDef, list_tables
 from ..core.synthesise import FIRST_CHUNK_ROWS, TableRun, referenced_tables, written_width
+from ..core.transfer import copy_table, stream_select
 from ..core.vocabulary import plan_copy as plan_vocabulary_copy
 from ..core.vocabulary import selected_rows as vocabulary_rows_selected
-from ..core.write import (
-    ColumnDef,
-    RegisterEntry,
-    copy_table,
-    drop_table,
-    record_checks,
-    replace_table,
-    stream_select,
-)
+from ..core.write import RegisterEntry, drop_table, record_checks, replace_table
 from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject

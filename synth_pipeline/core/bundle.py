@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 
 from . import DISCLAIMER, GENERATOR_VERSION
 from .database import is_postgres, qualified, quote
+from .schema import ColumnDef
+from .transfer import stream_select
 from .vocabulary import BundleVocabulary
-from .write import ColumnDef, stream_select
 
 MANIFEST = "manifest.json"
 README = "README.md"

@@ -17,8 +17,9 @@ from .privacy import (
     Rate,
     against_chance,
 )
+from .schema import ColumnDef
 from .thresholds import PrivacyThresholds
-from .write import ColumnDef, stream_select
+from .transfer import stream_select
 
 
 def read_columns(

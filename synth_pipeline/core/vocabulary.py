@@ -37,6 +37,7 @@ from .config_files import ProjectFiles
 from .database import is_postgres, pg_like, qualified, quote
 from .errors import ConfigError
 from .generators import CATALOGUE
+from .transfer import with_where
 
 # Concept-level tables: the columns that must all name a concept of the set for a row to be
 # copied (both ends of an ancestry or a relationship, the concept of a synonym or a strength).
@@ -445,7 +446,7 @@ def metadata_concepts(
             clauses = site_local_clauses(files, cfg, source, schema, source_tables, local)
         not_null = _Clause(f"{quote(source, column)} IS NOT NULL")
         where, params = _render(source, [not_null, *clauses])
-        sql = _filtered(
+        sql = with_where(
             source,
             f"SELECT DISTINCT {quote(source, column)} FROM "
             f"{qualified(source, schema, source_tables[table])}",
@@ -467,19 +468,11 @@ def selected_rows(source: Engine, schema: str | None, source_table: str, plan: C
 
 
 def _count(engine: Engine, schema: str | None, table: str, where: str | None, params: tuple) -> int:
-    sql = _filtered(
+    sql = with_where(
         engine, f"SELECT COUNT(*) FROM {qualified(engine, schema, table)}", where, params
     )
     with engine.connect() as conn:
         return int(conn.exec_driver_sql(sql, params or None).scalar_one())
-
-
-def _filtered(engine: Engine, sql: str, where: str | None, params: tuple) -> str:
-    if not where:
-        return sql
-    if is_postgres(engine) and params:
-        sql = sql.replace("%", "%%")  # the identifiers' own % signs, not placeholders
-    return f"{sql} WHERE {where}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +576,7 @@ def bundle_vocabulary(
         where, params = _render(
             engine, [_in_list(engine, quote(engine, "concept_id"), wanted, "BIGINT")]
         )
-        sql = _filtered(
+        sql = with_where(
             engine, f"SELECT {quote(engine, 'concept_id')} FROM {concept}", where, params
         )
         with engine.connect() as conn:

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from ..core import omop
 from ..core.database import normalise_url, qualified, redact, transactional_sqlite
 from ..core.errors import DatabaseError
-from ..core.write import ColumnDef, load_chunks
+from ..core.schema import ColumnDef
+from ..core.write import load_chunks
 
 DATA_PACKAGE = "synth_pipeline.demo"
 CDM_VERSION = "5.3"
@@ -83,7 +84,7 @@ def load_demo(url: str, schema: str | None = None) -> dict[str, int]:
                 header = pl.read_csv(path, n_rows=0).columns
                 columns = _column_defs(table, header)
                 md = sa.MetaData(schema=schema)
-                from ..core.write import sa_type
+                from ..core.schema import sa_type
 
                 t = sa.Table(
                     table,
