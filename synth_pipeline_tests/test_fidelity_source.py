@@ -457,7 +457,7 @@ def test_source_values_are_matched_as_the_destination_holds_them():
 def test_report_plots_name_their_values_and_skip_single_values(tmp_path):
     from synth_pipeline.core.fidelity import ColumnScore, Distribution, TableFidelity
     from synth_pipeline.core.report import concept_labels
-    from synth_pipeline.core.vocabulary import concept_names
+    from synth_pipeline.core.vocabulary_bundle import concept_names
 
     gender = Distribution(["8507", "8532"], [0.5, 0.5], [0.48, 0.52], "categories")
     constant = Distribution(["3"], [0.0], [0.0], "cdf")  # a string column of one length

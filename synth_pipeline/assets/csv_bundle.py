@@ -12,7 +12,7 @@ from ..core.privacy_bundle import bundle_problems, privacy_markdown
 from ..core.report import concept_labels, fidelity_html
 from ..core.rules import count_violations
 from ..core.schema import ColumnDef
-from ..core.vocabulary import bundle_vocabulary, concept_names
+from ..core.vocabulary_bundle import bundle_vocabulary, concept_names
 from ..core.write import read_register
 from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject

@@ -28,7 +28,7 @@ from . import DISCLAIMER, GENERATOR_VERSION
 from .database import is_postgres, qualified, quote
 from .schema import ColumnDef
 from .transfer import stream_select
-from .vocabulary import BundleVocabulary
+from .vocabulary_bundle import BundleVocabulary
 
 MANIFEST = "manifest.json"
 README = "README.md"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import vocabulary
+from . import vocabulary, vocabulary_source
 from .config import ColumnConfig, TableConfig, approval_problem
 from .config_files import ProjectFiles, atomic_write_text, dump_yaml
 from .disclosure import YEAR_GRID, DisclosurePolicy
@@ -447,7 +447,7 @@ def vocabulary_lines(files: ProjectFiles, cfg: TableConfig) -> list[str]:
     concepts the approved synthetic tables can contain now."""
     lines = [f"rows copied: {vocabulary.rule_text(cfg.table, cfg.vocabulary_rule)}"]
     released = vocabulary.released_concepts(files)
-    if cfg.vocabulary_rule == "referenced" and cfg.table in vocabulary.CONCEPT_LEVEL:
+    if cfg.vocabulary_rule == "referenced" and cfg.table in vocabulary_source.CONCEPT_LEVEL:
         tables = ", ".join(f"{t} {n}" for t, n in sorted(released.by_table.items()))
         lines.append(
             f"  {len(released.ids)} concepts in the approved synthetic configs ({tables or 'none'}),"
@@ -457,10 +457,10 @@ def vocabulary_lines(files: ProjectFiles, cfg: TableConfig) -> list[str]:
             lines.append(
                 "  values not listed (may not resolve in concept): " + ", ".join(released.unlisted)
             )
-    rule = vocabulary.site_local_rule(cfg)
+    rule = vocabulary_source.site_local_rule(cfg)
     lines.append(f"site-local rows: {vocabulary.site_local_text(rule)}")
     local = vocabulary.site_local_columns(released)
-    if local and cfg.table in vocabulary.CONCEPT_LEVEL:
+    if local and cfg.table in vocabulary_source.CONCEPT_LEVEL:
         fate = "copied" if rule == "include" else "left out"
         lines.append(
             f"  site-local concept ids the approved synthetic configs list (their rows are {fate}): "
@@ -479,7 +479,7 @@ def site_local_lines(cfg: TableConfig) -> list[str]:
     for name, ids in listed.items():
         found.by_column[f"{cfg.table}.{name}"] = ids
     return [
-        f"site-local concept ids (above {vocabulary.SITE_LOCAL_ABOVE:,}, the site's own codes) in "
+        f"site-local concept ids (above {vocabulary_source.SITE_LOCAL_ABOVE:,}, the site's own codes) in "
         f"{column}: {', '.join(map(str, ids))}; whether their concept rows are copied is "
         "concept.yaml's site_local"
         for column, ids in vocabulary.site_local_columns(found).items()
