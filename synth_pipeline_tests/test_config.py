@@ -175,7 +175,7 @@ def test_config_files_are_readable_by_other_users(tmp_path):
     import os
     import stat
 
-    from synth_pipeline.core.config_files import atomic_write_text
+    from synth_pipeline.core.files import atomic_write_text
 
     old = os.umask(0o022)
     try:

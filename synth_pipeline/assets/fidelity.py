@@ -10,7 +10,6 @@ import dagster as dg
 
 from ..core import achilles
 from ..core.config import TableConfig
-from ..core.config_files import atomic_write_text
 from ..core.fidelity import TableFidelity
 from ..core.fidelity_source import score_against_source
 from ..core.fidelity_trusted import (
@@ -20,6 +19,7 @@ from ..core.fidelity_trusted import (
     source_report,
     source_report_dir,
 )
+from ..core.files import atomic_write_text
 from ..core.privacy_bundle import destination_key
 from ..core.report import fidelity_html
 from ..core.write import read_register

@@ -470,7 +470,7 @@ def write_report(
     folder: Path, project: str, comparison: AchillesComparison | None, created_at: str
 ) -> Path:
     """achilles.html and achilles.json in ``folder`` (the trusted report's); the page's path."""
-    from .config_files import atomic_write_text
+    from .files import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "achilles.html"

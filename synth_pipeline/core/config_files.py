@@ -5,8 +5,6 @@ written atomically, and one project's folder of files (:class:`ProjectFiles`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from .config import (
     table_config_json_schema,
 )
 from .errors import ConfigError
+from .files import atomic_write_text
 from .generators import CATALOGUE
 from .schema import unusable_name
 
@@ -55,27 +54,6 @@ _Dumper.add_representer(list, _represent_list)
 
 def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so readers see the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        # mkstemp makes the file private; a config is read by reviewers logged in as others
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_yaml(path: Path) -> Any:

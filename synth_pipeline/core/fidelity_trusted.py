@@ -11,11 +11,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .config import TableConfig
-from .config_files import atomic_write_text
 from .fidelity import (
     SourceScore,
     TableFidelity,
 )
+from .files import atomic_write_text
 
 # ---------------------------------------------------------------------------------------------
 # The trusted-environment report: both scores per column, kept under the work dir, never published

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from . import DISCLAIMER
-from .config_files import atomic_write_text
 from .database import redact
 from .disclosure import DisclosurePolicy, about_count
+from .files import atomic_write_text
 from .privacy import (
     AT_CHANCE,
     PrivacyReport,

@@ -17,9 +17,10 @@ import yaml
 
 from . import vocabulary, vocabulary_source
 from .config import ColumnConfig, TableConfig, approval_problem
-from .config_files import ProjectFiles, atomic_write_text, dump_yaml
+from .config_files import ProjectFiles, dump_yaml
 from .disclosure import YEAR_GRID, DisclosurePolicy
 from .errors import ConfigError
+from .files import atomic_write_text
 from .statistics import ColumnStats, PrivacyBudget
 
 APPROVED_DIR = ".approved"

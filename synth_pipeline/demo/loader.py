@@ -7,8 +7,6 @@ constraints, because the extract is dirty: duplicate keys, 0 for NULL, dangling 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import sqlalchemy as sa
 from ..core import omop
 from ..core.database import normalise_url, qualified, redact, transactional_sqlite
 from ..core.errors import DatabaseError
+from ..core.files import atomic_path
 from ..core.schema import ColumnDef
 from ..core.write import load_chunks
 
@@ -108,13 +107,7 @@ def ensure_demo_sqlite(path: Path) -> str:
     marker = path.with_suffix(path.suffix + ".ok")
     if path.exists() and marker.exists() and marker.read_text() == _MARKER:
         return f"sqlite:///{path}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         load_demo(f"sqlite:///{tmp}")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     marker.write_text(_MARKER)
     return f"sqlite:///{path}"
