@@ -46,7 +46,7 @@ class Released:
     rule: str
 
 
-class Rules:
+class RuleWording:
     """The plain-language rule behind each kind of released statistic, with the policy's numbers."""
 
     def __init__(self, policy: DisclosurePolicy, dp: PrivacyBudget | None):
@@ -146,7 +146,7 @@ def _short(value: object) -> str:
 
 
 def _stats_items(
-    prefix: str, cs: ColumnStats, rules: Rules, column: str | None = None, col_type: str = ""
+    prefix: str, cs: ColumnStats, rules: RuleWording, column: str | None = None, col_type: str = ""
 ) -> list[Released]:
     out: list[Released] = []
     dp_on = bool(rules.noise)
@@ -266,7 +266,7 @@ def _stats_items(
 
 def released_values(cfg: TableConfig, policy: DisclosurePolicy) -> list[Released]:
     """Every value in ``cfg`` that was derived from the source, with the rule that let it out."""
-    rules = Rules(policy, cfg.source.dp)
+    rules = RuleWording(policy, cfg.source.dp)
     out: list[Released] = []
     if cfg.kind == "vocabulary":
         out.append(
