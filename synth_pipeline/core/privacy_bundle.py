@@ -145,6 +145,26 @@ def privacy_markdown(
     if notes:
         lines += ["", "Settings of an older project.yaml that no longer apply:", ""]
         lines += [f"- {n}" for n in notes]
+    lines += _measure_sections(assessed, policy)
+    lines += _rare_section(assessed, k)
+    lines += _attack_section(assessed, policy)
+    others = sorted(r.table for r in reports if r not in assessed)
+    if others:
+        lines += ["", f"Not assessed (empty, or nothing to compare): {', '.join(others)}."]
+    lines += [
+        "",
+        "Vocabulary tables are public reference data, limited to the concepts the synthetic tables can "
+        "contain unless a reviewer chose to copy a table whole, and not assessed.",
+        "",
+        DISCLAIMER,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _measure_sections(assessed: list[PrivacyReport], policy: DisclosurePolicy) -> list[str]:
+    """One table per figure measured against chance (exact matches, unique matches, DCR)."""
+    lines: list[str] = []
     for check, (title, what) in _SECTIONS.items():
         lines += [
             "",
@@ -182,6 +202,11 @@ def privacy_markdown(
                 )
                 + ".",
             ]
+    return lines
+
+
+def _rare_section(assessed: list[PrivacyReport], k: int) -> list[str]:
+    lines: list[str] = []
     lines += [
         "",
         "## Rare categories",
@@ -196,6 +221,11 @@ def privacy_markdown(
             f"| {r.table} | {r.rare_category_leaks} | {r.thresholds.max_rare_category_leaks} "
             f"| {_verdict(r, 'privacy_rare_categories')} |"
         )
+    return lines
+
+
+def _attack_section(assessed: list[PrivacyReport], policy: DisclosurePolicy) -> list[str]:
+    lines: list[str] = []
     lines += [
         "",
         "## Attacks",
@@ -228,15 +258,4 @@ def privacy_markdown(
             + "; ".join(f"{r.table} {attack_samples(r, policy)}" for r in sampled)
             + ".",
         ]
-    others = sorted(r.table for r in reports if r not in assessed)
-    if others:
-        lines += ["", f"Not assessed (empty, or nothing to compare): {', '.join(others)}."]
-    lines += [
-        "",
-        "Vocabulary tables are public reference data, limited to the concepts the synthetic tables can "
-        "contain unless a reviewer chose to copy a table whole, and not assessed.",
-        "",
-        DISCLAIMER,
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
