@@ -369,6 +369,18 @@ ATTACK_NAMES = {
 }
 
 
+# the columns of attack_rows' rows
+ATTACK_COLUMNS = [
+    "attack",
+    "on",
+    "training targets",
+    "control targets",
+    "risk",
+    "threshold",
+    "verdict",
+]
+
+
 def attack_rows(r: PrivacyReport) -> list[list[str]]:
     """One row per attack shown (inference: its worst column): attack, on, training targets,
     control targets, risk (membership: AUC), threshold, verdict; every figure rounded."""

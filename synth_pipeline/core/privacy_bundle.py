@@ -15,6 +15,7 @@ from .disclosure import DisclosurePolicy, about_count
 from .files import atomic_write_text
 from .privacy import (
     AT_CHANCE,
+    ATTACK_COLUMNS,
     PrivacyReport,
     attack_rows,
     attack_samples,
@@ -80,6 +81,18 @@ def bundle_problems(
 # ---------------------------------------------------------------------------------------------
 # The bundle's section
 
+_MEASURE_COLUMNS = [
+    "table",
+    "rows",
+    "figure",
+    "chance",
+    "a real row left out",
+    "synthetic columns recombined",
+    "copy",
+    "excess over chance",
+    "threshold",
+    "verdict",
+]
 _SECTIONS = {
     "privacy_exact_matches": (
         "Exact matches",
@@ -162,20 +175,24 @@ def privacy_markdown(
     return "\n".join(lines)
 
 
+def _section(title: str, what: list[str], columns: list[str]) -> list[str]:
+    """A section's heading, its text and the head of its table."""
+    return [
+        "",
+        f"## {title}",
+        "",
+        *what,
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|---" * len(columns) + "|",
+    ]
+
+
 def _measure_sections(assessed: list[PrivacyReport], policy: DisclosurePolicy) -> list[str]:
     """One table per figure measured against chance (exact matches, unique matches, DCR)."""
     lines: list[str] = []
     for check, (title, what) in _SECTIONS.items():
-        lines += [
-            "",
-            f"## {title}",
-            "",
-            what,
-            "",
-            "| table | rows | figure | chance | a real row left out | synthetic columns "
-            "recombined | copy | excess over chance | threshold | verdict |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        lines += _section(title, [what], _MEASURE_COLUMNS)
         for r in assessed:
             m = r.measure(check)
             if not m.measured:
@@ -206,16 +223,8 @@ def _measure_sections(assessed: list[PrivacyReport], policy: DisclosurePolicy) -
 
 
 def _rare_section(assessed: list[PrivacyReport], k: int) -> list[str]:
-    lines: list[str] = []
-    lines += [
-        "",
-        "## Rare categories",
-        "",
-        f"Values seen fewer than k={k} times in the source that appear in the output.",
-        "",
-        "| table | values | threshold | verdict |",
-        "|---|---|---|---|",
-    ]
+    what = f"Values seen fewer than k={k} times in the source that appear in the output."
+    lines = _section("Rare categories", [what], ["table", "values", "threshold", "verdict"])
     for r in assessed:
         lines.append(
             f"| {r.table} | {r.rare_category_leaks} | {r.thresholds.max_rare_category_leaks} "
@@ -225,25 +234,22 @@ def _rare_section(assessed: list[PrivacyReport], k: int) -> list[str]:
 
 
 def _attack_section(assessed: list[PrivacyReport], policy: DisclosurePolicy) -> list[str]:
-    lines: list[str] = []
-    lines += [
-        "",
-        "## Attacks",
-        "",
-        "Singling-out, linkability and attribute-inference risk after Giomi et al. 2022",
-        "(anonymeter), and a membership-inference test. The source is split by a fixed seed:",
-        "targets from the source attacked with synthetic rows, against targets from a held-out",
-        "control half attacked with as many real rows of the source (none of them a control",
-        "target) in the synthetic rows' place. Risk = (training rate - control rate) / (1 -",
-        "control rate): 0 when the synthetic rows tell no more about the people in the source than",
-        "real rows of others tell about someone outside it, 1 when every attack succeeds.",
-        "Membership: the AUC of telling source targets from control targets by the distance to",
-        "their attacker's nearest row (0.5 is chance). A table fails when a risk or the AUC is",
-        "above its threshold with 99% confidence. Inference shows its worst column.",
-        "",
-        "| table | attack | on | training targets | control targets | risk | threshold | verdict |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines = _section(
+        "Attacks",
+        [
+            "Singling-out, linkability and attribute-inference risk after Giomi et al. 2022",
+            "(anonymeter), and a membership-inference test. The source is split by a fixed seed:",
+            "targets from the source attacked with synthetic rows, against targets from a held-out",
+            "control half attacked with as many real rows of the source (none of them a control",
+            "target) in the synthetic rows' place. Risk = (training rate - control rate) / (1 -",
+            "control rate): 0 when the synthetic rows tell no more about the people in the source than",
+            "real rows of others tell about someone outside it, 1 when every attack succeeds.",
+            "Membership: the AUC of telling source targets from control targets by the distance to",
+            "their attacker's nearest row (0.5 is chance). A table fails when a risk or the AUC is",
+            "above its threshold with 99% confidence. Inference shows its worst column.",
+        ],
+        ["table", *ATTACK_COLUMNS],
+    )
     for r in assessed:
         if r.attacks.note:
             lines.append(f"| {r.table} | all | | | | {r.attacks.note} | | n/a |")
