@@ -15,7 +15,7 @@ from pathlib import Path
 
 from synth_pipeline import settings
 from synth_pipeline.core import achilles
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_source
 from synth_pipeline.core.write import read_register
 

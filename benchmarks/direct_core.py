@@ -21,18 +21,19 @@ import argparse
 import time
 from pathlib import Path
 
-from synth_pipeline.core.config import ProjectFiles, approval_problem
+from synth_pipeline.core.config import approval_problem
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_source, open_writable_destination
-from synth_pipeline.core.disclosure import audit_released_counts
+from synth_pipeline.core.disclosure_audit import audit_released_counts
 from synth_pipeline.core.dp import noise_for
-from synth_pipeline.core.fidelity import score_against_source
+from synth_pipeline.core.fidelity_source import score_against_source
 from synth_pipeline.core.generation import (
     Generation,
     current_approved_config,
     measure_written_table,
     write_table,
 )
-from synth_pipeline.core.privacy import assess_table
+from synth_pipeline.core.privacy_measure import assess_table
 from synth_pipeline.core.propose import (
     propose_table_config,
     refresh_table_config,

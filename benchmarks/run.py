@@ -34,17 +34,10 @@ import polars as pl
 import sqlalchemy as sa
 
 from synth_pipeline.core.database import normalise_url, open_destination, open_source
+from synth_pipeline.core.pg_copy import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, binary_copy_rows
+from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS
-from synth_pipeline.core.write import (
-    COPY_BINARY_HEADER,
-    COPY_BINARY_TRAILER,
-    ColumnDef,
-    RegisterEntry,
-    _sqlite_rows,
-    _table,
-    binary_copy_rows,
-    replace_table,
-)
+from synth_pipeline.core.write import RegisterEntry, _sqlite_rows, _table, replace_table
 
 from .tables import measurement_run
 

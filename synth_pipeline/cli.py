@@ -17,7 +17,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from . import settings  # noqa: E402
-from .core.config import ProjectFiles, approval_problem, approve  # noqa: E402
+from .core.config import approval_problem, approve  # noqa: E402
+from .core.config_files import ProjectFiles  # noqa: E402
 from .core.database import redact  # noqa: E402
 from .core.errors import SynthPipelineError  # noqa: E402
 from .core.review import keep_approved_copy, review_text  # noqa: E402

@@ -15,7 +15,8 @@ from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
 from . import settings
-from .core.config import ProjectConfig, ProjectFiles
+from .core.config import ProjectConfig
+from .core.config_files import ProjectFiles
 from .core.database import open_source, open_writable_destination, redact
 from .demo.loader import ensure_demo_sqlite
 

@@ -18,9 +18,10 @@ from . import settings
 from .assets import project_assets
 from .concurrency import PROJECT_TAG, ensure_write_pool, process_tag, release_abandoned_slots
 from .core import omop
-from .core.config import ProjectFiles, atomic_write_text
+from .core.config_files import ProjectFiles
 from .core.database import open_source, open_writable_destination, redact_text
 from .core.errors import ConfigError
+from .core.files import atomic_write_text
 from .core.preflight import check_configuration
 from .core.schema import list_tables, unusable_name
 from .core.table_order import dependency_waves, order_parents_first

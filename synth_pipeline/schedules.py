@@ -14,7 +14,7 @@ import dagster as dg
 
 from .assets import project_assets
 from .concurrency import PROJECT_TAG
-from .core.config import ProjectFiles
+from .core.config_files import ProjectFiles
 from .core.errors import ConfigError
 from .projects import partitions_name, scoped
 

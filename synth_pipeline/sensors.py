@@ -20,7 +20,7 @@ import dagster as dg
 
 from .assets import project_assets
 from .concurrency import PROJECT_TAG
-from .core.config import ProjectFiles
+from .core.config_files import ProjectFiles
 from .core.schema import unusable_name
 from .core.watch import changed_tables, config_file_versions, extract_fingerprints
 from .partitions import table_partitions

@@ -1,4 +1,4 @@
-"""Where things are, read from the environment: one place for every variable the README lists.
+"""Where things are, read from the environment: one place for every variable docs/configuration.md lists.
 
 Our own names come first; the names datafaker and sqlsynthgen users already set (SRC_DSN,
 SRC_SCHEMA, DST_DSN, DST_SCHEMA) are accepted beside them.

@@ -413,7 +413,8 @@ class PipelineRun:
 def run_pipeline(tmp: Path, source: str, k: int = 10, schema: str | None = None) -> PipelineRun:
     """init, approve --all and run the extract at ``source`` through the CLI, with policy k."""
     from synth_pipeline import cli
-    from synth_pipeline.core.config import ProjectConfig, ProjectFiles
+    from synth_pipeline.core.config import ProjectConfig
+    from synth_pipeline.core.config_files import ProjectFiles
     from synth_pipeline.core.disclosure import DisclosurePolicy
 
     schema_args = ["--schema", schema] if schema else []

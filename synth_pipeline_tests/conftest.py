@@ -109,7 +109,7 @@ def demo_run(tmp_path_factory, isolated_environment):
     """`synth-pipeline demo --out DIR` (the README's main command) with a private copy of the
     configuration root; shared by the tests that inspect its outputs."""
     from synth_pipeline import cli
-    from synth_pipeline.core.config import ProjectFiles
+    from synth_pipeline.core.config_files import ProjectFiles
 
     root = tmp_path_factory.mktemp("cfg") / "configuration-files"
     shutil.copytree(DEMO_CONFIGS, root)
@@ -198,7 +198,7 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     test_pipeline_postgres.py (the chain), test_postgres_instance.py (the instance and the
     parallel runs) and test_vocabulary_subset.py (the vocabulary copied)."""
     from synth_pipeline import cli
-    from synth_pipeline.core.config import ProjectFiles
+    from synth_pipeline.core.config_files import ProjectFiles
     from synth_pipeline.demo.loader import load_demo
     from synth_pipeline.instance import instance_for_cli
     from synth_pipeline.runner import environment, execute

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synth_pipeline.core.config import ProjectConfig, ProjectFiles, approve
+from synth_pipeline.core.config import ProjectConfig, approve
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.propose import propose_table_config
-from synth_pipeline.core.schema import list_tables, read_table_schema
+from synth_pipeline.core.schema import ColumnDef, list_tables, read_table_schema
 from synth_pipeline.core.summarise import summarise_table
 from synth_pipeline.core.synthesise import TableRun, written_width
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
+from synth_pipeline.core.write import RegisterEntry, replace_table
 
 PROJECT = "core"
 

@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from synth_pipeline.core.bundle import write_bundle
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
+from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import TableRun
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
+from synth_pipeline.core.write import RegisterEntry, replace_table
 
 CONFIGS = Path(__file__).resolve().parent.parent / "resources" / "configuration-files"
 CHUNK = 65_536

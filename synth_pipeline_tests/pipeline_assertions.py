@@ -13,7 +13,7 @@ import yaml
 
 from synth_pipeline.core import DISCLAIMER
 from synth_pipeline.core.bundle import verify_bundle
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import qualified, quote
 from synth_pipeline.core.schema import list_tables
 from synth_pipeline.core.synthesise import referenced_tables, scaled_rows

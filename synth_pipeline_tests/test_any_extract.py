@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from synth_pipeline import cli
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.runner import environment
 
 from . import core_path

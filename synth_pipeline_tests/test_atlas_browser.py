@@ -1,7 +1,7 @@
-"""The synthetic demo opened in ATLAS, as the README's "Open it in ATLAS" section says.
+"""The synthetic demo opened in ATLAS, as docs/atlas.md says.
 
 The session's demo run (the `demo_run` fixture, no run of its own) left a bundle with a
-`parquet/` folder. The README's three duckcdm commands take it to ATLAS: `duckcdm views
+`parquet/` folder. The three duckcdm commands of docs/atlas.md take it to ATLAS: `duckcdm views
 --materialize` (OMOP tables from the Parquet files), `duckcdm achilles` (the results the
 data-source reports read), `duckcdm serve` (ATLAS 3.0 and its WebAPI, shipped in the duckcdm
 wheel: nothing is fetched from the network). Headless Chromium (Debian's package) opens ATLAS,

@@ -23,9 +23,10 @@ import sqlalchemy as sa
 
 from synth_pipeline import cli
 from synth_pipeline.core.bundle import recover_bundle, verify_bundle
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import normalise_url, open_destination
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, read_register, replace_table
+from synth_pipeline.core.schema import ColumnDef
+from synth_pipeline.core.write import RegisterEntry, read_register, replace_table
 
 from . import dirty_extract as dirty
 from . import kill_driver

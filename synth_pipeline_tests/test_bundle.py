@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from synth_pipeline.core.bundle import export_table_csv, verify_bundle, write_bundle
 from synth_pipeline.core.database import open_destination
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
+from synth_pipeline.core.schema import ColumnDef
+from synth_pipeline.core.write import RegisterEntry, replace_table
 
 COLUMNS = [
     ColumnDef("id", "integer"),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from synth_pipeline import cli
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.omop import guess_cdm_version
 from synth_pipeline.runner import source_columns
 

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.generators import BLOCK_ROWS
 from synth_pipeline.core.generators.base import ColumnContext, interpolate_quantiles
 from synth_pipeline.core.generators.text import (

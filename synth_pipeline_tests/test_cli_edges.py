@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from synth_pipeline import cli
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.runner import RunReport, TableOutcome
 
 from .conftest import DEMO_CONFIGS

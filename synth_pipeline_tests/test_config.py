@@ -8,13 +8,12 @@ import pytest
 import yaml
 
 from synth_pipeline.core.config import (
-    ProjectFiles,
     approval_problem,
     approve,
-    load_table_config,
     require_approved,
     table_config_json_schema,
 )
+from synth_pipeline.core.config_files import ProjectFiles, load_table_config
 from synth_pipeline.core.errors import ConfigError, ReviewGateError
 
 
@@ -162,7 +161,7 @@ def test_published_json_schema_is_up_to_date():
     ],
 )
 def test_a_yaml_syntax_error_names_the_line_of_the_break(tmp_path, text, line):
-    from synth_pipeline.core.config import read_yaml
+    from synth_pipeline.core.config_files import read_yaml
     from synth_pipeline.core.errors import ConfigError
 
     path = tmp_path / "t.yaml"
@@ -176,7 +175,7 @@ def test_config_files_are_readable_by_other_users(tmp_path):
     import os
     import stat
 
-    from synth_pipeline.core.config import atomic_write_text
+    from synth_pipeline.core.files import atomic_write_text
 
     old = os.umask(0o022)
     try:

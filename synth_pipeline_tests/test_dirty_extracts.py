@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from synth_pipeline import cli
 from synth_pipeline.core.bundle import verify_bundle
-from synth_pipeline.core.config import ColumnConfig, ProjectFiles
+from synth_pipeline.core.config import ColumnConfig
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import normalise_url, open_destination, qualified
 from synth_pipeline.core.generators import CATALOGUE, ColumnContext
 from synth_pipeline.core.statistics import ColumnStats, QuantilePoint

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from synth_pipeline import cli, settings
-from synth_pipeline.core import dp
-from synth_pipeline.core.config import ProjectConfig, ProjectFiles
+from synth_pipeline.core import dp, dp_key
+from synth_pipeline.core.config import ProjectConfig
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.review import review_text
@@ -137,14 +138,14 @@ def test_geometric_and_laplace_noise_have_the_right_spread():
 
 
 def test_the_key_stays_in_the_work_folder(tmp_path):
-    key = dp.load_or_create_key(tmp_path)
-    path = dp.key_path(tmp_path)
+    key = dp_key.load_or_create_key(tmp_path)
+    path = dp_key.key_path(tmp_path)
     assert path.is_relative_to(tmp_path) and len(key) == 32
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert dp.load_or_create_key(tmp_path) == key
+    assert dp_key.load_or_create_key(tmp_path) == key
     path.write_text("not hex\n")
     with pytest.raises(Exception, match="dp-noise.key"):
-        dp.load_or_create_key(tmp_path)
+        dp_key.load_or_create_key(tmp_path)
 
 
 @pytest.mark.slow
@@ -176,7 +177,7 @@ def test_pipeline_with_epsilon_records_the_budget_and_keeps_approvals(tmp_path):
     assert cli.main(["init", "--source", source, *common, "--tables", "person", "measurement"]) == 0
     assert {t: files.table_file(t).read_text() for t in files.tables()} == before
     assert files.load_table("person").review.status == "approved"
-    key = dp.key_path(settings.work_dir()).read_text().strip()
+    key = dp_key.key_path(settings.work_dir()).read_text().strip()
     assert all(key not in text for text in before.values())
 
 

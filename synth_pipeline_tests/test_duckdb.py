@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from synth_pipeline.core.database import open_destination, open_source
-from synth_pipeline.core.schema import read_table_schema
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
+from synth_pipeline.core.schema import ColumnDef, read_table_schema
+from synth_pipeline.core.write import RegisterEntry, replace_table
 from synth_pipeline.resources import SourceDatabase
 
 from . import core_path

@@ -15,12 +15,9 @@ import sqlalchemy as sa
 from synth_pipeline import cli
 from synth_pipeline.core.config import ColumnConfig, TableConfig
 from synth_pipeline.core.database import open_destination, open_source
-from synth_pipeline.core.fidelity import (
-    attach_source_report,
-    score_against_source,
-    source_report,
-    table_fidelity,
-)
+from synth_pipeline.core.fidelity import table_fidelity
+from synth_pipeline.core.fidelity_source import score_against_source
+from synth_pipeline.core.fidelity_trusted import attach_source_report, source_report
 from synth_pipeline.core.report import NOT_PUBLISHED, fidelity_html
 from synth_pipeline.core.statistics import (
     Bin,
@@ -332,8 +329,10 @@ def test_a_missing_source_table_is_said_not_guessed(source_url, tmp_path):
 def test_postgresql_on_either_side_gives_the_same_scores(source_url, tmp_path, postgres_database):
     """The SQL on PostgreSQL (typed dates, FLOOR for buckets, schemas) gives the scores SQLite
     gives, with PostgreSQL as the destination and as the source."""
+    from synth_pipeline.core.schema import ColumnDef
     from synth_pipeline.core.synthesise import written_width
-    from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+    from synth_pipeline.core.transfer import copy_table
+    from synth_pipeline.core.write import RegisterEntry
 
     cfg = approved_config()
     dest_sqlite = _write(tmp_path / "synthetic.sqlite", _synthetic_rows(np.random.default_rng(3)))
@@ -384,8 +383,8 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
 ):
     """A real run: init, approve, run on a one-table extract; the scores against the source are
     on synthetic_table's materialisation and in the work dir, never in the bundle."""
-    from synth_pipeline.core.fidelity import load_source_report
-    from synth_pipeline.core.privacy import destination_key
+    from synth_pipeline.core.fidelity_trusted import load_source_report
+    from synth_pipeline.core.privacy_bundle import destination_key
     from synth_pipeline.core.write import read_register
 
     root = tmp_path / "cfg"
@@ -444,7 +443,7 @@ def test_synthetic_table_shows_both_scores_and_keeps_them_out_of_the_bundle(
 
 def test_source_values_are_matched_as_the_destination_holds_them():
     """Dirty extracts keep numbers as text; 64-bit ids must not pass through a float."""
-    from synth_pipeline.core.fidelity import _typed_value
+    from synth_pipeline.core.fidelity_source import _typed_value
 
     assert _typed_value("9223372036854775806", "integer") == 9223372036854775806
     assert _typed_value(-9223372036854775807, "integer") == -9223372036854775807
@@ -458,7 +457,7 @@ def test_source_values_are_matched_as_the_destination_holds_them():
 def test_report_plots_name_their_values_and_skip_single_values(tmp_path):
     from synth_pipeline.core.fidelity import ColumnScore, Distribution, TableFidelity
     from synth_pipeline.core.report import concept_labels
-    from synth_pipeline.core.vocabulary import concept_names
+    from synth_pipeline.core.vocabulary_bundle import concept_names
 
     gender = Distribution(["8507", "8532"], [0.5, 0.5], [0.48, 0.52], "categories")
     constant = Distribution(["3"], [0.0], [0.0], "cdf")  # a string column of one length

@@ -21,7 +21,8 @@ from synth_pipeline import cli
 from synth_pipeline.assets import project_assets
 from synth_pipeline.automation import automation_sensor_name
 from synth_pipeline.concurrency import PROJECT_TAG, ensure_write_pool
-from synth_pipeline.core.config import ProjectFiles, approve
+from synth_pipeline.core.config import approve
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.core.rules import count_violations
 from synth_pipeline.core.write import read_register

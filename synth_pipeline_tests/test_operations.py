@@ -17,8 +17,10 @@ import dagster as dg
 import pytest
 
 from synth_pipeline.assets import project_assets
-from synth_pipeline.core.config import ProjectFiles, approve
-from synth_pipeline.core.disclosure import DisclosurePolicy, audit_released_counts
+from synth_pipeline.core.config import approve
+from synth_pipeline.core.config_files import ProjectFiles
+from synth_pipeline.core.disclosure import DisclosurePolicy
+from synth_pipeline.core.disclosure_audit import audit_released_counts
 from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.watch import config_file_versions, extract_fingerprints
 from synth_pipeline.definitions import build_definitions

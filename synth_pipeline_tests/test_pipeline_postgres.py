@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 
 from .pipeline_assertions import (

@@ -13,20 +13,18 @@ import yaml
 
 from synth_pipeline import cli, settings
 from synth_pipeline.assets import project_assets
-from synth_pipeline.core.config import PrivacyThresholds, ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
-from synth_pipeline.core.privacy import (
-    CHECKS,
-    assess_table,
-    destination_key,
-    quasi_identifiers,
-    report_path,
-)
+from synth_pipeline.core.privacy import CHECKS
+from synth_pipeline.core.privacy_bundle import destination_key, report_path
+from synth_pipeline.core.privacy_measure import assess_table, quasi_identifiers
 from synth_pipeline.core.propose import propose_table_config
-from synth_pipeline.core.schema import read_table_schema
+from synth_pipeline.core.schema import ColumnDef, read_table_schema
 from synth_pipeline.core.summarise import summarise_table
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+from synth_pipeline.core.thresholds import PrivacyThresholds
+from synth_pipeline.core.transfer import copy_table
+from synth_pipeline.core.write import RegisterEntry
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -238,7 +236,7 @@ def test_no_figure_of_the_privacy_report_gives_a_source_count_back(demo_run):
     """Every rate in privacy.md and in the UI metadata is a count rounded like a released count
     over the released size, printed no finer than the rounding allows."""
     from synth_pipeline.assets.privacy import privacy_metadata
-    from synth_pipeline.core.privacy import load_report
+    from synth_pipeline.core.privacy_bundle import load_report
 
     rounding = demo_run["files"].load_project().disclosure.rounding
     text = (demo_run["out"] / "bundle" / "privacy.md").read_text()
@@ -281,7 +279,7 @@ def test_no_figure_of_the_privacy_report_gives_a_source_count_back(demo_run):
 def test_a_table_with_nothing_to_compare_still_gets_a_current_report(extract_url, tmp_path):
     """Only keys and random strings: nothing to measure, but the report must still match the
     destination's register, or csv_bundle would refuse the table as out of date."""
-    from synth_pipeline.core.privacy import bundle_problems
+    from synth_pipeline.core.privacy_bundle import bundle_problems
     from synth_pipeline.core.write import read_register
 
     source = open_source(extract_url)

@@ -17,17 +17,11 @@ import sqlalchemy as sa
 
 from synth_pipeline.assets.privacy import privacy_metadata
 from synth_pipeline.core.attacks import column_groups
-from synth_pipeline.core.config import PrivacyThresholds
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import release_count
-from synth_pipeline.core.privacy import (
-    ATTACK_SETTINGS,
-    INFORMATIVE,
-    load_report,
-    privacy_markdown,
-    rate_step,
-    save_report,
-)
+from synth_pipeline.core.privacy import ATTACK_SETTINGS, INFORMATIVE, rate_step
+from synth_pipeline.core.privacy_bundle import load_report, privacy_markdown, save_report
+from synth_pipeline.core.thresholds import PrivacyThresholds
 
 from .test_privacy import privacy_sections
 from .test_privacy_chance import POLICY, assess, copy, drafted, honest, write

@@ -10,15 +10,18 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from synth_pipeline.core.config import PrivacyThresholds, TableConfig
+from synth_pipeline.core.config import TableConfig
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
-from synth_pipeline.core.privacy import AT_CHANCE, assess_table
+from synth_pipeline.core.privacy import AT_CHANCE
+from synth_pipeline.core.privacy_measure import assess_table
 from synth_pipeline.core.propose import propose_table_config
-from synth_pipeline.core.schema import read_table_schema
+from synth_pipeline.core.schema import ColumnDef, read_table_schema
 from synth_pipeline.core.summarise import summarise_table
 from synth_pipeline.core.synthesise import TableRun
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table, replace_table
+from synth_pipeline.core.thresholds import PrivacyThresholds
+from synth_pipeline.core.transfer import copy_table
+from synth_pipeline.core.write import RegisterEntry, replace_table
 
 POLICY = DisclosurePolicy()
 # person: 300 rows over 12 x 2 x 4 x 2 combinations, most of them common: about 80% of rows

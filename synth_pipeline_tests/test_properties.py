@@ -27,16 +27,16 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.generators import POLARS_TYPES
 from synth_pipeline.core.propose import propose_table_config
-from synth_pipeline.core.schema import read_table_schema
+from synth_pipeline.core.schema import ColumnDef, read_table_schema
 from synth_pipeline.core.statistics import ColumnStats
 from synth_pipeline.core.summarise import summarise_table
 from synth_pipeline.core.synthesise import TableRun, written_width
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
+from synth_pipeline.core.write import RegisterEntry, replace_table
 
 TYPES = ["integer", "float", "string", "date", "datetime", "boolean"]
 SQL_TYPES = {

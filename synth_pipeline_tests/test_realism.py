@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from synth_pipeline.core.config import ProjectFiles, approval_problem, approve
+from synth_pipeline.core.config import approval_problem, approve
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.fidelity import table_fidelity
 from synth_pipeline.core.relations import Relations

@@ -8,7 +8,7 @@ import re
 import yaml
 
 from synth_pipeline import cli
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.review import approved_copy_path, released_values
 
 STATS_FIELDS = (

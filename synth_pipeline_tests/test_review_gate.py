@@ -12,7 +12,7 @@ import yaml
 
 from synth_pipeline import cli
 from synth_pipeline.assets import project_assets
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,

@@ -17,7 +17,8 @@ import yaml
 
 from synth_pipeline import cli
 from synth_pipeline.core.bundle import verify_bundle
-from synth_pipeline.core.config import ProjectFiles, approve
+from synth_pipeline.core.config import approve
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.review import review_text
 from synth_pipeline.runner import execute
@@ -249,9 +250,10 @@ def test_a_vocabulary_table_that_cannot_be_written_fails_the_run(
 def test_whole_table_copies_leave_out_site_local_rows_too(by_default, tmp_path, site_local):
     """vocabulary_rows: all copies every public row; the site's own rows only when included.
     In SQLite, whose json_each binds the local vocabularies' names."""
-    from synth_pipeline.core.schema import list_tables
+    from synth_pipeline.core.schema import ColumnDef, list_tables
+    from synth_pipeline.core.transfer import copy_table
     from synth_pipeline.core.vocabulary import plan_copy, selected_rows
-    from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+    from synth_pipeline.core.write import RegisterEntry
 
     source_url = f"sqlite:///{tmp_path / 'source.sqlite'}"
     sv.build(source_url, text="VARCHAR(20)")

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from synth_pipeline.core.database import open_destination, open_source
-from synth_pipeline.core.disclosure import DisclosurePolicy, audit_released_counts
-from synth_pipeline.core.schema import read_table_schema
+from synth_pipeline.core.disclosure import DisclosurePolicy
+from synth_pipeline.core.disclosure_audit import audit_released_counts
+from synth_pipeline.core.schema import ColumnDef, read_table_schema
 from synth_pipeline.core.summarise import summarise_table
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
+from synth_pipeline.core.write import RegisterEntry, replace_table
 
 NARROW = ["measurement_concept_id", "measurement_date", "value_as_number", "unit_source_value"]
 WIDE = NARROW + [

@@ -18,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from synth_pipeline.core.config import ProjectFiles, approve
+from synth_pipeline.core.config import approve
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.preflight import check_configuration

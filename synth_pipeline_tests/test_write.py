@@ -8,14 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from synth_pipeline.core.database import open_destination
+from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import TableRun
-from synth_pipeline.core.write import (
-    ColumnDef,
-    RegisterEntry,
-    read_register,
-    replace_table,
-    stream_select,
-)
+from synth_pipeline.core.transfer import stream_select
+from synth_pipeline.core.write import RegisterEntry, read_register, replace_table
 
 from .conftest import DEMO_CONFIGS
 
@@ -24,7 +20,7 @@ CHUNK = 65_536  # the smallest chunk; the table below spans four of them
 
 def measurement_run() -> TableRun:
     """The demo's approved measurement config at a scale that needs several chunks."""
-    from synth_pipeline.core.config import ProjectFiles
+    from synth_pipeline.core.config_files import ProjectFiles
 
     files = ProjectFiles(DEMO_CONFIGS, "demo")
     cfg = files.load_table("measurement")
@@ -236,7 +232,7 @@ def test_a_site_vocabulary_longer_than_the_cdm_is_copied_as_the_source_declares_
     """A 40-character vocabulary_id and a 120-character concept_code (the CDM says 20 and 50)
     reach a PostgreSQL destination, whose columns are typed as the source declares them."""
     from synth_pipeline.core.schema import read_table_schema
-    from synth_pipeline.core.write import copy_table
+    from synth_pipeline.core.transfer import copy_table
 
     from . import site_vocabulary as sv
 
@@ -276,7 +272,7 @@ def test_a_site_vocabulary_longer_than_the_cdm_is_copied_as_the_source_declares_
 def test_a_sqlite_source_holding_more_than_it_declares_is_copied_whole(tmp_path, postgres_database):
     """SQLite does not enforce declared widths: a VARCHAR(20) holding 40 characters is copied
     into a column widened to the longest value the copy selects."""
-    from synth_pipeline.core.write import copy_table
+    from synth_pipeline.core.transfer import copy_table
 
     from . import site_vocabulary as sv
 
@@ -344,7 +340,7 @@ def test_rows_the_destination_refuses_fail_naming_table_and_column(postgres_data
 def test_a_copy_the_source_refuses_names_the_source(tmp_path, postgres_database):
     """An error reading the source is not passed off as the destination's."""
     from synth_pipeline.core.errors import DatabaseError
-    from synth_pipeline.core.write import copy_table
+    from synth_pipeline.core.transfer import copy_table
 
     from . import site_vocabulary as sv
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ..core.disclosure import audit_released_counts
+from ..core.disclosure_audit import audit_released_counts
 from ..core.dp import noise_for
 from ..core.propose import source_fingerprint
 from ..core.schema import TableSchema, list_tables

@@ -9,17 +9,18 @@ from pathlib import Path
 import dagster as dg
 
 from ..core import achilles
-from ..core.config import TableConfig, atomic_write_text
-from ..core.fidelity import (
-    TableFidelity,
+from ..core.config import TableConfig
+from ..core.fidelity import TableFidelity
+from ..core.fidelity_source import score_against_source
+from ..core.fidelity_trusted import (
     attach_source_report,
     load_source_report,
     save_source_report,
-    score_against_source,
     source_report,
     source_report_dir,
 )
-from ..core.privacy import destination_key
+from ..core.files import atomic_write_text
+from ..core.privacy_bundle import destination_key
 from ..core.report import fidelity_html
 from ..core.write import read_register
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject

@@ -12,14 +12,11 @@ from ..core.privacy import (
     CHECKS,
     EXCESS_SETTINGS,
     PrivacyReport,
-    assess_table,
     attack_rows,
-    destination_key,
-    load_report,
-    report_path,
-    save_report,
     shown,
 )
+from ..core.privacy_bundle import destination_key, load_report, report_path, save_report
+from ..core.privacy_measure import assess_table
 from ..core.write import read_register
 from ..partitions import table_check
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject

@@ -27,7 +27,8 @@ from ..core.table_checks import (
     register_outcomes,
     table_outcomes,
 )
-from ..core.write import record_checks, stream_select
+from ..core.transfer import stream_select
+from ..core.write import record_checks
 from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject

@@ -35,8 +35,9 @@ from pathlib import Path
 import pyarrow as pa
 from sqlalchemy.engine import Engine
 
-from . import DISCLAIMER, GENERATOR_VERSION
+from . import GENERATOR_VERSION
 from .database import is_postgres, qualified, quote
+from .report import html_page
 
 INSTALL = "pip install -e '.[ohdsi]'"
 METADATA_ANALYSES = {0}  # source name, Achilles version and run date: not a distribution
@@ -441,20 +442,14 @@ synthetic {comparison.ran.get("synthetic")}; failed: {sum(len(v) for v in compar
 <th>source count</th><th>synthetic count</th><th>note, strata side by side</th></tr></thead>
 <tbody>{"".join(rows)}</tbody>
 </table>"""
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }}
-</style>
-</head>
-<body>
-<p><strong>{escape(DISCLAIMER)}</strong></p>
-<p><strong>Trusted environment only: Achilles' counts on the source are exact counts of real
+    css = """body { font-family: sans-serif; margin: 2em; max-width: 1200px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+"""
+    return html_page(
+        title,
+        css,
+        f"""<p><strong>Trusted environment only: Achilles' counts on the source are exact counts of real
 patients and are not for publication.</strong></p>
 <h1>{title}</h1>
 <p>Created {escape(created_at)} by synth_pipeline {escape(GENERATOR_VERSION)}. Every Achilles
@@ -467,16 +462,15 @@ against half</em> is the agreement between the source's persons with even and wi
 sampling alone costs at half the size, a floor for what independently drawn synthetic data can be
 expected to reach on sparse analyses.</p>
 {body}
-</body>
-</html>
-"""
+""",
+    )
 
 
 def write_report(
     folder: Path, project: str, comparison: AchillesComparison | None, created_at: str
 ) -> Path:
     """achilles.html and achilles.json in ``folder`` (the trusted report's); the page's path."""
-    from .config import atomic_write_text
+    from .files import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "achilles.html"

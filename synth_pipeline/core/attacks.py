@@ -66,18 +66,11 @@ import math
 import numpy as np
 import polars as pl
 
-from .config import PrivacyThresholds, TableConfig
+from .config import TableConfig
 from .generators import CATALOGUE
-from .privacy import (
-    CONFIDENCE_Z,
-    SPLIT_SEED,
-    AttackResult,
-    Attacks,
-    Rate,
-    _features,
-    _is_categorical,
-    wilson_low,
-)
+from .privacy import CONFIDENCE_Z, SPLIT_SEED, AttackResult, Attacks, Rate, wilson_low
+from .privacy_distance import features, is_categorical
+from .thresholds import PrivacyThresholds
 
 # each of the two rates of a risk bounded at one-sided 99.5%: both hold with 99% confidence
 PAIR_Z = 2.576
@@ -117,7 +110,7 @@ def run_attacks(
     codes: dict[str, dict] = {}
     src = _encode(source, cfg, columns, codes)
     syn = _encode(synthetic, cfg, columns, codes)
-    categorical = np.array([_is_categorical(cfg, c) for c in columns])
+    categorical = np.array([is_categorical(cfg, c) for c in columns])
     scale = _scale(src, categorical)
 
     main = _Side(src[training_targets], syn[drawn])
@@ -180,7 +173,7 @@ def _encode(frame: pl.DataFrame, cfg: TableConfig, columns: list[str], codes: di
     shared through ``codes``; NaN for NULL."""
     out = np.empty((frame.height, len(columns)))
     for j, c in enumerate(columns):
-        num, cat = _features(frame, cfg, [c], codes)
+        num, cat = features(frame, cfg, [c], codes)
         if cat.shape[1]:
             out[:, j] = np.where(cat[:, 0] < 0, np.nan, cat[:, 0])
         else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import secrets
@@ -26,8 +25,10 @@ from sqlalchemy.engine import Engine
 
 from . import DISCLAIMER, GENERATOR_VERSION
 from .database import is_postgres, qualified, quote
-from .vocabulary import BundleVocabulary
-from .write import ColumnDef, stream_select
+from .files import sha256_of
+from .schema import ColumnDef
+from .transfer import stream_select
+from .vocabulary_bundle import BundleVocabulary
 
 MANIFEST = "manifest.json"
 README = "README.md"
@@ -47,14 +48,6 @@ _ARROW_TYPES = {
 def parquet_file(table: str) -> str:
     """The bundle-relative path of a table's Parquet file: one folder per table."""
     return f"parquet/{table}/{table}.parquet"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_table_csv(

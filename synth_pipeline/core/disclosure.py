@@ -102,7 +102,7 @@ class DisclosurePolicy(BaseModel):
         gt=0,
         description="Differential privacy budget of the whole project (None: off). Split equally "
         "over the source's patient-level tables, then over each table's released statistics "
-        "(counts, histograms, listed values, quantiles); see the README's differential privacy "
+        "(counts, histograms, listed values, quantiles); see docs/disclosure.md's differential privacy "
         "section for what is noised and what is withheld.",
     )
     delta: float = Field(
@@ -202,6 +202,13 @@ def release_count(n: int, policy: DisclosurePolicy) -> int | None:
     r = policy.rounding
     rounded = int(r * math.floor(n / r + 0.5))
     return max(rounded, policy.k)
+
+
+def about_count(n: int, policy: DisclosurePolicy) -> str:
+    """A count in words as it may be shown: "about N" rounded by the count rule, else "fewer
+    than k" (zero and withheld counts alike)."""
+    r = release_count(n, policy)
+    return f"about {r}" if r else f"fewer than {policy.k}"
 
 
 @dataclass
@@ -467,43 +474,3 @@ def release_shares(counts: Sequence[int], policy: DisclosurePolicy) -> tuple[lis
         else []
     )
     return out, notes
-
-
-# Fields of the released statistics that hold counts of source rows (or parents, or values).
-COUNT_FIELDS = frozenset(
-    {"row_count", "count", "non_null", "distinct", "zero_as_null", "other_count", "dangling"}
-)
-COUNT_LISTS = frozenset({"months", "hours"})
-
-
-def audit_released_counts(released: object, policy: DisclosurePolicy, where: str = "") -> list[str]:
-    """Every count in released statistics (as JSON-able data), checked again after the fact.
-
-    A released count is 0, or at least k and a multiple of the rounding (or k itself, which
-    rounding never goes below). Returns one line per count that breaks the rule, naming where
-    it is; an empty list means the statistics may leave.
-    """
-    problems: list[str] = []
-
-    def fine(n: int) -> bool:
-        return n == 0 or (n >= policy.k and (n % policy.rounding == 0 or n == policy.k))
-
-    def walk(node: object, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                here = f"{path}.{key}" if path else str(key)
-                if key in COUNT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
-                    if not fine(value):
-                        problems.append(f"{here} = {value}")
-                elif key in COUNT_LISTS and isinstance(value, list):
-                    bad = [v for v in value if isinstance(v, int) and not fine(v)]
-                    if bad:
-                        problems.append(f"{here} holds {len(bad)} count(s) below k or unrounded")
-                else:
-                    walk(value, here)
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{path}[{i}]")
-
-    walk(released, where)
-    return problems

@@ -6,7 +6,7 @@ its schema says it may release (:func:`statistics_plan`: the row count; per colu
 null/non-null split, listed values, quantiles, year bins, months, hours, children per parent,
 end-before-start count). The plan depends on the schema alone, so the split leaks nothing.
 
-How each kind of statistic is made private (the README's differential privacy section says the
+How each kind of statistic is made private (docs/disclosure.md's differential privacy section says the
 same to a reviewer):
 
 - counts and histograms over a domain fixed before looking at the data (null split, months,
@@ -48,8 +48,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -66,11 +64,10 @@ from .disclosure import (
     fold_frequencies,
     merge_bins,
 )
+from .dp_key import load_or_create_key
 from .errors import ConfigError
 from .schema import TableSchema, column_role, table_kind
 from .statistics import PrivacyBudget
-
-KEY_FILE = Path("secrets") / "dp-noise.key"
 
 OUTSIDE_GUARANTEE = [
     "which columns are listed or profiled (the identifier and high-cardinality tests on exact "
@@ -84,40 +81,6 @@ DP_PROBABILITIES = (0.1, 0.25, 0.5, 0.75, 0.9)
 PER_DECADE = 20  # candidates of the logarithmic grid per power of ten (steps of about 12%)
 MAX_DECLARED_VALUES = 100_000  # a declared range counted value by value is at most this wide
 DAY_BOUNDS = (-366.0, 36525.0)  # days from a start date: a year before to a century after
-
-
-def key_path(work_dir: Path) -> Path:
-    return Path(work_dir) / KEY_FILE
-
-
-def load_or_create_key(work_dir: Path) -> bytes:
-    """The secret noise key of this trusted environment, created (mode 0600) on first use."""
-    path = key_path(work_dir)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o700)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        try:
-            os.link(tmp, path)  # atomic, and fails if another process created it first
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    text = path.read_text().strip()
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise ConfigError(
-            "the differential privacy key is not 64 hexadecimal characters; delete it to make "
-            "a new one (every noisy statistic then changes and needs a new review)",
-            file=str(path),
-        )
-    return key
 
 
 def patient_tables(table_names: Iterable[str]) -> list[str]:

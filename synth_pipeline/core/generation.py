@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from . import GENERATOR_VERSION, omop
-from .config import ConfigError, ProjectFiles, TableConfig, require_approved
+from .config import TableConfig, require_approved
+from .config_files import ProjectFiles
 from .database import redact_text
+from .errors import ConfigError
 from .fidelity import TableFidelity, table_fidelity
 from .integrity import dangling_references
 from .rules import count_violations
-from .schema import list_tables
+from .schema import ColumnDef, list_tables
 from .synthesise import FIRST_CHUNK_ROWS, TableRun, referenced_tables, written_width
+from .transfer import copy_table
 from .vocabulary import plan_copy as plan_vocabulary_copy
 from .vocabulary import selected_rows as vocabulary_rows_selected
-from .write import ColumnDef, RegisterEntry, copy_table, drop_table, replace_table
+from .write import RegisterEntry, drop_table, replace_table
 
 # given the rows a table is to have, the callback told the rows written so far
 ProgressFor = Callable[[int], Callable[[int], None]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .config import ProjectFiles
+from .config_files import ProjectFiles
 from .errors import ConfigError
 from .vocabulary import check_vocabulary_config
 

@@ -12,15 +12,17 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .bundle import verify_bundle, write_bundle
-from .config import ProjectFiles
+from .config_files import ProjectFiles
 from .errors import SynthPipelineError
 from .fidelity import TableFidelity, table_fidelity
 from .integrity import stale_references, unreleasable
-from .privacy import PrivacyReport, bundle_problems, privacy_markdown
+from .privacy import PrivacyReport
+from .privacy_bundle import bundle_problems, privacy_markdown
 from .report import concept_labels, fidelity_html
 from .rules import count_violations
-from .vocabulary import bundle_vocabulary, concept_names
-from .write import ColumnDef, read_register
+from .schema import ColumnDef
+from .vocabulary_bundle import bundle_vocabulary, concept_names
+from .write import read_register
 
 
 @dataclass

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .config import ProjectFiles, TableConfig
+from .config import TableConfig
+from .config_files import ProjectFiles
+from .files import folder_stamp
 from .generators.base import days
 
 NO_DEATH = np.iinfo(np.int64).max // 4
@@ -129,7 +131,7 @@ class Relations:
     def shared(cls, files: ProjectFiles, seed: int, scale: float) -> Relations:
         """One instance per project, seed, scale and version of the project's table files, so the
         tables of one process (a CLI run, the UI's run worker) regenerate each parent once."""
-        stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(files.folder.glob("*.yaml")))
+        stamp = folder_stamp(files.folder)
         key = (str(files.folder.resolve()), seed, scale, stamp)
         if key not in cls._shared:
             cls._shared.clear()  # keep one: arrays of big parents are not small

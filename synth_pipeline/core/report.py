@@ -14,6 +14,31 @@ from .fidelity import Distribution, TableFidelity
 
 W, H, PAD = 420, 150, 28
 EXPECTED, SYNTHETIC = "#9aa5b1", "#1f77b4"
+CSS = """body { font-family: sans-serif; margin: 2em; max-width: 1100px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+.plots { display: flex; flex-wrap: wrap; gap: 1em; }
+.plot { border: 1px solid #eee; padding: 0.3em; }
+.key span { display: inline-block; width: 1em; height: 0.8em; margin: 0 0.3em; }
+"""
+
+
+def html_page(title: str, css: str, body: str) -> str:
+    """One self-contained page (the fidelity and Achilles reports): its styles, the disclaimer
+    first, then ``body``."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+{css}</style>
+</head>
+<body>
+<p><strong>{escape(DISCLAIMER)}</strong></p>
+{body}</body>
+</html>
+"""
 
 
 def _fmt(x: float | None) -> str:
@@ -178,23 +203,10 @@ worst against the source first."""
 offsets and lengths, TVComplement for categories and year bins (1 is a perfect match). Columns
 are listed worst first. {escape(NOT_PUBLISHED)}"""
         source_head = ""
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
-.plots {{ display: flex; flex-wrap: wrap; gap: 1em; }}
-.plot {{ border: 1px solid #eee; padding: 0.3em; }}
-.key span {{ display: inline-block; width: 1em; height: 0.8em; margin: 0 0.3em; }}
-</style>
-</head>
-<body>
-<p><strong>{escape(DISCLAIMER)}</strong></p>
-{banner}
+    return html_page(
+        title,
+        CSS,
+        f"""{banner}
 <h1>{title}</h1>
 <p>Created {escape(created_at)} by synth_pipeline {escape(GENERATOR_VERSION)}. {which}
 Threshold for the median column score against the approved statistics: {threshold:.2f}.</p>
@@ -207,9 +219,8 @@ Threshold for the median column score against the approved statistics: {threshol
 </tbody>
 </table>
 {"".join(sections)}
-</body>
-</html>
-"""
+""",
+    )
 
 
 def _table_section(

@@ -15,17 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from . import vocabulary
-from .config import (
-    ColumnConfig,
-    ProjectFiles,
-    TableConfig,
-    approval_problem,
-    atomic_write_text,
-    dump_yaml,
-)
+from . import vocabulary, vocabulary_source
+from .config import ColumnConfig, TableConfig, approval_problem
+from .config_files import ProjectFiles, dump_yaml
 from .disclosure import YEAR_GRID, DisclosurePolicy
 from .errors import ConfigError
+from .files import atomic_write_text
 from .statistics import ColumnStats, PrivacyBudget
 
 APPROVED_DIR = ".approved"
@@ -51,7 +46,7 @@ class Released:
     rule: str
 
 
-class Rules:
+class RuleWording:
     """The plain-language rule behind each kind of released statistic, with the policy's numbers."""
 
     def __init__(self, policy: DisclosurePolicy, dp: PrivacyBudget | None):
@@ -151,7 +146,7 @@ def _short(value: object) -> str:
 
 
 def _stats_items(
-    prefix: str, cs: ColumnStats, rules: Rules, column: str | None = None, col_type: str = ""
+    prefix: str, cs: ColumnStats, rules: RuleWording, column: str | None = None, col_type: str = ""
 ) -> list[Released]:
     out: list[Released] = []
     dp_on = bool(rules.noise)
@@ -271,7 +266,7 @@ def _stats_items(
 
 def released_values(cfg: TableConfig, policy: DisclosurePolicy) -> list[Released]:
     """Every value in ``cfg`` that was derived from the source, with the rule that let it out."""
-    rules = Rules(policy, cfg.source.dp)
+    rules = RuleWording(policy, cfg.source.dp)
     out: list[Released] = []
     if cfg.kind == "vocabulary":
         out.append(
@@ -453,7 +448,7 @@ def vocabulary_lines(files: ProjectFiles, cfg: TableConfig) -> list[str]:
     concepts the approved synthetic tables can contain now."""
     lines = [f"rows copied: {vocabulary.rule_text(cfg.table, cfg.vocabulary_rule)}"]
     released = vocabulary.released_concepts(files)
-    if cfg.vocabulary_rule == "referenced" and cfg.table in vocabulary.CONCEPT_LEVEL:
+    if cfg.vocabulary_rule == "referenced" and cfg.table in vocabulary_source.CONCEPT_LEVEL:
         tables = ", ".join(f"{t} {n}" for t, n in sorted(released.by_table.items()))
         lines.append(
             f"  {len(released.ids)} concepts in the approved synthetic configs ({tables or 'none'}),"
@@ -463,10 +458,10 @@ def vocabulary_lines(files: ProjectFiles, cfg: TableConfig) -> list[str]:
             lines.append(
                 "  values not listed (may not resolve in concept): " + ", ".join(released.unlisted)
             )
-    rule = vocabulary.site_local_rule(cfg)
+    rule = vocabulary_source.site_local_rule(cfg)
     lines.append(f"site-local rows: {vocabulary.site_local_text(rule)}")
     local = vocabulary.site_local_columns(released)
-    if local and cfg.table in vocabulary.CONCEPT_LEVEL:
+    if local and cfg.table in vocabulary_source.CONCEPT_LEVEL:
         fate = "copied" if rule == "include" else "left out"
         lines.append(
             f"  site-local concept ids the approved synthetic configs list (their rows are {fate}): "
@@ -485,7 +480,7 @@ def site_local_lines(cfg: TableConfig) -> list[str]:
     for name, ids in listed.items():
         found.by_column[f"{cfg.table}.{name}"] = ids
     return [
-        f"site-local concept ids (above {vocabulary.SITE_LOCAL_ABOVE:,}, the site's own codes) in "
+        f"site-local concept ids (above {vocabulary_source.SITE_LOCAL_ABOVE:,}, the site's own codes) in "
         f"{column}: {', '.join(map(str, ids))}; whether their concept rows are copied is "
         "concept.yaml's site_local"
         for column, ids in vocabulary.site_local_columns(found).items()

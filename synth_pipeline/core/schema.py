@@ -6,6 +6,7 @@ declare are taken from the OMOP CDM specification, and each key says where it ca
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
@@ -276,3 +277,25 @@ def column_role(table: TableSchema, column: str) -> ColumnRole:
     ):
         return "polymorphic"
     return "value"
+
+
+# ---------------------------------------------------------------------------------------------
+# A column as the destination gets it
+
+
+@dataclass(frozen=True)
+class ColumnDef:
+    name: str
+    logical_type: str
+    max_length: int | None = None
+
+
+def sa_type(logical_type: str, max_length: int | None) -> sa.types.TypeEngine:
+    return {
+        "integer": sa.BigInteger(),
+        "float": sa.Double(),
+        "string": sa.String(max_length) if max_length else sa.Text(),
+        "date": sa.Date(),
+        "datetime": sa.DateTime(),
+        "boolean": sa.Boolean(),
+    }[logical_type]

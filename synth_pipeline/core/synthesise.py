@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from .config import ColumnConfig, ConfigError, ProjectFiles, TableConfig
+from .config import ColumnConfig, ConfigError, TableConfig
+from .config_files import ProjectFiles
+from .files import folder_stamp
 from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
 from .relations import Relations
 from .rules import align_twins, order_pairs, place_anchors, settle_required_references
@@ -217,7 +219,7 @@ def extract_window(files: ProjectFiles) -> tuple[int, int] | None:
     deaths in a small extract) still stays among the extract's dates."""
     from .generators.temporal import bins_days, range_days
 
-    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(files.folder.glob("*.yaml")))
+    stamp = folder_stamp(files.folder)
     key = (str(files.folder.resolve()), stamp)
     if key in _WINDOWS:
         return _WINDOWS[key]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import FidelityThresholds
 from .fidelity import TableFidelity
 from .generation import WrittenTable, WrittenTableChecks
 from .privacy import CHECKS as PRIVACY_CHECKS
 from .privacy import PrivacyReport
+from .thresholds import FidelityThresholds
 
 REFERENCES_CHECK = "references_resolve"
 ROW_COUNT_CHECK = "row_count_matches_config"

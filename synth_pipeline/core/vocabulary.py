@@ -24,58 +24,34 @@ rows; ``site_local: include`` copies them, a reviewer's choice. The bundle's REA
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Literal
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import omop
-from .config import ProjectFiles, TableConfig, approval_problem
-from .database import is_postgres, pg_like, qualified, quote
+from .config import TableConfig, approval_problem
+from .config_files import ProjectFiles
+from .database import quote
 from .errors import ConfigError
 from .generators import CATALOGUE
-
-# Concept-level tables: the columns that must all name a concept of the set for a row to be
-# copied (both ends of an ancestry or a relationship, the concept of a synonym or a strength).
-CONCEPT_LEVEL: dict[str, tuple[str, ...]] = {
-    "concept": ("concept_id",),
-    "concept_synonym": ("concept_id",),
-    "drug_strength": ("drug_concept_id",),
-    "concept_ancestor": ("ancestor_concept_id", "descendant_concept_id"),
-    "concept_relationship": ("concept_id_1", "concept_id_2"),
-}
-# Vocabulary metadata: small lists of vocabularies, domains, classes and relationship types,
-# copied whole; the concept each row names joins the set so it resolves in ``concept``.
-METADATA: dict[str, str] = {
-    "vocabulary": "vocabulary_concept_id",
-    "domain": "domain_concept_id",
-    "concept_class": "concept_class_concept_id",
-    "relationship": "relationship_concept_id",
-}
-
-
-# OMOP reserves concept ids above this for a site's own concepts.
-SITE_LOCAL_ABOVE = 2_000_000_000
-
-SiteLocalRule = Literal["exclude", "include"]
-
-
-def site_local_rule(cfg: TableConfig) -> SiteLocalRule:
-    """Whether a vocabulary table's copy keeps site-local rows; exclude unless the file says
-    include."""
-    return cfg.site_local or "exclude"
-
-
-def is_site_local_concept(concept_id: int) -> bool:
-    return concept_id > SITE_LOCAL_ABOVE
-
-
-def is_site_local(table: str) -> bool:
-    """A vocabulary-kind table that is not part of the public vocabulary's layout
-    (source_to_concept_map maps a site's own codes)."""
-    return table not in CONCEPT_LEVEL and table not in METADATA
+from .vocabulary_source import (
+    CONCEPT_LEVEL,
+    METADATA,
+    SITE_LOCAL_ABOVE,
+    Clause,
+    SiteLocalRule,
+    as_concept_id,
+    count_rows,
+    in_list,
+    is_site_local,
+    is_site_local_concept,
+    local_vocabularies,
+    metadata_concepts,
+    render_clauses,
+    require_columns,
+    site_local_clauses,
+    site_local_rule,
+)
 
 
 def proposal(table: str) -> tuple[str, str | None, str]:
@@ -185,7 +161,7 @@ def config_concepts(
             continue
         out[name] = set()
         for v in values:
-            concept = _as_concept_id(v)
+            concept = as_concept_id(v)
             if concept is None:
                 raise ConfigError(
                     f"{v!r} is not a concept id; a concept-valued column needs whole numbers",
@@ -206,18 +182,6 @@ def site_local_columns(released: ReleasedConcepts) -> dict[str, list[int]]:
         if local:
             out[column] = local
     return out
-
-
-def _as_concept_id(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
 
 
 @dataclass
@@ -304,15 +268,15 @@ def plan_copy(
     needs_local = local_rule == "exclude" and (table == "vocabulary" or table in CONCEPT_LEVEL)
     local = local_vocabularies(source, source_schema, source_tables) if needs_local else []
     plan = CopyPlan(table, rule, site_local=local_rule, local_vocabularies=local)
-    chosen: list[_Clause] = []
+    chosen: list[Clause] = []
     if rule == "referenced" and table in CONCEPT_LEVEL:
         released = released_concepts(files)
         ids = set(released.ids) | metadata_concepts(
             files, source, source_schema, source_tables, local if needs_local else None
         )
-        _require_columns(files, cfg, CONCEPT_LEVEL[table], "vocabulary_rows", "referenced")
+        require_columns(files, cfg, CONCEPT_LEVEL[table], "vocabulary_rows", "referenced")
         chosen = [
-            _in_list(source, quote(source, c), sorted(ids), "BIGINT") for c in CONCEPT_LEVEL[table]
+            in_list(source, quote(source, c), sorted(ids), "BIGINT") for c in CONCEPT_LEVEL[table]
         ]
         plan.concepts, plan.from_configs = len(ids), len(released.ids)
         plan.unlisted = released.unlisted
@@ -321,301 +285,16 @@ def plan_copy(
         if local_rule == "exclude"
         else []
     )
-    plan.where, plan.params = _render(source, chosen + excluded)
+    plan.where, plan.params = render_clauses(source, chosen + excluded)
     if excluded:
         src = source_tables.get(table, table)
-        plan.site_local_rows = _count(source, source_schema, src, *_render(source, chosen)) - (
-            _count(source, source_schema, src, plan.where, plan.params)
-        )
+        plan.site_local_rows = count_rows(
+            source, source_schema, src, *render_clauses(source, chosen)
+        ) - (count_rows(source, source_schema, src, plan.where, plan.params))
     return plan
-
-
-def _require_columns(
-    files: ProjectFiles, cfg: TableConfig, columns: tuple[str, ...], setting: str, value: str
-) -> None:
-    missing = [c for c in columns if c not in cfg.columns]
-    if missing:
-        raise ConfigError(
-            f"the table has no column {', '.join(missing)}, which {setting}: {value} "
-            "filters on; set vocabulary_rows: all, site_local: include or kind: skip",
-            file=str(files.table_file(cfg.table)),
-            table=cfg.table,
-            setting=setting,
-        )
-
-
-def site_local_clauses(
-    files: ProjectFiles,
-    cfg: TableConfig,
-    engine: Engine,
-    schema: str | None,
-    tables: dict[str, str],
-    local: list[str],
-) -> list[_Clause]:
-    """Conditions that keep a vocabulary table's rows clear of site-local concepts and local
-    vocabularies (``local``), in the database of ``engine`` whose tables are ``tables``."""
-    table = cfg.table
-    if table == "vocabulary":
-        return [_not_in_list(engine, quote(engine, "vocabulary_id"), local)] if local else []
-    if table in METADATA:
-        _require_columns(files, cfg, (METADATA[table],), "site_local", "exclude")
-        return [_concept_not_site_local(engine, quote(engine, METADATA[table]))]
-    if table not in CONCEPT_LEVEL:
-        return []  # a site-local table the reviewer chose to copy whole
-    _require_columns(files, cfg, CONCEPT_LEVEL[table], "site_local", "exclude")
-    out = [_concept_not_site_local(engine, quote(engine, c)) for c in CONCEPT_LEVEL[table]]
-    if local and table == "concept":
-        _require_columns(files, cfg, ("vocabulary_id",), "site_local", "exclude")
-        out.append(_not_in_list(engine, quote(engine, "vocabulary_id"), local))
-    elif local and "concept" in tables:
-        # the concepts of a local vocabulary, wherever their ids lie
-        concept = qualified(engine, schema, tables["concept"])
-        of_local = _in_list(engine, quote(engine, "vocabulary_id"), local, "TEXT")
-        for c in CONCEPT_LEVEL[table]:
-            out.append(
-                _Clause(
-                    f"{quote(engine, c)} NOT IN (SELECT {quote(engine, 'concept_id')} FROM "
-                    f"{concept} WHERE {quote(engine, 'concept_id')} IS NOT NULL AND "
-                    f"{of_local.sql})",
-                    of_local.params,
-                )
-            )
-    return out
-
-
-def local_vocabularies(engine: Engine, schema: str | None, tables: dict[str, str]) -> list[str]:
-    """The local vocabularies among the ``vocabulary`` and ``concept`` tables of ``engine``'s
-    database (``tables``: lower-case name to spelling): vocabulary rows whose
-    vocabulary_concept_id is 0, NULL or site-local, and vocabularies holding only site-local
-    concepts."""
-    found: set[str] = set()
-    above = f"{SITE_LOCAL_ABOVE}"
-    v, c = quote(engine, "vocabulary_id"), quote(engine, "concept_id")
-    queries = []
-    if _has_columns(
-        engine, schema, tables, "vocabulary", ("vocabulary_id", "vocabulary_concept_id")
-    ):
-        own = quote(engine, "vocabulary_concept_id")
-        queries.append(
-            f"SELECT {v} FROM {qualified(engine, schema, tables['vocabulary'])} "
-            f"WHERE COALESCE({own}, 0) = 0 OR {own} > {above}"
-        )
-    if _has_columns(engine, schema, tables, "concept", ("vocabulary_id", "concept_id")):
-        queries.append(
-            f"SELECT {v} FROM {qualified(engine, schema, tables['concept'])} "
-            f"GROUP BY {v} HAVING MIN({c}) > {above}"
-        )
-    with engine.connect() as conn:
-        for sql in queries:
-            found |= {str(x) for x in conn.exec_driver_sql(sql).scalars() if x is not None}
-    return sorted(found)
-
-
-def _has_columns(
-    engine: Engine, schema: str | None, tables: dict[str, str], table: str, columns: tuple
-) -> bool:
-    if table not in tables:
-        return False
-    present = {c["name"] for c in sa.inspect(engine).get_columns(tables[table], schema=schema)}
-    return set(columns) <= present
-
-
-def metadata_concepts(
-    files: ProjectFiles,
-    source: Engine,
-    schema: str | None,
-    source_tables: dict[str, str],
-    local: list[str] | None = None,
-) -> set[int]:
-    """Concepts named by the rows of the vocabulary metadata tables the project copies (whole,
-    less their site-local rows under site_local: exclude); ``local``: the source's local
-    vocabularies, when already known."""
-    out: set[int] = set()
-    for table, column in METADATA.items():
-        if table not in source_tables or not files.has_table(table):
-            continue
-        cfg = files.load_table(table)
-        if cfg.kind != "vocabulary" or column not in cfg.columns:
-            continue
-        clauses = []
-        if site_local_rule(cfg) == "exclude":
-            if local is None:
-                local = local_vocabularies(source, schema, source_tables)
-            clauses = site_local_clauses(files, cfg, source, schema, source_tables, local)
-        not_null = _Clause(f"{quote(source, column)} IS NOT NULL")
-        where, params = _render(source, [not_null, *clauses])
-        sql = _filtered(
-            source,
-            f"SELECT DISTINCT {quote(source, column)} FROM "
-            f"{qualified(source, schema, source_tables[table])}",
-            where,
-            params,
-        )
-        with source.connect() as conn:
-            for (value,) in conn.exec_driver_sql(sql, params or None):
-                concept = _as_concept_id(value)
-                if concept is not None:
-                    out.add(concept)
-    return out
 
 
 def selected_rows(source: Engine, schema: str | None, source_table: str, plan: CopyPlan) -> int:
     """How many source rows ``plan`` lets through, counted in the source before the copy, so the
     row-count check compares the rows written with the rows the rule selects."""
-    return _count(source, schema, source_table, plan.where, plan.params)
-
-
-def _count(engine: Engine, schema: str | None, table: str, where: str | None, params: tuple) -> int:
-    sql = _filtered(
-        engine, f"SELECT COUNT(*) FROM {qualified(engine, schema, table)}", where, params
-    )
-    with engine.connect() as conn:
-        return int(conn.exec_driver_sql(sql, params or None).scalar_one())
-
-
-def _filtered(engine: Engine, sql: str, where: str | None, params: tuple) -> str:
-    if not where:
-        return sql
-    if is_postgres(engine) and params:
-        sql = sql.replace("%", "%%")  # the identifiers' own % signs, not placeholders
-    return f"{sql} WHERE {where}"
-
-
-# ---------------------------------------------------------------------------------------------
-# WHERE clauses over bound parameters: no value is ever pasted into SQL, and a set of ids is one
-# parameter (an array on PostgreSQL, a JSON array read by json_each on SQLite), so a statement's
-# size does not grow with it.
-
-_MARK = "\x00"  # a placeholder, until the statement's parameters are known
-
-
-@dataclass(frozen=True)
-class _Clause:
-    sql: str  # over quoted identifiers and _MARK placeholders
-    params: tuple = ()
-
-
-def _in_list(engine: Engine, expr: str, values: list, sql_type: str) -> _Clause:
-    if pg_like(engine):
-        return _Clause(f"{expr} = ANY(CAST({_MARK} AS {sql_type}[]))", (list(values),))
-    return _Clause(f"{expr} IN (SELECT value FROM json_each({_MARK}))", (json.dumps(values),))
-
-
-def _not_in_list(engine: Engine, expr: str, values: list[str]) -> _Clause:
-    inside = _in_list(engine, expr, values, "TEXT")
-    return _Clause(f"({expr} IS NULL OR NOT ({inside.sql}))", inside.params)
-
-
-def _concept_not_site_local(engine: Engine, expr: str) -> _Clause:
-    return _Clause(f"COALESCE({expr}, 0) <= {SITE_LOCAL_ABOVE}")
-
-
-def _render(engine: Engine, clauses: list[_Clause]) -> tuple[str | None, tuple]:
-    """The clauses joined by AND, with the driver's placeholders (``?`` on SQLite, ``%s`` on
-    PostgreSQL, where a literal % is then written %%), and their parameters in order."""
-    if not clauses:
-        return None, ()
-    sql = " AND ".join(c.sql for c in clauses)
-    params = tuple(p for c in clauses for p in c.params)
-    if is_postgres(engine):
-        if params:
-            sql = sql.replace("%", "%%")
-        return sql.replace(_MARK, "%s"), params
-    return sql.replace(_MARK, "?"), params
-
-
-# ---------------------------------------------------------------------------------------------
-# What a bundle's vocabulary holds, for its README
-
-
-@dataclass
-class BundleVocabulary:
-    """What the vocabulary tables of a bundle hold, read from the destination and the configs."""
-
-    tables: dict[
-        str, tuple[str, SiteLocalRule]
-    ]  # vocabulary table -> (vocabulary_rows, site_local)
-    site_local_concepts: int = 0  # rows of the bundle's concept table that are site-local
-    local_vocabularies: list[str] = field(default_factory=list)  # with a row in its vocabulary
-    # "table.column" -> concept ids its config lists that have no row in the bundle's concept
-    # table: site-local ones (above 2,000,000,000), and others (0, OMOP's "no concept", aside)
-    site_local_without_rows: dict[str, list[int]] = field(default_factory=dict)
-    others_without_rows: dict[str, list[int]] = field(default_factory=dict)
-
-
-def bundle_vocabulary(
-    files: ProjectFiles, engine: Engine, schema: str | None, tables: list[str]
-) -> BundleVocabulary:
-    """What the bundle of ``tables`` (written from the destination ``engine``) holds of the
-    vocabulary: which tables under which rules, how many site-local concepts and local
-    vocabularies, and which synthetic columns carry concept ids without a concept row."""
-    configs = {t: files.load_table(t) for t in tables if files.has_table(t)}
-    out = BundleVocabulary(
-        {
-            t: (c.vocabulary_rule, site_local_rule(c))
-            for t, c in sorted(configs.items())
-            if c.kind == "vocabulary"
-        }
-    )
-    present = {t: t for t in out.tables}  # the destination spells them as the configs do
-    local = local_vocabularies(engine, schema, present)
-    if "vocabulary" in present and local:
-        sql = f"SELECT {quote(engine, 'vocabulary_id')} FROM {qualified(engine, schema, 'vocabulary')}"
-        with engine.connect() as conn:
-            copied = {str(x) for x in conn.exec_driver_sql(sql).scalars()}
-        out.local_vocabularies = sorted(copied & set(local))
-    released = released_concepts(files)
-    listed = {
-        column: ids
-        for column, ids in released.by_column.items()
-        if column.split(".", 1)[0] in configs
-    }
-    wanted = sorted({i for ids in listed.values() for i in ids})
-    known: set[int] = set()
-    if "concept" in present:
-        concept = qualified(engine, schema, "concept")
-        local_rows = [_Clause(f"COALESCE({quote(engine, 'concept_id')}, 0) > {SITE_LOCAL_ABOVE}")]
-        if local:
-            of_local = _in_list(engine, quote(engine, "vocabulary_id"), local, "TEXT")
-            local_rows = [_Clause(f"({local_rows[0].sql} OR {of_local.sql})", of_local.params)]
-        out.site_local_concepts = _count(engine, schema, "concept", *_render(engine, local_rows))
-        where, params = _render(
-            engine, [_in_list(engine, quote(engine, "concept_id"), wanted, "BIGINT")]
-        )
-        sql = _filtered(
-            engine, f"SELECT {quote(engine, 'concept_id')} FROM {concept}", where, params
-        )
-        with engine.connect() as conn:
-            known = {int(x) for x in conn.exec_driver_sql(sql, params or None).scalars()}
-    for column, ids in sorted(listed.items()):
-        missing = sorted(i for i in ids if i not in known and i != 0)
-        site_local = [i for i in missing if is_site_local_concept(i)]
-        others = [i for i in missing if not is_site_local_concept(i)]
-        if site_local:
-            out.site_local_without_rows[column] = site_local
-        if others:
-            out.others_without_rows[column] = others
-    return out
-
-
-def concept_names(engine: Engine, schema: str | None, ids: set[str]) -> dict[str, str]:
-    """Names of the concepts among ``ids`` (as text), from the destination's concept table when
-    it holds one (public vocabulary rows), for labelling the fidelity report's plots."""
-    wanted = sorted({int(i) for i in ids if i.lstrip("-").isdigit() and int(i) != 0})
-    if not wanted or "concept" not in {
-        t.lower() for t in sa.inspect(engine).get_table_names(schema=schema)
-    }:
-        return {}
-    out: dict[str, str] = {}
-    with engine.connect() as conn:
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            rows = conn.execute(
-                sa.text(
-                    f"SELECT {quote(engine, 'concept_id')}, {quote(engine, 'concept_name')} "
-                    f"FROM {qualified(engine, schema, 'concept')} WHERE "
-                    f"{quote(engine, 'concept_id')} IN ({', '.join(str(i) for i in part)})"
-                )
-            ).all()
-            out.update({str(c): str(n) for c, n in rows if n})
-    return out
+    return count_rows(source, schema, source_table, plan.where, plan.params)

@@ -12,22 +12,18 @@ Two fingerprints, each a short text per table that changes when the thing it sta
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import omop
-from .config import ProjectFiles
+from .config_files import ProjectFiles
 from .database import qualified, quote
+from .files import sha256_of
 from .schema import list_tables, unusable_name
 
 MISSING_FILE = "no-file"
-
-
-def file_version(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def config_file_versions(files: ProjectFiles, tables: list[str] | None = None) -> dict[str, str]:
@@ -38,7 +34,7 @@ def config_file_versions(files: ProjectFiles, tables: list[str] | None = None) -
         if unusable_name(t):
             continue
         path = files.table_file(t)
-        out[t] = file_version(path.read_bytes()) if path.exists() else MISSING_FILE
+        out[t] = sha256_of(path)[:16] if path.exists() else MISSING_FILE
     return out
 
 

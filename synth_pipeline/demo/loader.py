@@ -7,8 +7,6 @@ constraints, because the extract is dirty: duplicate keys, 0 for NULL, dangling 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -18,7 +16,9 @@ import sqlalchemy as sa
 from ..core import omop
 from ..core.database import normalise_url, qualified, redact, transactional_sqlite
 from ..core.errors import DatabaseError
-from ..core.write import ColumnDef, load_chunks
+from ..core.files import atomic_path
+from ..core.schema import ColumnDef
+from ..core.write import load_chunks
 
 DATA_PACKAGE = "synth_pipeline.demo"
 CDM_VERSION = "5.3"
@@ -83,7 +83,7 @@ def load_demo(url: str, schema: str | None = None) -> dict[str, int]:
                 header = pl.read_csv(path, n_rows=0).columns
                 columns = _column_defs(table, header)
                 md = sa.MetaData(schema=schema)
-                from ..core.write import sa_type
+                from ..core.schema import sa_type
 
                 t = sa.Table(
                     table,
@@ -107,13 +107,7 @@ def ensure_demo_sqlite(path: Path) -> str:
     marker = path.with_suffix(path.suffix + ".ok")
     if path.exists() and marker.exists() and marker.read_text() == _MARKER:
         return f"sqlite:///{path}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         load_demo(f"sqlite:///{tmp}")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     marker.write_text(_MARKER)
     return f"sqlite:///{path}"
