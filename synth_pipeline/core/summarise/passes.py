@@ -4,6 +4,7 @@ expression). Their results are raw aggregates."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,51 @@ class Frequencies:
         return out
 
 
+@dataclass
+class _Frame:
+    """The grouped frequencies as a CTE ``f`` (g, value column(s), n), in one dialect."""
+
+    cte: str
+    xs: list[str]  # the value columns of f
+    x_of: Callable[[int], str]  # the value column of the i-th grouping
+    big: str  # the dialect's 64-bit integer type
+
+
+def _grouping_sets(frame: str, groupings: list[Grouping], duckdb: bool) -> _Frame:
+    """PostgreSQL and DuckDB: GROUPING SETS, one column per expression, NULL outside its own
+    grouping set."""
+    xs = [f"x{i}" for i in range(len(groupings))]
+    which = " ".join(f"WHEN GROUPING({g.expr}) = 0 THEN {i}" for i, g in enumerate(groupings))
+    cols = ", ".join(f"{g.expr} AS x{i}" for i, g in enumerate(groupings))
+    sets = ", ".join(f"({g.expr})" for g in groupings)
+    any_not_null = (
+        " OR ".join(f"{x} IS NOT NULL" for x in xs)
+        if duckdb
+        else f"num_nonnulls({', '.join(xs)}) > 0"
+    )
+    grouped = (
+        f"SELECT CASE {which} END AS g, {cols}, COUNT(*) AS n FROM {frame} "
+        f"GROUP BY GROUPING SETS ({sets})"
+    )
+    cte = f"f0 AS ({grouped}), f AS MATERIALIZED (SELECT * FROM f0 WHERE {any_not_null})"
+    return _Frame(cte, xs, lambda i: f"x{i}", "BIGINT")
+
+
+def _grouped_reads(frame: str, groupings: list[Grouping]) -> _Frame:
+    """SQLite has no GROUPING SETS: one grouped read per expression, all in this statement.
+
+    The unary + strips the column's affinity: a compound SELECT would otherwise convert every
+    value to the affinity of its first column (integers to text, say). (Fanning every row out
+    over the expressions in a single read measured slower: one big sort instead of many small
+    ones.)"""
+    parts = " UNION ALL ".join(
+        f"SELECT {i} AS g, x0, COUNT(*) AS n FROM (SELECT +({g.expr}) AS x0 FROM {frame}) "
+        f"WHERE x0 IS NOT NULL GROUP BY x0"
+        for i, g in enumerate(groupings)
+    )
+    return _Frame(f"f AS MATERIALIZED ({parts})", ["x0"], lambda i: "x0", "INTEGER")
+
+
 def grouped_pass(
     conn: Connection,
     frame: str,
@@ -116,57 +162,36 @@ def grouped_pass(
     if not groupings:
         return {}
     pg = pg_like(conn.engine)
-    m = len(groupings)
-    if pg:
-        # GROUPING SETS: one column per expression, NULL outside its own grouping set
-        xs = [f"x{i}" for i in range(m)]
-        which = " ".join(f"WHEN GROUPING({g.expr}) = 0 THEN {i}" for i, g in enumerate(groupings))
-        cols = ", ".join(f"{g.expr} AS x{i}" for i, g in enumerate(groupings))
-        sets = ", ".join(f"({g.expr})" for g in groupings)
-        any_not_null = (
-            " OR ".join(f"{x} IS NOT NULL" for x in xs)
-            if is_duckdb(conn.engine)
-            else f"num_nonnulls({', '.join(xs)}) > 0"
-        )
-        grouped = (
-            f"SELECT CASE {which} END AS g, {cols}, COUNT(*) AS n FROM {frame} "
-            f"GROUP BY GROUPING SETS ({sets})"
-        )
-        f_cte = f"f0 AS ({grouped}), f AS MATERIALIZED (SELECT * FROM f0 WHERE {any_not_null})"
+    f = (
+        _grouping_sets(frame, groupings, is_duckdb(conn.engine))
+        if pg
+        else _grouped_reads(frame, groupings)
+    )
+    nulls = ", ".join(f"NULL AS {x}" for x in f.xs)
+    ctes = [
+        f.cte,
+        f"s AS (SELECT g, COUNT(*) AS d, CAST(SUM(n) AS {f.big}) AS nn FROM f GROUP BY g)",
+    ]
+    branches = [
+        f"SELECT 's' AS kind, g, d AS a, nn AS b, {nulls} FROM s",
+        _listed(f, groupings, policy),
+    ]
+    _add_windows(f, groupings, ctes, branches)
+    _add_references(f, groupings, ctes, branches)
+    statement = "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(branches)
+    return _frequencies(conn.execute(sa.text(statement)), groupings, pg)
 
-        def x_of(i: int) -> str:
-            return f"x{i}"
 
-        big = "BIGINT"
-    else:
-        # SQLite has no GROUPING SETS: one grouped read per expression, all in this statement.
-        # The unary + strips the column's affinity: a compound SELECT would otherwise convert
-        # every value to the affinity of its first column (integers to text, say)
-        # (fanning every row out over the expressions in a single read measured slower: one
-        # big sort instead of many small ones)
-        xs = ["x0"]
-        parts = " UNION ALL ".join(
-            f"SELECT {i} AS g, x0, COUNT(*) AS n FROM (SELECT +({g.expr}) AS x0 FROM {frame}) "
-            f"WHERE x0 IS NOT NULL GROUP BY x0"
-            for i, g in enumerate(groupings)
-        )
-        f_cte = f"f AS MATERIALIZED ({parts})"
-
-        def x_of(i: int) -> str:
-            return "x0"
-
-        big = "INTEGER"
-    x_list = ", ".join(f"f.{x}" for x in xs)
-    nulls = ", ".join(f"NULL AS {x}" for x in xs)
-    ctes = [f_cte, f"s AS (SELECT g, COUNT(*) AS d, CAST(SUM(n) AS {big}) AS nn FROM f GROUP BY g)"]
-    branches = [f"SELECT 's' AS kind, g, d AS a, nn AS b, {nulls} FROM s"]
+def _listed(f: _Frame, groupings: list[Grouping], policy: dc.DisclosurePolicy) -> str:
+    """The branch bringing back every (value, count) of the groupings that may be listed."""
 
     def ids(pred) -> str:
         return ", ".join(str(i) for i, g in enumerate(groupings) if pred(g)) or "-1"
 
     share = float(policy.identifier_share)
     limit = int(policy.max_distinct_for_listing)
-    branches.append(
+    x_list = ", ".join(f"f.{x}" for x in f.xs)
+    return (
         f"SELECT 'v', f.g, f.n, NULL, {x_list} FROM f JOIN s ON s.g = f.g WHERE "
         f"f.g IN ({ids(lambda g: g.rows == 'all')}) "
         f"OR (f.g IN ({ids(lambda g: g.rows == 'listable' and not g.string_rule)}) "
@@ -174,46 +199,64 @@ def grouped_pass(
         f"OR (f.g IN ({ids(lambda g: g.rows == 'listable' and g.string_rule)}) "
         f"AND s.d <= {limit} AND NOT (s.d > {share!r} * s.nn AND s.d >= {int(policy.k)}))"
     )
+
+
+def _add_windows(
+    f: _Frame, groupings: list[Grouping], ctes: list[str], branches: list[str]
+) -> None:
+    """The values (with counts and cumulative counts) inside the rank windows asked for."""
     wanted = [(i, a, b) for i, g in enumerate(groupings) for a, b in g.windows]
-    if wanted:
-        order = ", ".join(xs)
-        ctes.append(
-            f"w AS (SELECT f.g, f.n, SUM(f.n) OVER (PARTITION BY f.g ORDER BY {order} "
-            f"ROWS UNBOUNDED PRECEDING) AS cum, {x_list} FROM f "
-            f"WHERE f.g IN ({', '.join(sorted({str(i) for i, _, _ in wanted}))}))"
-        )
-        ctes.append(
-            "want(g, a, b) AS (VALUES "
-            + ", ".join(f"({i}, {int(a)}, {int(b)})" for i, a, b in wanted)
-            + ")"
-        )
-        w_x = ", ".join(f"w.{x}" for x in xs)
-        branches.append(
-            f"SELECT 'w', w.g, w.n, CAST(w.cum AS {big}), {w_x} FROM w WHERE EXISTS ("
-            "SELECT 1 FROM want WHERE want.g = w.g AND w.cum >= want.a AND w.cum - w.n < want.b)"
-        )
+    if not wanted:
+        return
+    x_list = ", ".join(f"f.{x}" for x in f.xs)
+    ctes.append(
+        f"w AS (SELECT f.g, f.n, SUM(f.n) OVER (PARTITION BY f.g ORDER BY {', '.join(f.xs)} "
+        f"ROWS UNBOUNDED PRECEDING) AS cum, {x_list} FROM f "
+        f"WHERE f.g IN ({', '.join(sorted({str(i) for i, _, _ in wanted}))}))"
+    )
+    ctes.append(
+        "want(g, a, b) AS (VALUES "
+        + ", ".join(f"({i}, {int(a)}, {int(b)})" for i, a, b in wanted)
+        + ")"
+    )
+    w_x = ", ".join(f"w.{x}" for x in f.xs)
+    branches.append(
+        f"SELECT 'w', w.g, w.n, CAST(w.cum AS {f.big}), {w_x} FROM w WHERE EXISTS ("
+        "SELECT 1 FROM want WHERE want.g = w.g AND w.cum >= want.a AND w.cum - w.n < want.b)"
+    )
+
+
+def _add_references(
+    f: _Frame, groupings: list[Grouping], ctes: list[str], branches: list[str]
+) -> None:
+    """Of references: usable and resolving counts, and children per parent (fan-out)."""
     refs = [(i, g) for i, g in enumerate(groupings) if g.reference]
-    if refs:
-        usable = " ".join(
-            f"WHEN {i} THEN ({g.reference[0].format(x='f.' + x_of(i))})" for i, g in refs
-        )
-        resolves = " ".join(
-            f"WHEN {i} THEN ({g.reference[1].format(x='f.' + x_of(i))})" for i, g in refs
-        )
-        ctes.append(
-            f"r AS MATERIALIZED (SELECT f.g, f.n, CASE f.g {usable} END AS usable, "
-            f"CASE f.g {resolves} END AS ok FROM f "
-            f"WHERE f.g IN ({', '.join(str(i) for i, _ in refs)}))"
-        )
-        branches.append(
-            f"SELECT 'u', g, CAST(SUM(CASE WHEN usable THEN n ELSE 0 END) AS {big}), "
-            f"CAST(SUM(CASE WHEN ok THEN n ELSE 0 END) AS {big}), {nulls} FROM r GROUP BY g"
-        )
-        branches.append(f"SELECT 'o', g, n, COUNT(*), {nulls} FROM r WHERE ok GROUP BY g, n")
-    statement = "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(branches)
+    if not refs:
+        return
+    nulls = ", ".join(f"NULL AS {x}" for x in f.xs)
+    usable = " ".join(
+        f"WHEN {i} THEN ({g.reference[0].format(x='f.' + f.x_of(i))})" for i, g in refs
+    )
+    resolves = " ".join(
+        f"WHEN {i} THEN ({g.reference[1].format(x='f.' + f.x_of(i))})" for i, g in refs
+    )
+    ctes.append(
+        f"r AS MATERIALIZED (SELECT f.g, f.n, CASE f.g {usable} END AS usable, "
+        f"CASE f.g {resolves} END AS ok FROM f "
+        f"WHERE f.g IN ({', '.join(str(i) for i, _ in refs)}))"
+    )
+    branches.append(
+        f"SELECT 'u', g, CAST(SUM(CASE WHEN usable THEN n ELSE 0 END) AS {f.big}), "
+        f"CAST(SUM(CASE WHEN ok THEN n ELSE 0 END) AS {f.big}), {nulls} FROM r GROUP BY g"
+    )
+    branches.append(f"SELECT 'o', g, n, COUNT(*), {nulls} FROM r WHERE ok GROUP BY g, n")
+
+
+def _frequencies(rows, groupings: list[Grouping], pg: bool) -> dict[str, Frequencies]:
+    """The grouped pass's rows, by kind, into each grouping's frequencies."""
     out = {g.key: Frequencies() for g in groupings}
     by_index = {i: out[g.key] for i, g in enumerate(groupings)}
-    for kind, g, a, b, *x in conn.execute(sa.text(statement)):
+    for kind, g, a, b, *x in rows:
         freq = by_index[int(g)]
         value = py_value(x[int(g)] if pg else x[0])
         if kind == "s":

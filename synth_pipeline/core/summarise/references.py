@@ -97,38 +97,9 @@ def polymorphic_targets(
     if ref.kind == "domain_id":
         found = {v: omop.DOMAIN_TABLES[v] for v in values if v in omop.DOMAIN_TABLES}
     elif ref.kind == "domain_concept":
-        domains = dict(omop.STANDARD_DOMAIN_CONCEPTS)
-        if "domain" in names:
-            rows = conn.execute(
-                sa.text(
-                    f"SELECT {quote(conn.engine, 'domain_concept_id')}, "
-                    f"{quote(conn.engine, 'domain_id')} FROM "
-                    f"{qualified(conn.engine, schema, names['domain'])}"
-                )
-            ).all()
-            domains.update({py_value(c): str(d) for c, d in rows if c is not None and d})
-        found = {
-            v: omop.DOMAIN_TABLES[domains[v]]
-            for v in values
-            if v in domains and domains[v] in omop.DOMAIN_TABLES
-        }
+        found = _domain_concept_tables(conn, schema, names, values)
     elif ref.kind == "field_concept" and "concept" in names:
-        ids = [v for v in values if isinstance(v, int)]
-        if ids:
-            params = {f"c{i}": v for i, v in enumerate(ids)}
-            rows = conn.execute(
-                sa.text(
-                    f"SELECT {quote(conn.engine, 'concept_id')}, {quote(conn.engine, 'concept_name')}, "
-                    f"{quote(conn.engine, 'concept_code')} FROM "
-                    f"{qualified(conn.engine, schema, names['concept'])} WHERE "
-                    f"{quote(conn.engine, 'concept_id')} IN ({', '.join(':' + k for k in params)})"
-                ),
-                params,
-            ).all()
-            for cid, name, code in rows:
-                target = omop.field_concept_table(name) or omop.field_concept_table(code)
-                if target:
-                    found[py_value(cid)] = target
+        found = _field_concept_tables(conn, schema, names, values)
     cs.targets = [Target(value=v, table=found[v]) for v in values if v in found] or None
     unknown = [str(v) for v in values if v not in found]
     if unknown:
@@ -137,3 +108,49 @@ def polymorphic_targets(
             "(no DOMAIN or CDM field concept row in the extract): those ids are left NULL; "
             f"name the table under params.targets of {ref.column} to generate them"
         )
+
+
+def _domain_concept_tables(
+    conn: Connection, schema: str | None, names: dict[str, str], values: list[Any]
+) -> dict[Any, str]:
+    """Domain concept ids -> tables, by the extract's DOMAIN table and the standard domains."""
+    domains = dict(omop.STANDARD_DOMAIN_CONCEPTS)
+    if "domain" in names:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {quote(conn.engine, 'domain_concept_id')}, "
+                f"{quote(conn.engine, 'domain_id')} FROM "
+                f"{qualified(conn.engine, schema, names['domain'])}"
+            )
+        ).all()
+        domains.update({py_value(c): str(d) for c, d in rows if c is not None and d})
+    return {
+        v: omop.DOMAIN_TABLES[domains[v]]
+        for v in values
+        if v in domains and domains[v] in omop.DOMAIN_TABLES
+    }
+
+
+def _field_concept_tables(
+    conn: Connection, schema: str | None, names: dict[str, str], values: list[Any]
+) -> dict[Any, str]:
+    """CDM field concept ids -> tables, by their names ('<table>.<field>') in CONCEPT."""
+    found: dict[Any, str] = {}
+    ids = [v for v in values if isinstance(v, int)]
+    if not ids:
+        return found
+    params = {f"c{i}": v for i, v in enumerate(ids)}
+    rows = conn.execute(
+        sa.text(
+            f"SELECT {quote(conn.engine, 'concept_id')}, {quote(conn.engine, 'concept_name')}, "
+            f"{quote(conn.engine, 'concept_code')} FROM "
+            f"{qualified(conn.engine, schema, names['concept'])} WHERE "
+            f"{quote(conn.engine, 'concept_id')} IN ({', '.join(':' + k for k in params)})"
+        ),
+        params,
+    ).all()
+    for cid, name, code in rows:
+        target = omop.field_concept_table(name) or omop.field_concept_table(code)
+        if target:
+            found[py_value(cid)] = target
+    return found

@@ -45,30 +45,12 @@ def summarise_table(
     conditional = {
         c: by for c, by in (conditional or {}).items() if c in names and by in names and c != by
     }
-    if table.kind == "vocabulary":
-        # Reference data: nothing about patients to summarise. An extract may carry only the
-        # concepts its records use, so even the row count passes the count rule.
-        return TableStats(
-            table=table.name,
-            kind=table.kind,
-            row_count=dc.release_count(table.row_count, policy),
-            columns={},
-            findings=["vocabulary table: reference data, not summarised"],
-            policy=policy,
-        )
-    if noise is not None and table.kind != "metadata":
+    if table.kind in ("vocabulary", "metadata"):
+        return _not_summarised(engine, schema, table, policy, noise)
+    if noise is not None:
         row_count = dc.release_count(noise.counts("rows", [table.row_count])[0], policy)
     else:
         row_count = dc.release_count(table.row_count, policy)
-    if table.kind == "metadata":
-        return TableStats(
-            table=table.name,
-            kind=table.kind,
-            row_count=row_count,
-            columns=release_dates(engine, schema, table),
-            findings=["metadata about the extract: not generated from statistics"],
-            policy=policy,
-        )
     findings: list[str] = identifier_findings(table)
     if table.row_count == 0:
         findings.append("empty table: it stays empty")
@@ -88,6 +70,36 @@ def summarise_table(
         findings=findings,
         policy=policy,
         dp=noise.budget if noise is not None else None,
+    )
+
+
+def _not_summarised(
+    engine: Engine,
+    schema: str | None,
+    table: TableSchema,
+    policy: dc.DisclosurePolicy,
+    noise: Noise | None,
+) -> TableStats:
+    """Reference data and metadata about the extract: their row count, and cdm_source's
+    release dates."""
+    if table.kind == "vocabulary":
+        # Reference data: nothing about patients to summarise. An extract may carry only the
+        # concepts its records use, so even the row count passes the count rule.
+        return TableStats(
+            table=table.name,
+            kind=table.kind,
+            row_count=dc.release_count(table.row_count, policy),
+            columns={},
+            findings=["vocabulary table: reference data, not summarised"],
+            policy=policy,
+        )
+    return TableStats(
+        table=table.name,
+        kind=table.kind,
+        row_count=dc.release_count(table.row_count, policy),
+        columns=release_dates(engine, schema, table),
+        findings=["metadata about the extract: not generated from statistics"],
+        policy=policy,
     )
 
 
