@@ -37,13 +37,3 @@ def as_number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None  # a non-numeric value in a numeric column (dirty data) joins no window
-
-
-def fits_type(value: Any, logical_type: str) -> bool:
-    if logical_type == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if logical_type == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if logical_type == "boolean":
-        return isinstance(value, bool) or value in (0, 1)
-    return True

@@ -14,10 +14,10 @@ from .. import dp
 from ..database import quote
 from ..statistics import (
     ValueCount,
+    fits_type,
 )
 from .context import ColumnRead, TableRead
 from .release import noisy_quantiles, released_quantiles
-from .scalars import fits_type
 
 
 def summarise_values(t: TableRead, c: ColumnRead) -> None:
