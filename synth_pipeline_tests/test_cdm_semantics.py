@@ -303,7 +303,7 @@ def test_rows_of_a_required_reference_that_points_nowhere_are_not_generated(tmp_
 
 
 def test_events_are_written_after_the_observation_periods_their_rules_read():
-    from synth_pipeline.runner import dependency_waves, order_parents_first
+    from synth_pipeline.core.table_order import dependency_waves, order_parents_first
 
     tables = ["condition_era", "death", "condition_occurrence", "observation_period", "person"]
     order = order_parents_first(tables)

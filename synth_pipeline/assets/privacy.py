@@ -180,18 +180,3 @@ def privacy_metadata(report: PrivacyReport) -> dict:
     if report.config_notes:
         out["privacy_settings_no_longer_used"] = bullet_list(report.config_notes)
     return out
-
-
-def privacy_check_results(report: PrivacyReport) -> list[dg.AssetCheckResult]:
-    out = []
-    for name in CHECKS:
-        passed, why = report.verdict(name)
-        out.append(
-            dg.AssetCheckResult(
-                check_name=name,
-                passed=passed,
-                description=f"{report.table}: {why}",
-                metadata={"table": report.table, "reason": why},
-            )
-        )
-    return out

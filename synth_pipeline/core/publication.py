@@ -1,0 +1,139 @@
+"""Publishing a project's bundle from its destination, whoever asks (the csv_bundle asset, a
+benchmark): only tables whose latest generation passed every blocking check, against the
+approved configs of now, that fit together, and whose privacy report allows it; then the files,
+their manifest and the reports, verified."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from .bundle import verify_bundle, write_bundle
+from .config import ProjectFiles
+from .errors import SynthPipelineError
+from .fidelity import TableFidelity, table_fidelity
+from .integrity import stale_references, unreleasable
+from .privacy import PrivacyReport, bundle_problems, privacy_markdown
+from .report import concept_labels, fidelity_html
+from .rules import count_violations
+from .vocabulary import bundle_vocabulary, concept_names
+from .write import ColumnDef, read_register
+
+
+@dataclass
+class PublishedBundle:
+    manifest: dict
+    included: dict[str, dict]  # the register's entry of each table in the bundle
+    generated: list[str]  # the synthetic tables among them (the others are copies)
+    fidelity: list[TableFidelity]
+    problems: list[str]  # what verifying the written files found
+
+
+def releasable_tables(files: ProjectFiles, engine: sa.Engine, schema: str | None) -> dict:
+    """The register's entries of the tables the bundle may hold; raises naming what refuses."""
+    register = read_register(engine, schema)
+    configured = set(files.tables())
+    included = {t: e for t, e in register.items() if t in configured and e["kind"] != "skip"}
+    # only tables whose latest generation passed every blocking check, from the approved
+    # config of now, whichever run wrote them
+    refused = unreleasable(included, {t: files.load_table(t).fingerprint() for t in included})
+    if refused:
+        raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
+    problems = stale_references(included)
+    if problems:
+        raise SynthPipelineError(
+            "the destination's tables do not fit together: " + "; ".join(problems)
+        )
+    return included
+
+
+def _bundle_tables(files, engine, schema, included: dict) -> list[dict]:
+    """What write_bundle needs of each table: its columns as the destination has them."""
+    insp = sa.inspect(engine)
+    tables = []
+    for t, entry in sorted(included.items()):
+        cfg = files.load_table(t)
+        present = [c["name"] for c in insp.get_columns(t, schema=schema)]
+        columns = [
+            ColumnDef(n, cfg.columns[n].type if n in cfg.columns else "string", None)
+            for n in present
+        ]
+        pk = cfg.primary_key if cfg.kind == "synthetic" and cfg.primary_key in present else None
+        tables.append(
+            {
+                "table": t,
+                "kind": entry["kind"],
+                "columns": columns,
+                "order_by": [pk] if pk else present,
+                "config_fingerprint": entry["config_fingerprint"],
+            }
+        )
+    return tables
+
+
+def _fidelity(files, engine, schema, included: dict) -> list[TableFidelity]:
+    existing = set(sa.inspect(engine).get_table_names(schema=schema))
+    out = []
+    for t, entry in sorted(included.items()):
+        cfg = files.load_table(t)
+        if cfg.kind == "synthetic":
+            violations = count_violations(engine, schema, cfg, existing)
+            out.append(
+                table_fidelity(engine, schema, cfg, entry.get("parent_rows") or {}, violations)
+            )
+    return out
+
+
+def publish_bundle(
+    files: ProjectFiles,
+    engine: sa.Engine,
+    schema: str | None,
+    out: Path,
+    *,
+    seed: int,
+    scale: float,
+    privacy_for: Callable[[list[str]], dict[str, PrivacyReport | None]],
+    on_table: Callable[[str, int], None] | None = None,
+    on_rows: Callable[[str, int], None] | None = None,
+) -> PublishedBundle:
+    """Write the project's bundle to ``out`` (replaced atomically) and verify it.
+
+    ``privacy_for`` gives the privacy report kept for each synthetic table; a table whose
+    report refuses release stops the bundle before anything is written."""
+    settings = files.load_project()
+    included = releasable_tables(files, engine, schema)
+    # vocabulary tables are public reference data copied as they are: nothing to assess
+    generated = sorted(t for t, e in included.items() if e["kind"] == "synthetic")
+    privacy = privacy_for(generated)
+    refused = bundle_problems(privacy, included)
+    if refused:
+        raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
+    tables = _bundle_tables(files, engine, schema, included)
+    fidelity = _fidelity(files, engine, schema, included)
+    threshold = settings.fidelity.min_median_column_score
+    names = concept_names(engine, schema, concept_labels(fidelity))
+    manifest = write_bundle(
+        engine,
+        schema,
+        out,
+        project=files.project,
+        tables=tables,
+        seed=seed,
+        scale=scale,
+        on_table=on_table,
+        on_rows=on_rows,
+        vocabulary=bundle_vocabulary(files, engine, schema, [t["table"] for t in tables]),
+        formats=settings.bundle_formats,
+        reports={
+            "fidelity.html": lambda created: fidelity_html(
+                files.project, fidelity, created, threshold, names=names
+            ),
+            "privacy.md": lambda created: privacy_markdown(
+                files.project, [r for r in privacy.values() if r], created, settings.disclosure
+            ),
+        },
+    )
+    return PublishedBundle(manifest, included, generated, fidelity, verify_bundle(out))
