@@ -25,7 +25,8 @@ from synth_pipeline.core import dp
 from synth_pipeline.core.database import open_source
 from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.schema import read_table_schema
-from synth_pipeline.core.summarise import _dp_candidates, summarise_table
+from synth_pipeline.core.summarise import summarise_table
+from synth_pipeline.core.summarise.release import dp_candidates as _dp_candidates
 
 KEYS_PER_SETTING = 200
 

@@ -15,8 +15,7 @@ import polars as pl
 from synth_pipeline import settings
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
-from synth_pipeline.core.relations import Relations
-from synth_pipeline.core.synthesise import TableRun
+from synth_pipeline.core.synthesise import Relations, TableRun
 from synth_pipeline.runner import environment
 
 from .pipeline_assertions import (

@@ -124,7 +124,7 @@ def test_quantiles_are_the_same_nearest_rank_on_both_databases(tmp_path, postgre
     import numpy as np
 
     from synth_pipeline.core import disclosure as dc
-    from synth_pipeline.core.summarise import _quantiles
+    from synth_pipeline.core.summarise.release import quantiles_where as _quantiles
 
     rng = np.random.default_rng(3)
     values = np.concatenate([rng.integers(0, 40, 997), rng.integers(-5, 5_000, 2_000)])

@@ -66,6 +66,7 @@ from .disclosure import (
 )
 from .dp_key import load_or_create_key
 from .errors import ConfigError
+from .omop import start_of
 from .schema import TableSchema, column_role, table_kind
 from .statistics import PrivacyBudget
 
@@ -95,8 +96,6 @@ def statistics_plan(table: TableSchema, policy: DisclosurePolicy) -> dict[str, l
     The plan must not depend on the data, or the split of the budget would leak it: a column
     whose values turn out to be never listed still has its share set aside.
     """
-    from .summarise import offset_source_column  # summarise imports this module
-
     names = [c.name for c in table.columns]
     quantiles = policy.dp_quantiles == "dp"
     plan: dict[str, list[str]] = {"rows": ["count"]}
@@ -110,7 +109,7 @@ def statistics_plan(table: TableSchema, policy: DisclosurePolicy) -> dict[str, l
             stats.append("fanout")
         elif lt in ("date", "datetime"):
             stats += ["years", "months"] + (["hours"] if lt == "datetime" else [])
-            if offset_source_column(names, col.name):
+            if start_of(names, col.name):
                 stats += ["negative"] + (["offset"] if quantiles else [])
         else:
             if not (lt == "string" and policy.never_listed(col.name)):

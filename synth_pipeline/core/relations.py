@@ -8,6 +8,8 @@ arrays of days since 1970-01-01 indexed by the parent's dense key.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,13 +124,15 @@ class RowIndex:
         return np.where(ok, self.ids[np.maximum(j, 0)], 0)
 
 
-class Relations:
-    """Regenerates parent tables on demand for one run (seed, scale) of one project."""
+class ParentTables(ABC):
+    """Parent tables regenerated on demand for one run (seed, scale) of one project, and the
+    anchors read from them. How a table is regenerated is the subclass's
+    (:class:`.synthesise.Relations`): generation reads these anchors in turn."""
 
-    _shared: dict[tuple, Relations] = {}
+    _shared: dict[tuple, ParentTables] = {}
 
     @classmethod
-    def shared(cls, files: ProjectFiles, seed: int, scale: float) -> Relations:
+    def shared(cls, files: ProjectFiles, seed: int, scale: float) -> ParentTables:
         """One instance per project, seed, scale and version of the project's table files, so the
         tables of one process (a CLI run, the UI's run worker) regenerate each parent once."""
         stamp = folder_stamp(files.folder)
@@ -148,13 +152,17 @@ class Relations:
     ):
         self.files, self.seed, self.scale, self.chunk_rows = files, seed, scale, chunk_rows
         self.deaths = deaths  # False: persons live on (the periods deaths are placed in)
-        self._before_deaths: Relations | None = None
+        self._before_deaths: ParentTables | None = None
         self._frames: dict[str, pl.DataFrame | None] = {}
         self._persons: Persons | None | bool = False
         self._periods: Periods | None | bool = False
         self._visits: Visits | None | bool = False
         self._indexes: dict[tuple, RowIndex | None] = {}
         self._building: set[str] = set()
+
+    @abstractmethod
+    def regenerate(self, cfg: TableConfig) -> Iterator[pl.DataFrame]:
+        """The synthetic rows of an approved table, in chunks of ``chunk_rows``."""
 
     def _config(self, table: str) -> TableConfig | None:
         if not self.files.has_table(table):
@@ -178,14 +186,11 @@ class Relations:
         if cfg is None or cfg.rows == 0:
             self._frames[table] = None
             return None
-        from .synthesise import TableRun
-
         wanted = list(dict.fromkeys([*(cached.columns if cached is not False else []), *columns]))
         keep = [c for c in wanted if c in cfg.columns]
         self._building.add(table)
         try:
-            run = TableRun.for_project(self.files, cfg, self.seed, self.scale, relations=self)
-            parts = [df.select(keep) for df in run.chunks(self.chunk_rows)]
+            parts = [df.select(keep) for df in self.regenerate(cfg)]
         finally:
             self._building.discard(table)
         frame = pl.concat(parts) if parts else None
@@ -233,7 +238,7 @@ class Relations:
         if not self.deaths:
             return self.periods()
         if self._before_deaths is None:
-            self._before_deaths = Relations(
+            self._before_deaths = type(self)(
                 self.files, self.seed, self.scale, self.chunk_rows, deaths=False
             )
         return self._before_deaths.periods()

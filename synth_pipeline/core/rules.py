@@ -17,7 +17,7 @@ from .config import TableConfig
 from .generators.base import WINDOW_END, interpolate_quantiles, quantile_share
 from .generators.temporal import days_in_window, intersect, range_days
 from .omop import EVENT_SHAPES, PARTS_OF_VISITS, date_pairs
-from .relations import NO_BIRTH, NO_DEATH, Relations, days
+from .relations import NO_BIRTH, NO_DEATH, ParentTables, days
 
 
 def _dates(values: np.ndarray, like: pl.Series) -> pl.Series:
@@ -44,7 +44,7 @@ def _released(cfg: TableConfig, column: str) -> bool:
 def place_anchors(
     cfg: TableConfig,
     done: dict[str, pl.Series],
-    relations: Relations | None,
+    relations: ParentTables | None,
     rng: np.random.Generator,
     window: tuple[int, int] | None = None,
 ) -> set[str]:

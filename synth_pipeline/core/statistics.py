@@ -221,3 +221,15 @@ def ends_at_a_cut(start: ColumnStats | None, end: ColumnStats) -> bool:
     cut = end.years[-1].end - 2
     share = late_share(end, cut)
     return share >= 0.5 and share >= 2 * late_share(start, cut)
+
+
+def fits_type(value: Any, logical_type: str) -> bool:
+    """Whether a listed value is one of a column's logical type: summarising lists no other
+    (text in a number column of a dirty extract), and a generator refuses stats that do."""
+    if logical_type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if logical_type == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if logical_type == "boolean":
+        return isinstance(value, bool) or value in (0, 1)
+    return True

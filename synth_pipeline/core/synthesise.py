@@ -20,7 +20,7 @@ from .config import ColumnConfig, ConfigError, TableConfig
 from .config_files import ProjectFiles
 from .files import folder_stamp
 from .generators import BLOCK_ROWS, CATALOGUE, POLARS_TYPES, ColumnContext
-from .relations import Relations
+from .relations import ParentTables
 from .rules import align_twins, order_pairs, place_anchors, settle_required_references
 
 
@@ -57,7 +57,7 @@ class TableRun:
     scale: float
     parent_rows: Callable[[str], int]
     parent_source_rows: Callable[[str], int | None]
-    relations: Relations | None = None
+    relations: ParentTables | None = None
     warnings: list[str] = field(default_factory=list)
     window: tuple[int, int] | None = None  # the extract's dates, in days since 1970-01-01
 
@@ -68,7 +68,7 @@ class TableRun:
         cfg: TableConfig,
         seed: int,
         scale: float,
-        relations: Relations | None = None,
+        relations: ParentTables | None = None,
     ) -> TableRun:
         """A run whose parents are the project's other approved tables (same seed and scale)."""
         rows, source_rows, warnings = parent_facts(files, cfg, scale)
@@ -174,6 +174,15 @@ class TableRun:
                 )
                 blocks.append(pl.DataFrame([done[c].cast(schema[c]).alias(c) for c in columns]))
             yield pl.concat(blocks) if len(blocks) > 1 else blocks[0]
+
+
+class Relations(ParentTables):
+    """A project's other tables, regenerated on demand by a :class:`TableRun` of each (same
+    seed and scale), whose own rules read this instance in turn."""
+
+    def regenerate(self, cfg: TableConfig) -> Iterator[pl.DataFrame]:
+        run = TableRun.for_project(self.files, cfg, self.seed, self.scale, relations=self)
+        return run.chunks(self.chunk_rows)
 
 
 def written_width(col: ColumnConfig) -> int | None:

@@ -55,7 +55,7 @@ class ColumnContext:
     parent_rows: Callable[[str], int]  # synthetic row count of another table in this run
     parent_source_rows: Callable[[str], int | None]  # released source row count of another table
     rules: Any = None  # the table's consistency rules (config.Rules), None in isolated use
-    # the project's other tables regenerated on demand (relations.Relations), None in isolated
+    # the project's other tables regenerated on demand (synthesise.Relations), None in isolated
     # use: references that must reach a row of the same person need them
     relations: Any = None
     # the table's column configs (config.ColumnConfig by name), for generators that follow a

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..statistics import fits_type
 from .base import POLARS_TYPES, Generator, apply_nulls, interpolate_quantiles, whole_numbers
 
 
@@ -42,7 +43,7 @@ class WeightedChoice(Generator):
             return "other: quantiles needs stats.quantiles"
         if ctx_stats and ctx_stats.values:
             for vc in ctx_stats.values:
-                if not _fits(vc.value, logical_type):
+                if not fits_type(vc.value, logical_type):
                     return f"stats.values holds {vc.value!r}, which is not a {logical_type}"
         return None
 
@@ -95,16 +96,6 @@ class WeightedChoice(Generator):
                 .alias(ctx.column)
             )
         return apply_nulls(ctx, out, block)
-
-
-def _fits(value, logical_type: str) -> bool:
-    if logical_type == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if logical_type == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if logical_type == "boolean":
-        return isinstance(value, bool) or value in (0, 1)
-    return True
 
 
 class NumericQuantilesParams(BaseModel):
