@@ -27,6 +27,7 @@ from synth_pipeline.core.propose import propose_table_config
 from synth_pipeline.core.schema import read_table_schema
 from synth_pipeline.core.summarise import summarise_table
 from synth_pipeline.core.write import ColumnDef, RegisterEntry, copy_table
+from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -101,6 +102,7 @@ def _resources(root, source_url, destination_url, bundle):
         "destination": DestinationDatabase(url=destination_url),
         "project": SynthProject(project="adv", config_root=str(root), bundle_dir=str(bundle)),
         "state_io_manager": JsonStateIOManager(base_dir=str(bundle.parent / "state")),
+        "dask": DaskCluster(),
     }
 
 

@@ -18,7 +18,7 @@ from ..core.fidelity import table_fidelity
 from ..core.integrity import dangling_references
 from ..core.rules import count_violations
 from ..core.schema import list_tables
-from ..core.synthesise import FIRST_CHUNK_ROWS, TableRun, referenced_tables, written_width
+from ..core.synthesise import TableRun, referenced_tables, written_width
 from ..core.vocabulary import plan_copy as plan_vocabulary_copy
 from ..core.vocabulary import selected_rows as vocabulary_rows_selected
 from ..core.write import (
@@ -30,6 +30,7 @@ from ..core.write import (
     replace_table,
     stream_select,
 )
+from ..dask_resource import DaskCluster
 from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
@@ -127,9 +128,16 @@ def build_synthetic_table(name: str) -> dg.AssetsDefinition:
         destination: DestinationDatabase,
         source: SourceDatabase,
         project: SynthProject,
+        dask: DaskCluster,
     ):
         yield from _synthetic_table(
-            context, reviewed_config, column_stats, destination, source, project.for_project(name)
+            context,
+            reviewed_config,
+            column_stats,
+            destination,
+            source,
+            project.for_project(name),
+            dask,
         )
 
     return synthetic_table
@@ -142,6 +150,7 @@ def _synthetic_table(
     destination: DestinationDatabase,
     source: SourceDatabase,
     project: SynthProject,
+    dask: DaskCluster | None = None,
 ):
     table = context.partition_key
     files = project.files()
@@ -215,16 +224,21 @@ def _synthetic_table(
             if cfg.primary_key and cfg.columns[cfg.primary_key].generator == "primary_key"
             else None
         )
-        rows = replace_table(
-            engine,
-            schema,
-            table,
-            columns_of(cfg),
-            run.chunks(project.run_chunk_rows(), first_rows=FIRST_CHUNK_ROWS),
-            primary_key=pk,
-            entry=entry,
-            on_chunk=Progress(context, table, expected),
-        )
+        # issue 18: a table of distributed_min_rows or more is generated on the Dask cluster
+        # when one is configured (dask_resource.py, core/distributed.py); else in-process
+        with (dask or DaskCluster()).table_chunks(
+            run, files, project.run_chunk_rows(), log=context.log.info
+        ) as chunks:
+            rows = replace_table(
+                engine,
+                schema,
+                table,
+                columns_of(cfg),
+                chunks,
+                primary_key=pk,
+                entry=entry,
+                on_chunk=Progress(context, table, expected),
+            )
     for w in warnings:
         context.log.warning(f"{table}: {w}")
     seconds = time.monotonic() - started
