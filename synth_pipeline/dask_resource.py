@@ -94,7 +94,7 @@ class DaskCluster(dg.ConfigurableResource):
                     n_workers=self.workers(),
                     threads_per_worker=self.threads_per_worker,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                 )
                 self._client = Client(self._cluster)
         return self._client
