@@ -34,7 +34,6 @@ class DaskCluster(dg.ConfigurableResource):
 
     scheduler_address: str | None = None  # tcp://scheduler:8786
     local_workers: int | None = None  # a LocalCluster of this many worker processes
-    threads_per_worker: int = 1
     # where the parts go: a folder every worker and the Dagster step reach (shared disk), or
     # an fsspec URL (s3://bucket/prefix, gs://..., abfs://...); default under the work folder
     parts_url: str | None = None
@@ -92,7 +91,7 @@ class DaskCluster(dg.ConfigurableResource):
             else:
                 self._cluster = LocalCluster(
                     n_workers=self.workers(),
-                    threads_per_worker=self.threads_per_worker,
+                    threads_per_worker=1,  # generation takes one part at a time per process
                     processes=True,
                     dashboard_address=":0",
                 )

@@ -29,6 +29,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,10 @@ PART_ROWS = 16 * BLOCK_ROWS
 # Parts are read once and deleted: fast compression over small files.
 PART_COMPRESSION = "lz4"
 LIVE_MARKER = "_live"  # present while the run that owns the folder may still take parts
+# One part at a time per worker process: the parents a process regenerates (Relations.shared)
+# are built lazily and are not safe to build from two threads (one would see the other's
+# parent as "being built" and generate without it). Run workers with one thread each.
+_GENERATING = threading.Lock()
 
 
 class DistributedError(RuntimeError):
@@ -135,12 +140,12 @@ def generate_part(task: PartTask, snapshot: ProjectSnapshot) -> PartResult:
             f"{task.table}: the worker's copy of the config has fingerprint "
             f"{cfg.fingerprint()}, the run's {task.config_fingerprint}"
         )
-    run = TableRun.for_project(files, cfg, task.seed, task.scale)
     fs, folder = fsspec.core.url_to_fs(task.folder)
     # a name of this attempt's own: a rerun of the task never writes into a file being read
     path = f"{folder}/part-{task.index:06d}-{secrets.token_hex(4)}.parquet"
     rows = 0
-    with fs.open(path, "wb") as f:
+    with _GENERATING, fs.open(path, "wb") as f:
+        run = TableRun.for_project(files, cfg, task.seed, task.scale)
         writer = None
         for df in run.chunks(task.chunk_rows, start=task.start, stop=task.stop):
             table = df.to_arrow()
