@@ -24,8 +24,8 @@ from .core.errors import ConfigError
 from .core.preflight import check_configuration
 from .core.schema import list_tables, unusable_name
 from .definitions import build_resources
+from .instance import instance_for_cli, storage_kept_open
 from .projects import partitions_name
-from .resources import SynthProject
 from .sensors import record_config_observations
 
 
@@ -46,17 +46,6 @@ def environment(values: dict[str, str | None]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def instance_for_cli() -> dg.DagsterInstance:
-    """The instance under DAGSTER_HOME (created with our dagster.yaml when new)."""
-    home = settings.dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    if not (home / "dagster.yaml").exists():
-        template = (settings.repo_root() / "configs" / "dagster.yaml").read_text()
-        (home / "dagster.yaml").write_text(template.replace("${DAGSTER_HOME}", str(home)))
-    return dg.DagsterInstance.get()
 
 
 def _parents_within(tables: list[str]) -> dict[str, set[str]]:
@@ -153,6 +142,27 @@ def _summarise_run(result, generated: bool) -> _RunSummary:
     return _RunSummary(result.run_id, result.success, errors, checks, rows)
 
 
+def _run_table_job(home: str, run_config: dict, tags: dict[str, str]) -> _RunSummary:
+    """One table's ``synthesise_table`` job in a pool process (see :func:`_launch_in_waves`).
+
+    Runs start from a process's main thread, not from a thread: Dagster's multiprocess executor
+    starts its step processes from there. The instance is the one whose ``dagster.yaml`` is in
+    ``home``; the project and URLs come from the environment the pool inherited."""
+    from .jobs import table_job
+
+    with (
+        dg.DagsterInstance.from_config(home) as instance,
+        dg.execute_job(
+            dg.reconstructable(table_job),
+            instance=instance,
+            run_config=run_config,
+            tags=tags,
+            raise_on_error=False,
+        ) as result,
+    ):
+        return _summarise_run(result, generated=True)
+
+
 def _launch_in_waves(
     tables: list[str],
     instance: dg.DagsterInstance,
@@ -161,16 +171,10 @@ def _launch_in_waves(
     parallel: int,
 ) -> dict[str, _RunSummary]:
     """Run each table's ``synthesise_table`` job on ``instance``, ``parallel`` at a time, each
-    from a worker process of its own (see run_worker.py), parents in an earlier wave than their
-    children."""
-    import json
-    import subprocess
-    import sys
-    from concurrent.futures import ThreadPoolExecutor
-
-    from dagster._serdes import serialize_value
-
-    from .run_worker import RESULT_PREFIX
+    from one of ``parallel`` pool processes that live for the whole command, parents in an
+    earlier wave than their children."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     if instance.is_ephemeral:
         raise ConfigError(
@@ -178,34 +182,42 @@ def _launch_in_waves(
             "dagster.yaml uses PostgreSQL storage (see configs/dagster-postgres.yaml)",
             setting="--parallel",
         )
-    ref = serialize_value(instance.get_ref())
+    home = instance.root_directory
 
-    def run_one(table: str) -> _RunSummary:
-        request = {
-            "instance_ref": ref,
-            "run_config": run_config,
-            "tags": {**tags, "dagster/partition": table, "synth_pipeline/parallel": str(parallel)},
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "synth_pipeline.run_worker"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_PREFIX)]
-        if not lines:
-            tail = redact_text(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
-            return _RunSummary(
-                "", False, [f"the run's process ended ({done.returncode}): {tail}"], [], None
-            )
-        return _RunSummary(**json.loads(lines[-1][len(RESULT_PREFIX) :]))
+    def summary(future) -> _RunSummary:
+        try:
+            return future.result()
+        except Exception as error:  # the pool process died (killed, out of memory)
+            why = redact_text(str(error).strip().splitlines()[0] if str(error).strip() else "")
+            return _RunSummary("", False, [f"the run's process ended: {why}"], [], None)
 
     out: dict[str, _RunSummary] = {}
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="synth-run") as pool:
+    # spawned, not forked: a fork would copy this process's open database connections
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=spawn) as pool:
         for wave in dependency_waves(tables):
-            out.update(zip(wave, pool.map(run_one, wave), strict=True))
+            futures = {
+                t: pool.submit(
+                    _run_table_job,
+                    home,
+                    run_config,
+                    {**tags, "dagster/partition": t, "synth_pipeline/parallel": str(parallel)},
+                )
+                for t in wave
+            }
+            out.update({t: summary(f) for t, f in futures.items()})
     return out
+
+
+def _cli_job(assets, steps: list, resources: dict) -> dg.JobDefinition:
+    """The job a command runs ``steps`` of the project's assets with, once per table."""
+    name = "__synth_pipeline_cli__"
+    defs = dg.Definitions(
+        assets=assets.all,
+        jobs=[dg.define_asset_job(name, selection=steps)],
+        resources=resources,
+    )
+    return defs.resolve_job_def(name)
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
@@ -293,6 +305,126 @@ def record_cdm_version(
     return notes
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What a command asks of the generation (unset: the project's own settings)."""
+
+    seed: int | None = None
+    scale: float | None = None
+    chunk_rows: int | None = None
+    copy_vocabulary: bool = True
+
+    def overrides(self) -> dict[str, object]:
+        """The options set, as the ``project`` resource's run config."""
+        values = {"seed": self.seed, "scale": self.scale, "chunk_rows": self.chunk_rows}
+        return {
+            **{k: v for k, v in values.items() if v is not None},
+            "copy_vocabulary": self.copy_vocabulary,
+        }
+
+
+def _run_environment(
+    source_url, source_schema, destination_url, destination_schema, project, config_root, bundle_dir
+) -> dict[str, str | None]:
+    """The environment the assets read their resources from during a command."""
+    return {
+        "SYNTH_SOURCE_URL": source_url,
+        "SYNTH_SOURCE_SCHEMA": source_schema,
+        "SYNTH_DESTINATION_URL": destination_url,
+        "SYNTH_DESTINATION_SCHEMA": destination_schema,
+        "SYNTH_PROJECT": project,
+        "SYNTH_CONFIG_DIR": str(config_root) if config_root else os.environ.get("SYNTH_CONFIG_DIR"),
+        "SYNTH_BUNDLE_DIR": str(bundle_dir) if bundle_dir else os.environ.get("SYNTH_BUNDLE_DIR"),
+        # the aliases would shadow nothing once ours are set; clear them so one value wins
+        "SRC_DSN": None,
+        "SRC_SCHEMA": None,
+        "DST_DSN": None,
+        "DST_SCHEMA": None,
+    }
+
+
+def _selected_tables(available: dict[str, str], tables: list[str] | None) -> list[str]:
+    """The tables asked for (all the source's by default), parents first."""
+    selected = tables or sorted(available)
+    unknown = [t for t in selected if t.lower() not in available]
+    if unknown:
+        raise ConfigError(
+            f"not in the source: {', '.join(unknown)} (it has {', '.join(sorted(available))})",
+            setting="--tables",
+        )
+    return order_parents_first([t.lower() for t in selected])
+
+
+def _register_partitions(
+    instance: dg.DagsterInstance, project: str, available: dict[str, str]
+) -> None:
+    """Every usable source table as a partition of the project (a new table is a new one)."""
+    known = set(instance.get_dynamic_partitions(partitions_name(project)))
+    new = [t for t in available if t not in known and not unusable_name(t)]
+    if new:
+        instance.add_dynamic_partitions(partitions_name(project), new)
+
+
+def _run_tables(
+    usable: list[str],
+    *,
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    tags: dict[str, str],
+    generated: bool,
+) -> dict[str, _RunSummary]:
+    """One in-process run of ``job`` per table, parents first."""
+    return {
+        t: _summarise_run(
+            job.execute_in_process(
+                partition_key=t,
+                run_config=run_config,
+                instance=instance,
+                raise_on_error=False,
+                tags=tags,
+            ),
+            generated=generated,
+        )
+        for t in usable
+    }
+
+
+def _outcome(table: str, result: _RunSummary, *, config_only: bool) -> TableOutcome:
+    errors, checks = result.errors, result.checks
+    # init only drafts: an unapproved config is its expected outcome, not a failure
+    ok = not errors if config_only else result.success
+    outcome = TableOutcome(table, ok, errors + ([] if config_only else checks))
+    if config_only and checks:
+        outcome.messages.append("drafted: awaiting review")
+    if result.success and not config_only:
+        outcome.rows = result.synthetic_rows
+    return outcome
+
+
+def _publish_bundle(
+    report: RunReport, *, job: dg.JobDefinition, instance, run_config: dict, project: str
+) -> None:
+    failed = [t.table for t in report.tables if not t.ok]
+    if failed:
+        # a bundle is published only from a run where every table succeeded
+        report.bundle_ok = False
+        report.bundle_messages = [
+            f"not written because {', '.join(failed)} failed; the previous bundle is kept"
+        ]
+        return
+    result = job.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        raise_on_error=False,
+        tags={"synth_pipeline/command": "run", PROJECT_TAG: project, **process_tag()},
+    )
+    report.run_ids.append(result.run_id)
+    report.bundle_ok = result.success
+    errors, checks = _failures(result)
+    report.bundle_messages = errors + checks
+
+
 def execute(
     *,
     source_url: str | None,
@@ -314,152 +446,114 @@ def execute(
 ) -> RunReport:
     """Materialise every asset of the selected tables (and the bundle).
 
-    By default one in-process run per table, parents first: the cheapest for small tables.
-    With ``parallel=N`` (an instance with PostgreSQL storage) the tables run as launched runs of
-    the ``synthesise_table`` job under the multiprocess executor, N at a time, in waves so that
-    parents are written before their children.
+    By default one in-process run per table, parents first, from one job resolved once: the
+    cheapest for small tables. With ``parallel=N`` (an instance with PostgreSQL storage) the
+    tables run as runs of the ``synthesise_table`` job under the multiprocess executor, N at a
+    time from N pool processes, in waves so that parents are written before their children.
     """
-    if scale is not None and scale <= 0:
-        raise ConfigError(f"scale must be above 0, got {scale}", setting="--scale")
+    options = RunOptions(seed, scale, chunk_rows, copy_vocabulary)
+    if options.scale is not None and options.scale <= 0:
+        raise ConfigError(f"scale must be above 0, got {options.scale}", setting="--scale")
     if parallel is not None and parallel < 1:
         raise ConfigError(f"parallel must be 1 or more, got {parallel}", setting="--parallel")
-    env = {
-        "SYNTH_SOURCE_URL": source_url,
-        "SYNTH_SOURCE_SCHEMA": source_schema,
-        "SYNTH_DESTINATION_URL": destination_url,
-        "SYNTH_DESTINATION_SCHEMA": destination_schema,
-        "SYNTH_PROJECT": project,
-        "SYNTH_CONFIG_DIR": str(config_root) if config_root else os.environ.get("SYNTH_CONFIG_DIR"),
-        "SYNTH_BUNDLE_DIR": str(bundle_dir) if bundle_dir else os.environ.get("SYNTH_BUNDLE_DIR"),
-        # the aliases would shadow nothing once ours are set; clear them so one value wins
-        "SRC_DSN": None,
-        "SRC_SCHEMA": None,
-        "DST_DSN": None,
-        "DST_SCHEMA": None,
-    }
+    env = _run_environment(
+        source_url,
+        source_schema,
+        destination_url,
+        destination_schema,
+        project,
+        config_root,
+        bundle_dir,
+    )
     with environment(env):
         available = source_tables(source_url, source_schema)
-        selected = tables or sorted(available)
-        unknown = [t for t in selected if t.lower() not in available]
-        if unknown:
-            raise ConfigError(
-                f"not in the source: {', '.join(unknown)} (it has {', '.join(sorted(available))})",
-                setting="--tables",
-            )
-        selected = order_parents_first([t.lower() for t in selected])
+        selected = _selected_tables(available, tables)
         resources = build_resources()
-        proj: SynthProject = resources["project"]  # type: ignore[assignment]
-        resources["project"] = SynthProject(
-            project=proj.project,
-            config_root=proj.config_root,
-            bundle_dir=proj.bundle_dir,
-            seed=seed,
-            scale=scale,
-            chunk_rows=chunk_rows,
-            copy_vocabulary=copy_vocabulary,
-        )
+        resources["project"] = resources["project"].model_copy(update=dict(options.overrides()))
         files = resources["project"].files()  # type: ignore[attr-defined]
         if not config_only:
             files.require_exists()  # only init creates a project; a typo is refused
         # bad input stops the run here, before anything is written
-        check_configuration(files, available, copy_vocabulary=copy_vocabulary)
+        check_configuration(files, available, copy_vocabulary=options.copy_vocabulary)
         if not config_only:
             open_writable_destination(
                 destination_url or settings.default_destination_url(project), destination_schema
             ).dispose()
         guess = omop.guess_cdm_version(source_columns(source_url, source_schema))
-        notes = record_cdm_version(files, guess, init=config_only)
+        report = RunReport(tables=[], notes=record_cdm_version(files, guess, init=config_only))
         files.write_json_schema()
         instance = instance or instance_for_cli()
-        ensure_write_pool(instance, project)  # one writer of the project's tables at a time
-        release_abandoned_slots(instance)  # a killed command's runs would hold them for ever
-        assets = project_assets(project)
-        known = set(instance.get_dynamic_partitions(partitions_name(project)))
-        new = [t for t in available if t not in known and not unusable_name(t)]
-        if new:
-            instance.add_dynamic_partitions(partitions_name(project), new)
-        record_config_observations(instance, files, [t for t in selected if t in available])
-        steps = assets.config_steps if config_only else assets.table_steps
-        # the console shows what the user must act on; the run's full log is in the instance
-        run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-        report = RunReport(tables=[], notes=notes)
-        usable = []
-        for t in selected:
-            problem = unusable_name(t)
-            if problem:
-                why = f"not run: {problem}; rename it in the extract (or a view) or leave it out"
-                report.tables.append(TableOutcome(t, False, [why]))
-            else:
-                usable.append(t)
-        tags = {
-            "synth_pipeline/command": "init" if config_only else "run",
-            PROJECT_TAG: project,
-            **process_tag(),
-        }
-        if parallel and not config_only:
-            overrides = {
-                k: v
-                for k, v in {
-                    "seed": seed,
-                    "scale": scale,
-                    "chunk_rows": chunk_rows,
-                    "copy_vocabulary": copy_vocabulary,
-                }.items()
-                if v is not None
-            }
-            job_config = {
-                **run_config,
-                "resources": {"project": {"config": overrides}},
-            }
-            results = _launch_in_waves(usable, instance, job_config, tags, parallel)
-        else:
-            results = {
-                t: _summarise_run(
-                    dg.materialize(
-                        assets.all,
-                        selection=steps,
-                        partition_key=t,
-                        run_config=run_config,
-                        instance=instance,
-                        resources=resources,
-                        raise_on_error=False,
-                        tags=tags,
-                    ),
-                    generated=not config_only,
-                )
-                for t in usable
-            }
-        for t in usable:
-            result = results[t]
-            report.run_ids.append(result.run_id)
-            errors, checks = result.errors, result.checks
-            # init only drafts: an unapproved config is its expected outcome, not a failure
-            ok = not errors if config_only else result.success
-            outcome = TableOutcome(t, ok, errors + ([] if config_only else checks))
-            if config_only and checks:
-                outcome.messages.append("drafted: awaiting review")
-            if result.success and not config_only:
-                outcome.rows = result.synthetic_rows
-            report.tables.append(outcome)
-        failed = [t.table for t in report.tables if not t.ok]
-        if not config_only and failed:
-            # a bundle is published only from a run where every table succeeded
-            report.bundle_ok = False
-            report.bundle_messages = [
-                f"not written because {', '.join(failed)} failed; the previous bundle is kept"
-            ]
-        elif not config_only:
-            result = dg.materialize(
-                assets.all,
-                selection=[assets.csv_bundle],
-                run_config=run_config,
+        with storage_kept_open(instance):
+            ensure_write_pool(instance, project)  # one writer of the project's tables at a time
+            release_abandoned_slots(instance)  # a killed command's runs would hold them for ever
+            _register_partitions(instance, project, available)
+            record_config_observations(instance, files, [t for t in selected if t in available])
+            _run_and_report(
+                report,
+                selected,
                 instance=instance,
+                project=project,
                 resources=resources,
-                raise_on_error=False,
-                tags={"synth_pipeline/command": "run", PROJECT_TAG: project, **process_tag()},
+                options=options,
+                config_only=config_only,
+                log_level=log_level,
+                parallel=parallel,
             )
-            report.run_ids.append(result.run_id)
-            report.bundle_ok = result.success
-            errors, checks = _failures(result)
-            report.bundle_messages = errors + checks
         return report
+
+
+def _run_and_report(
+    report: RunReport,
+    selected: list[str],
+    *,
+    instance: dg.DagsterInstance,
+    project: str,
+    resources: dict,
+    options: RunOptions,
+    config_only: bool,
+    log_level: str,
+    parallel: int | None,
+) -> None:
+    """Run the selected tables' steps (and the bundle), adding each outcome to ``report``."""
+    assets = project_assets(project)
+    steps = assets.config_steps if config_only else assets.table_steps
+    # the console shows what the user must act on; the run's full log is in the instance
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    usable = []
+    for t in selected:
+        problem = unusable_name(t)
+        if problem:
+            why = f"not run: {problem}; rename it in the extract (or a view) or leave it out"
+            report.tables.append(TableOutcome(t, False, [why]))
+        else:
+            usable.append(t)
+    tags = {
+        "synth_pipeline/command": "init" if config_only else "run",
+        PROJECT_TAG: project,
+        **process_tag(),
+    }
+    if parallel and not config_only:
+        job_config = {
+            **run_config,
+            "resources": {"project": {"config": options.overrides()}},
+        }
+        results = _launch_in_waves(usable, instance, job_config, tags, parallel)
+    else:
+        # the job is resolved (its graph built and validated) once for every table's run
+        job = _cli_job(assets, steps, resources)
+        results = _run_tables(
+            usable,
+            job=job,
+            instance=instance,
+            run_config=run_config,
+            tags=tags,
+            generated=not config_only,
+        )
+    for t in usable:
+        report.run_ids.append(results[t].run_id)
+        report.tables.append(_outcome(t, results[t], config_only=config_only))
+    if not config_only:
+        bundle_job = _cli_job(assets, [assets.csv_bundle], resources)
+        _publish_bundle(
+            report, job=bundle_job, instance=instance, run_config=run_config, project=project
+        )

@@ -11,7 +11,6 @@ config, reset its review to draft, and stop at the approval gate until someone a
 from __future__ import annotations
 
 import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
 
 from .assets import project_assets
 from .concurrency import PROJECT_TAG
@@ -22,15 +21,21 @@ from .projects import partitions_name, scoped
 REFRESH_SCHEDULE = "refresh_schedule"
 
 
-def build_refresh_schedule(files: ProjectFiles) -> dg.ScheduleDefinition:
-    cron = files.load_project().refresh_schedule
-    if not is_valid_cron_string(cron):
+def _require_cron(cron: str, files: ProjectFiles) -> None:
+    """Refuse a ``refresh_schedule`` Dagster would not accept, naming the file and setting."""
+    try:
+        dg.ScheduleDefinition(name="refresh_schedule_check", cron_schedule=cron, target="*")
+    except dg.DagsterInvalidDefinitionError:
         raise ConfigError(
             f"{cron!r} is not a cron expression (five fields, e.g. '0 3 * * 1' for Mondays 03:00)",
             file=str(files.project_file),
             setting="refresh_schedule",
-        )
+        ) from None
 
+
+def build_refresh_schedule(files: ProjectFiles) -> dg.ScheduleDefinition:
+    cron = files.load_project().refresh_schedule
+    _require_cron(cron, files)
     name = files.project
     assets = project_assets(name)
 

@@ -1,4 +1,5 @@
-"""Helpers for the browser test: a Dagster webserver on a free loopback port, headless Chromium.
+"""Helpers for the browser tests: a Dagster webserver or ATLAS (`duckcdm serve`) on a free
+loopback port, headless Chromium.
 
 The webserver runs as its own process group, started from the checkout with the demo workspace
 and an instance of its own; it is stopped by its process id. Chromium is Debian's package,
@@ -141,3 +142,49 @@ def start_webserver(env: dict[str, str], log: Path, timeout: float = 60.0) -> We
         time.sleep(0.5)
     server.stop()
     raise RuntimeError(f"dagster-webserver did not answer in {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def start_atlas(
+    sources: dict[str, Path], store: Path, log: Path, timeout: float = 120.0
+) -> Webserver:
+    """`duckcdm serve KEY=file.duckdb ...` (ATLAS 3.0 and its WebAPI, from the duckcdm wheel: no
+    network) on a free loopback port, as its own process group; returns once the WebAPI lists
+    its sources."""
+    exe = Path(sys.executable).parent / "duckcdm"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        [
+            str(exe),
+            "serve",
+            *(f"{key}={path}" for key, path in sources.items()),
+            "--store",
+            str(store),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    handle.close()
+    server = Webserver(process, url, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"duckcdm serve exited with {process.returncode}:\n{server.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/WebAPI/source/sources", timeout=2) as resp:
+                if resp.status == 200:
+                    return server
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"duckcdm serve did not answer in {timeout:.0f} s:\n{server.log_tail()}")

@@ -200,7 +200,8 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     from synth_pipeline import cli
     from synth_pipeline.core.config import ProjectFiles
     from synth_pipeline.demo.loader import load_demo
-    from synth_pipeline.runner import environment, execute, instance_for_cli
+    from synth_pipeline.instance import instance_for_cli
+    from synth_pipeline.runner import environment, execute
 
     load_demo(postgres_database, schema="cdm")
     engine = sa.create_engine(normalise_url(postgres_database))

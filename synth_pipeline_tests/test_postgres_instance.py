@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from synth_pipeline.core.bundle import verify_bundle
 from synth_pipeline.core.database import normalise_url
+from synth_pipeline.instance import instance_for_cli
 from synth_pipeline.jobs import table_job_name
-from synth_pipeline.runner import environment, execute, instance_for_cli
+from synth_pipeline.runner import environment, execute
 
 
 @pytest.mark.slow
