@@ -16,6 +16,7 @@ import dagster as dg
 from . import settings
 from .assets import project_assets
 from .automation import build_automation_sensor
+from .dask_resource import DaskCluster
 from .jobs import build_jobs
 from .projects import project_names
 from .resources import DestinationDatabase, JsonStateIOManager, SourceDatabase, SynthProject
@@ -49,6 +50,8 @@ def build_resources() -> dict[str, object]:
             bundle_dir=str(settings.bundle_dir(settings.project_name())),
         ),
         "state_io_manager": JsonStateIOManager(base_dir=str(settings.work_dir() / "state")),
+        # none unless SYNTH_DASK_SCHEDULER or SYNTH_DASK_LOCAL_WORKERS is set (docs/distributed.md)
+        "dask": DaskCluster(),
     }
 
 

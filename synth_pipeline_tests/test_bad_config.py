@@ -19,6 +19,7 @@ import yaml
 
 from synth_pipeline import cli
 from synth_pipeline.assets import project_assets
+from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -201,6 +202,7 @@ def test_scale_of_zero_through_dagster_is_refused_before_writing(site):
             project="demo", config_root=str(site.root), bundle_dir=str(site.bundle), scale=0.0
         ),
         "state_io_manager": JsonStateIOManager(base_dir=str(site.path / "state")),
+        "dask": DaskCluster(),
     }
     result = dg.materialize(
         ALL_ASSETS,

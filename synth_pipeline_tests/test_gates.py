@@ -26,6 +26,7 @@ from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.core.rules import count_violations
 from synth_pipeline.core.write import read_register
+from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.definitions import build_definitions
 from synth_pipeline.jobs import bundle_job_name, table_job_name
 from synth_pipeline.projects import write_pool
@@ -61,6 +62,7 @@ def _resources(config_root, source_url, dest_url, tmp_path, dest_schema=None):
             project="demo", config_root=str(config_root), bundle_dir=str(tmp_path / "bundle")
         ),
         "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
+        "dask": DaskCluster(),
     }
 
 

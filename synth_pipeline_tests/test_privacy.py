@@ -25,6 +25,7 @@ from synth_pipeline.core.summarise import summarise_table
 from synth_pipeline.core.thresholds import PrivacyThresholds
 from synth_pipeline.core.transfer import copy_table
 from synth_pipeline.core.write import RegisterEntry
+from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -99,6 +100,7 @@ def _resources(root, source_url, destination_url, bundle):
         "destination": DestinationDatabase(url=destination_url),
         "project": SynthProject(project="adv", config_root=str(root), bundle_dir=str(bundle)),
         "state_io_manager": JsonStateIOManager(base_dir=str(bundle.parent / "state")),
+        "dask": DaskCluster(),
     }
 
 

@@ -20,6 +20,7 @@ from synth_pipeline import cli
 from synth_pipeline.assets import project_assets
 from synth_pipeline.core.bundle import verify_bundle
 from synth_pipeline.core.database import normalise_url
+from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -108,6 +109,7 @@ def test_a_source_connection_dropped_mid_query_is_retried(postgres_database, tmp
         "destination": DestinationDatabase(url=f"sqlite:///{tmp_path / 'dest.sqlite'}"),
         "project": SynthProject(project="retry", config_root=str(tmp_path / "cfg")),
         "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
+        "dask": DaskCluster(),
     }
     with Terminator(postgres_database, "synth_retry_source", "SELECT COUNT(*) AS c0%") as killer:
         result = dg.materialize(
@@ -166,6 +168,7 @@ def test_destination_connections_dropped_mid_copy_are_retried(
             project="retry", config_root=str(root), bundle_dir=str(bundle), scale=scale
         ),
         "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
+        "dask": DaskCluster(),
     }
 
     def materialize(selection, **partition):
@@ -219,6 +222,7 @@ def test_errors_a_retry_cannot_fix_fail_at_once(tmp_path, dirty_project):
         "destination": DestinationDatabase(url=f"sqlite:///file:{path}?mode=ro&uri=true"),
         "project": SynthProject(project="retry", config_root=str(root)),
         "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
+        "dask": DaskCluster(),
     }
     result = dg.materialize(
         ALL_ASSETS,

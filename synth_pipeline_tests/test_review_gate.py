@@ -13,6 +13,7 @@ import yaml
 from synth_pipeline import cli
 from synth_pipeline.assets import project_assets
 from synth_pipeline.core.config_files import ProjectFiles
+from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.resources import (
     DestinationDatabase,
     JsonStateIOManager,
@@ -105,6 +106,7 @@ def _resources(config_root, source_path, tmp_path):
             project="demo", config_root=str(config_root), bundle_dir=str(tmp_path / "bundle")
         ),
         "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
+        "dask": DaskCluster(),
     }
 
 

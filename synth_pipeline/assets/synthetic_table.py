@@ -29,6 +29,7 @@ from ..core.table_checks import (
 )
 from ..core.transfer import stream_select
 from ..core.write import record_checks
+from ..dask_resource import DaskCluster
 from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
@@ -112,9 +113,16 @@ def build_synthetic_table(name: str) -> dg.AssetsDefinition:
         destination: DestinationDatabase,
         source: SourceDatabase,
         project: SynthProject,
+        dask: DaskCluster,
     ):
         yield from _synthetic_table(
-            context, reviewed_config, column_stats, destination, source, project.for_project(name)
+            context,
+            reviewed_config,
+            column_stats,
+            destination,
+            source,
+            project.for_project(name),
+            dask,
         )
 
     return synthetic_table
@@ -127,6 +135,7 @@ def _synthetic_table(
     destination: DestinationDatabase,
     source: SourceDatabase,
     project: SynthProject,
+    dask: DaskCluster | None = None,
 ):
     table = context.partition_key
     files = project.files()
@@ -152,6 +161,11 @@ def _synthetic_table(
             project.copy_vocabulary,
         ),
         progress_for=lambda expected: Progress(context, table, expected),
+        # issue 18: a table of distributed_min_rows or more is generated on the Dask cluster
+        # when one is configured (dask_resource.py, core/distributed.py); else in-process
+        chunks_for=lambda run, chunk_rows: (dask or DaskCluster()).table_chunks(
+            run, files, chunk_rows, log=context.log.info
+        ),
     )
     for note in written.notes:
         context.log.info(note)

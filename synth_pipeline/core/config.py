@@ -44,6 +44,13 @@ class ProjectConfig(BaseModel):
     chunk_rows: int = Field(
         262_144, ge=1, description="Rows generated and written per chunk (rounded to 65,536)."
     )
+    distributed_min_rows: int = Field(
+        10_000_000,
+        ge=1,
+        description="A synthetic table of at least this many rows (after scale) is generated as "
+        "block-range tasks on a Dask cluster when one is configured (docs/distributed.md); a "
+        "smaller table, or any table without a cluster, is generated in-process.",
+    )
     statistics_sample_rows: int = Field(
         1_000_000,
         ge=1000,

@@ -6,9 +6,11 @@ measure what was written (references, rules, fidelity against the approved stati
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+import polars as pl
 import sqlalchemy as sa
 
 from . import GENERATOR_VERSION, omop
@@ -28,6 +30,13 @@ from .write import RegisterEntry, drop_table, replace_table
 
 # given the rows a table is to have, the callback told the rows written so far
 ProgressFor = Callable[[int], Callable[[int], None]]
+# given a table's run and the chunk size, its rows as chunks while the block lasts (in-process
+# by default; the Dask resource hands out a cluster's parts)
+ChunksFor = Callable[[TableRun, int], AbstractContextManager[Iterator[pl.DataFrame]]]
+
+
+def in_process_chunks(run: TableRun, chunk_rows: int):
+    return nullcontext(run.chunks(chunk_rows, first_rows=FIRST_CHUNK_ROWS))
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ def write_table(
     schema: str | None,
     generation: Generation,
     progress_for: ProgressFor | None = None,
+    chunks_for: ChunksFor = in_process_chunks,
 ) -> WrittenTable:
     """Write ``cfg``'s table into the destination, replacing it atomically."""
     table = cfg.table
@@ -142,16 +152,17 @@ def write_table(
         entry.parent_rows = out.parent_rows
         out.expected = run.rows
         generated_key = cfg.primary_key and cfg.columns[cfg.primary_key].generator == "primary_key"
-        out.rows = replace_table(
-            destination,
-            schema,
-            table,
-            columns_of(cfg),
-            run.chunks(generation.chunk_rows, first_rows=FIRST_CHUNK_ROWS),
-            primary_key=cfg.primary_key if generated_key else None,
-            entry=entry,
-            on_chunk=progress_for(out.expected) if progress_for else None,
-        )
+        with chunks_for(run, generation.chunk_rows) as chunks:
+            out.rows = replace_table(
+                destination,
+                schema,
+                table,
+                columns_of(cfg),
+                chunks,
+                primary_key=cfg.primary_key if generated_key else None,
+                entry=entry,
+                on_chunk=progress_for(out.expected) if progress_for else None,
+            )
     out.seconds = time.monotonic() - started
     return out
 

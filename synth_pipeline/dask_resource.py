@@ -1,0 +1,143 @@
+"""The Dask cluster a big table's generation is spread over (core/distributed.py).
+
+``DaskCluster`` holds a Dask client for the run: of the scheduler at ``scheduler_address``
+(else ``SYNTH_DASK_SCHEDULER``, else Dask's own ``DASK_SCHEDULER_ADDRESS``), or of a
+``LocalCluster`` of ``local_workers`` processes started on first use (else
+``SYNTH_DASK_LOCAL_WORKERS``). With neither, nothing changes: every table is generated
+in-process. The client is made only when a table reaches project.yaml's
+``distributed_min_rows``, and closed when the step ends. docs/distributed.md has the settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from pydantic import PrivateAttr
+
+from . import settings
+from .core.config import ConfigError, ProjectFiles
+from .core.distributed import PART_ROWS, distributed_chunks
+from .core.synthesise import FIRST_CHUNK_ROWS, TableRun
+
+SCHEDULER_VARS = ("SYNTH_DASK_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
+LOCAL_WORKERS_VAR = "SYNTH_DASK_LOCAL_WORKERS"
+PARTS_URL_VAR = "SYNTH_DASK_PARTS_URL"
+
+
+class DaskCluster(dg.ConfigurableResource):
+    """A Dask cluster for tables of ``distributed_min_rows`` rows or more (none by default)."""
+
+    scheduler_address: str | None = None  # tcp://scheduler:8786
+    local_workers: int | None = None  # a LocalCluster of this many worker processes
+    # where the parts go: a folder every worker and the Dagster step reach (shared disk), or
+    # an fsspec URL (s3://bucket/prefix, gs://..., abfs://...); default under the work folder
+    parts_url: str | None = None
+    part_rows: int = PART_ROWS
+    retries: int = 1  # reruns of a part whose task raised (a lost worker is the scheduler's)
+    _client: Any = PrivateAttr(default=None)
+    _cluster: Any = PrivateAttr(default=None)
+
+    def address(self) -> str | None:
+        if self.scheduler_address:
+            return self.scheduler_address
+        found = settings.first_env(SCHEDULER_VARS)
+        return found[1] if found else None
+
+    def workers(self) -> int:
+        if self.local_workers is not None:
+            return self.local_workers
+        text = os.environ.get(LOCAL_WORKERS_VAR) or "0"
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{LOCAL_WORKERS_VAR}={text!r} is not a number of workers",
+                setting=LOCAL_WORKERS_VAR,
+            ) from None
+
+    def configured(self) -> bool:
+        return bool(self.address()) or self.workers() > 0
+
+    def resolved_parts_url(self) -> str:
+        return (
+            self.parts_url
+            or os.environ.get(PARTS_URL_VAR)
+            or str(settings.work_dir() / "dask-parts")
+        )
+
+    def describe(self) -> str:
+        address = self.address()
+        return address if address else f"LocalCluster of {self.workers()} worker processes"
+
+    def client(self):
+        """The run's client, made on first use."""
+        if self._client is None:
+            try:
+                from distributed import Client, LocalCluster
+            except ImportError as exc:
+                raise ConfigError(
+                    "a Dask cluster is configured but dask.distributed is not installed; "
+                    "pip install 'synth_pipeline[dask]'",
+                    setting="dask",
+                ) from exc
+            address = self.address()
+            if address:
+                self._client = Client(address)
+            else:
+                self._cluster = LocalCluster(
+                    n_workers=self.workers(),
+                    threads_per_worker=1,  # generation takes one part at a time per process
+                    processes=True,
+                    dashboard_address=":0",
+                )
+                self._client = Client(self._cluster)
+        return self._client
+
+    @contextlib.contextmanager
+    def table_chunks(
+        self,
+        run: TableRun,
+        files: ProjectFiles,
+        chunk_rows: int,
+        log: Callable[[str], None] | None = None,
+    ) -> Iterator[Iterator[pl.DataFrame]]:
+        """The table's rows for the destination's load: from the cluster when one is
+        configured and the table has ``distributed_min_rows`` rows or more, else in-process."""
+        threshold = files.load_project().distributed_min_rows
+        if not self.configured() or run.rows < threshold:
+            yield run.chunks(chunk_rows, first_rows=FIRST_CHUNK_ROWS)
+            return
+        if log:
+            log(
+                f"{run.config.table}: {run.rows} rows (distributed_min_rows {threshold}) "
+                f"generated on the Dask cluster ({self.describe()}) in parts of "
+                f"{self.part_rows} rows"
+            )
+        with distributed_chunks(
+            self.client(),
+            files,
+            run.config.table,
+            run.seed,
+            run.scale,
+            self.resolved_parts_url(),
+            part_rows=self.part_rows,
+            chunk_rows=chunk_rows,
+            retries=self.retries,
+        ) as chunks:
+            yield chunks
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def teardown_after_execution(self, context) -> None:
+        self.close()

@@ -1,0 +1,323 @@
+"""One table generated as block-range tasks on a real Dask LocalCluster (issue 18).
+
+The same seed gives the same table and the same bundle bytes in-process, on one worker and on
+two; a worker killed mid-table is rerun by Dask, or (when the scheduler allows no failure)
+fails the table, leaving the previous table and bundle as they were and no part behind.
+
+Small tables (a few blocks of 65,536 rows), two worker processes of one thread each: the
+machine running the suite may have two cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import threading
+from pathlib import Path
+
+import dask
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from synth_pipeline.core.bundle import write_bundle
+from synth_pipeline.core.config import ConfigError, ProjectFiles
+from synth_pipeline.core.database import open_destination
+from synth_pipeline.core.distributed import (
+    LIVE_MARKER,
+    DistributedError,
+    PartTask,
+    ProjectSnapshot,
+    distributed_chunks,
+    generate_part,
+    local_client,
+    part_ranges,
+)
+from synth_pipeline.core.generators import BLOCK_ROWS
+from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS, TableRun, written_width
+from synth_pipeline.core.write import ColumnDef, RegisterEntry, read_register, replace_table
+from synth_pipeline.dask_resource import LOCAL_WORKERS_VAR, DaskCluster
+
+from .conftest import DEMO_CONFIGS
+
+TABLE = "measurement"  # rules tie it to persons, visits and periods: workers regenerate those
+CREATED_AT = "2024-01-01T00:00:00+00:00"
+
+
+def demo_files() -> ProjectFiles:
+    return ProjectFiles(DEMO_CONFIGS, "demo")
+
+
+def scale_for(rows: int) -> float:
+    return rows / demo_files().load_table(TABLE).rows
+
+
+def columns() -> list[ColumnDef]:
+    cfg = demo_files().load_table(TABLE)
+    return [ColumnDef(n, c.type, written_width(c)) for n, c in cfg.columns.items()]
+
+
+def write(engine, schema, chunks, seed: int, scale: float, on_chunk=None) -> int:
+    cfg = demo_files().load_table(TABLE)
+    entry = RegisterEntry("synthetic", cfg.fingerprint(), seed, scale, {}, "test")
+    return replace_table(
+        engine,
+        schema,
+        TABLE,
+        columns(),
+        chunks,
+        primary_key=cfg.primary_key,
+        entry=entry,
+        on_chunk=on_chunk,
+    )
+
+
+def in_process(engine, schema, seed: int, scale: float) -> int:
+    files = demo_files()
+    run = TableRun.for_project(files, files.load_table(TABLE), seed, scale)
+    return write(engine, schema, run.chunks(BLOCK_ROWS, first_rows=FIRST_CHUNK_ROWS), seed, scale)
+
+
+def on_cluster(client, engine, schema, seed, scale, parts: Path, on_chunk=None) -> int:
+    with distributed_chunks(
+        client, demo_files(), TABLE, seed, scale, str(parts), part_rows=BLOCK_ROWS
+    ) as chunks:
+        return write(engine, schema, chunks, seed, scale, on_chunk)
+
+
+def bundle(engine, schema, out: Path, seed: int, scale: float) -> dict[str, bytes]:
+    """The bundle of the destination's table, file by file."""
+    cfg = demo_files().load_table(TABLE)
+    write_bundle(
+        engine,
+        schema,
+        out,
+        project="demo",
+        tables=[
+            {
+                "table": TABLE,
+                "kind": "synthetic",
+                "columns": columns(),
+                "order_by": [cfg.primary_key],
+                "config_fingerprint": cfg.fingerprint(),
+            }
+        ],
+        seed=seed,
+        scale=scale,
+        created_at=CREATED_AT,
+    )
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def read_table(engine, schema) -> pl.DataFrame:
+    qualified = f'"{schema}"."{TABLE}"' if schema else f'"{TABLE}"'
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(f'SELECT * FROM {qualified} ORDER BY "measurement_id"').all()
+    return pl.DataFrame([tuple(r) for r in rows], orient="row", infer_schema_length=None)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with local_client(2) as c:
+        yield c
+
+
+def destination(kind: str, tmp_path: Path, request, name: str):
+    """(engine, schema): an SQLite file, or a schema of the session's PostgreSQL database."""
+    if kind == "sqlite":
+        return open_destination(f"sqlite:///{tmp_path / f'{name}.sqlite'}"), None
+    engine = open_destination(request.getfixturevalue("postgres_database"))
+    schema = f"dist_{name}_{os.getpid()}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    return engine, schema
+
+
+def test_block_ranges_give_the_rows_the_whole_table_has_there():
+    files = demo_files()
+    scale = scale_for(3 * BLOCK_ROWS + 999)
+    run = TableRun.for_project(files, files.load_table(TABLE), 3, scale)
+    whole = pl.concat(list(run.chunks(10**9)))
+    ranges = part_ranges(run.rows, 2 * BLOCK_ROWS)
+    assert ranges == [(0, 2 * BLOCK_ROWS), (2 * BLOCK_ROWS, run.rows)]
+    # each range from a fresh run, as a worker process makes it
+    parts = [
+        pl.concat(
+            list(
+                TableRun.for_project(files, files.load_table(TABLE), 3, scale).chunks(
+                    BLOCK_ROWS, start=a, stop=b
+                )
+            )
+        )
+        for a, b in reversed(ranges)
+    ]
+    assert pl.concat(parts[::-1]).equals(whole)
+    with pytest.raises(ValueError, match="not whole blocks"):
+        next(run.chunks(BLOCK_ROWS, start=1000, stop=BLOCK_ROWS))
+    with pytest.raises(ValueError, match="not whole blocks"):
+        next(run.chunks(BLOCK_ROWS, start=0, stop=BLOCK_ROWS + 1))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_cluster_writes_the_table_and_bundle_of_the_in_process_path(
+    kind, client, tmp_path, request
+):
+    seed, scale = 21, scale_for(3 * BLOCK_ROWS + 4321)  # four parts, the last one short
+    local, local_schema = destination(kind, tmp_path, request, "local")
+    remote, remote_schema = destination(kind, tmp_path, request, "dask")
+    parts = tmp_path / "parts"
+    rows = in_process(local, local_schema, seed, scale)
+    assert on_cluster(client, remote, remote_schema, seed, scale, parts) == rows
+    assert read_table(remote, remote_schema).equals(read_table(local, local_schema))
+    expected = bundle(local, local_schema, tmp_path / "bundle-local", seed, scale)
+    got = bundle(remote, remote_schema, tmp_path / "bundle-dask", seed, scale)
+    assert set(got) == set(expected) and {"measurement.csv", "manifest.json"} <= set(got)
+    assert got == expected  # byte for byte: CSV, Parquet, manifest, README
+    assert list(parts.iterdir()) == []  # the run's folder of parts is gone
+    if kind == "sqlite":  # and on a cluster of one worker too
+        one = open_destination(f"sqlite:///{tmp_path / 'one.sqlite'}")
+        with local_client(1) as single:
+            assert on_cluster(single, one, None, seed, scale, parts) == rows
+        assert bundle(one, None, tmp_path / "bundle-one", seed, scale) == expected
+    for engine in (local, remote):
+        engine.dispose()
+
+
+def test_a_killed_worker_is_rerun_by_dask(client, tmp_path):
+    seed, scale = 22, scale_for(6 * BLOCK_ROWS)
+    local = open_destination(f"sqlite:///{tmp_path / 'local.sqlite'}")
+    remote = open_destination(f"sqlite:///{tmp_path / 'dask.sqlite'}")
+    in_process(local, None, seed, scale)
+    with killing_a_busy_worker(client) as killed:
+        rows = on_cluster(client, remote, None, seed, scale, tmp_path / "parts")
+    assert killed, "no worker was generating a part while the table was written"
+    assert rows == 6 * BLOCK_ROWS
+    assert read_table(remote, None).equals(read_table(local, None))
+
+
+@contextlib.contextmanager
+def killing_a_busy_worker(client):
+    """While the block runs, SIGKILL the process of the first worker seen generating a part
+    (the worker processes of a LocalCluster this test started); yields a list that then holds
+    the pid killed."""
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set() and not killed:
+            busy = [w for w, keys in client.processing().items() if keys]
+            if busy:
+                pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            stop.wait(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def test_a_killed_worker_without_reruns_leaves_the_previous_table_and_bundle(tmp_path):
+    engine = open_destination(f"sqlite:///{tmp_path / 'dest.sqlite'}")
+    scale = scale_for(6 * BLOCK_ROWS)
+    in_process(engine, None, 1, scale)
+    before_table = read_table(engine, None)
+    before_bundle = bundle(engine, None, tmp_path / "bundle", 1, scale)
+    parts = tmp_path / "parts"
+    # a scheduler that gives up on a task the first time its worker dies
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        local_client(2) as strict,
+        killing_a_busy_worker(strict) as killed,
+        pytest.raises(DistributedError, match=r"measurement: rows \d+\.\.\d+ \(part \d+ of 6\)"),
+    ):
+        on_cluster(strict, engine, None, 2, scale, parts)
+    assert killed, "no worker was generating a part while the table was written"
+    assert read_table(engine, None).equals(before_table)
+    assert read_register(engine, None)[TABLE]["seed"] == 1
+    assert (tmp_path / "bundle").exists()
+    after = {
+        str(p.relative_to(tmp_path / "bundle")): p.read_bytes()
+        for p in sorted((tmp_path / "bundle").rglob("*"))
+        if p.is_file()
+    }
+    assert after == before_bundle
+    # the destination still gives the same bundle, and no part is left anywhere
+    assert bundle(engine, None, tmp_path / "bundle-again", 1, scale) == before_bundle
+    assert list(parts.iterdir()) == []
+    with engine.connect() as conn:
+        names = set(sa.inspect(conn).get_table_names())
+    assert names == {TABLE, "_synth_pipeline_tables"}  # no staging table either
+    engine.dispose()
+
+
+def test_a_worker_with_another_generator_version_or_config_is_refused(tmp_path):
+    files = demo_files()
+    cfg = files.load_table(TABLE)
+    snapshot = ProjectSnapshot.of(files)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LIVE_MARKER).touch()
+    task = PartTask(TABLE, cfg.fingerprint(), 1, scale_for(1000), 0, 0, 1000, str(folder), 1000)
+    assert generate_part(task, snapshot).rows == 1000
+    other = dataclasses.replace(task, generator_version="0.0.0-other")
+    with pytest.raises(
+        DistributedError, match="the run 0.0.0-other; install the same synth_pipeline"
+    ):
+        generate_part(other, snapshot)
+    stale = dataclasses.replace(task, config_fingerprint="sha256:other")
+    with pytest.raises(DistributedError, match="fingerprint"):
+        generate_part(stale, snapshot)
+
+
+def test_a_part_finished_after_its_run_ended_removes_itself(tmp_path):
+    files = demo_files()
+    cfg = files.load_table(TABLE)
+    folder = tmp_path / "run"
+    folder.mkdir()  # no live marker: the run gave up on the folder
+    task = PartTask(TABLE, cfg.fingerprint(), 1, scale_for(1000), 0, 0, 1000, str(folder), 1000)
+    with pytest.raises(DistributedError, match="after its run ended"):
+        generate_part(task, ProjectSnapshot.of(files))
+    assert list(folder.iterdir()) == []
+
+
+def test_the_resource_sends_only_tables_from_the_threshold_to_the_cluster(
+    client, tmp_path, config_root, monkeypatch
+):
+    files = ProjectFiles(config_root, "demo")
+    project_file = files.project_file
+    project_file.write_text(project_file.read_text() + "distributed_min_rows: 200000\n")
+    assert files.load_project().distributed_min_rows == 200_000
+    cfg = files.load_table(TABLE)
+    address = client.scheduler.address
+    said: list[str] = []
+
+    def rows_of(resource: DaskCluster, rows: int) -> int:
+        run = TableRun.for_project(files, cfg, 5, rows / cfg.rows)
+        with resource.table_chunks(run, files, BLOCK_ROWS, log=said.append) as chunks:
+            return sum(df.height for df in chunks)
+
+    on = DaskCluster(scheduler_address=address, parts_url=str(tmp_path / "parts"))
+    assert rows_of(on, 100_000) == 100_000 and said == []  # below the threshold: in-process
+    assert rows_of(on, 200_000) == 200_000
+    assert len(said) == 1 and "generated on the Dask cluster" in said[0] and address in said[0]
+    on.close()
+    monkeypatch.delenv("SYNTH_DASK_SCHEDULER", raising=False)
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    monkeypatch.delenv(LOCAL_WORKERS_VAR, raising=False)
+    off = DaskCluster()
+    assert not off.configured()
+    assert rows_of(off, 300_000) == 300_000 and len(said) == 1  # no cluster: in-process
+    monkeypatch.setenv("SYNTH_DASK_SCHEDULER", address)
+    assert DaskCluster().address() == address
+    monkeypatch.delenv("SYNTH_DASK_SCHEDULER")
+    monkeypatch.setenv(LOCAL_WORKERS_VAR, "two")
+    with pytest.raises(ConfigError, match=LOCAL_WORKERS_VAR):
+        DaskCluster().configured()
