@@ -34,7 +34,7 @@ from pathlib import Path
 
 import polars as pl
 
-from synth_pipeline.core.config import ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.distributed import (
     LIVE_MARKER,
@@ -45,8 +45,9 @@ from synth_pipeline.core.distributed import (
     generate_part,
     local_client,
 )
+from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS, TableRun, written_width
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, replace_table
+from synth_pipeline.core.write import RegisterEntry, replace_table
 
 from .run import fresh_postgres, machine
 

@@ -20,8 +20,9 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from . import settings
-from .core.config import ConfigError, ProjectFiles
+from .core.config_files import ProjectFiles
 from .core.distributed import PART_ROWS, distributed_chunks
+from .core.errors import ConfigError
 from .core.synthesise import FIRST_CHUNK_ROWS, TableRun
 
 SCHEDULER_VARS = ("SYNTH_DASK_SCHEDULER", "DASK_SCHEDULER_ADDRESS")

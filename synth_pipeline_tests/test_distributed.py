@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from synth_pipeline.core.bundle import write_bundle
-from synth_pipeline.core.config import ConfigError, ProjectFiles
+from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.distributed import (
     LIVE_MARKER,
@@ -35,9 +35,11 @@ from synth_pipeline.core.distributed import (
     local_client,
     part_ranges,
 )
+from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.generators import BLOCK_ROWS
+from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS, TableRun, written_width
-from synth_pipeline.core.write import ColumnDef, RegisterEntry, read_register, replace_table
+from synth_pipeline.core.write import RegisterEntry, read_register, replace_table
 from synth_pipeline.dask_resource import LOCAL_WORKERS_VAR, DaskCluster
 
 from .conftest import DEMO_CONFIGS

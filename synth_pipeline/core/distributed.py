@@ -39,7 +39,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from . import GENERATOR_VERSION
-from .config import ConfigError, ProjectFiles
+from .config_files import ProjectFiles
+from .errors import ConfigError
 from .generators import BLOCK_ROWS
 from .synthesise import TableRun, chunk_size, scaled_rows
 
