@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from synth_pipeline import settings
+from synth_pipeline import environment
 from synth_pipeline.core import achilles
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_source
@@ -25,8 +25,8 @@ def main(out: str, worst: int = 15) -> int:
         print(f"duckcdm is not installed: {achilles.INSTALL}")
         return 2
     synthetic = open_source(f"sqlite:///{Path(out) / 'synthetic.sqlite'}")
-    source = open_source(f"sqlite:///{settings.demo_source_path()}")
-    files = ProjectFiles(settings.config_root(), "demo")
+    source = open_source(f"sqlite:///{environment.demo_source_path()}")
+    files = ProjectFiles(environment.config_root(), "demo")
     tables = sorted(
         t for t, e in read_register(synthetic, None).items() if e["kind"] == "synthetic"
     )

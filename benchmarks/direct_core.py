@@ -49,9 +49,9 @@ from synth_pipeline.core.write import read_register, record_checks
 
 def _statistics(engine, schema, table: str, files: ProjectFiles, work_dir: Path):
     """(snapshot, statistics, source fingerprint) of one source table, as column_stats has them."""
-    settings = files.load_project()
+    config = files.load_project()
     snapshot = read_table_schema(engine, schema, table)
-    policy = settings.disclosure
+    policy = config.disclosure
     noise = (
         noise_for(snapshot, policy, list_tables(engine, schema), work_dir)
         if policy.epsilon is not None
@@ -62,9 +62,9 @@ def _statistics(engine, schema, table: str, files: ProjectFiles, work_dir: Path)
         schema,
         snapshot,
         policy,
-        settings.conditional.get(table, {}),
+        config.conditional.get(table, {}),
         noise,
-        settings.statistics_sample_rows,
+        config.statistics_sample_rows,
     )
     if stats.kind != "vocabulary":
         audit_released_counts(stats.model_dump(mode="json", by_alias=True), policy)
@@ -111,10 +111,10 @@ def run(
     work_dir: Path,
 ) -> int:
     """Generate every configured table of the source and publish the bundle; returns rows."""
-    settings = files.load_project()
+    config = files.load_project()
     source = open_source(source_url)
     destination = open_writable_destination(destination_url, None)
-    generation = Generation(settings.seed, settings.scale, settings.chunk_rows)
+    generation = Generation(config.seed, config.scale, config.chunk_rows)
     written_rows, reports = 0, {}
     try:
         for table in _tables(source, schema, None):
@@ -136,16 +136,16 @@ def run(
             measured = measure_written_table(files, cfg, written, destination, None)
             if measured.fidelity is not None:
                 score_against_source(
-                    source, schema, destination, None, cfg, measured.fidelity, settings.disclosure.k
+                    source, schema, destination, None, cfg, measured.fidelity, config.disclosure.k
                 )
             privacy = assess_table(
-                source, schema, destination, None, cfg, settings.disclosure, settings.privacy
+                source, schema, destination, None, cfg, config.disclosure, config.privacy
             )
             privacy.written_at = read_register(destination, None).get(table, {}).get("written_at")
             if cfg.kind == "synthetic":
                 reports[table] = privacy
             if written.generated:
-                outcomes = table_outcomes(written, measured, settings.fidelity, privacy)
+                outcomes = table_outcomes(written, measured, config.fidelity, privacy)
                 record_checks(
                     destination, None, table, cfg.fingerprint(), register_outcomes(outcomes)
                 )
@@ -154,8 +154,8 @@ def run(
             destination,
             None,
             bundle,
-            seed=settings.seed,
-            scale=settings.scale,
+            seed=config.seed,
+            scale=config.scale,
             privacy_for=lambda tables: {t: reports.get(t) for t in tables},
         )
     finally:

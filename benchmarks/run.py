@@ -371,9 +371,9 @@ def cmd_demo(args) -> None:
                 [
                     sys.executable,
                     "-c",
-                    "from synth_pipeline import settings; "
+                    "from synth_pipeline import environment; "
                     "from synth_pipeline.demo.loader import ensure_demo_sqlite; "
-                    "ensure_demo_sqlite(settings.demo_source_path())",
+                    "ensure_demo_sqlite(environment.demo_source_path())",
                 ],
                 env=env,
                 check=True,

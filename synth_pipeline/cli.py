@@ -16,7 +16,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from . import settings  # noqa: E402
+from . import environment  # noqa: E402
 from .core.config import approval_problem, approve  # noqa: E402
 from .core.config_files import ProjectFiles  # noqa: E402
 from .core.database import redact  # noqa: E402
@@ -39,7 +39,7 @@ PARALLEL_HELP = (
 def _url(cli_value: str | None, names: tuple[str, ...]) -> str | None:
     if cli_value:
         return cli_value
-    found = settings.first_env(names)
+    found = environment.first_env(names)
     return found[1] if found else None
 
 
@@ -57,7 +57,7 @@ def _kind(files: ProjectFiles, table: str) -> str | None:
 
 def _files(args) -> ProjectFiles:
     return ProjectFiles(
-        Path(args.config_dir) if args.config_dir else settings.config_root(), args.project
+        Path(args.config_dir) if args.config_dir else environment.config_root(), args.project
     )
 
 
@@ -82,16 +82,16 @@ def _print_report(
 
 def cmd_run(args, *, demo: bool = False) -> int:
     _files(args).require_exists()  # only init creates a project
-    source = _url(args.source, settings.SOURCE_URL_VARS)
-    destination = _url(args.destination, settings.DESTINATION_URL_VARS)
+    source = _url(args.source, environment.SOURCE_URL_VARS)
+    destination = _url(args.destination, environment.DESTINATION_URL_VARS)
     source_schema = (
-        args.schema or (settings.first_env(settings.SOURCE_SCHEMA_VARS) or (None, None))[1]
+        args.schema or (environment.first_env(environment.SOURCE_SCHEMA_VARS) or (None, None))[1]
     )
     dest_schema = (
         args.destination_schema
-        or (settings.first_env(settings.DESTINATION_SCHEMA_VARS) or (None, None))[1]
+        or (environment.first_env(environment.DESTINATION_SCHEMA_VARS) or (None, None))[1]
     )
-    bundle = Path(args.bundle).resolve() if args.bundle else settings.bundle_dir(args.project)
+    bundle = Path(args.bundle).resolve() if args.bundle else environment.bundle_dir(args.project)
     report = execute(
         source_url=source,
         source_schema=source_schema,
@@ -112,10 +112,10 @@ def cmd_run(args, *, demo: bool = False) -> int:
     files = _files(args)
     print()
     print(
-        f"source (read-only):  {redact(source) if source else 'bundled demo extract, ' + str(settings.demo_source_path())}"
+        f"source (read-only):  {redact(source) if source else 'bundled demo extract, ' + str(environment.demo_source_path())}"
     )
     print(
-        f"destination:         {redact(destination or settings.default_destination_url(args.project))}"
+        f"destination:         {redact(destination or environment.default_destination_url(args.project))}"
     )
     print(f"configuration:       {files.folder}")
     print(f"bundle:              {bundle}")
@@ -128,23 +128,23 @@ def ui_command(source: str | None, destination: str | None, bundle: Path) -> str
     and bundle, runnable as printed (the virtual environment's dagster, the checkout's
     workspace); a password in a URL is printed as *** and must be put back by hand."""
     env = {
-        "DAGSTER_HOME": os.environ.get("DAGSTER_HOME") or str(settings.dagster_home()),
+        "DAGSTER_HOME": os.environ.get("DAGSTER_HOME") or str(environment.dagster_home()),
         "SYNTH_SOURCE_URL": redact(source) if source else None,
         "SYNTH_DESTINATION_URL": redact(destination) if destination else None,
         "SYNTH_BUNDLE_DIR": str(bundle),
     }
     parts = [f"{k}={shlex.quote(v)}" for k, v in env.items() if v]
     dagster = Path(sys.executable).parent / "dagster"
-    workspace = settings.repo_root() / "workspace.yaml"
+    workspace = environment.repo_root() / "workspace.yaml"
     return " ".join([*parts, str(dagster), "dev", "-w", str(workspace)])
 
 
 def cmd_demo(args) -> int:
     from .demo.loader import ensure_demo_sqlite
 
-    out = Path(args.out).resolve() if args.out else settings.work_dir() / "demo"
+    out = Path(args.out).resolve() if args.out else environment.work_dir() / "demo"
     out.mkdir(parents=True, exist_ok=True)
-    source = ensure_demo_sqlite(settings.demo_source_path())
+    source = ensure_demo_sqlite(environment.demo_source_path())
     ns = argparse.Namespace(
         source=source,
         schema=None,
@@ -164,14 +164,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_init(args) -> int:
-    source = _url(args.source, settings.SOURCE_URL_VARS)
+    source = _url(args.source, environment.SOURCE_URL_VARS)
     if not source:  # as for run: the bundled demo extract
         from .demo.loader import ensure_demo_sqlite
 
-        source = ensure_demo_sqlite(settings.demo_source_path())
+        source = ensure_demo_sqlite(environment.demo_source_path())
         print(f"synth-pipeline init: no --source given: the bundled demo extract, {source}")
     source_schema = (
-        args.schema or (settings.first_env(settings.SOURCE_SCHEMA_VARS) or (None, None))[1]
+        args.schema or (environment.first_env(environment.SOURCE_SCHEMA_VARS) or (None, None))[1]
     )
     report = execute(
         source_url=source,

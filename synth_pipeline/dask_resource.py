@@ -19,7 +19,7 @@ import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
-from . import settings
+from . import environment
 from .core.config_files import ProjectFiles
 from .core.distributed import PART_ROWS, distributed_chunks
 from .core.errors import ConfigError
@@ -46,7 +46,7 @@ class DaskCluster(dg.ConfigurableResource):
     def address(self) -> str | None:
         if self.scheduler_address:
             return self.scheduler_address
-        found = settings.first_env(SCHEDULER_VARS)
+        found = environment.first_env(SCHEDULER_VARS)
         return found[1] if found else None
 
     def workers(self) -> int:
@@ -68,7 +68,7 @@ class DaskCluster(dg.ConfigurableResource):
         return (
             self.parts_url
             or os.environ.get(PARTS_URL_VAR)
-            or str(settings.work_dir() / "dask-parts")
+            or str(environment.work_dir() / "dask-parts")
         )
 
     def describe(self) -> str:

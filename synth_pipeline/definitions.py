@@ -5,7 +5,7 @@ automation, and the resources they share.
 configuration root (a folder with a ``project.yaml``) contributes its own assets under its key
 prefix and group (``demo/synthetic_table`` in the group ``demo``), with its own partitions,
 jobs, sensors, schedule and automation (see projects.py). Connection URLs come from the
-environment (see settings.py and the README); with none set, the source is the bundled demo
+environment (see environment.py and the README); with none set, the source is the bundled demo
 extract and each project's destination an SQLite file of its own under the work folder.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from . import settings
+from . import environment
 from .assets import project_assets
 from .automation import build_automation_sensor
 from .dask_resource import DaskCluster
@@ -25,7 +25,7 @@ from .sensors import build_config_file_sensor, build_new_extract_sensor
 
 
 def _env_or_none(names: tuple[str, ...]):
-    found = settings.first_env(names)
+    found = environment.first_env(names)
     return dg.EnvVar(found[0]) if found else None
 
 
@@ -37,19 +37,19 @@ def build_resources() -> dict[str, object]:
     the project."""
     return {
         "source": SourceDatabase(
-            url=_env_or_none(settings.SOURCE_URL_VARS),
-            db_schema=_env_or_none(settings.SOURCE_SCHEMA_VARS),
+            url=_env_or_none(environment.SOURCE_URL_VARS),
+            db_schema=_env_or_none(environment.SOURCE_SCHEMA_VARS),
         ),
         "destination": DestinationDatabase(
-            url=_env_or_none(settings.DESTINATION_URL_VARS),
-            db_schema=_env_or_none(settings.DESTINATION_SCHEMA_VARS),
+            url=_env_or_none(environment.DESTINATION_URL_VARS),
+            db_schema=_env_or_none(environment.DESTINATION_SCHEMA_VARS),
         ),
         "project": SynthProject(
-            project=settings.project_name(),
-            config_root=str(settings.config_root()),
-            bundle_dir=str(settings.bundle_dir(settings.project_name())),
+            project=environment.project_name(),
+            config_root=str(environment.config_root()),
+            bundle_dir=str(environment.bundle_dir(environment.project_name())),
         ),
-        "state_io_manager": JsonStateIOManager(base_dir=str(settings.work_dir() / "state")),
+        "state_io_manager": JsonStateIOManager(base_dir=str(environment.work_dir() / "state")),
         # none unless SYNTH_DASK_SCHEDULER or SYNTH_DASK_LOCAL_WORKERS is set (docs/distributed.md)
         "dask": DaskCluster(),
     }
@@ -74,7 +74,7 @@ def build_definitions(projects: list[str] | None = None) -> dg.Definitions:
     """Every project under the configuration root (or those named), merged."""
     resources = build_resources()
     shared: SynthProject = resources["project"]  # type: ignore[assignment]
-    names = projects or project_names(settings.config_root()) or [shared.project]
+    names = projects or project_names(environment.config_root()) or [shared.project]
     return dg.Definitions.merge(
         *(build_project_definitions(shared.for_project(n)) for n in names),
         dg.Definitions(resources=resources),

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from . import settings
+from . import environment
 
 
 def instance_for_cli() -> dg.DagsterInstance:
     """The instance under DAGSTER_HOME (created with our dagster.yaml when new)."""
-    home = settings.dagster_home()
+    home = environment.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     if not (home / "dagster.yaml").exists():
-        template = (settings.repo_root() / "configs" / "dagster.yaml").read_text()
+        template = (environment.repo_root() / "configs" / "dagster.yaml").read_text()
         (home / "dagster.yaml").write_text(template.replace("${DAGSTER_HOME}", str(home)))
     return dg.DagsterInstance.get()
 

@@ -5,9 +5,8 @@ Per project (``<project>__synthesise_table``, ``<project>__publish_bundle``):
 so several partitions can run side by side on an instance with PostgreSQL storage.
 ``publish_bundle``: the CSV bundle, once every table is written. Both carry the project's tag.
 
-``reconstructable`` needs module-level functions that return the job; they load the
-Definitions afresh in each step's process, from the same environment variables (the project
-is ``SYNTH_PROJECT``).
+The reconstructable target that returns the table job for a step's process is in
+launched.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import dagster as dg
 from .assets import project_assets
 from .concurrency import PROJECT_TAG
 from .projects import scoped
-from .settings import project_name
 
 TABLE_JOB = "synthesise_table"
 BUNDLE_JOB = "publish_bundle"
@@ -50,9 +48,3 @@ def build_jobs(project: str) -> list:
             "destination.",
         ),
     ]
-
-
-def table_job() -> dg.JobDefinition:
-    from .definitions import defs
-
-    return defs.resolve_job_def(table_job_name(project_name()))

@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
-from . import settings
+from . import environment
 from .core.config import ProjectConfig
 from .core.config_files import ProjectFiles
 from .core.database import open_source, open_writable_destination, redact
@@ -31,7 +31,7 @@ class SourceDatabase(dg.ConfigurableResource):
     def resolved_url(self) -> str:
         if self.url:
             return self.url
-        return ensure_demo_sqlite(settings.demo_source_path())
+        return ensure_demo_sqlite(environment.demo_source_path())
 
     def engine(self) -> Engine:
         if self._engine is None:
@@ -55,7 +55,7 @@ class DestinationDatabase(dg.ConfigurableResource):
     _engines: dict[str, Engine] = PrivateAttr(default_factory=dict)
 
     def resolved_url(self, project: str) -> str:
-        return self.url or settings.default_destination_url(project)
+        return self.url or environment.default_destination_url(project)
 
     def engine(self, project: str) -> Engine:
         if project not in self._engines:
@@ -92,26 +92,26 @@ class SynthProject(dg.ConfigurableResource):
         if name == self.project:
             return self
         return self.model_copy(
-            update={"project": name, "bundle_dir": str(settings.default_bundle_dir(name))}
+            update={"project": name, "bundle_dir": str(environment.default_bundle_dir(name))}
         )
 
     def files(self) -> ProjectFiles:
-        return ProjectFiles(Path(self.config_root or settings.config_root()), self.project)
+        return ProjectFiles(Path(self.config_root or environment.config_root()), self.project)
 
-    def settings(self) -> ProjectConfig:
+    def project_config(self) -> ProjectConfig:
         return self.files().load_project()
 
     def run_seed(self) -> int:
-        return self.seed if self.seed is not None else self.settings().seed
+        return self.seed if self.seed is not None else self.project_config().seed
 
     def run_scale(self) -> float:
-        return self.scale if self.scale is not None else self.settings().scale
+        return self.scale if self.scale is not None else self.project_config().scale
 
     def run_chunk_rows(self) -> int:
-        return self.chunk_rows or self.settings().chunk_rows
+        return self.chunk_rows or self.project_config().chunk_rows
 
     def bundle_path(self) -> Path:
-        return Path(self.bundle_dir) if self.bundle_dir else settings.bundle_dir(self.project)
+        return Path(self.bundle_dir) if self.bundle_dir else environment.bundle_dir(self.project)
 
 
 class JsonStateIOManager(dg.ConfigurableIOManager):
@@ -126,7 +126,7 @@ class JsonStateIOManager(dg.ConfigurableIOManager):
     base_dir: str = ""
 
     def _path(self, context) -> Path:
-        base = Path(self.base_dir or settings.work_dir() / "state")
+        base = Path(self.base_dir or environment.work_dir() / "state")
         parts = list(context.asset_key.path)
         name = context.asset_partition_key if context.has_asset_partitions else "value"
         return base.joinpath(*parts) / f"{name}.json"

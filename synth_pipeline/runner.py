@@ -14,26 +14,27 @@ from pathlib import Path
 
 import dagster as dg
 
-from . import settings
+from . import environment
 from .assets import project_assets
 from .concurrency import PROJECT_TAG, ensure_write_pool, process_tag, release_abandoned_slots
 from .core import omop
-from .core.config_files import ProjectFiles
-from .core.database import open_source, open_writable_destination, redact_text
+from .core.cdm_version import record_cdm_version
+from .core.database import open_source, open_writable_destination
 from .core.errors import ConfigError
-from .core.files import atomic_write_text
 from .core.preflight import check_configuration
 from .core.schema import list_tables, unusable_name
-from .core.table_order import dependency_waves, order_parents_first
+from .core.table_order import order_parents_first
 from .definitions import build_resources
 from .instance import instance_for_cli, storage_kept_open
+from .launched import launch_in_waves
 from .projects import partitions_name
 from .resources import SynthProject
+from .run_results import RunSummary, run_failures, summarise_run
 from .sensors import record_config_observations
 
 
 @contextmanager
-def environment(values: dict[str, str | None]) -> Iterator[None]:
+def temporary_environment(values: dict[str, str | None]) -> Iterator[None]:
     """Set environment variables for the duration of a run, then put the old values back."""
     old = {k: os.environ.get(k) for k in values}
     try:
@@ -72,97 +73,6 @@ class RunReport:
         return all(t.ok for t in self.tables) and self.bundle_ok is not False
 
 
-@dataclass
-class _RunSummary:
-    """What the report needs of one run, read while its result is still open."""
-
-    run_id: str
-    success: bool
-    errors: list[str]
-    checks: list[str]
-    synthetic_rows: int | None
-
-
-def _summarise_run(result, generated: bool) -> _RunSummary:
-    errors, checks = _failures(result)
-    rows = None
-    if result.success and generated:
-        # read from the materialisation's metadata: a launched run's outputs are not loadable
-        for event in result.all_events:
-            # the run is one project's: its synthetic_table is <project>/synthetic_table
-            if event.is_step_materialization and event.asset_key.path[-1] == "synthetic_table":
-                metadata = event.step_materialization_data.materialization.metadata
-                rows = int(metadata["dagster/row_count"].value)
-    return _RunSummary(result.run_id, result.success, errors, checks, rows)
-
-
-def _run_table_job(home: str, run_config: dict, tags: dict[str, str]) -> _RunSummary:
-    """One table's ``synthesise_table`` job in a pool process (see :func:`_launch_in_waves`).
-
-    Runs start from a process's main thread, not from a thread: Dagster's multiprocess executor
-    starts its step processes from there. The instance is the one whose ``dagster.yaml`` is in
-    ``home``; the project and URLs come from the environment the pool inherited."""
-    from .jobs import table_job
-
-    with (
-        dg.DagsterInstance.from_config(home) as instance,
-        dg.execute_job(
-            dg.reconstructable(table_job),
-            instance=instance,
-            run_config=run_config,
-            tags=tags,
-            raise_on_error=False,
-        ) as result,
-    ):
-        return _summarise_run(result, generated=True)
-
-
-def _launch_in_waves(
-    tables: list[str],
-    instance: dg.DagsterInstance,
-    run_config: dict,
-    tags: dict[str, str],
-    parallel: int,
-) -> dict[str, _RunSummary]:
-    """Run each table's ``synthesise_table`` job on ``instance``, ``parallel`` at a time, each
-    from one of ``parallel`` pool processes that live for the whole command, parents in an
-    earlier wave than their children."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    if instance.is_ephemeral:
-        raise ConfigError(
-            "parallel runs need a persistent instance: set DAGSTER_HOME to a folder whose "
-            "dagster.yaml uses PostgreSQL storage (see configs/dagster-postgres.yaml)",
-            setting="--parallel",
-        )
-    home = instance.root_directory
-
-    def summary(future) -> _RunSummary:
-        try:
-            return future.result()
-        except Exception as error:  # the pool process died (killed, out of memory)
-            why = redact_text(str(error).strip().splitlines()[0] if str(error).strip() else "")
-            return _RunSummary("", False, [f"the run's process ended: {why}"], [], None)
-
-    out: dict[str, _RunSummary] = {}
-    # spawned, not forked: a fork would copy this process's open database connections
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=spawn) as pool:
-        for wave in dependency_waves(tables):
-            futures = {
-                t: pool.submit(
-                    _run_table_job,
-                    home,
-                    run_config,
-                    {**tags, "dagster/partition": t, "synth_pipeline/parallel": str(parallel)},
-                )
-                for t in wave
-            }
-            out.update({t: summary(f) for t, f in futures.items()})
-    return out
-
-
 def _cli_job(assets, steps: list, resources: dict) -> dg.JobDefinition:
     """The job a command runs ``steps`` of the project's assets with, once per table."""
     name = "__synth_pipeline_cli__"
@@ -172,27 +82,6 @@ def _cli_job(assets, steps: list, resources: dict) -> dg.JobDefinition:
         resources=resources,
     )
     return defs.resolve_job_def(name)
-
-
-def _failures(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
-    """(errors, failed checks) of a run, with any URL password hidden."""
-    errors, checks = [], []
-    for ev in result.all_events:
-        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
-            err = ev.step_failure_data.error
-            if err.cls_name == "DagsterAssetCheckFailedError":
-                continue  # reported below, with the check's own reason
-            while err.cause is not None and "dagster" in (err.cls_name or "").lower():
-                err = err.cause
-            # the first line says what went wrong; later ones are context (SQL, COPY line, a link)
-            lines = [x for x in (err.message or "").strip().splitlines() if x.strip()]
-            text = lines[0] if lines else str(err)
-            errors.append(redact_text(text))
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            text = evaluation.description or evaluation.check_name
-            checks.append(f"check {evaluation.check_name} failed: {text}")
-    return list(dict.fromkeys(errors)), list(dict.fromkeys(checks))
 
 
 def source_tables(source_url: str | None, source_schema: str | None) -> dict[str, str]:
@@ -219,44 +108,6 @@ def source_columns(source_url: str | None, source_schema: str | None) -> dict[st
         return {name: [c["name"] for c in cols] for (_, name), cols in found.items()}
     finally:
         engine.dispose()
-
-
-def record_cdm_version(
-    files: ProjectFiles, guess: omop.CdmVersionGuess, *, init: bool
-) -> list[str]:
-    """Write the CDM version the source's tables and columns show into project.yaml when the
-    file does not exist yet or (at init) does not set it, and say what was done; a version the
-    file sets that the columns contradict is reported, not changed."""
-    shown = guess.describe(guess.version) if guess.version else ""
-    notes = []
-    if guess.evidence["5.3"] and guess.evidence["5.4"]:
-        notes.append(
-            "the source has tables or columns of both CDM versions: "
-            f"{guess.describe('5.3')} and {guess.describe('5.4')}"
-        )
-    if not files.exists():
-        project = files.load_project()
-        if guess.version:
-            project.cdm_version = guess.version
-            notes.append(f"cdm_version {guess.version} recorded in {files.project_file}: {shown}")
-        files.save_project(project)
-        return notes
-    project = files.load_project()
-    if "cdm_version" not in project.model_fields_set:
-        if init and guess.version:
-            # added as a line, so the file keeps the user's own layout and comments
-            text = files.project_file.read_text(encoding="utf-8").rstrip("\n")
-            line = f"cdm_version: '{guess.version}'  # detected from the source's columns"
-            atomic_write_text(files.project_file, f"{text}\n{line}\n")
-            files.load_project()  # still valid
-            notes.append(f"cdm_version {guess.version} recorded in {files.project_file}: {shown}")
-        return notes
-    if guess.version and not project.cdm_version.startswith(guess.version):
-        notes.append(
-            f"finding: {files.project_file} says cdm_version {project.cdm_version!r}, but the "
-            f"source's tables and columns are those of {shown}; correct cdm_version"
-        )
-    return notes
 
 
 @dataclass(frozen=True)
@@ -327,10 +178,10 @@ def _run_tables(
     run_config: dict,
     tags: dict[str, str],
     generated: bool,
-) -> dict[str, _RunSummary]:
+) -> dict[str, RunSummary]:
     """One in-process run of ``job`` per table, parents first."""
     return {
-        t: _summarise_run(
+        t: summarise_run(
             job.execute_in_process(
                 partition_key=t,
                 run_config=run_config,
@@ -344,7 +195,7 @@ def _run_tables(
     }
 
 
-def _outcome(table: str, result: _RunSummary, *, config_only: bool) -> TableOutcome:
+def _outcome(table: str, result: RunSummary, *, config_only: bool) -> TableOutcome:
     errors, checks = result.errors, result.checks
     # init only drafts: an unapproved config is its expected outcome, not a failure
     ok = not errors if config_only else result.success
@@ -375,7 +226,7 @@ def _publish_bundle(
     )
     report.run_ids.append(result.run_id)
     report.bundle_ok = result.success
-    errors, checks = _failures(result)
+    errors, checks = run_failures(result)
     report.bundle_messages = errors + checks
 
 
@@ -419,7 +270,7 @@ def execute(
         config_root,
         bundle_dir,
     )
-    with environment(env):
+    with temporary_environment(env):
         available = source_tables(source_url, source_schema)
         selected = _selected_tables(available, tables)
         resources = build_resources()
@@ -438,7 +289,7 @@ def execute(
         check_configuration(files, available, copy_vocabulary=options.copy_vocabulary)
         if not config_only:
             open_writable_destination(
-                destination_url or settings.default_destination_url(project), destination_schema
+                destination_url or environment.default_destination_url(project), destination_schema
             ).dispose()
         guess = omop.guess_cdm_version(source_columns(source_url, source_schema))
         report = RunReport(tables=[], notes=record_cdm_version(files, guess, init=config_only))
@@ -498,7 +349,7 @@ def _run_and_report(
             **run_config,
             "resources": {"project": {"config": options.overrides()}},
         }
-        results = _launch_in_waves(usable, instance, job_config, tags, parallel)
+        results = launch_in_waves(usable, instance, job_config, tags, parallel)
     else:
         # the job is resolved (its graph built and validated) once for every table's run
         job = _cli_job(assets, steps, resources)

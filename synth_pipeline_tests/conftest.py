@@ -113,11 +113,11 @@ def demo_run(tmp_path_factory, isolated_environment):
 
     root = tmp_path_factory.mktemp("cfg") / "configuration-files"
     shutil.copytree(DEMO_CONFIGS, root)
-    from synth_pipeline.runner import environment
+    from synth_pipeline.runner import temporary_environment
 
     out = tmp_path_factory.mktemp("demo-out")
     home = out / "dagster_home"  # its own instance: other tests' runs do not mix with its history
-    with environment({"DAGSTER_HOME": str(home)}):
+    with temporary_environment({"DAGSTER_HOME": str(home)}):
         code = cli.main(["demo", "--out", str(out), "--config-dir", str(root)])
     return {
         "code": code,
@@ -201,7 +201,7 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     from synth_pipeline.core.config_files import ProjectFiles
     from synth_pipeline.demo.loader import load_demo
     from synth_pipeline.instance import instance_for_cli
-    from synth_pipeline.runner import environment, execute
+    from synth_pipeline.runner import execute, temporary_environment
 
     load_demo(postgres_database, schema="cdm")
     engine = sa.create_engine(normalise_url(postgres_database))
@@ -220,7 +220,7 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     assert all(files.load_table(t).review.status == "draft" for t in files.tables())
     assert cli.main(["approve", "--all", "--reviewer", "Test Reviewer", *common]) == 0
     with postgres_instance_database(postgres_server_url, out / "dagster_home") as env:
-        with environment(env):
+        with temporary_environment(env):
             instance = instance_for_cli()  # DAGSTER_HOME's dagster.yaml: PostgreSQL storage
             report = execute(
                 source_url=postgres_database,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synth_pipeline import settings
+from synth_pipeline import environment
 from synth_pipeline.core import achilles
 from synth_pipeline.core.database import open_source
 from synth_pipeline.core.write import read_register
@@ -110,7 +110,7 @@ def test_demo_meets_the_agreement_thresholds(demo_run, tmp_path):
         )
     finally:
         synthetic.dispose()
-    source = f"sqlite:///{settings.demo_source_path()}"
+    source = f"sqlite:///{environment.demo_source_path()}"
     assert _check(source, demo_run["url"], tables, tmp_path) == []
 
 

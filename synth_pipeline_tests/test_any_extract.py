@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from synth_pipeline import cli
 from synth_pipeline.core.config_files import ProjectFiles
-from synth_pipeline.runner import environment
+from synth_pipeline.runner import temporary_environment
 
 from . import core_path
 from . import omop_extracts as ox
@@ -107,7 +107,7 @@ def first_run(
         ["--destination-schema", destination_schema] if destination_schema else []
     )
     # a fresh Dagster instance and work folder, as on a new user's machine
-    with environment(
+    with temporary_environment(
         {"DAGSTER_HOME": str(tmp / "dagster_home"), "SYNTH_WORK_DIR": str(tmp / "work")}
     ):
         code, out = _cli(["init", *source_args, *common])

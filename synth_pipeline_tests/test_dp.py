@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from synth_pipeline import cli, settings
+from synth_pipeline import cli, environment
 from synth_pipeline.core import dp, dp_key
 from synth_pipeline.core.config import ProjectConfig
 from synth_pipeline.core.config_files import ProjectFiles
@@ -177,7 +177,7 @@ def test_pipeline_with_epsilon_records_the_budget_and_keeps_approvals(tmp_path):
     assert cli.main(["init", "--source", source, *common, "--tables", "person", "measurement"]) == 0
     assert {t: files.table_file(t).read_text() for t in files.tables()} == before
     assert files.load_table("person").review.status == "approved"
-    key = dp_key.key_path(settings.work_dir()).read_text().strip()
+    key = dp_key.key_path(environment.work_dir()).read_text().strip()
     assert all(key not in text for text in before.values())
 
 

@@ -24,7 +24,7 @@ from synth_pipeline.concurrency import PROJECT_TAG, ensure_write_pool
 from synth_pipeline.core.config import approve
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import normalise_url
-from synth_pipeline.core.rules import count_violations
+from synth_pipeline.core.rule_checks import count_violations
 from synth_pipeline.core.write import read_register
 from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.definitions import build_definitions
@@ -36,7 +36,7 @@ from synth_pipeline.resources import (
     SourceDatabase,
     SynthProject,
 )
-from synth_pipeline.runner import environment, execute
+from synth_pipeline.runner import execute, temporary_environment
 
 TABLES = ["person", "visit_occurrence"]
 # observation periods made by hand in the destination: visits outside every period break the
@@ -273,7 +273,7 @@ def test_a_failed_gate_on_one_table_does_not_hold_another_in_the_automation(
     }
     files = ProjectFiles(config_root, "demo")
     tables = ["person", "observation_period"]
-    with environment(env), dg.DagsterInstance.ephemeral() as instance:
+    with temporary_environment(env), dg.DagsterInstance.ephemeral() as instance:
         defs = build_definitions(["demo"])
         instance.add_dynamic_partitions(OMOP_TABLES, tables)
 
@@ -318,7 +318,7 @@ def _second_project(config_root, name="other"):
 def test_each_project_has_its_own_assets_partitions_jobs_and_automation(config_root, tmp_path):
     _second_project(config_root)
     env = {"SYNTH_CONFIG_DIR": str(config_root), "SYNTH_WORK_DIR": str(tmp_path / "work")}
-    with environment(env):
+    with temporary_environment(env):
         defs = build_definitions()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
@@ -371,7 +371,7 @@ def test_two_projects_on_one_instance_never_touch_each_other(
         "SYNTH_DESTINATION_URL": None,
         "SYNTH_BUNDLE_DIR": None,
     }
-    with environment(env):
+    with temporary_environment(env):
         reports = {}
         for project in ("demo", "other"):
             if project == "other":  # what the first project holds once it is done

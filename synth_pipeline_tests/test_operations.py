@@ -25,7 +25,7 @@ from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.watch import config_file_versions, extract_fingerprints
 from synth_pipeline.definitions import build_definitions
 from synth_pipeline.resources import SourceDatabase
-from synth_pipeline.runner import environment, execute
+from synth_pipeline.runner import execute, temporary_environment
 from synth_pipeline.schedules import build_refresh_schedule
 from synth_pipeline.sensors import build_config_file_sensor, build_new_extract_sensor
 
@@ -61,7 +61,7 @@ def operations(tmp_path, source_copy, config_root):
         "SYNTH_CONFIG_DIR": str(config_root),
         "SYNTH_BUNDLE_DIR": str(tmp_path / "bundle"),
     }
-    with environment(env), dg.DagsterInstance.ephemeral() as instance:
+    with temporary_environment(env), dg.DagsterInstance.ephemeral() as instance:
         defs = build_definitions()
         yield {
             "defs": defs,

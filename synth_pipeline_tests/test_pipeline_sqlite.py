@@ -12,11 +12,11 @@ import io
 import dagster as dg
 import polars as pl
 
-from synth_pipeline import settings
+from synth_pipeline import environment
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
 from synth_pipeline.core.synthesise import Relations, TableRun
-from synth_pipeline.runner import environment
+from synth_pipeline.runner import temporary_environment
 
 from .pipeline_assertions import (
     bundle_problems,
@@ -50,7 +50,7 @@ def test_bundle_checksums_and_disclaimer_verify(demo_run):
 
 
 def test_no_rare_source_category_leaks(demo_run):
-    source = open_source(f"sqlite:///{settings.demo_source_path()}")
+    source = open_source(f"sqlite:///{environment.demo_source_path()}")
     destination = open_destination(f"sqlite:///{demo_run['out'] / 'synthetic.sqlite'}")
     assert leaked_rare_values(source, None, destination, None, demo_run["files"]) == []
 
@@ -101,7 +101,7 @@ def test_same_seed_gives_identical_files(config_root):
 
 
 def test_dirty_data_is_reported_in_metadata(demo_run):
-    with environment({"DAGSTER_HOME": str(demo_run["dagster_home"])}):
+    with temporary_environment({"DAGSTER_HOME": str(demo_run["dagster_home"])}):
         instance = dg.DagsterInstance.get()
     found = {}
     for table in ("drug_exposure", "measurement", "condition_occurrence", "observation_period"):

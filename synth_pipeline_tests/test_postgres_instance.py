@@ -19,7 +19,7 @@ from synth_pipeline.core.bundle import verify_bundle
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.instance import instance_for_cli
 from synth_pipeline.jobs import table_job_name
-from synth_pipeline.runner import environment, execute
+from synth_pipeline.runner import execute, temporary_environment
 
 
 @pytest.mark.slow
@@ -86,7 +86,7 @@ def test_parallel_runs_refuse_an_ephemeral_instance(demo_sqlite_url, config_root
 
 
 def test_the_embedded_default_keeps_sqlite_storage(tmp_path):
-    with environment({"DAGSTER_HOME": str(tmp_path / "fresh_home")}):
+    with temporary_environment({"DAGSTER_HOME": str(tmp_path / "fresh_home")}):
         instance = instance_for_cli()
         assert type(instance.run_storage).__name__.startswith("Sqlite")
         assert "postgres" not in (tmp_path / "fresh_home" / "dagster.yaml").read_text()

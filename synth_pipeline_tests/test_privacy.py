@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from synth_pipeline import cli, settings
+from synth_pipeline import cli, environment
 from synth_pipeline.assets import project_assets
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, open_source
@@ -152,7 +152,7 @@ def test_a_reviewer_who_hand_lists_a_rare_value_is_caught(extract_url, tmp_path,
 
     # a table whose report is missing (or out of date) is refused too, naming it
     key = destination_key(destination, None)
-    report_path(settings.work_dir(), "adv", key, "note").unlink()
+    report_path(environment.work_dir(), "adv", key, "note").unlink()
     instance = dg.DagsterInstance.ephemeral()
     advs = project_assets("adv")
     result = dg.materialize(
@@ -217,7 +217,7 @@ def test_the_demo_bundle_reports_rates_only(demo_run):
         "membership inference",
     }
     # no exact source count: the person table's sample sizes are rounded like released counts
-    source = open_source(f"sqlite:///{settings.demo_source_path()}")
+    source = open_source(f"sqlite:///{environment.demo_source_path()}")
     with source.connect() as conn:
         persons = conn.execute(sa.text("SELECT COUNT(*) FROM person")).scalar_one()
     assert str(persons) not in text and str(persons // 2) not in text
@@ -258,7 +258,7 @@ def test_no_figure_of_the_privacy_report_gives_a_source_count_back(demo_run):
     # the sample sizes are rounded counts; no source table's exact row count appears
     assert re.findall(r"about (\d+)", text)
     assert all(int(n) % rounding == 0 for n in re.findall(r"about (\d+)", text))
-    source = open_source(f"sqlite:///{settings.demo_source_path()}")
+    source = open_source(f"sqlite:///{environment.demo_source_path()}")
     numbers = set(re.findall(r"\d+", text))
     with source.connect() as conn:
         for row in sections["Rare categories"]:
@@ -267,7 +267,7 @@ def test_no_figure_of_the_privacy_report_gives_a_source_count_back(demo_run):
 
     # the UI shows the same rounded figures
     key = destination_key(demo_run["url"], None)
-    report = load_report(report_path(settings.work_dir(), "demo", key, "person"))
+    report = load_report(report_path(environment.work_dir(), "demo", key, "person"))
     table = privacy_metadata(report)["privacy"].value
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
     shown = 0

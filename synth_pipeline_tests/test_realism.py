@@ -16,7 +16,7 @@ from synth_pipeline.core.config import approval_problem, approve
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.fidelity import table_fidelity
-from synth_pipeline.core.rules import count_violations
+from synth_pipeline.core.rule_checks import count_violations
 from synth_pipeline.core.schema import list_tables
 from synth_pipeline.core.synthesise import Relations, TableRun
 

@@ -179,9 +179,9 @@ def test_demo_bundle_carries_the_subset_and_no_local_mapping(demo_run, demo_sqli
 
 
 def test_demo_run_records_the_rule_and_counts_the_selected_rows(demo_run):
-    from synth_pipeline.runner import environment
+    from synth_pipeline.runner import temporary_environment
 
-    with environment({"DAGSTER_HOME": str(demo_run["dagster_home"])}):
+    with temporary_environment({"DAGSTER_HOME": str(demo_run["dagster_home"])}):
         instance = dg.DagsterInstance.get()
     dest = open_destination(demo_run["url"])
     for table in ("concept", "concept_ancestor", "vocabulary"):

@@ -7,10 +7,10 @@ from ..core.dp import noise_for
 from ..core.propose import source_fingerprint
 from ..core.schema import TableSchema, list_tables
 from ..core.summarise import summarise_table
+from ..environment import work_dir
 from ..partitions import table_check, table_partitions
 from ..projects import asset_key, dagster_name
 from ..resources import SourceDatabase, SynthProject
-from ..settings import work_dir
 from .presentation import bullet_list, markdown_table, retry_transient
 
 DISCLOSURE_CHECK = "disclosure_rules_hold"
@@ -78,8 +78,8 @@ def _column_stats(
     project: SynthProject,
 ):
     table = TableSchema.model_validate(schema_snapshot)
-    settings = project.settings()
-    policy = settings.disclosure
+    config = project.project_config()
+    policy = config.disclosure
     # differential privacy (off unless project.yaml sets disclosure.epsilon); the noise key
     # stays in the work folder, inside the trusted environment
     noise = (
@@ -92,9 +92,9 @@ def _column_stats(
         source.db_schema,
         table,
         policy,
-        settings.conditional.get(table.name, {}),
+        config.conditional.get(table.name, {}),
         noise,
-        settings.statistics_sample_rows,
+        config.statistics_sample_rows,
     )
     fingerprint = source_fingerprint(table, stats)
     data = {

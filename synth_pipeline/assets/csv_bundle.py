@@ -78,7 +78,7 @@ def _csv_bundle(
         on_rows=lambda t, n: progress[t](n),
     )
     manifest, fidelity, bad = published.manifest, published.fidelity, published.problems
-    threshold = project.settings().fidelity.min_median_column_score
+    threshold = project.project_config().fidelity.min_median_column_score
     # both scores, against the source too: written under the work dir, never into the bundle
     trusted = trusted_report(project, destination, fidelity, published.included, threshold)
     trusted |= achilles_report(context, project, source, destination, published.generated)

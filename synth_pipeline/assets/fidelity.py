@@ -23,8 +23,8 @@ from ..core.files import atomic_write_text
 from ..core.privacy_bundle import destination_key
 from ..core.report import fidelity_html
 from ..core.write import read_register
+from ..environment import achilles_switched_off, work_dir
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
-from ..settings import achilles_switched_off, work_dir
 from .presentation import markdown_table
 
 
@@ -50,7 +50,7 @@ def against_source(
         destination.db_schema,
         cfg,
         fidelity,
-        project.settings().disclosure.k,
+        project.project_config().disclosure.k,
     )
     written_at = read_register(engine, destination.db_schema).get(cfg.table, {}).get("written_at")
     report = source_report(fidelity, cfg, written_at)
@@ -130,7 +130,7 @@ def achilles_report(
     fidelity report (core/achilles.py); csv_bundle's metadata entries."""
     folder = _folder(project, destination)
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if not project.settings().fidelity.achilles or achilles_switched_off():
+    if not project.project_config().fidelity.achilles or achilles_switched_off():
         return {}
     if not achilles.available():
         path = achilles.write_report(folder, project.project, None, created)
@@ -143,7 +143,7 @@ def achilles_report(
         (destination.engine(project.project), destination.db_schema),
         work=folder,
         tables=tables,
-        cdm_version=project.settings().cdm_version,
+        cdm_version=project.project_config().cdm_version,
     )
     path = achilles.write_report(folder, project.project, comparison, created)
     worst = comparison.worst_first()[:5]

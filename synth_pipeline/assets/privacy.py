@@ -18,9 +18,9 @@ from ..core.privacy import (
 from ..core.privacy_bundle import destination_key, load_report, report_path, save_report
 from ..core.privacy_measure import assess_table
 from ..core.write import read_register
+from ..environment import work_dir
 from ..partitions import table_check
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
-from ..settings import work_dir
 from .presentation import bullet_list, markdown_table
 
 
@@ -77,7 +77,7 @@ def assess(
     project: SynthProject,
 ) -> PrivacyReport:
     """Measure the table just written against its source and keep the report for csv_bundle."""
-    settings = project.settings()
+    config = project.project_config()
     engine = destination.engine(project.project)
     report = assess_table(
         source.engine(),
@@ -85,8 +85,8 @@ def assess(
         engine,
         destination.db_schema,
         cfg,
-        settings.disclosure,
-        settings.privacy,
+        config.disclosure,
+        config.privacy,
     )
     report.written_at = (
         read_register(engine, destination.db_schema).get(cfg.table, {}).get("written_at")

@@ -192,7 +192,7 @@ def _synthetic_table(
         },
         metadata=metadata,
     )
-    outcomes = table_outcomes(written, measured, project.settings().fidelity, privacy)
+    outcomes = table_outcomes(written, measured, project.project_config().fidelity, privacy)
     if written.generated:
         # the register keeps this generation's outcomes: csv_bundle publishes only a table whose
         # latest generation passed every blocking check, whichever run wrote it

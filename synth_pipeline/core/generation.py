@@ -20,7 +20,7 @@ from .database import redact_text
 from .errors import ConfigError
 from .fidelity import TableFidelity, table_fidelity
 from .integrity import dangling_references
-from .rules import count_violations
+from .rule_checks import count_violations
 from .schema import ColumnDef, list_tables
 from .synthesise import FIRST_CHUNK_ROWS, TableRun, referenced_tables, written_width
 from .transfer import copy_table

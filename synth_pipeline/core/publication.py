@@ -19,7 +19,7 @@ from .integrity import stale_references, unreleasable
 from .privacy import PrivacyReport
 from .privacy_bundle import bundle_problems, privacy_markdown
 from .report import concept_labels, fidelity_html
-from .rules import count_violations
+from .rule_checks import count_violations
 from .schema import ColumnDef
 from .vocabulary_bundle import bundle_vocabulary, concept_names
 from .write import read_register
@@ -105,7 +105,7 @@ def publish_bundle(
 
     ``privacy_for`` gives the privacy report kept for each synthetic table; a table whose
     report refuses release stops the bundle before anything is written."""
-    settings = files.load_project()
+    config = files.load_project()
     included = releasable_tables(files, engine, schema)
     # vocabulary tables are public reference data copied as they are: nothing to assess
     generated = sorted(t for t, e in included.items() if e["kind"] == "synthetic")
@@ -115,7 +115,7 @@ def publish_bundle(
         raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
     tables = _bundle_tables(files, engine, schema, included)
     fidelity = _fidelity(files, engine, schema, included)
-    threshold = settings.fidelity.min_median_column_score
+    threshold = config.fidelity.min_median_column_score
     names = concept_names(engine, schema, concept_labels(fidelity))
     manifest = write_bundle(
         engine,
@@ -128,13 +128,13 @@ def publish_bundle(
         on_table=on_table,
         on_rows=on_rows,
         vocabulary=bundle_vocabulary(files, engine, schema, [t["table"] for t in tables]),
-        formats=settings.bundle_formats,
+        formats=config.bundle_formats,
         reports={
             "fidelity.html": lambda created: fidelity_html(
                 files.project, fidelity, created, threshold, names=names
             ),
             "privacy.md": lambda created: privacy_markdown(
-                files.project, [r for r in privacy.values() if r], created, settings.disclosure
+                files.project, [r for r in privacy.values() if r], created, config.disclosure
             ),
         },
     )
