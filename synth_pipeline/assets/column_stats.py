@@ -6,9 +6,10 @@ from ..core.schema import TableSchema
 from ..core.table_statistics import released_statistics
 from ..environment import work_dir
 from ..partitions import table_check, table_partitions
-from ..projects import asset_key, dagster_name
+from ..projects import asset_key
 from ..resources import SourceDatabase, SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
+from .step import table_step
 
 DISCLOSURE_CHECK = "disclosure_rules_hold"
 
@@ -34,13 +35,10 @@ def build_column_stats(name: str) -> dg.AssetsDefinition:
     """Project ``name``'s column_stats (``<name>/column_stats``)."""
     partitions = table_partitions(name)
 
-    @dg.asset(
-        name="column_stats",
-        key_prefix=[dagster_name(name)],
-        ins={"schema_snapshot": dg.AssetIn(key=asset_key(name, "schema_snapshot"))},
-        partitions_def=partitions,
-        io_manager_key="state_io_manager",
-        group_name=dagster_name(name),
+    @table_step(
+        name,
+        "column_stats",
+        reads=("schema_snapshot",),
         kinds={"sql"},
         check_specs=[
             table_check(

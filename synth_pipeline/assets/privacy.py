@@ -8,6 +8,7 @@ import dagster as dg
 from ..core.config import TableConfig
 from ..core.disclosure import release_count
 from ..core.privacy import (
+    ATTACK_COLUMNS,
     ATTACK_SETTINGS,
     CHECKS,
     EXCESS_SETTINGS,
@@ -112,15 +113,6 @@ PRIVACY_HEADERS = [
     "threshold",
     "verdict",
 ]
-ATTACK_HEADERS = [
-    "attack",
-    "on",
-    "training targets",
-    "control targets",
-    "risk",
-    "threshold",
-    "verdict",
-]
 
 
 def _check_rows(report: PrivacyReport) -> list[list]:
@@ -164,7 +156,7 @@ def privacy_metadata(report: PrivacyReport) -> dict:
     if report.attacks.note:
         out["privacy_attacks"] = report.attacks.note
     else:
-        out["privacy_attacks"] = markdown_table(ATTACK_HEADERS, attack_rows(report))
+        out["privacy_attacks"] = markdown_table(ATTACK_COLUMNS, attack_rows(report))
         out["privacy_attack_samples"] = _released(report.attacks.samples, report)
     if report.config_notes:
         out["privacy_settings_no_longer_used"] = bullet_list(report.config_notes)

@@ -32,7 +32,7 @@ from ..core.transfer import stream_select
 from ..core.write import record_checks
 from ..dask_resource import DaskCluster
 from ..partitions import table_check, table_partitions
-from ..projects import asset_key, dagster_name, write_pool
+from ..projects import asset_key, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from .fidelity import against_source
 from .presentation import (
@@ -43,6 +43,7 @@ from .presentation import (
     retry_transient,
 )
 from .privacy import assess, privacy_check_specs, privacy_metadata
+from .step import table_step
 
 
 def _check_specs(key: dg.AssetKey, partitions) -> list[dg.AssetCheckSpec]:
@@ -88,17 +89,11 @@ def build_synthetic_table(name: str) -> dg.AssetsDefinition:
     """Project ``name``'s synthetic_table (``<name>/synthetic_table``)."""
     partitions = table_partitions(name)
 
-    @dg.asset(
-        name="synthetic_table",
-        key_prefix=[dagster_name(name)],
-        ins={
-            "reviewed_config": dg.AssetIn(key=asset_key(name, "reviewed_config")),
-            "column_stats": dg.AssetIn(key=asset_key(name, "column_stats")),
-        },
-        partitions_def=partitions,
-        io_manager_key="state_io_manager",
+    @table_step(
+        name,
+        "synthetic_table",
+        reads=("reviewed_config", "column_stats"),
         pool=write_pool(name),  # one writer of the project's destination at a time
-        group_name=dagster_name(name),
         kinds={"sql"},
         automation_condition=behind_gate(),
         check_specs=_check_specs(asset_key(name, "synthetic_table"), partitions),
