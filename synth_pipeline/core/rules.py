@@ -10,14 +10,17 @@ and redrawn.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import polars as pl
 
 from .config import TableConfig
-from .generators.base import WINDOW_END, interpolate_quantiles, quantile_share
+from .generators.base import WINDOW_END
 from .generators.temporal import days_in_window, intersect, range_days
-from .omop import EVENT_SHAPES, PARTS_OF_VISITS, date_pairs
-from .relations import NO_BIRTH, NO_DEATH, ParentTables, days
+from .omop import EVENT_SHAPES, PARTS_OF_VISITS, EventShape, date_pairs
+from .period_ages import released_lengths, starts_from_birth
+from .relations import NO_BIRTH, NO_DEATH, ParentTables, Periods, Persons, days
 
 
 def _dates(values: np.ndarray, like: pl.Series) -> pl.Series:
@@ -41,6 +44,32 @@ def _released(cfg: TableConfig, column: str) -> bool:
     return bool(stats and (stats.years or stats.offset or stats.range))
 
 
+@dataclass
+class _Rows:
+    """One block's rows while their anchors are placed: each row's person (``pid``, 0 for none)
+    and start day, and the bounds the rules put on them (``lo``..``hi`` for the start, ``end_hi``
+    the latest day an end may take)."""
+
+    pid: np.ndarray
+    start: np.ndarray
+    n_person: int
+    has_person: np.ndarray = field(init=False)
+    has_start: np.ndarray = field(init=False)
+    lo: np.ndarray = field(init=False)
+    hi: np.ndarray = field(init=False)
+    end_hi: np.ndarray = field(init=False)
+    via_visit: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.pid)
+        self.has_person = (self.pid >= 1) & (self.pid <= self.n_person)
+        self.has_start = self.start != np.iinfo(np.int64).min
+        self.lo = np.full(n, NO_BIRTH, dtype=np.int64)
+        self.hi = np.full(n, NO_DEATH, dtype=np.int64)
+        self.end_hi = np.full(n, NO_DEATH, dtype=np.int64)
+        self.via_visit = np.zeros(n, dtype=bool)
+
+
 def place_anchors(
     cfg: TableConfig,
     done: dict[str, pl.Series],
@@ -53,121 +82,207 @@ def place_anchors(
     Returns the names of the columns changed (their dependants must be generated again) and
     records, under ``WINDOW_END + start``, the latest day an end date may take.
     """
-    shape = EVENT_SHAPES.get(cfg.table)
+    if relations is None:
+        return set()
+    placed = _persons_to_place(cfg, done, relations)
+    if placed is None:
+        return set()
+    shape, persons = placed
     rules = cfg.rules
-    if (
-        shape is None
-        or relations is None
-        or shape.start not in done
-        or _fk_target(cfg, "person_id") != "person"
-    ):
-        return set()
-    if not (rules.within_lifetime or rules.within_observation_period or rules.visit_same_person):
-        return set()
-    persons = relations.persons()
-    if persons is None:
-        return set()
-    n_person = len(persons.birth)
     person_s = done["person_id"]
     pid = person_s.fill_null(0).to_numpy().astype(np.int64)
-    has_person = (pid >= 1) & (pid <= n_person)
-    start = drawn = days(done[shape.start])
+    drawn = days(done[shape.start])
+    start = _starting_days(cfg, done, shape, persons, pid, drawn, window, rng)
+    rows = _Rows(pid, start, len(persons.birth))
+    if (
+        shape.kind == "event"
+        and rules.visit_same_person
+        and _fk_target(cfg, "visit_occurrence_id") == "visit_occurrence"
+    ):
+        _bound_by_visits(rows, relations, done)
+    _bound_by_periods(cfg, shape, rows, _periods_to_keep(cfg, shape, relations), rng)
+    if rules.within_lifetime:
+        _bound_by_lifetime(rows, persons, shape)
+    rows.hi = np.maximum(rows.hi, rows.lo)
+    rows.end_hi = np.maximum(rows.end_hi, rows.lo)
+    new_start = _placed_starts(cfg, shape, rows, window, rng)
+    changed = _store_anchors(cfg, done, shape, rows, new_start, drawn, person_s)
+    if _fit_ends(cfg, done, shape, rows, new_start):
+        changed.add(shape.end)
+    return changed
+
+
+def _persons_to_place(
+    cfg: TableConfig, done: dict[str, pl.Series], relations: ParentTables
+) -> tuple[EventShape, Persons] | None:
+    """The table's event shape and the persons its rows are placed among, or None when no rule
+    moves its rows (no start, no person, no rule enabled, no person table)."""
+    shape = EVENT_SHAPES.get(cfg.table)
+    rules = cfg.rules
+    if shape is None or shape.start not in done or _fk_target(cfg, "person_id") != "person":
+        return None
+    if not (rules.within_lifetime or rules.within_observation_period or rules.visit_same_person):
+        return None
+    persons = relations.persons()
+    return None if persons is None else (shape, persons)
+
+
+def _starting_days(
+    cfg: TableConfig,
+    done: dict[str, pl.Series],
+    shape: EventShape,
+    persons: Persons,
+    pid: np.ndarray,
+    drawn: np.ndarray,
+    window: tuple[int, int] | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The rows' start days before the rules bound them: as drawn, except an observation
+    period's (at the window's start when nothing was released of it, at an age drawn from the
+    released days from birth when those were)."""
+    start = drawn
     if shape.kind == "lifetime" and window is not None and not _released(cfg, shape.start):
         # observation periods of which nothing was released span the extract's dates
         start = np.where(start == np.iinfo(np.int64).min, start, window[0])
         if shape.end in done and not _released(cfg, shape.end):
             done[shape.end] = _dates(np.full(len(start), window[1]), done[shape.end])
     ages = cfg.columns[shape.start].stats
-    if shape.kind == "lifetime" and rules.within_lifetime and ages and ages.days_from_birth:
-        lengths = _released_lengths(cfg, shape.start, shape.end)
-        start = _from_birth(
+    if shape.kind == "lifetime" and cfg.rules.within_lifetime and ages and ages.days_from_birth:
+        lengths = released_lengths(cfg, shape.start, shape.end)
+        start = starts_from_birth(
             ages.days_from_birth, start, done, shape.end, persons, pid, window, rng, lengths
         )
-    has_start = start != np.iinfo(np.int64).min
-    n = len(pid)
-    lo = np.full(n, NO_BIRTH, dtype=np.int64)
-    hi = np.full(n, NO_DEATH, dtype=np.int64)
-    end_hi = np.full(n, NO_DEATH, dtype=np.int64)
-    via_visit = np.zeros(n, dtype=bool)
+    return start
 
-    if (
-        shape.kind == "event"
-        and rules.visit_same_person
-        and _fk_target(cfg, "visit_occurrence_id") == "visit_occurrence"
-    ):
-        visits = relations.visits()
-        if visits is not None:
-            vid = done["visit_occurrence_id"].fill_null(0).to_numpy().astype(np.int64)
-            via_visit = (vid >= 1) & (vid <= len(visits.person))
-            v = vid[via_visit] - 1
-            pid[via_visit] = visits.person[v]
-            has_person = (pid >= 1) & (pid <= n_person)
-            lo[via_visit], hi[via_visit] = visits.start[v], visits.end[v]
 
-    if not rules.within_observation_period or shape.kind == "lifetime":
-        periods = None
-    elif shape.kind == "death":
-        periods = relations.periods_before_deaths()
-    else:
-        periods = relations.periods()
+def _bound_by_visits(rows: _Rows, relations: ParentTables, done: dict[str, pl.Series]) -> None:
+    """An event of a visit takes the visit's person, and its start the visit's days."""
+    visits = relations.visits()
+    if visits is None:
+        return
+    vid = done["visit_occurrence_id"].fill_null(0).to_numpy().astype(np.int64)
+    via_visit = rows.via_visit = (vid >= 1) & (vid <= len(visits.person))
+    v = vid[via_visit] - 1
+    rows.pid[via_visit] = visits.person[v]
+    rows.has_person = (rows.pid >= 1) & (rows.pid <= rows.n_person)
+    rows.lo[via_visit], rows.hi[via_visit] = visits.start[v], visits.end[v]
+
+
+def _periods_to_keep(
+    cfg: TableConfig, shape: EventShape, relations: ParentTables
+) -> Periods | None:
+    """The observation periods the rows' starts must fall in, or None when no rule asks it."""
+    if not cfg.rules.within_observation_period or shape.kind == "lifetime":
+        return None
+    if shape.kind == "death":
+        return relations.periods_before_deaths()
+    return relations.periods()
+
+
+def _bound_by_periods(
+    cfg: TableConfig,
+    shape: EventShape,
+    rows: _Rows,
+    periods: Periods | None,
+    rng: np.random.Generator,
+) -> None:
+    """Rows not placed by a visit inside a period of their person; every end inside the period
+    its start (or its visit's start) falls in, a visit detail's inside its visit too."""
+    via_visit = rows.via_visit
     if periods is not None and periods.count.sum() > 0:
-        others = ~via_visit & has_person
-        without = others & (periods.count[np.clip(pid - 1, 0, n_person - 1)] == 0)
-        if without.any():  # only persons with an observation period have events
-            candidates = np.flatnonzero(periods.count) + 1
-            pid[without] = candidates[rng.integers(0, len(candidates), size=int(without.sum()))]
-        p = pid[others] - 1
-        pick = periods.first[p] + np.floor(rng.random(len(p)) * periods.count[p]).astype(np.int64)
-        own = periods.containing(pid[others], start[others])  # a period of its own person first
-        pick = np.where(has_start[others] & (own >= 0), own, pick)
-        if shape.kind == "death":  # a death recorded in the extract: in the person's last period
-            pick = periods.first[p] + periods.count[p] - 1
-            own = np.where(own == pick, own, -1)
-        lo[others], hi[others] = periods.start[pick], periods.end[pick]
-        end_hi[others] = periods.end[pick]
-        # the dates outside their person's periods are dealt out again among those rows, earliest
-        # date to the earliest period, so the dates keep their distribution and the persons
-        # their rows (giving the rows to persons observed then instead would bring the dates
-        # back closer still, but lose the released children per person); what still falls
-        # outside is redrawn from the column's years inside the window
-        away = np.flatnonzero(others)[has_start[others] & (own < 0)]
-        if len(away) > 1:
-            start = start.copy()
-            start[away[np.argsort(lo[away], kind="stable")]] = np.sort(start[away])
+        _into_periods(rows, periods, shape.kind == "death", rng)
         if via_visit.any():
-            idx = periods.containing(pid[via_visit], lo[via_visit])
-            end_hi[via_visit] = np.where(idx >= 0, periods.end[np.maximum(idx, 0)], hi[via_visit])
+            idx = periods.containing(rows.pid[via_visit], rows.lo[via_visit])
+            rows.end_hi[via_visit] = np.where(
+                idx >= 0, periods.end[np.maximum(idx, 0)], rows.hi[via_visit]
+            )
     elif via_visit.any():
-        end_hi[via_visit] = NO_DEATH
+        rows.end_hi[via_visit] = NO_DEATH
     if cfg.table in PARTS_OF_VISITS and via_visit.any():  # a visit detail ends within its visit
-        end_hi[via_visit] = np.minimum(end_hi[via_visit], hi[via_visit])
+        rows.end_hi[via_visit] = np.minimum(rows.end_hi[via_visit], rows.hi[via_visit])
 
-    if rules.within_lifetime:
-        q = np.clip(pid - 1, 0, n_person - 1)
-        birth = np.where(has_person, persons.birth[q], NO_BIRTH)
-        death = np.where(has_person, persons.death[q], NO_DEATH)
-        lo = np.maximum(lo, birth)
-        if shape.kind != "death":
-            hi = np.minimum(hi, death)
-            end_hi = np.minimum(end_hi, death)
-    hi = np.maximum(hi, lo)
-    end_hi = np.maximum(end_hi, lo)
 
+def _into_periods(rows: _Rows, periods: Periods, death: bool, rng: np.random.Generator) -> None:
+    """Each row not placed by a visit gets a period of its person (a person with one, if its
+    own has none): the one its start falls in, else one drawn; a death its person's last."""
+    pid, start, has_start, n_person = rows.pid, rows.start, rows.has_start, rows.n_person
+    others = ~rows.via_visit & rows.has_person
+    without = others & (periods.count[np.clip(pid - 1, 0, n_person - 1)] == 0)
+    if without.any():  # only persons with an observation period have events
+        candidates = np.flatnonzero(periods.count) + 1
+        pid[without] = candidates[rng.integers(0, len(candidates), size=int(without.sum()))]
+    p = pid[others] - 1
+    pick = periods.first[p] + np.floor(rng.random(len(p)) * periods.count[p]).astype(np.int64)
+    own = periods.containing(pid[others], start[others])  # a period of its own person first
+    pick = np.where(has_start[others] & (own >= 0), own, pick)
+    if death:  # a death recorded in the extract: in the person's last period
+        pick = periods.first[p] + periods.count[p] - 1
+        own = np.where(own == pick, own, -1)
+    rows.lo[others], rows.hi[others] = periods.start[pick], periods.end[pick]
+    rows.end_hi[others] = periods.end[pick]
+    # the dates outside their person's periods are dealt out again among those rows, earliest
+    # date to the earliest period, so the dates keep their distribution and the persons
+    # their rows (giving the rows to persons observed then instead would bring the dates
+    # back closer still, but lose the released children per person); what still falls
+    # outside is redrawn from the column's years inside the window
+    away = np.flatnonzero(others)[has_start[others] & (own < 0)]
+    if len(away) > 1:
+        rows.start = start.copy()
+        rows.start[away[np.argsort(rows.lo[away], kind="stable")]] = np.sort(start[away])
+
+
+def _bound_by_lifetime(rows: _Rows, persons: Persons, shape: EventShape) -> None:
+    """Starts on or after the person's birth; starts and ends on or before the person's death
+    (a death's own date excepted)."""
+    q = np.clip(rows.pid - 1, 0, rows.n_person - 1)
+    birth = np.where(rows.has_person, persons.birth[q], NO_BIRTH)
+    death = np.where(rows.has_person, persons.death[q], NO_DEATH)
+    rows.lo = np.maximum(rows.lo, birth)
+    if shape.kind != "death":
+        rows.hi = np.minimum(rows.hi, death)
+        rows.end_hi = np.minimum(rows.end_hi, death)
+
+
+def _placed_starts(
+    cfg: TableConfig,
+    shape: EventShape,
+    rows: _Rows,
+    window: tuple[int, int] | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Every start inside its bounds: one outside two bounds redrawn from the column's released
+    dates between them, one outside a single bound moved onto it; then inside the column's
+    coded range too, where the bounds allow."""
+    start, has_start, lo, hi = rows.start, rows.has_start, rows.lo, rows.hi
+    stats = cfg.columns[shape.start].stats
     bounded = (lo > NO_BIRTH) & (hi < NO_DEATH)
     outside = has_start & ((start < lo) | (start > hi))
     redraw = outside & bounded
     new_start = start.copy()
-    new_start[redraw] = days_in_window(
-        cfg.columns[shape.start].stats, lo[redraw], hi[redraw], rng.random(int(redraw.sum()))
-    )
+    new_start[redraw] = days_in_window(stats, lo[redraw], hi[redraw], rng.random(int(redraw.sum())))
     only_lo = outside & ~bounded
     new_start[only_lo] = np.clip(start[only_lo], lo[only_lo], hi[only_lo])
-    bounds = intersect(range_days(cfg.columns[shape.start].stats), window)
+    bounds = intersect(range_days(stats), window)
     if bounds is not None:  # inside the start column's coded range too, where the window allows
         inside_lo, inside_hi = np.maximum(lo, bounds[0]), np.minimum(hi, bounds[1])
         fits = has_start & (inside_lo <= inside_hi)
         new_start[fits] = np.clip(new_start[fits], inside_lo[fits], inside_hi[fits])
+    return new_start
 
+
+def _store_anchors(
+    cfg: TableConfig,
+    done: dict[str, pl.Series],
+    shape: EventShape,
+    rows: _Rows,
+    new_start: np.ndarray,
+    drawn: np.ndarray,
+    person_s: pl.Series,
+) -> set[str]:
+    """The moved starts and persons into ``done``, and the latest day of each row's end under
+    ``WINDOW_END + start``; returns the columns changed."""
+    rules = cfg.rules
+    has_start, pid = rows.has_start, rows.pid
     changed = set()
     if (new_start != drawn).any():
         moved = _dates(np.where(has_start, new_start, 0), done[shape.start])
@@ -187,95 +302,40 @@ def place_anchors(
         changed.add("person_id")
     if rules.end_after_start or rules.within_observation_period or rules.within_lifetime:
         done[WINDOW_END + shape.start] = _dates(
-            np.clip(end_hi, -(10**6), 10**6), done[shape.start].cast(pl.Date)
+            np.clip(rows.end_hi, -(10**6), 10**6), done[shape.start].cast(pl.Date)
         )
         # the ends drawn from the start (before the limit was known) are drawn again below it
         changed.add(shape.start)
-    end_col = cfg.columns.get(shape.end) if shape.end else None
-    if end_col is not None and shape.end in done and end_col.generator != "date_offset":
-        # an end not drawn from the start (one anchored at the data's end): between start and limit
-        end = days(done[shape.end])
-        has_end = end != np.iinfo(np.int64).min
-        fixed = np.clip(end, np.where(has_start, new_start, end), end_hi)
-        if has_end.any() and (fixed[has_end] != end[has_end]).any():
-            done[shape.end] = (
-                pl.select(
-                    pl.when(pl.lit(pl.Series(has_end)))
-                    .then(_dates(np.where(has_end, fixed, 0), done[shape.end]))
-                    .otherwise(None)
-                )
-                .to_series()
-                .alias(shape.end)
-            )
-            changed.add(shape.end)
     return changed
 
 
-def _released_lengths(cfg: TableConfig, start: str, end: str | None) -> list | None:
-    """The released days from ``start`` to ``end`` (the period's length) as (p, days) points:
-    the end's offset after the start, or the start's offset before the end turned round."""
-    for column, other, sign in ((end, start, 1.0), (start, end, -1.0)):
-        col = cfg.columns.get(column) if column else None
-        offset = col.stats.offset if col is not None and col.stats else None
-        if offset is not None and offset.from_column == other and offset.quantiles:
-            points = [(q.p, sign * float(q.value)) for q in offset.quantiles]
-            return sorted(points) if sign > 0 else [(1 - p, v) for p, v in reversed(points)]
-    return None
-
-
-AGE_CELLS = 256  # cells of the released age distribution a start's age is drawn from
-ROWS_AT_ONCE = 8192
-
-
-def _from_birth(
-    quantiles, start, done, end_column, persons, pid, window, rng: np.random.Generator, lengths=None
-) -> np.ndarray:
-    """Starts at the person's birth plus days drawn from the released days from birth, inside
-    what the person's life leaves before the row's end (or the extract's), so the age at which
-    observation starts keeps its distribution; rows without a person or a birth keep theirs.
-
-    With the period's released length (days from start to end), the age is drawn from the
-    released ages weighted by how likely the length it leaves before the row's end is (the age
-    given that age plus length make the room between birth and end, the two taken as
-    independent): the start keeps its age and the period its length. A row whose room no
-    released age and length can make takes its age as before, from the ages below the room."""
-    n_person = len(persons.birth)
-    known = (pid >= 1) & (pid <= n_person) & (start != np.iinfo(np.int64).min)
-    birth = persons.birth[np.clip(pid - 1, 0, n_person - 1)]
-    known &= birth > NO_BIRTH
-    if end_column and end_column in done:
-        end = days(done[end_column])
-        end = np.where(end == np.iinfo(np.int64).min, window[1] if window else start, end)
-    else:
-        end = np.full(len(start), window[1]) if window else start
-    room = np.maximum(end - birth, 0).astype(float)
-    points = [(q.p, float(q.value)) for q in quantiles]
-    first = quantile_share(points, np.zeros(len(start)))
-    last = quantile_share(points, room)
-    u = first + rng.random(len(start)) * np.maximum(last - first, 0.0)
-    jitter = rng.random(len(start))
-    if lengths:
-        # the cells of the age distribution (equal shares), their ages at each edge
-        edges = np.linspace(0.0, 1.0, AGE_CELLS + 1)
-        at = interpolate_quantiles(points, edges)
-        lo_age, hi_age = at[:-1], np.maximum(at[1:], at[:-1] + 1.0)
-        for a in range(0, len(start), ROWS_AT_ONCE):
-            r = room[a : a + ROWS_AT_ONCE, None]
-            # the share of released lengths within [room - hi_age, room - lo_age], per day of age
-            weight = (
-                quantile_share(lengths, (r - lo_age).ravel()).reshape(r.shape[0], -1)
-                - quantile_share(lengths, (r - hi_age).ravel()).reshape(r.shape[0], -1)
-            ) / (hi_age - lo_age)
-            weight = np.where(lo_age[None, :] <= r, np.maximum(weight, 0.0), 0.0)
-            total = weight.sum(axis=1)
-            feasible = total > 0
-            cum = np.cumsum(weight, axis=1)
-            pick = (rng.random(len(total)) * total)[:, None]
-            cell = np.minimum((cum < pick).sum(axis=1), AGE_CELLS - 1)
-            drawn = (cell + jitter[a : a + ROWS_AT_ONCE]) / AGE_CELLS
-            u[a : a + ROWS_AT_ONCE] = np.where(feasible, drawn, u[a : a + ROWS_AT_ONCE])
-    age = np.clip(np.rint(interpolate_quantiles(points, u)), 0, room).astype(np.int64)
-    return np.where(known, birth + age, start)
+def _fit_ends(
+    cfg: TableConfig,
+    done: dict[str, pl.Series],
+    shape: EventShape,
+    rows: _Rows,
+    new_start: np.ndarray,
+) -> bool:
+    """An end not drawn from the start (one anchored at the data's end) moved between start
+    and limit; returns whether any moved."""
+    end_col = cfg.columns.get(shape.end) if shape.end else None
+    if end_col is None or shape.end not in done or end_col.generator == "date_offset":
+        return False
+    end = days(done[shape.end])
+    has_end = end != np.iinfo(np.int64).min
+    fixed = np.clip(end, np.where(rows.has_start, new_start, end), rows.end_hi)
+    if not (has_end.any() and (fixed[has_end] != end[has_end]).any()):
+        return False
+    done[shape.end] = (
+        pl.select(
+            pl.when(pl.lit(pl.Series(has_end)))
+            .then(_dates(np.where(has_end, fixed, 0), done[shape.end]))
+            .otherwise(None)
+        )
+        .to_series()
+        .alias(shape.end)
+    )
+    return True
 
 
 def align_twins(cfg: TableConfig, done: dict[str, pl.Series]) -> None:

@@ -156,6 +156,30 @@ def table_kind(name: str) -> TableKind:
 
 def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSchema:
     """Reflect one table (given by its lower-case name) and count its rows."""
+    source_name = _source_name(engine, schema, table)
+    insp = sa.inspect(engine)
+    columns = _reflected_columns(insp, engine, schema, table, source_name)
+    primary_key, pk_source = _primary_key(insp, schema, table, source_name, columns)
+    fks = _foreign_keys(insp, schema, table, source_name, columns)
+    with engine.connect() as conn:
+        row_count = conn.execute(
+            sa.text(f"SELECT COUNT(*) FROM {qualified(engine, schema, source_name)}")
+        ).scalar_one()
+    return TableSchema(
+        name=table,
+        source_name=source_name,
+        kind=table_kind(table),
+        columns=columns,
+        primary_key=primary_key,
+        primary_key_source=pk_source,
+        foreign_keys=fks,
+        row_count=int(row_count),
+    )
+
+
+def _source_name(engine: Engine, schema: str | None, table: str) -> str:
+    """The table's name as the source spells it; an error for a table the source lacks, or one
+    whose name cannot name a partition and a file."""
     names = list_tables(engine, schema)
     if table not in names:
         raise DatabaseError(
@@ -169,10 +193,16 @@ def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSc
             f"source table {source_name!r} cannot be used: {problem}; rename it in the extract "
             "or a view"
         )
-    insp = sa.inspect(engine)
-    reflected = insp.get_columns(source_name, schema=schema)
+    return source_name
+
+
+def _reflected_columns(
+    insp: sa.Inspector, engine: Engine, schema: str | None, table: str, source_name: str
+) -> list[ColumnSchema]:
+    """The table's columns: declared types and widths, logical types and NOT NULL helped by
+    the OMOP specification."""
     columns: list[ColumnSchema] = []
-    for col in reflected:
+    for col in insp.get_columns(source_name, schema=schema):
         spec = omop.field_spec(table, col["name"])
         t = col["type"]
         length = getattr(t, "length", None) if isinstance(t, sa.String) else None
@@ -189,22 +219,39 @@ def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSc
                 max_length=length or None,
             )
         )
-    col_by_lower = {c.name.lower(): c.name for c in columns}
+    return columns
 
+
+def _primary_key(
+    insp: sa.Inspector,
+    schema: str | None,
+    table: str,
+    source_name: str,
+    columns: list[ColumnSchema],
+) -> tuple[list[str], str]:
+    """The declared primary key, else the OMOP specification's (in the source's spelling), and
+    where it came from."""
     pk_declared = (
         insp.get_pk_constraint(source_name, schema=schema).get("constrained_columns") or []
     )
     if pk_declared:
-        primary_key, pk_source = list(pk_declared), "declared"
-    else:
-        spec_table = omop.table_spec(table)
-        spec_pk = [
-            col_by_lower[p]
-            for p in (spec_table.primary_key if spec_table else [])
-            if p in col_by_lower
-        ]
-        primary_key, pk_source = spec_pk, ("omop_spec" if spec_pk else "none")
+        return list(pk_declared), "declared"
+    col_by_lower = {c.name.lower(): c.name for c in columns}
+    spec_table = omop.table_spec(table)
+    spec_pk = [
+        col_by_lower[p] for p in (spec_table.primary_key if spec_table else []) if p in col_by_lower
+    ]
+    return spec_pk, ("omop_spec" if spec_pk else "none")
 
+
+def _foreign_keys(
+    insp: sa.Inspector,
+    schema: str | None,
+    table: str,
+    source_name: str,
+    columns: list[ColumnSchema],
+) -> list[ForeignKey]:
+    """The declared foreign keys, then the OMOP specification's for the columns without one."""
     fks: list[ForeignKey] = []
     for fk in insp.get_foreign_keys(source_name, schema=schema):
         for c, pc in zip(fk["constrained_columns"], fk["referred_columns"], strict=False):
@@ -230,22 +277,7 @@ def read_table_schema(engine: Engine, schema: str | None, table: str) -> TableSc
                     source="omop_spec",
                 )
             )
-
-    with engine.connect() as conn:
-        row_count = conn.execute(
-            sa.text(f"SELECT COUNT(*) FROM {qualified(engine, schema, source_name)}")
-        ).scalar_one()
-
-    return TableSchema(
-        name=table,
-        source_name=source_name,
-        kind=table_kind(table),
-        columns=columns,
-        primary_key=primary_key,
-        primary_key_source=pk_source,
-        foreign_keys=fks,
-        row_count=int(row_count),
-    )
+    return fks
 
 
 ColumnRole = Literal["primary_key", "foreign_key", "polymorphic", "code", "value"]
