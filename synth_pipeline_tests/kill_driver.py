@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from synth_pipeline.core.bundle import write_bundle
+from synth_pipeline.core.bundle import BundleSpec, write_bundle
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.schema import ColumnDef
@@ -86,10 +86,7 @@ def export(url: str, out: Path, report=None) -> dict:
             engine,
             None,
             out,
-            project="atomic",
-            tables=bundle_tables(1),
-            seed=5,
-            scale=1.0,
+            BundleSpec(project="atomic", tables=bundle_tables(1), seed=5, scale=1.0),
             on_table=report,
         )
     finally:

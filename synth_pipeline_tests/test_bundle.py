@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from synth_pipeline.core.bundle import export_table_csv, verify_bundle, write_bundle
+from synth_pipeline.core.bundle import BundleSpec, export_table_csv, verify_bundle, write_bundle
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.write import RegisterEntry, replace_table
@@ -154,11 +154,11 @@ def test_a_parquet_only_bundle_verifies_and_a_changed_file_does_not(tmp_path):
     out = tmp_path / "bundle"
     with pytest.raises(ValueError, match="bundle_formats"):
         write_bundle(
-            engine, None, out, project="p", tables=tables, seed=1, scale=1.0, formats=["xlsx"]
+            engine, None, out, BundleSpec("p", tables, seed=1, scale=1.0, formats=["xlsx"])
         )
     assert not out.exists(), "nothing written for an unknown format"
     manifest = write_bundle(
-        engine, None, out, project="p", tables=tables, seed=1, scale=1.0, formats=["parquet"]
+        engine, None, out, BundleSpec("p", tables, seed=1, scale=1.0, formats=["parquet"])
     )
     assert manifest["formats"] == ["parquet"]
     assert manifest["tables"][0]["file"] == "parquet/t/t.parquet"

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from synth_pipeline.core.bundle import write_bundle
+from synth_pipeline.core.bundle import BundleSpec, write_bundle
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.distributed import (
@@ -96,18 +96,20 @@ def bundle(engine, schema, out: Path, seed: int, scale: float) -> dict[str, byte
         engine,
         schema,
         out,
-        project="demo",
-        tables=[
-            {
-                "table": TABLE,
-                "kind": "synthetic",
-                "columns": columns(),
-                "order_by": [cfg.primary_key],
-                "config_fingerprint": cfg.fingerprint(),
-            }
-        ],
-        seed=seed,
-        scale=scale,
+        BundleSpec(
+            project="demo",
+            tables=[
+                {
+                    "table": TABLE,
+                    "kind": "synthetic",
+                    "columns": columns(),
+                    "order_by": [cfg.primary_key],
+                    "config_fingerprint": cfg.fingerprint(),
+                }
+            ],
+            seed=seed,
+            scale=scale,
+        ),
         created_at=CREATED_AT,
     )
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}

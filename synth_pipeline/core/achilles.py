@@ -32,16 +32,14 @@ from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
 
-import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from . import GENERATOR_VERSION
-from .database import is_postgres, qualified, quote
+from .achilles_cdm import load_cdm
 from .report import html_page
 
 INSTALL = "pip install -e '.[ohdsi]'"
 METADATA_ANALYSES = {0}  # source name, Achilles version and run date: not a distribution
-BATCH_ROWS = 100_000
 
 
 def available() -> bool:
@@ -112,75 +110,7 @@ class AchillesComparison:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading a side into DuckDB
-
-
-def load_cdm(
-    engine: Engine,
-    schema: str | None,
-    con,
-    tables: list[str] | None = None,
-    cdm_version: str = "5.4",
-    half: int | None = None,
-) -> dict[str, int]:
-    """Copy the OMOP tables of ``engine`` (in ``schema``) into the DuckDB connection ``con``'s
-    ``main`` schema with the CDM's columns and types; returns rows per table.
-
-    Every CDM table Achilles may read is created: a table the side lacks (or ``tables`` leaves
-    out: pass the project's generated tables, so vocabularies and left-out tables stay empty on
-    both sides) is empty, a column it lacks is NULL, a value that does not parse as the CDM's type
-    (dirty extracts) is NULL. Values are read as text in batches and typed by DuckDB, so any
-    dialect and any declared type will do. ``half`` (0 or 1) keeps only the persons whose
-    person_id is even (0) or odd (1), in every table that has a person_id.
-    """
-    import sqlalchemy as sa
-    from duckcdm.omop import RESULTS_TABLES, cdm_fields
-
-    versions = ("5.4", "5.3") if cdm_version.startswith("5.4") else ("5.3", "5.4")
-    present = {t.lower(): t for t in sa.inspect(engine).get_table_names(schema=schema)}
-    wanted = {t.lower() for t in tables} if tables is not None else None
-    rows: dict[str, int] = {}
-    for table, fields in cdm_fields(versions).items():
-        if table in RESULTS_TABLES:
-            continue
-        defs = ", ".join(f'"{c}" {t}' for c, t in fields)
-        con.execute(f'CREATE OR REPLACE TABLE main."{table}" ({defs})')
-        name = present.get(table)
-        if name is None or (wanted is not None and table not in wanted):
-            continue
-        have = {
-            c["name"].lower(): c["name"]
-            for c in sa.inspect(engine).get_columns(name, schema=schema)
-        }
-        cols = [(c, t) for c, t in fields if c in have]
-        if not cols:
-            continue
-        select = ", ".join(f"CAST({quote(engine, have[c])} AS TEXT)" for c, _ in cols)
-        sql = f"SELECT {select} FROM {qualified(engine, schema, name)}"
-        if half is not None and "person_id" in have:
-            pid = quote(engine, have["person_id"])
-            parity = f"MOD({pid}, 2)" if is_postgres(engine) else f"({pid} % 2)"
-            sql += f" WHERE {parity} {'=' if half == 0 else '<>'} 0"
-        typed = ", ".join(
-            f"TRY_CAST(NULLIF(c{i}, '') AS {t}) AS \"{c}\"" for i, (c, t) in enumerate(cols)
-        )
-        names = ", ".join(f'"{c}"' for c, _ in cols)
-        arrow_schema = pa.schema([(f"c{i}", pa.string()) for i in range(len(cols))])
-        n = 0
-        with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True).exec_driver_sql(sql)
-            while batch := result.fetchmany(BATCH_ROWS):
-                columns = list(zip(*batch, strict=True))
-                incoming = pa.table(
-                    [pa.array([None if v is None else str(v) for v in col]) for col in columns],
-                    schema=arrow_schema,
-                )
-                con.register("_incoming", incoming)
-                con.execute(f'INSERT INTO main."{table}" ({names}) SELECT {typed} FROM _incoming')
-                con.unregister("_incoming")
-                n += len(batch)
-        rows[table] = n
-    return rows
+# Running Achilles on a side (its tables loaded into DuckDB by achilles_cdm.py)
 
 
 def run_side(
@@ -407,41 +337,7 @@ def achilles_html(project: str, comparison: AchillesComparison | None, created_a
             f"(<code>{escape(INSTALL)}</code> brings duckcdm).</p>"
         )
     else:
-        failures = "".join(
-            f"<li>{escape(side)}: analysis {aid}: {escape(err)}</li>"
-            for side, items in comparison.failed.items()
-            for aid, err in items
-        )
-        rows = []
-        for a in comparison.worst_first():
-            strata = (
-                "".join(
-                    f"<tr><td>{escape(label)}</td><td>{p:.3f}</td><td>{q:.3f}</td></tr>"
-                    for label, p, q in a.rows
-                )
-                if a.agreement is not None
-                else "".join(
-                    f"<tr><td colspan=3>{escape(label)}</td></tr>" for label, _, _ in a.rows
-                )
-            )
-            rows.append(
-                f"<tr><td>{a.analysis_id}</td><td>{escape(a.name)}</td><td>{escape(a.category)}</td>"
-                f"<td>{_fmt(a.agreement)}</td><td>{_fmt(a.halves)}</td><td>{a.strata}</td><td>{a.source_total}</td>"
-                f"<td>{a.synthetic_total}</td><td>{escape(a.note)}"
-                f"<details><summary>strata</summary><table><tr><th>stratum</th><th>source share</th>"
-                f"<th>synthetic share</th></tr>{strata}</table></details></td></tr>"
-            )
-        body = f"""<p>Median agreement over {len(comparison.scored)} scored analyses:
-<strong>{_fmt(comparison.median_agreement)}</strong> (between two halves of the source:
-{_fmt(comparison.median_halves)}). Analyses run: source {comparison.ran.get("source")},
-synthetic {comparison.ran.get("synthetic")}; failed: {sum(len(v) for v in comparison.failed.values())}.</p>
-{"<ul>" + failures + "</ul>" if failures else ""}
-<table>
-<thead><tr><th>id</th><th>analysis</th><th>category</th><th>agreement</th>
-<th>source half against half</th><th>strata</th>
-<th>source count</th><th>synthetic count</th><th>note, strata side by side</th></tr></thead>
-<tbody>{"".join(rows)}</tbody>
-</table>"""
+        body = _comparison_body(comparison)
     css = """body { font-family: sans-serif; margin: 2em; max-width: 1200px; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
@@ -463,6 +359,46 @@ sampling alone costs at half the size, a floor for what independently drawn synt
 expected to reach on sparse analyses.</p>
 {body}
 """,
+    )
+
+
+def _comparison_body(comparison: AchillesComparison) -> str:
+    """The medians, the failures and the table of analyses, worst first."""
+    failures = "".join(
+        f"<li>{escape(side)}: analysis {aid}: {escape(err)}</li>"
+        for side, items in comparison.failed.items()
+        for aid, err in items
+    )
+    rows = "".join(_analysis_row(a) for a in comparison.worst_first())
+    return f"""<p>Median agreement over {len(comparison.scored)} scored analyses:
+<strong>{_fmt(comparison.median_agreement)}</strong> (between two halves of the source:
+{_fmt(comparison.median_halves)}). Analyses run: source {comparison.ran.get("source")},
+synthetic {comparison.ran.get("synthetic")}; failed: {sum(len(v) for v in comparison.failed.values())}.</p>
+{"<ul>" + failures + "</ul>" if failures else ""}
+<table>
+<thead><tr><th>id</th><th>analysis</th><th>category</th><th>agreement</th>
+<th>source half against half</th><th>strata</th>
+<th>source count</th><th>synthetic count</th><th>note, strata side by side</th></tr></thead>
+<tbody>{rows}</tbody>
+</table>"""
+
+
+def _analysis_row(a: Analysis) -> str:
+    """One analysis: its figures, and its largest strata side by side under a fold."""
+    strata = (
+        "".join(
+            f"<tr><td>{escape(label)}</td><td>{p:.3f}</td><td>{q:.3f}</td></tr>"
+            for label, p, q in a.rows
+        )
+        if a.agreement is not None
+        else "".join(f"<tr><td colspan=3>{escape(label)}</td></tr>" for label, _, _ in a.rows)
+    )
+    return (
+        f"<tr><td>{a.analysis_id}</td><td>{escape(a.name)}</td><td>{escape(a.category)}</td>"
+        f"<td>{_fmt(a.agreement)}</td><td>{_fmt(a.halves)}</td><td>{a.strata}</td><td>{a.source_total}</td>"
+        f"<td>{a.synthetic_total}</td><td>{escape(a.note)}"
+        f"<details><summary>strata</summary><table><tr><th>stratum</th><th>source share</th>"
+        f"<th>synthetic share</th></tr>{strata}</table></details></td></tr>"
     )
 
 

@@ -62,6 +62,7 @@ confidence; the AUC's is Hanley and McNeil's standard error at one-sided 99%.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -69,8 +70,7 @@ import polars as pl
 from .config import TableConfig
 from .generators import CATALOGUE
 from .privacy import CONFIDENCE_Z, SPLIT_SEED, AttackResult, Attacks, Rate, wilson_low
-from .privacy_distance import features, is_categorical
-from .thresholds import PrivacyThresholds
+from .privacy_distance import TablePair, features, is_categorical
 
 # each of the two rates of a risk bounded at one-sided 99.5%: both hold with 99% confidence
 PAIR_Z = 2.576
@@ -81,85 +81,100 @@ CELLS_PER_CHUNK = 4_000_000  # distances (or predicate x row tests) held in memo
 EQ, LE, GE = 0, 1, 2
 
 
-def run_attacks(
-    source: pl.DataFrame,
-    synthetic: pl.DataFrame,
-    cfg: TableConfig,
-    columns: list[str],
-    quasi_identifiers: list[str],
-    source_writable: np.ndarray,
-    thresholds: PrivacyThresholds,
-    k: int,
-) -> Attacks:
-    """The four attacks on one table (``columns``: the informative columns compared)."""
-    n, cap = source.height, thresholds.attack_reference_rows
+@dataclass
+class _Draw:
+    """The rows the attacks use, drawn in one sequence from the fixed seed: targets of each
+    side, the control attacker's stand-in rows, the synthetic rows drawn, and the rows the
+    singling-out predicates are built from and tried on, for each side."""
+
+    targets: int  # targets a side
+    training_targets: np.ndarray
+    control_targets: np.ndarray
+    stand_in: np.ndarray  # real rows in the control attacker's hands
+    drawn: np.ndarray  # synthetic rows in the training attacker's hands
+    predicates: tuple[np.ndarray, np.ndarray]  # training side: synthetic rows, source rows
+    control_predicates: tuple[np.ndarray, np.ndarray]  # control side: training, control rows
+
+    def samples(self) -> dict[str, int]:
+        return {
+            "targets": self.targets,
+            "reference": len(self.drawn),
+            "predicates_from": len(self.predicates[0]),
+            "control_predicates_from": len(self.control_predicates[0]),
+        }
+
+
+def _draw(pair: TablePair, source_writable: np.ndarray) -> _Draw | None:
+    """The attacks' rows (see the module's text), or None when there are too few."""
+    n, synthetic_rows = pair.source.height, pair.synthetic.height
+    cap = pair.thresholds.attack_reference_rows
     rng = np.random.default_rng(SPLIT_SEED)
     order = rng.permutation(n)
     half = min(n // 2, cap)
     control, training = order[:half], order[half:]  # random orders: ties go to a random row
-    targets = min(thresholds.attack_rows, n // 4)
+    targets = min(pair.thresholds.attack_rows, n // 4)
     control_targets, training_targets = control[:targets], training[:targets]
     # the control's attacker: real rows a generator could write, none of them a control target
     candidates = np.setdiff1d(np.nonzero(source_writable)[0], control_targets)
-    size = min(synthetic.height, len(candidates), cap)
-    if not columns or n < 4 * k or size < k:
-        return Attacks(note="too few rows for the attacks")
+    size = min(synthetic_rows, len(candidates), cap)
+    if not pair.columns or n < 4 * pair.k or size < pair.k:
+        return None
     stand_in = rng.permutation(candidates)[:size]
-    drawn = rng.permutation(synthetic.height)[:size]
+    drawn = rng.permutation(synthetic_rows)[:size]
+    # singling out: as many predicates' rows as rows they are tried on, on each side; the
+    # training side on the whole source (capped), the control side on the control half
+    so_main = min(synthetic_rows, n, cap)
+    so_rows = training[source_writable[training]][:half]
+    so_control = min(len(so_rows), half)
+    predicates = (rng.permutation(synthetic_rows)[:so_main], rng.permutation(n)[:so_main])
+    control_predicates = (so_rows[:so_control], control[:so_control])
+    return _Draw(
+        targets, training_targets, control_targets, stand_in, drawn, predicates, control_predicates
+    )
 
+
+def run_attacks(
+    pair: TablePair, quasi_identifiers: list[str], source_writable: np.ndarray
+) -> Attacks:
+    """The four attacks on one table (``pair.columns``: the informative columns compared)."""
+    columns, cfg, k = pair.columns, pair.cfg, pair.k
+    draw = _draw(pair, source_writable)
+    if draw is None:
+        return Attacks(note="too few rows for the attacks")
     codes: dict[str, dict] = {}
-    src = _encode(source, cfg, columns, codes)
-    syn = _encode(synthetic, cfg, columns, codes)
+    src = _encode(pair.source, cfg, columns, codes)
+    syn = _encode(pair.synthetic, cfg, columns, codes)
     categorical = np.array([is_categorical(cfg, c) for c in columns])
     scale = _scale(src, categorical)
 
-    main = _Side(src[training_targets], syn[drawn])
-    ctrl = _Side(src[control_targets], src[stand_in])
+    main = _Side(src[draw.training_targets], syn[draw.drawn])
+    ctrl = _Side(src[draw.control_targets], src[draw.stand_in])
     groups = column_groups(cfg, columns)
     split = _split(columns, quasi_identifiers, groups)
     main.nearest(categorical, scale, groups, split)
     ctrl.nearest(categorical, scale, groups, split)
 
-    # singling out: as many predicates' rows as rows they are tried on, on each side; the
-    # training side on the whole source (capped), the control side on the control half
-    so_main = min(synthetic.height, n, cap)
-    so_rows = training[source_writable[training]][:half]
-    so_control = min(len(so_rows), half)
-    out = Attacks(
-        samples={
-            "targets": targets,
-            "reference": size,
-            "predicates_from": so_main,
-            "control_predicates_from": so_control,
-        },
-    )
-    count = thresholds.attack_rows
+    out = Attacks(samples=draw.samples())
     pairs = [
-        (syn[rng.permutation(synthetic.height)[:so_main]], src[rng.permutation(n)[:so_main]]),
-        (src[so_rows[:so_control]], src[control[:so_control]]),
+        (syn[draw.predicates[0]], src[draw.predicates[1]]),
+        (src[draw.control_predicates[0]], src[draw.control_predicates[1]]),
     ]
     for kind, build in (("univariate", _univariate), ("multivariate", _multivariate)):
         if kind == "multivariate" and len(columns) < 2:
             continue
-        a = _singling_out(build, pairs, categorical, count)
+        a = _singling_out(build, pairs, categorical, pair.thresholds.attack_rows)
         out.singling_out.append(_judged(f"{kind} predicates", *a, k))
     if split is None:
         out.linkability = AttackResult(note="one group of columns: nothing to link")
     else:
         on = f"{', '.join(columns[i] for i in split[0])} vs {', '.join(columns[i] for i in split[1])}"
-        out.linkability = _judged(on, main.linked.sum(), ctrl.linked.sum(), targets, targets, k)
+        hits = main.linked.sum(), ctrl.linked.sum()
+        out.linkability = _judged(on, *hits, draw.targets, draw.targets, k)
     if len(set(groups)) >= 2:
         for j, c in enumerate(columns):
-            out.inference.append(
-                _judged(
-                    c,
-                    _guessed(main, j, categorical[j], scale[j]).sum(),
-                    _guessed(ctrl, j, categorical[j], scale[j]).sum(),
-                    targets,
-                    targets,
-                    k,
-                )
-            )
+            main_hits = _guessed(main, j, categorical[j], scale[j]).sum()
+            ctrl_hits = _guessed(ctrl, j, categorical[j], scale[j]).sum()
+            out.inference.append(_judged(c, main_hits, ctrl_hits, draw.targets, draw.targets, k))
     out.membership = _membership(main.distance, ctrl.distance)
     return out
 

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -285,32 +286,41 @@ def bundle_readme(
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class BundleSpec:
+    """What a bundle holds: the project's ``tables`` (each: table, kind, columns [ColumnDef],
+    order_by, config_fingerprint), the seed and scale they were generated with, in ``formats``
+    (csv, parquet).
+
+    ``reports`` maps a file name to a function of the creation time that returns the file's
+    text (the fidelity report); each is written inside the same atomic swap and checksummed.
+    ``vocabulary`` is what the README says the vocabulary tables hold (core/vocabulary.py).
+    """
+
+    project: str
+    tables: list[dict]
+    seed: int | None
+    scale: float | None
+    reports: dict[str, Callable[[str], str]] | None = None
+    vocabulary: BundleVocabulary | None = None
+    formats: tuple[str, ...] | list[str] = BUNDLE_FORMATS
+
+
 def write_bundle(
     engine: Engine,
     schema: str | None,
     out_dir: Path,
+    spec: BundleSpec,
     *,
-    project: str,
-    tables: list[dict],
-    seed: int | None,
-    scale: float | None,
     created_at: str | None = None,
     on_table: Callable[[str, int], None] | None = None,
     on_rows: Callable[[str, int], None] | None = None,
-    reports: dict[str, Callable[[str], str]] | None = None,
-    vocabulary: BundleVocabulary | None = None,
-    formats: tuple[str, ...] | list[str] = BUNDLE_FORMATS,
 ) -> dict:
-    """Export ``tables`` (each: table, kind, columns [ColumnDef], order_by, config_fingerprint)
-    into a new bundle at ``out_dir`` in ``formats`` (csv, parquet); returns the manifest.
+    """Export ``spec``'s tables into a new bundle at ``out_dir``; returns the manifest.
 
     Each manifest table lists its files by format (``files``); ``file`` and ``sha256`` name
-    the first of them (the CSV when there is one).
-
-    ``on_rows`` hears (table, rows so far) after each batch, for progress in the logs.
-    ``reports`` maps a file name to a function of the creation time that returns the file's
-    text (the fidelity report); each is written inside the same atomic swap and checksummed.
-    ``vocabulary`` is what the README says the vocabulary tables hold (core/vocabulary.py).
+    the first of them (the CSV when there is one). ``on_table`` hears (table, rows) after each
+    table; ``on_rows`` hears (table, rows so far) after each batch, for progress in the logs.
     """
     out_dir = Path(out_dir).resolve()
     recover_bundle(out_dir)
@@ -318,71 +328,18 @@ def write_bundle(
     token = secrets.token_hex(4)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
     tmp.mkdir()
-    created = (
-        created_at
-        or os.environ.get("SYNTH_BUNDLE_CREATED_AT")
-        or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    )
+    created = _creation_time(created_at)
     try:
-        unknown = sorted(set(formats) - set(BUNDLE_FORMATS))
-        if unknown or not formats:
-            raise ValueError(
-                f"bundle_formats: {unknown or 'none'} given; choose from {', '.join(BUNDLE_FORMATS)}"
-            )
+        _check_formats(spec.formats)
         entries = []
-        for t in sorted(tables, key=lambda x: x["table"]):
-            names = {
-                "csv": f"{t['table']}.csv" if "csv" in formats else None,
-                "parquet": parquet_file(t["table"]) if "parquet" in formats else None,
-            }
-            rows = export_table_csv(
-                engine,
-                schema,
-                t["table"],
-                t["columns"],
-                t["order_by"],
-                tmp / names["csv"] if names["csv"] else None,
-                on_rows=(lambda n, table=t["table"]: on_rows(table, n)) if on_rows else None,
-                parquet_path=tmp / names["parquet"] if names["parquet"] else None,
-            )
-            files = {
-                fmt: {"file": name, "sha256": sha256_of(tmp / name)}
-                for fmt, name in names.items()
-                if name
-            }
-            first = next(iter(files.values()))
-            entries.append(
-                {
-                    "table": t["table"],
-                    "file": first["file"],
-                    "kind": t["kind"],
-                    "rows": rows,
-                    "columns": [{"name": c.name, "type": c.logical_type} for c in t["columns"]],
-                    "sha256": first["sha256"],
-                    "files": files,
-                    "config_fingerprint": t["config_fingerprint"],
-                }
-            )
+        for t in sorted(spec.tables, key=lambda x: x["table"]):
+            entries.append(_export_entry(engine, schema, tmp, t, spec.formats, on_rows))
             if on_table:
-                on_table(t["table"], rows)
-        extra = []
-        for name, render in sorted((reports or {}).items()):
-            (tmp / name).write_text(render(created), encoding="utf-8")
-            extra.append({"file": name, "sha256": sha256_of(tmp / name)})
-        manifest = {
-            "disclaimer": DISCLAIMER,
-            "project": project,
-            "created_at": created,
-            "generator": "synth_pipeline",
-            "generator_version": GENERATOR_VERSION,
-            "seed": seed,
-            "scale": scale,
-            "formats": [f for f in BUNDLE_FORMATS if f in formats],
-            "tables": entries,
-            "reports": extra,
-        }
+                on_table(t["table"], entries[-1]["rows"])
+        extra = _write_reports(tmp, spec.reports or {}, created)
+        manifest = _manifest(spec, created, entries, extra)
         (tmp / README).write_text(
-            bundle_readme(project, entries, created, vocabulary), encoding="utf-8"
+            bundle_readme(spec.project, entries, created, spec.vocabulary), encoding="utf-8"
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _swap_in(tmp, out_dir, token)
@@ -390,6 +347,86 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _creation_time(created_at: str | None) -> str:
+    """The bundle's creation time: given, or SYNTH_BUNDLE_CREATED_AT, or now (UTC, seconds)."""
+    return (
+        created_at
+        or os.environ.get("SYNTH_BUNDLE_CREATED_AT")
+        or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    )
+
+
+def _check_formats(formats: tuple[str, ...] | list[str]) -> None:
+    unknown = sorted(set(formats) - set(BUNDLE_FORMATS))
+    if unknown or not formats:
+        raise ValueError(
+            f"bundle_formats: {unknown or 'none'} given; choose from {', '.join(BUNDLE_FORMATS)}"
+        )
+
+
+def _export_entry(
+    engine: Engine,
+    schema: str | None,
+    tmp: Path,
+    t: dict,
+    formats: tuple[str, ...] | list[str],
+    on_rows: Callable[[str, int], None] | None,
+) -> dict:
+    """Export one table into the bundle folder ``tmp`` in ``formats``; its manifest entry."""
+    names = {
+        "csv": f"{t['table']}.csv" if "csv" in formats else None,
+        "parquet": parquet_file(t["table"]) if "parquet" in formats else None,
+    }
+    rows = export_table_csv(
+        engine,
+        schema,
+        t["table"],
+        t["columns"],
+        t["order_by"],
+        tmp / names["csv"] if names["csv"] else None,
+        on_rows=(lambda n, table=t["table"]: on_rows(table, n)) if on_rows else None,
+        parquet_path=tmp / names["parquet"] if names["parquet"] else None,
+    )
+    files = {
+        fmt: {"file": name, "sha256": sha256_of(tmp / name)} for fmt, name in names.items() if name
+    }
+    first = next(iter(files.values()))
+    return {
+        "table": t["table"],
+        "file": first["file"],
+        "kind": t["kind"],
+        "rows": rows,
+        "columns": [{"name": c.name, "type": c.logical_type} for c in t["columns"]],
+        "sha256": first["sha256"],
+        "files": files,
+        "config_fingerprint": t["config_fingerprint"],
+    }
+
+
+def _write_reports(tmp: Path, reports: dict[str, Callable[[str], str]], created: str) -> list:
+    """Write each report into the bundle folder ``tmp``; their manifest entries."""
+    extra = []
+    for name, render in sorted(reports.items()):
+        (tmp / name).write_text(render(created), encoding="utf-8")
+        extra.append({"file": name, "sha256": sha256_of(tmp / name)})
+    return extra
+
+
+def _manifest(spec: BundleSpec, created: str, entries: list[dict], extra: list[dict]) -> dict:
+    return {
+        "disclaimer": DISCLAIMER,
+        "project": spec.project,
+        "created_at": created,
+        "generator": "synth_pipeline",
+        "generator_version": GENERATOR_VERSION,
+        "seed": spec.seed,
+        "scale": spec.scale,
+        "formats": [f for f in BUNDLE_FORMATS if f in spec.formats],
+        "tables": entries,
+        "reports": extra,
+    }
 
 
 def _swap_in(tmp: Path, out_dir: Path, token: str) -> None:

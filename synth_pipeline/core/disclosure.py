@@ -401,37 +401,11 @@ def merge_bins(
             [], [f"fewer than k={k} values: distribution withheld"] if total else []
         )
     held = dict(items)
-
-    def supported(c: int) -> bool:
-        return not grid_only and held.get(c - 1, 0) >= k and held.get(c, 0) >= k
-
-    low_key = _key_at_rank(items, max(k, math.ceil(policy.low_percentile / 100 * total)))
-    high_key = _key_at_rank(
-        items, total - max(k, math.ceil((1 - policy.high_percentile / 100) * total)) + 1
-    )
-    high_key = max(high_key, low_key)
-    first = max([grid.floor(low_key)] + [c for c, _ in items if c <= low_key and supported(c)])
-    after = min(
-        [grid.next_above(high_key)] + [c for c, _ in items if c > high_key and supported(c)]
-    )
-    last = after - 1
-    cuts = sorted(
-        set(grid.points(first, last)) | {c for c, _ in items if first < c <= last and supported(c)}
-    )
-    bins: list[list[int]] = []
-    start, acc = first, 0
-    pending = iter(items)
-    rest = total
-    item = next(pending, None)
-    for cut in cuts:
-        while item is not None and item[0] < cut:
-            acc += item[1]
-            item = next(pending, None)
-        if acc >= k and rest - acc >= k:
-            bins.append([start, cut - 1, acc])
-            rest -= acc
-            start, acc = cut, 0
-    bins.append([start, last, rest])
+    # keys a bin may also start at: each of it and the key before it holds at least k rows
+    supported = {c for c in held if not grid_only and held[c] >= k and held.get(c - 1, 0) >= k}
+    first, last = _coded_range(items, total, policy, grid, supported)
+    cuts = sorted(set(grid.points(first, last)) | {c for c in supported if first < c <= last})
+    bins = _cut(items, cuts, first, last, total, k)
     released = [(a, b, release_count(c, policy) or 0) for a, b, c in bins]
     notes = []
     if items[0][0] < first or items[-1][0] > last:
@@ -446,6 +420,51 @@ def merge_bins(
         else f"bins of at least k={k} values, contiguous, cut on the {grid.name}"
     )
     return ReleasedBins(released, notes)
+
+
+def _coded_range(
+    items: list[tuple[int, int]],
+    total: int,
+    policy: DisclosurePolicy,
+    grid: Grid,
+    supported: set[int],
+) -> tuple[int, int]:
+    """The first bin's start and the last bin's end: the last cut point at or below the key of
+    the k-th smallest value (or ``low_percentile``), the one before the first cut point above
+    the key of the k-th largest (or ``high_percentile``)."""
+    k = policy.k
+    low_key = _key_at_rank(items, max(k, math.ceil(policy.low_percentile / 100 * total)))
+    high_key = _key_at_rank(
+        items, total - max(k, math.ceil((1 - policy.high_percentile / 100) * total)) + 1
+    )
+    high_key = max(high_key, low_key)
+    first = max([grid.floor(low_key)] + [c for c, _ in items if c <= low_key and c in supported])
+    after = min(
+        [grid.next_above(high_key)] + [c for c, _ in items if c > high_key and c in supported]
+    )
+    return first, after - 1
+
+
+def _cut(
+    items: list[tuple[int, int]], cuts: list[int], first: int, last: int, total: int, k: int
+) -> list[list[int]]:
+    """[from, to, rows] bins from ``first`` to ``last``: a bin ends at a cut once it holds k
+    rows and at least k rows are left for the rest; the last bin takes the rest."""
+    bins: list[list[int]] = []
+    start, acc = first, 0
+    pending = iter(items)
+    rest = total
+    item = next(pending, None)
+    for cut in cuts:
+        while item is not None and item[0] < cut:
+            acc += item[1]
+            item = next(pending, None)
+        if acc >= k and rest - acc >= k:
+            bins.append([start, cut - 1, acc])
+            rest -= acc
+            start, acc = cut, 0
+    bins.append([start, last, rest])
+    return bins
 
 
 def _key_at_rank(items: Sequence[tuple[int, int]], rank: int) -> int:

@@ -275,15 +275,46 @@ def score_against_source(
         return fidelity
     src = _Side(source, source_schema, names[cfg.table])
     dst = _Side(destination, destination_schema, cfg.table)
-    # 0 stands for NULL in the nullable references to patient-level tables, as the statistics
-    # read them (OMOP's convention, column_role decides)
-    reflected = read_table_schema(source, source_schema, cfg.table)
-    zero_is_null = {
+    measures = {c.column: _measure_of(cfg.columns[c.column]) for c in fidelity.columns}
+    try:
+        scan = _scan(src, dst, measures, _zero_is_null(source, source_schema, cfg.table))
+    except _Unreadable as exc:
+        fidelity.source_note = str(exc)
+        return fidelity
+    fidelity.source_rows = scan.rows[0]
+    for score in fidelity.columns:
+        c = score.column
+        score.against_source = _score_column(src, dst, c, cfg.columns[c], measures[c], k, scan)
+    return fidelity
+
+
+def _zero_is_null(source: Engine, source_schema: str | None, table: str) -> set[str]:
+    """The columns (lower case) where 0 stands for NULL: the nullable references to
+    patient-level tables, as the statistics read them (OMOP's convention, column_role decides)."""
+    reflected = read_table_schema(source, source_schema, table)
+    return {
         c.name.lower()
         for c in reflected.columns
         if c.nullable and column_role(reflected, c.name) == "foreign_key"
     }
-    measures = {c.column: _measure_of(cfg.columns[c.column]) for c in fidelity.columns}
+
+
+class _Unreadable(Exception):
+    """A side's table could not be read: the note says which side, never the database's text."""
+
+
+@dataclass
+class _Scan:
+    """Both sides' first statement: rows, non-NULL values per column present on both sides,
+    and the (min, max) of each numeric expression a column may be compared by."""
+
+    rows: tuple[int, int]
+    non_null: dict[str, tuple[int, int]]
+    ranges: dict[tuple[str, str], list[tuple]]
+
+
+def _scan(src: _Side, dst: _Side, measures: dict[str, _Measure], zero_is_null: set[str]) -> _Scan:
+    """One statement of counts and ranges on each side."""
     present = [c for c in measures if src.has(c) and dst.has(c)]
     # the numeric expressions a column may be compared by (its own, or its fallback's)
     numeric = [
@@ -302,49 +333,48 @@ def score_against_source(
             scans.append(list(side.one(f"SELECT {', '.join(parts)} FROM {side.tbl}")))
         except sa.exc.DBAPIError as exc:  # its text may quote a source value: the name only
             where = "source" if side is src else "destination"
-            fidelity.source_note = (
+            raise _Unreadable(
                 f"the {where} table could not be read ({type(exc.orig).__name__})"
-            )
-            return fidelity
-    rows = (int(scans[0][0]), int(scans[1][0]))
-    fidelity.source_rows = rows[0]
-    non_null = {c: (int(scans[0][1 + i]), int(scans[1][1 + i])) for i, c in enumerate(present)}
+            ) from None
     at = 1 + len(present)
-    ranges = {
-        (c, m.kind): [(s[at + 2 * i], s[at + 2 * i + 1]) for s in scans]
-        for i, (c, m) in enumerate(numeric)
-    }
-    for score in fidelity.columns:
-        c, m = score.column, measures[score.column]
-        if m.kind == "references":
-            score.against_source = SourceScore(
-                m.metric, None, None, "a reference: its ids are synthetic keys, not the source's"
-            )
-            continue
-        if c not in non_null:
-            where = "source" if not src.has(c) else "destination"
-            score.against_source = SourceScore(
-                m.metric, None, None, f"no such column in the {where}"
-            )
-            continue
-        nulls = None
-        if all(rows):
-            share = [(n - nn) / n for n, nn in zip(rows, non_null[c], strict=True)]
-            nulls = round(1 - abs(share[0] - share[1]), 4)
-        try:
-            metric, value = _compare(src, dst, c, cfg.columns[c], m, k, non_null[c], ranges)
-        except sa.exc.DBAPIError as exc:  # its text may quote a source value: the name only
-            score.against_source = SourceScore(
-                m.metric, None, nulls, f"could not be measured ({type(exc.orig).__name__})"
-            )
-            continue
-        if value is None:  # no value on either side to compare: only the nulls
-            metric, value = "NullSimilarity", nulls
-        empty = non_null[c] == (0, 0)
-        score.against_source = SourceScore(
-            metric, value, nulls, "NULL throughout on both sides" if empty else "", empty
+    return _Scan(
+        rows=(int(scans[0][0]), int(scans[1][0])),
+        non_null={c: (int(scans[0][1 + i]), int(scans[1][1 + i])) for i, c in enumerate(present)},
+        ranges={
+            (c, m.kind): [(s[at + 2 * i], s[at + 2 * i + 1]) for s in scans]
+            for i, (c, m) in enumerate(numeric)
+        },
+    )
+
+
+def _score_column(
+    src: _Side, dst: _Side, c: str, col: ColumnConfig, m: _Measure, k: int, scan: _Scan
+) -> SourceScore:
+    """One column's score against the source, with its null similarity and a note."""
+    if m.kind == "references":
+        return SourceScore(
+            m.metric, None, None, "a reference: its ids are synthetic keys, not the source's"
         )
-    return fidelity
+    if c not in scan.non_null:
+        where = "source" if not src.has(c) else "destination"
+        return SourceScore(m.metric, None, None, f"no such column in the {where}")
+    rows, non_null = scan.rows, scan.non_null[c]
+    nulls = None
+    if all(rows):
+        share = [(n - nn) / n for n, nn in zip(rows, non_null, strict=True)]
+        nulls = round(1 - abs(share[0] - share[1]), 4)
+    try:
+        metric, value = _compare(src, dst, c, col, m, k, non_null, scan.ranges)
+    except sa.exc.DBAPIError as exc:  # its text may quote a source value: the name only
+        return SourceScore(
+            m.metric, None, nulls, f"could not be measured ({type(exc.orig).__name__})"
+        )
+    if value is None:  # no value on either side to compare: only the nulls
+        metric, value = "NullSimilarity", nulls
+    empty = non_null == (0, 0)
+    return SourceScore(
+        metric, value, nulls, "NULL throughout on both sides" if empty else "", empty
+    )
 
 
 def _compare(

@@ -4,6 +4,8 @@ and the attacks: numbers and dates by their p1..p99 range, categories by equalit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from sqlalchemy.engine import Engine
@@ -107,13 +109,50 @@ def _nearest(
     return out
 
 
+@dataclass(frozen=True)
+class TablePair:
+    """A synthetic table beside its source as the privacy checks read them: both tables' rows
+    (in an order their values fix), the table's config, the informative ``columns`` compared,
+    the table's thresholds and k."""
+
+    source: pl.DataFrame
+    synthetic: pl.DataFrame
+    cfg: TableConfig
+    columns: list[str]
+    thresholds: PrivacyThresholds
+    k: int
+
+
+class _Reference:
+    """A reference sample of the source as features, with each numeric column's Gower scale
+    (its p1..p99 range); the categories' codes are shared with every frame measured."""
+
+    def __init__(self, rows: pl.DataFrame, cfg: TableConfig, columns: list[str]):
+        self.cfg, self.columns = cfg, columns
+        self.codes: dict[str, dict] = {}
+        self.num, self.cat = features(rows, cfg, columns, self.codes)
+        if self.num.shape[1]:
+            lo = np.nanpercentile(self.num, 1, axis=0)
+            hi = np.nanpercentile(self.num, 99, axis=0)
+            self.scale = np.where(np.isfinite(hi - lo) & (hi - lo > 0), hi - lo, 1.0)
+        else:
+            self.scale = np.ones(0)
+
+    def nearest(self, frame: pl.DataFrame, left_out_at: np.ndarray | None = None) -> np.ndarray:
+        num, cat = features(frame, self.cfg, self.columns, self.codes)
+        return _nearest(num, cat, self.num, self.cat, self.scale, left_out_at)
+
+
+def _closer(held: np.ndarray, d: np.ndarray) -> Rate:
+    """Per row, the share of left-out real rows (distances ``held``, sorted) it is closer than,
+    ties counting half."""
+    above = np.searchsorted(held, d, side="right")
+    ties = above - np.searchsorted(held, d, side="left")
+    return Rate(count=float(((len(held) - above + 0.5 * ties) / len(held)).sum()), of=len(d))
+
+
 def dcr_share(
-    source: pl.DataFrame,
-    synthetic: pl.DataFrame,
-    cfg: TableConfig,
-    columns: list[str],
-    thresholds: PrivacyThresholds,
-    k: int,
+    pair: TablePair,
     source_twin: np.ndarray,
     source_writable: np.ndarray,
     synthetic_match: np.ndarray,
@@ -122,6 +161,8 @@ def dcr_share(
     of the synthetic sample with its columns shuffled apart) and what a copy scores. A row with
     an identical row in the source is at distance 0; other rows are measured against a
     reference sample of the source."""
+    source, synthetic, columns, k = pair.source, pair.synthetic, pair.columns, pair.k
+    thresholds = pair.thresholds
     n = source.height
     candidates = np.nonzero(source_writable)[0]
     if not columns or n < 4 * k or synthetic.height < k or len(candidates) < k:
@@ -132,45 +173,25 @@ def dcr_share(
     synth_idx = np.sort(rng.permutation(synthetic.height)[: thresholds.dcr_sample_rows])
     position = np.full(n, -1)
     position[reference_idx] = np.arange(len(reference_idx))
-    reference, left_out = source[reference_idx], source[left_out_idx]
     sample = synthetic[synth_idx]
     shuffled = sample.select(columns).with_columns(
         [sample[c].gather(rng.permutation(sample.height)) for c in columns]
     )
-    codes: dict[str, dict] = {}
-    r_num, r_cat = features(reference, cfg, columns, codes)
-    if r_num.shape[1]:
-        lo = np.nanpercentile(r_num, 1, axis=0)
-        hi = np.nanpercentile(r_num, 99, axis=0)
-        scale = np.where(np.isfinite(hi - lo) & (hi - lo > 0), hi - lo, 1.0)
-    else:
-        scale = np.ones(0)
-
-    def nearest(frame: pl.DataFrame, left_out_at: np.ndarray | None = None) -> np.ndarray:
-        num, cat = features(frame, cfg, columns, codes)
-        return _nearest(num, cat, r_num, r_cat, scale, left_out_at)
-
-    d_real = nearest(left_out, position[left_out_idx])
+    reference = _Reference(source[reference_idx], pair.cfg, columns)
+    d_real = reference.nearest(source[left_out_idx], position[left_out_idx])
     d_real[source_twin[left_out_idx]] = 0.0
     held = np.sort(d_real)
-
-    def closer(d: np.ndarray) -> Rate:
-        """Per row, the share of left-out real rows it is closer than, ties counting half."""
-        above = np.searchsorted(held, d, side="right")
-        ties = above - np.searchsorted(held, d, side="left")
-        return Rate(count=float(((len(held) - above + 0.5 * ties) / len(held)).sum()), of=len(d))
-
-    d_synth = nearest(sample)
+    d_synth = reference.nearest(sample)
     d_synth[synthetic_match[synth_idx]] = 0.0
-    d_shuffled = nearest(shuffled)
+    d_shuffled = reference.nearest(shuffled)
     d_shuffled[matching_rows(shuffled, source, columns).to_numpy()] = 0.0
     measure = against_chance(
-        closer(d_synth),
+        _closer(held, d_synth),
         Rate(count=1, of=2, fixed=True),
-        closer(d_shuffled),
+        _closer(held, d_shuffled),
         Rate(count=len(held) - 0.5 * int((d_real == 0).sum()), of=len(held)),
     )
-    samples = {"synthetic": len(sample), "held_out": len(held), "reference": len(reference)}
+    samples = {"synthetic": len(sample), "held_out": len(held), "reference": len(reference_idx)}
     return measure, samples
 
 

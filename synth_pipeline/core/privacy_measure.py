@@ -87,7 +87,7 @@ from .privacy import (
     against_text,
     describe_attack,
 )
-from .privacy_distance import dcr_share, matching_rows, read_columns
+from .privacy_distance import TablePair, dcr_share, matching_rows, read_columns
 from .schema import list_tables
 from .thresholds import PrivacyThresholds
 
@@ -217,24 +217,8 @@ def assess_table(
     """The privacy report of one generated table against its source table (``thresholds`` are
     the project's; the table's own in ``privacy.tables`` apply on top)."""
     thresholds = thresholds.for_table(cfg.table)
-    k = policy.k
-    report = PrivacyReport(
-        table=cfg.table,
-        kind=cfg.kind,
-        assessed=False,
-        attacks=Attacks(note="not assessed"),
-        thresholds=thresholds,
-        config_notes=thresholds.deprecated,
-        k=k,
-        rounding=policy.rounding,
-        config_fingerprint=cfg.fingerprint(),
-    )
+    report = _unassessed(cfg, policy, thresholds)
     if cfg.kind != "synthetic":
-        report.note = (
-            "vocabulary: rows for the concepts the synthetic tables can contain (vocabulary_rows): not assessed"
-            if cfg.kind == "vocabulary"
-            else "not generated"
-        )
         return report
     names = list_tables(source, source_schema)
     if cfg.table not in names:
@@ -263,50 +247,78 @@ def assess_table(
     src = read_columns(source, source_schema, names[cfg.table], cfg, wanted)
     syn = read_columns(destination, destination_schema, cfg.table, cfg, wanted)
     report.source_rows, report.synthetic_rows = src.height, syn.height
-    if informative and src.height:
-        match = matching_rows(syn, src, informative)
-        twin = _group_sizes(src, informative) >= 2
-        ok = writable(src, cfg, informative)
-        report.exact_matches = against_chance(
-            Rate(count=int(match.sum()), of=syn.height),
-            Rate(count=int((twin & ok).sum()), of=int(ok.sum())),
-            _recombined(syn, src, informative),
-            Rate(count=1, of=1, fixed=True),
-        )
-        report.dcr, report.dcr_samples = dcr_share(
-            src,
-            syn,
-            cfg,
-            informative,
-            thresholds,
-            k,
-            twin.to_numpy(),
-            ok.to_numpy(),
-            match.to_numpy(),
-        )
-
-        report.attacks = run_attacks(src, syn, cfg, informative, qi, ok.to_numpy(), thresholds, k)
-    else:
-        report.exact_matches = Measure(note="no informative columns to compare")
-        report.dcr = Measure(note="no informative columns to compare")
-        report.attacks = Attacks(note="no informative columns to compare")
-    if qi and src.height:
-        sizes = _group_sizes(src, qi)
-        unique = sizes == 1
-        ok = writable(src, cfg, qi)
-        report.unique_matches = against_chance(
-            Rate(count=int(matching_rows(syn, src.filter(unique), qi).sum()), of=syn.height),
-            Rate(count=int(((sizes == 2) & ok).sum()), of=int(ok.sum())),
-            _recombined(syn, src.filter(unique), qi),
-            Rate(count=int(unique.sum()), of=src.height),
-        )
-    else:
-        report.unique_matches = Measure(note="no quasi-identifiers to compare")
-    leaks = _rare_leaks(src, syn, cfg, channels, k)
+    _measure_matches(report, TablePair(src, syn, cfg, informative, thresholds, policy.k), qi)
+    _measure_unique_matches(report, src, syn, cfg, qi)
+    leaks = _rare_leaks(src, syn, cfg, channels, policy.k)
     report.rare_category_leaks = sum(leaks.values())
     report.rare_leak_columns = sorted(leaks)
     _judge(report)
     return report
+
+
+def _unassessed(
+    cfg: TableConfig, policy: DisclosurePolicy, thresholds: PrivacyThresholds
+) -> PrivacyReport:
+    """The table's report before anything is measured; a table not generated stays so."""
+    report = PrivacyReport(
+        table=cfg.table,
+        kind=cfg.kind,
+        assessed=False,
+        attacks=Attacks(note="not assessed"),
+        thresholds=thresholds,
+        config_notes=thresholds.deprecated,
+        k=policy.k,
+        rounding=policy.rounding,
+        config_fingerprint=cfg.fingerprint(),
+    )
+    if cfg.kind != "synthetic":
+        report.note = (
+            "vocabulary: rows for the concepts the synthetic tables can contain (vocabulary_rows): not assessed"
+            if cfg.kind == "vocabulary"
+            else "not generated"
+        )
+    return report
+
+
+def _measure_matches(report: PrivacyReport, pair: TablePair, qi: list[str]) -> None:
+    """The exact matches, the DCR share and the attacks on the informative columns."""
+    src, syn, informative = pair.source, pair.synthetic, pair.columns
+    if not (informative and src.height):
+        report.exact_matches = Measure(note="no informative columns to compare")
+        report.dcr = Measure(note="no informative columns to compare")
+        report.attacks = Attacks(note="no informative columns to compare")
+        return
+    match = matching_rows(syn, src, informative)
+    twin = _group_sizes(src, informative) >= 2
+    ok = writable(src, pair.cfg, informative)
+    report.exact_matches = against_chance(
+        Rate(count=int(match.sum()), of=syn.height),
+        Rate(count=int((twin & ok).sum()), of=int(ok.sum())),
+        _recombined(syn, src, informative),
+        Rate(count=1, of=1, fixed=True),
+    )
+    report.dcr, report.dcr_samples = dcr_share(
+        pair, twin.to_numpy(), ok.to_numpy(), match.to_numpy()
+    )
+    report.attacks = run_attacks(pair, qi, ok.to_numpy())
+
+
+def _measure_unique_matches(
+    report: PrivacyReport, src: pl.DataFrame, syn: pl.DataFrame, cfg: TableConfig, qi: list[str]
+) -> None:
+    """The matches of source rows unique on the quasi-identifiers."""
+    if not (qi and src.height):
+        report.unique_matches = Measure(note="no quasi-identifiers to compare")
+        return
+    sizes = _group_sizes(src, qi)
+    unique = sizes == 1
+    ok = writable(src, cfg, qi)
+    report.unique_matches = against_chance(
+        Rate(count=int(matching_rows(syn, src.filter(unique), qi).sum()), of=syn.height),
+        Rate(count=int(((sizes == 2) & ok).sum()), of=int(ok.sum())),
+        _recombined(syn, src.filter(unique), qi),
+        Rate(count=int(unique.sum()), of=src.height),
+    )
 
 
 def _source_columns(engine: Engine, schema: str | None, table: str) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .bundle import verify_bundle, write_bundle
+from .bundle import BundleSpec, verify_bundle, write_bundle
 from .config_files import ProjectFiles
 from .errors import SynthPipelineError
 from .fidelity import TableFidelity, table_fidelity
@@ -117,16 +117,11 @@ def publish_bundle(
     fidelity = _fidelity(files, engine, schema, included)
     threshold = config.fidelity.min_median_column_score
     names = concept_names(engine, schema, concept_labels(fidelity))
-    manifest = write_bundle(
-        engine,
-        schema,
-        out,
+    spec = BundleSpec(
         project=files.project,
         tables=tables,
         seed=seed,
         scale=scale,
-        on_table=on_table,
-        on_rows=on_rows,
         vocabulary=bundle_vocabulary(files, engine, schema, [t["table"] for t in tables]),
         formats=config.bundle_formats,
         reports={
@@ -138,4 +133,5 @@ def publish_bundle(
             ),
         },
     )
+    manifest = write_bundle(engine, schema, out, spec, on_table=on_table, on_rows=on_rows)
     return PublishedBundle(manifest, included, generated, fidelity, verify_bundle(out))

@@ -7,6 +7,7 @@ source and orders the columns worst against the source first.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 
 from . import DISCLAIMER, GENERATOR_VERSION
@@ -76,17 +77,30 @@ def plot_note(dist: Distribution | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """A plot's drawing area inside the W x H picture: its left and bottom margins, its width
+    and height, and the share drawn at its top."""
+
+    left: int
+    bottom: int
+    width: int
+    height: int
+    top: float
+
+    def y(self, v: float) -> float:
+        return H - self.bottom - self.height * (v / self.top)
+
+
 def svg_plot(dist: Distribution, title: str, names: dict[str, str] | None = None) -> str:
     """Approved (grey) against synthetic (blue): bars for categories, lines for cumulative
     shares, with axis titles; each bar names its value (and the concept's name where ``names``
     has it) under the axis when there are few, and in its tooltip always."""
     if plot_note(dist) is not None:
         return ""
-    names = names or {}
-    n = len(dist.labels)
     left, bottom = PAD + 14, PAD + 22
-    plot_w, plot_h = W - left - PAD, H - bottom - PAD
     top = max(max(dist.expected, default=0), max(dist.synthetic, default=0)) or 1.0
+    frame = _Frame(left, bottom, W - left - PAD, H - bottom - PAD, top)
     categories = dist.kind == "categories"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H + 22}" '
@@ -95,62 +109,74 @@ def svg_plot(dist: Distribution, title: str, names: dict[str, str] | None = None
         f'<line x1="{left}" y1="{H - bottom}" x2="{W - PAD}" y2="{H - bottom}" stroke="#444"/>',
         f'<line x1="{left}" y1="{PAD}" x2="{left}" y2="{H - bottom}" stroke="#444"/>',
     ]
+    parts += _bars(dist, frame, names or {}) if categories else _lines(dist, frame)
+    parts += _axis_titles(frame, categories)
+    parts.append("</svg>")
+    return "".join(parts)
 
-    def y(v: float) -> float:
-        return H - bottom - plot_h * (v / top)
+
+def _bars(dist: Distribution, f: _Frame, names: dict[str, str]) -> list[str]:
+    """A pair of bars per category, named under the axis when there are at most 12."""
+    n = len(dist.labels)
 
     def label(i: int) -> str:
         code = dist.labels[i]
         return f"{code} {names[code]}" if code in names else code
 
-    if categories:
-        slot = plot_w / n
-        bar = max(1.0, slot * 0.4)
-        for i, (e, s) in enumerate(zip(dist.expected, dist.synthetic, strict=True)):
-            x = left + i * slot + slot * 0.1
-            tip = escape(f"{label(i)}: approved {_pct(e)}, synthetic {_pct(s)}")
-            parts.append(
-                f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y(e):.1f}" width="{bar:.1f}" '
-                f'height="{H - bottom - y(e):.1f}" fill="{EXPECTED}"/><rect x="{x + bar:.1f}" '
-                f'y="{y(s):.1f}" width="{bar:.1f}" height="{H - bottom - y(s):.1f}" '
-                f'fill="{SYNTHETIC}"/></g>'
-            )
-        shown = range(n) if n <= 12 else (0, n - 1)
-        for i in shown:
-            x = left + i * slot + slot * 0.5
-            text = escape(label(i)[:18])
-            parts.append(
-                f'<text x="{x:.1f}" y="{H - bottom + 10}" font-size="8" text-anchor="end" '
-                f'transform="rotate(-30 {x:.1f} {H - bottom + 10})">{text}</text>'
-            )
-    else:
-        for values, colour in ((dist.expected, EXPECTED), (dist.synthetic, SYNTHETIC)):
-            pts = " ".join(
-                f"{left + plot_w * i / max(n - 1, 1):.1f},{y(v):.1f}" for i, v in enumerate(values)
-            )
-            parts.append(
-                f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>'
-            )
+    parts = []
+    base = H - f.bottom
+    slot = f.width / n
+    bar = max(1.0, slot * 0.4)
+    for i, (e, s) in enumerate(zip(dist.expected, dist.synthetic, strict=True)):
+        x = f.left + i * slot + slot * 0.1
+        tip = escape(f"{label(i)}: approved {_pct(e)}, synthetic {_pct(s)}")
         parts.append(
-            f'<text x="{left}" y="{H - bottom + 12}" font-size="9">{escape(dist.labels[0])}</text>'
+            f'<g><title>{tip}</title><rect x="{x:.1f}" y="{f.y(e):.1f}" width="{bar:.1f}" '
+            f'height="{base - f.y(e):.1f}" fill="{EXPECTED}"/><rect x="{x + bar:.1f}" '
+            f'y="{f.y(s):.1f}" width="{bar:.1f}" height="{base - f.y(s):.1f}" '
+            f'fill="{SYNTHETIC}"/></g>'
         )
+    shown = range(n) if n <= 12 else (0, n - 1)
+    for i in shown:
+        x = f.left + i * slot + slot * 0.5
+        text = escape(label(i)[:18])
         parts.append(
-            f'<text x="{W - PAD}" y="{H - bottom + 12}" font-size="9" text-anchor="end">'
-            f"{escape(dist.labels[-1])}</text>"
+            f'<text x="{x:.1f}" y="{base + 10}" font-size="8" text-anchor="end" '
+            f'transform="rotate(-30 {x:.1f} {base + 10})">{text}</text>'
         )
+    return parts
+
+
+def _lines(dist: Distribution, f: _Frame) -> list[str]:
+    """The two cumulative shares as lines, the first and last values under the axis."""
+    n = len(dist.labels)
+    parts = []
+    for values, colour in ((dist.expected, EXPECTED), (dist.synthetic, SYNTHETIC)):
+        pts = " ".join(
+            f"{f.left + f.width * i / max(n - 1, 1):.1f},{f.y(v):.1f}" for i, v in enumerate(values)
+        )
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    parts.append(
+        f'<text x="{f.left}" y="{H - f.bottom + 12}" font-size="9">{escape(dist.labels[0])}</text>'
+    )
+    parts.append(
+        f'<text x="{W - PAD}" y="{H - f.bottom + 12}" font-size="9" text-anchor="end">'
+        f"{escape(dist.labels[-1])}</text>"
+    )
+    return parts
+
+
+def _axis_titles(f: _Frame, categories: bool) -> list[str]:
+    """The axes' titles and the share at the top of the vertical axis."""
     x_title = "value (hover a bar for its shares)" if categories else "value"
     y_title = "share of rows" if categories else "cumulative share"
-    parts.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{H + 16}" font-size="10" '
-        f'text-anchor="middle">{x_title}</text>'
-    )
-    parts.append(
-        f'<text x="12" y="{PAD + plot_h / 2:.1f}" font-size="10" text-anchor="middle" '
-        f'transform="rotate(-90 12 {PAD + plot_h / 2:.1f})">{y_title}</text>'
-    )
-    parts.append(f'<text x="{left + 3}" y="{PAD - 6}" font-size="9">{top:.2f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return [
+        f'<text x="{f.left + f.width / 2:.1f}" y="{H + 16}" font-size="10" '
+        f'text-anchor="middle">{x_title}</text>',
+        f'<text x="12" y="{PAD + f.height / 2:.1f}" font-size="10" text-anchor="middle" '
+        f'transform="rotate(-90 12 {PAD + f.height / 2:.1f})">{y_title}</text>',
+        f'<text x="{f.left + 3}" y="{PAD - 6}" font-size="9">{f.top:.2f}</text>',
+    ]
 
 
 NOT_PUBLISHED = (
@@ -231,6 +257,34 @@ def _table_section(
             f'<section id="{escape(t.table)}"><h2>{escape(t.table)}</h2>'
             "<p>0 rows: the table is empty in the source and stays empty.</p></section>"
         )
+    head, cols, summary = _column_table(t, against_source)
+    refs = "".join(
+        f"<tr><td>{escape(r.column)}</td><td>{escape(r.parent)}</td><td>{_fmt(r.referential_integrity)}</td>"
+        f"<td>{_fmt(r.cardinality_shape_similarity)}</td></tr>"
+        for r in t.references
+    )
+    rules = "".join(
+        f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(t.rule_violations.items())
+    )
+    plots, unplotted = _plots(t, names)
+    return f"""
+<section id="{escape(t.table)}">
+<h2>{escape(t.table)}</h2>
+<p>{t.rows} rows; {summary}.</p>
+<table>
+<thead><tr>{head}</tr></thead>
+<tbody>{cols}</tbody>
+</table>
+{"<table><thead><tr><th>foreign key</th><th>parent</th><th>ReferentialIntegrity</th><th>CardinalityShapeSimilarity</th></tr></thead><tbody>" + refs + "</tbody></table>" if refs else ""}
+{"<table><thead><tr><th>rule</th><th>violations</th></tr></thead><tbody>" + rules + "</tbody></table>" if rules else ""}
+<div class="plots">{plots}</div>
+{"<p>Not drawn:</p><ul>" + unplotted + "</ul>" if unplotted else ""}
+</section>
+"""
+
+
+def _column_table(t: TableFidelity, against_source: bool) -> tuple[str, str, str]:
+    """The columns' table (its head and rows, worst first) and the summary sentence's scores."""
     if against_source:
         head = (
             "<th>column</th><th>generator</th><th>metric against the approved statistics</th>"
@@ -251,27 +305,24 @@ def _table_section(
             f"against the source {_fmt(t.median_source_score)}"
             + (f" ({escape(t.source_note)})" if t.source_note else "")
         )
-    else:
-        head = (
-            "<th>column</th><th>generator</th><th>metric</th><th>score against the approved "
-            "statistics</th><th>null similarity</th><th>boundary adherence</th>"
-            "<th>category adherence</th>"
-        )
-        cols = "".join(
-            f"<tr><td>{escape(c.column)}</td><td>{escape(c.generator)}</td><td>{escape(c.metric)}</td>"
-            f"<td>{_fmt(c.score)}</td><td>{_fmt(c.null_similarity)}</td><td>{_fmt(c.boundary_adherence)}</td>"
-            f"<td>{_fmt(c.category_adherence)}</td></tr>"
-            for c in t.worst_first()
-        )
-        summary = f"median column score against the approved statistics {_fmt(t.median_score)}"
-    refs = "".join(
-        f"<tr><td>{escape(r.column)}</td><td>{escape(r.parent)}</td><td>{_fmt(r.referential_integrity)}</td>"
-        f"<td>{_fmt(r.cardinality_shape_similarity)}</td></tr>"
-        for r in t.references
+        return head, cols, summary
+    head = (
+        "<th>column</th><th>generator</th><th>metric</th><th>score against the approved "
+        "statistics</th><th>null similarity</th><th>boundary adherence</th>"
+        "<th>category adherence</th>"
     )
-    rules = "".join(
-        f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(t.rule_violations.items())
+    cols = "".join(
+        f"<tr><td>{escape(c.column)}</td><td>{escape(c.generator)}</td><td>{escape(c.metric)}</td>"
+        f"<td>{_fmt(c.score)}</td><td>{_fmt(c.null_similarity)}</td><td>{_fmt(c.boundary_adherence)}</td>"
+        f"<td>{_fmt(c.category_adherence)}</td></tr>"
+        for c in t.worst_first()
     )
+    return head, cols, f"median column score against the approved statistics {_fmt(t.median_score)}"
+
+
+def _plots(t: TableFidelity, names: dict[str, str] | None) -> tuple[str, str]:
+    """The table's plots (columns, then children per parent) and the list of columns not
+    drawn, with why."""
     plots = "".join(
         f'<div class="plot"><div>{escape(c.column)} ({escape(c.metric)} against the approved '
         f"statistics {_fmt(c.score)})</div>"
@@ -293,17 +344,4 @@ def _table_section(
         for r in t.references
         if r.distribution and plot_note(r.distribution) is None
     )
-    return f"""
-<section id="{escape(t.table)}">
-<h2>{escape(t.table)}</h2>
-<p>{t.rows} rows; {summary}.</p>
-<table>
-<thead><tr>{head}</tr></thead>
-<tbody>{cols}</tbody>
-</table>
-{"<table><thead><tr><th>foreign key</th><th>parent</th><th>ReferentialIntegrity</th><th>CardinalityShapeSimilarity</th></tr></thead><tbody>" + refs + "</tbody></table>" if refs else ""}
-{"<table><thead><tr><th>rule</th><th>violations</th></tr></thead><tbody>" + rules + "</tbody></table>" if rules else ""}
-<div class="plots">{plots}</div>
-{"<p>Not drawn:</p><ul>" + unplotted + "</ul>" if unplotted else ""}
-</section>
-"""
+    return plots, unplotted
