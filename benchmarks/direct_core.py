@@ -24,8 +24,6 @@ from pathlib import Path
 from synth_pipeline.core.config import approval_problem
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_source, open_writable_destination
-from synth_pipeline.core.disclosure_audit import audit_released_counts
-from synth_pipeline.core.dp import noise_for
 from synth_pipeline.core.fidelity_source import score_against_source
 from synth_pipeline.core.generation import (
     Generation,
@@ -37,38 +35,20 @@ from synth_pipeline.core.privacy_measure import assess_table
 from synth_pipeline.core.propose import (
     propose_table_config,
     refresh_table_config,
-    source_fingerprint,
 )
 from synth_pipeline.core.publication import publish_bundle
 from synth_pipeline.core.schema import list_tables, read_table_schema, unusable_name
-from synth_pipeline.core.summarise import summarise_table
 from synth_pipeline.core.table_checks import register_outcomes, table_outcomes
 from synth_pipeline.core.table_order import order_parents_first
+from synth_pipeline.core.table_statistics import released_statistics
 from synth_pipeline.core.write import read_register, record_checks
 
 
 def _statistics(engine, schema, table: str, files: ProjectFiles, work_dir: Path):
     """(snapshot, statistics, source fingerprint) of one source table, as column_stats has them."""
-    config = files.load_project()
     snapshot = read_table_schema(engine, schema, table)
-    policy = config.disclosure
-    noise = (
-        noise_for(snapshot, policy, list_tables(engine, schema), work_dir)
-        if policy.epsilon is not None
-        else None
-    )
-    stats = summarise_table(
-        engine,
-        schema,
-        snapshot,
-        policy,
-        config.conditional.get(table, {}),
-        noise,
-        config.statistics_sample_rows,
-    )
-    if stats.kind != "vocabulary":
-        audit_released_counts(stats.model_dump(mode="json", by_alias=True), policy)
-    return snapshot, stats, source_fingerprint(snapshot, stats)
+    released = released_statistics(engine, schema, snapshot, files.load_project(), work_dir)
+    return snapshot, released.stats, released.fingerprint
 
 
 def _review(files: ProjectFiles, snapshot, stats, fingerprint: str) -> None:

@@ -227,81 +227,76 @@ def cmd_review(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="synth-pipeline",
-        description="Low-fidelity synthetic OMOP CDM data that is safe to publish.",
+def _project_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--project",
+        required=True,
+        default="demo",
+        help="project name (folder under the configuration root)",
     )
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def command(name: str, what: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
-
-    def common(sp, project_required=True):
-        sp.add_argument(
-            "--project",
-            required=project_required,
-            default="demo",
-            help="project name (folder under the configuration root)",
-        )
-        sp.add_argument(
-            "--config-dir",
-            help="configuration root (default resources/configuration-files; env SYNTH_CONFIG_DIR)",
-        )
-
-    d = command(
-        "demo", "the whole pipeline on the bundled demo extract (SQLite), producing the bundle"
+    sp.add_argument(
+        "--config-dir",
+        help="configuration root (default resources/configuration-files; env SYNTH_CONFIG_DIR)",
     )
+
+
+def _table_option(sp, help_text: str = "only these tables (default: all)") -> None:
+    sp.add_argument("--tables", "--table", dest="tables", nargs="+", help=help_text)
+
+
+def _source_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--source", help="SQLAlchemy URL of the extract (env SYNTH_SOURCE_URL or SRC_DSN)"
+    )
+    sp.add_argument(
+        "--schema", help="schema of the extract (env SYNTH_SOURCE_SCHEMA or SRC_SCHEMA)"
+    )
+
+
+def _generation_options(sp: argparse.ArgumentParser, seed_help: str) -> None:
+    """What ``demo`` and ``run`` share: seed, scale, logs, vocabulary and parallel runs."""
+    sp.add_argument("--seed", type=int, help=seed_help)
+    sp.add_argument("--scale", type=float, help="multiplies every table's row count")
+    sp.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
+    sp.add_argument("--skip-vocabulary", action="store_true", help=SKIP_VOCABULARY_HELP)
+    sp.add_argument("--parallel", type=int, metavar="N", help=PARALLEL_HELP)
+
+
+def _demo_command(d: argparse.ArgumentParser) -> None:
     d.add_argument(
         "--out", help="folder for the synthetic database and the bundle (default .work/demo)"
     )
     d.add_argument("--config-dir", help=argparse.SUPPRESS)
-    d.add_argument("--seed", type=int, help="overrides the project's seed")
-    d.add_argument("--scale", type=float, help="multiplies every table's row count")
-    d.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
-    d.add_argument("--skip-vocabulary", action="store_true", help=SKIP_VOCABULARY_HELP)
-    d.add_argument("--parallel", type=int, metavar="N", help=PARALLEL_HELP)
+    _generation_options(d, "overrides the project's seed")
     d.set_defaults(func=cmd_demo)
 
-    i = command("init", "write draft configuration files from a source extract")
-    i.add_argument(
-        "--source", help="SQLAlchemy URL of the extract (env SYNTH_SOURCE_URL or SRC_DSN)"
-    )
-    i.add_argument("--schema", help="schema of the extract (env SYNTH_SOURCE_SCHEMA or SRC_SCHEMA)")
-    i.add_argument(
-        "--tables", "--table", dest="tables", nargs="+", help="only these tables (default: all)"
-    )
+
+def _init_command(i: argparse.ArgumentParser) -> None:
+    _source_options(i)
+    _table_option(i)
     i.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
-    common(i)
+    _project_options(i)
     i.set_defaults(func=cmd_init)
 
-    a = command("approve", "record a reviewer's approval of table configurations")
-    common(a)
+
+def _approve_command(a: argparse.ArgumentParser) -> None:
+    _project_options(a)
     g = a.add_mutually_exclusive_group(required=True)
-    g.add_argument("--tables", "--table", dest="tables", nargs="+", help="tables to approve")
+    _table_option(g, "tables to approve")
     g.add_argument("--all", action="store_true", help="approve every table of the project")
     a.add_argument("--reviewer", required=True, help="who reviewed the files")
     a.add_argument("--comment", help="a note kept in the review block")
     a.set_defaults(func=cmd_approve)
 
-    v = command(
-        "review",
-        "print every value a config took from the source, the rule that let it out, "
-        "and the changes since the last approval",
-    )
-    common(v)
-    v.add_argument(
-        "--tables", "--table", dest="tables", nargs="+", help="only these tables (default: all)"
-    )
+
+def _review_command(v: argparse.ArgumentParser) -> None:
+    _project_options(v)
+    _table_option(v)
     v.set_defaults(func=cmd_review)
 
-    r = command(
-        "run", "materialise every asset of the selected tables headless and write the bundle"
-    )
-    r.add_argument(
-        "--source", help="SQLAlchemy URL of the extract (env SYNTH_SOURCE_URL or SRC_DSN)"
-    )
-    r.add_argument("--schema", help="schema of the extract (env SYNTH_SOURCE_SCHEMA or SRC_SCHEMA)")
+
+def _run_command(r: argparse.ArgumentParser) -> None:
+    _source_options(r)
     r.add_argument(
         "--destination",
         help="SQLAlchemy URL of the destination (env SYNTH_DESTINATION_URL or DST_DSN)",
@@ -311,16 +306,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="schema in the destination (env SYNTH_DESTINATION_SCHEMA or DST_SCHEMA)",
     )
     r.add_argument("--bundle", help="folder of the CSV bundle (env SYNTH_BUNDLE_DIR)")
-    r.add_argument(
-        "--tables", "--table", dest="tables", nargs="+", help="only these tables (default: all)"
-    )
-    r.add_argument("--scale", type=float, help="multiplies every table's row count")
-    r.add_argument("--seed", type=int, help="random seed (default: the project's)")
-    r.add_argument("-v", "--verbose", action="store_true", help="show the runs' logs")
-    r.add_argument("--skip-vocabulary", action="store_true", help=SKIP_VOCABULARY_HELP)
-    r.add_argument("--parallel", type=int, metavar="N", help=PARALLEL_HELP)
-    common(r)
+    _table_option(r)
+    _generation_options(r, "random seed (default: the project's)")
+    _project_options(r)
     r.set_defaults(func=cmd_run)
+
+
+COMMANDS = {
+    "demo": (
+        "the whole pipeline on the bundled demo extract (SQLite), producing the bundle",
+        _demo_command,
+    ),
+    "init": ("write draft configuration files from a source extract", _init_command),
+    "approve": ("record a reviewer's approval of table configurations", _approve_command),
+    "review": (
+        "print every value a config took from the source, the rule that let it out, "
+        "and the changes since the last approval",
+        _review_command,
+    ),
+    "run": (
+        "materialise every asset of the selected tables headless and write the bundle",
+        _run_command,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="synth-pipeline",
+        description="Low-fidelity synthetic OMOP CDM data that is safe to publish.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (what, add_options) in COMMANDS.items():
+        add_options(sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + "."))
     return p
 
 

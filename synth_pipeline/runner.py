@@ -19,6 +19,7 @@ from .assets import project_assets
 from .concurrency import PROJECT_TAG, ensure_write_pool, process_tag, release_abandoned_slots
 from .core import omop
 from .core.cdm_version import record_cdm_version
+from .core.config_files import ProjectFiles
 from .core.database import open_source, open_writable_destination
 from .core.errors import ConfigError
 from .core.preflight import check_configuration
@@ -273,24 +274,9 @@ def execute(
     with temporary_environment(env):
         available = source_tables(source_url, source_schema)
         selected = _selected_tables(available, tables)
-        resources = build_resources()
-        shared: SynthProject = resources["project"]  # type: ignore[assignment]
-        # a new resource, not a copy: Dagster builds a resource from its constructor's arguments
-        resources["project"] = SynthProject(
-            project=shared.project,
-            config_root=shared.config_root,
-            bundle_dir=shared.bundle_dir,
-            **options.overrides(),
-        )
+        resources = _resources(options)
         files = resources["project"].files()  # type: ignore[attr-defined]
-        if not config_only:
-            files.require_exists()  # only init creates a project; a typo is refused
-        # bad input stops the run here, before anything is written
-        check_configuration(files, available, copy_vocabulary=options.copy_vocabulary)
-        if not config_only:
-            open_writable_destination(
-                destination_url or environment.default_destination_url(project), destination_schema
-            ).dispose()
+        _refuse_bad_input(files, available, options, config_only, destination_url, env)
         guess = omop.guess_cdm_version(source_columns(source_url, source_schema))
         report = RunReport(tables=[], notes=record_cdm_version(files, guess, init=config_only))
         files.write_json_schema()
@@ -312,6 +298,38 @@ def execute(
                 parallel=parallel,
             )
         return report
+
+
+def _resources(options: RunOptions) -> dict:
+    """The resources of the environment, the project's carrying the command's options."""
+    resources = build_resources()
+    shared: SynthProject = resources["project"]  # type: ignore[assignment]
+    # a new resource, not a copy: Dagster builds a resource from its constructor's arguments
+    resources["project"] = SynthProject(
+        project=shared.project,
+        config_root=shared.config_root,
+        bundle_dir=shared.bundle_dir,
+        **options.overrides(),
+    )
+    return resources
+
+
+def _refuse_bad_input(
+    files: ProjectFiles,
+    available: dict[str, str],
+    options: RunOptions,
+    config_only: bool,
+    destination_url: str | None,
+    env: dict[str, str | None],
+) -> None:
+    """Bad input stops the command here, before anything is written: an unknown project (only
+    init creates one), a config file the checks refuse, a destination it cannot write to."""
+    if not config_only:
+        files.require_exists()
+    check_configuration(files, available, copy_vocabulary=options.copy_vocabulary)
+    if not config_only:
+        url = destination_url or environment.default_destination_url(files.project)
+        open_writable_destination(url, env["SYNTH_DESTINATION_SCHEMA"]).dispose()
 
 
 def _run_and_report(

@@ -2,16 +2,14 @@
 
 import dagster as dg
 
-from ..core.disclosure_audit import audit_released_counts
-from ..core.dp import noise_for
-from ..core.propose import source_fingerprint
-from ..core.schema import TableSchema, list_tables
-from ..core.summarise import summarise_table
+from ..core.schema import TableSchema
+from ..core.table_statistics import released_statistics
 from ..environment import work_dir
 from ..partitions import table_check, table_partitions
-from ..projects import asset_key, dagster_name
+from ..projects import asset_key
 from ..resources import SourceDatabase, SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
+from .step import table_step
 
 DISCLOSURE_CHECK = "disclosure_rules_hold"
 
@@ -37,13 +35,10 @@ def build_column_stats(name: str) -> dg.AssetsDefinition:
     """Project ``name``'s column_stats (``<name>/column_stats``)."""
     partitions = table_partitions(name)
 
-    @dg.asset(
-        name="column_stats",
-        key_prefix=[dagster_name(name)],
-        ins={"schema_snapshot": dg.AssetIn(key=asset_key(name, "schema_snapshot"))},
-        partitions_def=partitions,
-        io_manager_key="state_io_manager",
-        group_name=dagster_name(name),
+    @table_step(
+        name,
+        "column_stats",
+        reads=("schema_snapshot",),
         kinds={"sql"},
         check_specs=[
             table_check(
@@ -71,6 +66,33 @@ def build_column_stats(name: str) -> dg.AssetsDefinition:
     return column_stats
 
 
+def _metadata(stats, fingerprint: str, policy) -> dict:
+    """What the UI shows of the released statistics: counts, k, epsilon, one row per column."""
+    return {
+        "released_row_count": stats.row_count
+        if stats.row_count is not None
+        else f"below k={policy.k}",
+        "source_fingerprint": fingerprint,
+        "min_cell_count_k": policy.k,
+        "dp_epsilon_spent": stats.dp.table_epsilon if stats.dp else "off",
+        "statistics": markdown_table(
+            ["column", "non-null", "null fraction", "distinct", "released", "rules applied"],
+            [
+                [
+                    name,
+                    cs.non_null,
+                    cs.null_fraction,
+                    cs.distinct,
+                    _describe(cs),
+                    len(stats.disclosure.get(name, [])),
+                ]
+                for name, cs in stats.columns.items()
+            ],
+        ),
+        "dirty_data_found": bullet_list(stats.findings),
+    }
+
+
 def _column_stats(
     context: dg.AssetExecutionContext,
     schema_snapshot: dict,
@@ -78,59 +100,17 @@ def _column_stats(
     project: SynthProject,
 ):
     table = TableSchema.model_validate(schema_snapshot)
-    config = project.project_config()
-    policy = config.disclosure
-    # differential privacy (off unless project.yaml sets disclosure.epsilon); the noise key
-    # stays in the work folder, inside the trusted environment
-    noise = (
-        noise_for(table, policy, list_tables(source.engine(), source.db_schema), work_dir())
-        if policy.epsilon is not None
-        else None
+    policy = project.project_config().disclosure
+    released = released_statistics(
+        source.engine(), source.db_schema, table, project.project_config(), work_dir()
     )
-    stats = summarise_table(
-        source.engine(),
-        source.db_schema,
-        table,
-        policy,
-        config.conditional.get(table.name, {}),
-        noise,
-        config.statistics_sample_rows,
-    )
-    fingerprint = source_fingerprint(table, stats)
-    data = {
-        "stats": stats.model_dump(mode="json", by_alias=True),
-        "source_fingerprint": fingerprint,
-    }
+    stats, fingerprint, problems = released.stats, released.fingerprint, released.problems
     for finding in stats.findings:
         context.log.warning(f"{table.name}: {finding}")
-    # vocabulary tables are public reference data, described as they are
-    problems = [] if stats.kind == "vocabulary" else audit_released_counts(data["stats"], policy)
     yield dg.Output(
-        data,
+        {"stats": released.as_json(), "source_fingerprint": fingerprint},
         data_version=dg.DataVersion(fingerprint[7:23]),
-        metadata={
-            "released_row_count": stats.row_count
-            if stats.row_count is not None
-            else f"below k={policy.k}",
-            "source_fingerprint": fingerprint,
-            "min_cell_count_k": policy.k,
-            "dp_epsilon_spent": stats.dp.table_epsilon if stats.dp else "off",
-            "statistics": markdown_table(
-                ["column", "non-null", "null fraction", "distinct", "released", "rules applied"],
-                [
-                    [
-                        name,
-                        cs.non_null,
-                        cs.null_fraction,
-                        cs.distinct,
-                        _describe(cs),
-                        len(stats.disclosure.get(name, [])),
-                    ]
-                    for name, cs in stats.columns.items()
-                ],
-            ),
-            "dirty_data_found": bullet_list(stats.findings),
-        },
+        metadata=_metadata(stats, fingerprint, policy),
     )
     yield dg.AssetCheckResult(
         check_name=DISCLOSURE_CHECK,

@@ -8,6 +8,7 @@ import dagster as dg
 from ..core.config import TableConfig
 from ..core.disclosure import release_count
 from ..core.privacy import (
+    ATTACK_COLUMNS,
     ATTACK_SETTINGS,
     CHECKS,
     EXCESS_SETTINGS,
@@ -101,79 +102,62 @@ def load_reports(
     return {t: load_report(_path(project, destination, t)) for t in tables}
 
 
-def privacy_metadata(report: PrivacyReport) -> dict:
-    """Each check's figure, chance and verdict, rounded like every released count."""
-    if not report.assessed:
-        return {"privacy": report.note}
+PRIVACY_HEADERS = [
+    "check",
+    "figure",
+    "chance",
+    "a real row left out",
+    "synthetic columns recombined",
+    "a copy",
+    "excess over chance",
+    "threshold",
+    "verdict",
+]
+
+
+def _check_rows(report: PrivacyReport) -> list[list]:
+    """One row per check: its figure against chance, a fresh row, recombined columns and a copy."""
     rows = []
     for check in EXCESS_SETTINGS:
         m = report.measure(check)
         passed, _ = report.verdict(check)
         s = shown(m, report.policy)
+        figures = ["figure", "chance", "fresh_row", "recombined", "copy", "excess"]
+        shown_figures = [s[f] for f in figures] if m.measured else [m.note, "", "", "", "", ""]
         rows.append(
-            [
-                CHECKS[check],
-                s["figure"] if m.measured else m.note,
-                s["chance"] if m.measured else "",
-                s["fresh_row"] if m.measured else "",
-                s["recombined"] if m.measured else "",
-                s["copy"] if m.measured else "",
-                s["excess"] if m.measured else "",
-                report.threshold(check),
-                "pass" if passed else "FAIL",
-            ]
+            [CHECKS[check], *shown_figures, report.threshold(check), "pass" if passed else "FAIL"]
         )
+    rare = "privacy_rare_categories"
     rows.append(
         [
-            CHECKS["privacy_rare_categories"],
+            CHECKS[rare],
             report.rare_category_leaks,
-            "",
-            "",
-            "",
-            "",
-            "",
+            *[""] * 5,
             report.thresholds.max_rare_category_leaks,
-            "pass" if report.verdict("privacy_rare_categories")[0] else "FAIL",
+            "pass" if report.verdict(rare)[0] else "FAIL",
         ]
     )
+    return rows
+
+
+def _released(counts: dict, report: PrivacyReport) -> dg.MetadataValue:
+    return dg.MetadataValue.json({k: release_count(v, report.policy) for k, v in counts.items()})
+
+
+def privacy_metadata(report: PrivacyReport) -> dict:
+    """Each check's figure, chance and verdict, rounded like every released count."""
+    if not report.assessed:
+        return {"privacy": report.note}
     out = {
-        "privacy": markdown_table(
-            [
-                "check",
-                "figure",
-                "chance",
-                "a real row left out",
-                "synthetic columns recombined",
-                "a copy",
-                "excess over chance",
-                "threshold",
-                "verdict",
-            ],
-            rows,
-        ),
-        "privacy_dcr_samples": dg.MetadataValue.json(
-            {k: release_count(v, report.policy) for k, v in report.dcr_samples.items()}
-        ),
+        "privacy": markdown_table(PRIVACY_HEADERS, _check_rows(report)),
+        "privacy_dcr_samples": _released(report.dcr_samples, report),
         "privacy_columns_compared": ", ".join(report.columns) or "none",
     }
     if report.attacks.note:
         out["privacy_attacks"] = report.attacks.note
     else:
-        out["privacy_attacks"] = markdown_table(
-            [
-                "attack",
-                "on",
-                "training targets",
-                "control targets",
-                "risk",
-                "threshold",
-                "verdict",
-            ],
-            attack_rows(report),
-        )
-        out["privacy_attack_samples"] = dg.MetadataValue.json(
-            {k: release_count(v, report.policy) for k, v in report.attacks.samples.items()}
-        )
+        out["privacy_attacks"] = markdown_table(ATTACK_COLUMNS, attack_rows(report))
+        out["privacy_attack_samples"] = _released(report.attacks.samples, report)
     if report.config_notes:
         out["privacy_settings_no_longer_used"] = bullet_list(report.config_notes)
     return out

@@ -14,9 +14,10 @@ from ..core.propose import propose_table_config, refresh_table_config
 from ..core.schema import TableSchema
 from ..core.statistics import TableStats, fingerprint_of
 from ..partitions import table_check, table_partitions
-from ..projects import asset_key, dagster_name
+from ..projects import asset_key
 from ..resources import SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
+from .step import table_step
 
 APPROVED_CHECK = "config_approved"
 
@@ -25,16 +26,10 @@ def build_reviewed_config(name: str) -> dg.AssetsDefinition:
     """Project ``name``'s reviewed_config (``<name>/reviewed_config``)."""
     partitions = table_partitions(name)
 
-    @dg.asset(
-        name="reviewed_config",
-        key_prefix=[dagster_name(name)],
-        ins={
-            "schema_snapshot": dg.AssetIn(key=asset_key(name, "schema_snapshot")),
-            "column_stats": dg.AssetIn(key=asset_key(name, "column_stats")),
-        },
-        partitions_def=partitions,
-        io_manager_key="state_io_manager",
-        group_name=dagster_name(name),
+    @table_step(
+        name,
+        "reviewed_config",
+        reads=("schema_snapshot", "column_stats"),
         kinds={"yaml"},
         deps=[asset_key(name, "config_file")],
         automation_condition=on_upstream_change(),

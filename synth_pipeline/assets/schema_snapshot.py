@@ -7,9 +7,10 @@ from ..core.propose import schema_drift
 from ..core.schema import read_table_schema
 from ..core.statistics import fingerprint_of
 from ..partitions import table_check, table_partitions
-from ..projects import asset_key, dagster_name
+from ..projects import asset_key
 from ..resources import SourceDatabase, SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
+from .step import table_step
 
 DRIFT_CHECK = "schema_matches_config"
 
@@ -18,12 +19,9 @@ def build_schema_snapshot(name: str) -> dg.AssetsDefinition:
     """Project ``name``'s schema_snapshot (``<name>/schema_snapshot``)."""
     partitions = table_partitions(name)
 
-    @dg.asset(
-        name="schema_snapshot",
-        key_prefix=[dagster_name(name)],
-        partitions_def=partitions,
-        io_manager_key="state_io_manager",
-        group_name=dagster_name(name),
+    @table_step(
+        name,
+        "schema_snapshot",
         kinds={"sql"},
         check_specs=[
             table_check(

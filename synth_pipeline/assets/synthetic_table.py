@@ -13,6 +13,7 @@ from ..core.config import TableConfig
 from ..core.database import qualified, quote
 from ..core.generation import (
     Generation,
+    WrittenTable,
     columns_of,
     current_approved_config,
     measure_written_table,
@@ -31,7 +32,7 @@ from ..core.transfer import stream_select
 from ..core.write import record_checks
 from ..dask_resource import DaskCluster
 from ..partitions import table_check, table_partitions
-from ..projects import asset_key, dagster_name, write_pool
+from ..projects import asset_key, write_pool
 from ..resources import DestinationDatabase, SourceDatabase, SynthProject
 from .fidelity import against_source
 from .presentation import (
@@ -42,6 +43,7 @@ from .presentation import (
     retry_transient,
 )
 from .privacy import assess, privacy_check_specs, privacy_metadata
+from .step import table_step
 
 
 def _check_specs(key: dg.AssetKey, partitions) -> list[dg.AssetCheckSpec]:
@@ -87,17 +89,11 @@ def build_synthetic_table(name: str) -> dg.AssetsDefinition:
     """Project ``name``'s synthetic_table (``<name>/synthetic_table``)."""
     partitions = table_partitions(name)
 
-    @dg.asset(
-        name="synthetic_table",
-        key_prefix=[dagster_name(name)],
-        ins={
-            "reviewed_config": dg.AssetIn(key=asset_key(name, "reviewed_config")),
-            "column_stats": dg.AssetIn(key=asset_key(name, "column_stats")),
-        },
-        partitions_def=partitions,
-        io_manager_key="state_io_manager",
+    @table_step(
+        name,
+        "synthetic_table",
+        reads=("reviewed_config", "column_stats"),
         pool=write_pool(name),  # one writer of the project's destination at a time
-        group_name=dagster_name(name),
         kinds={"sql"},
         automation_condition=behind_gate(),
         check_specs=_check_specs(asset_key(name, "synthetic_table"), partitions),
@@ -147,6 +143,35 @@ def _synthetic_table(
     )
     engine = destination.engine(project.project)
     schema = destination.db_schema
+    written = _write(context, files, cfg, source, engine, schema, project, dask)
+    measured = measure_written_table(files, cfg, written, engine, schema)
+    metadata = _metadata(cfg, written, measured, source, destination, project)
+    # measured against the source, inside the trusted environment; csv_bundle reads the verdict
+    privacy = assess(cfg, source, destination, project)
+    metadata.update(privacy_metadata(privacy))
+    if written.rows and cfg.kind != "skip":
+        metadata.update(_preview(engine, schema, cfg))
+    yield dg.Output(
+        {
+            "table": table,
+            "kind": cfg.kind,
+            "rows": written.rows,
+            "config_fingerprint": cfg.fingerprint(),
+            "parent_rows": written.parent_rows,
+        },
+        metadata=metadata,
+    )
+    outcomes = table_outcomes(written, measured, project.project_config().fidelity, privacy)
+    if written.generated:
+        # the register keeps this generation's outcomes: csv_bundle publishes only a table whose
+        # latest generation passed every blocking check, whichever run wrote it
+        record_checks(engine, schema, table, cfg.fingerprint(), register_outcomes(outcomes))
+    yield from (_asset_check(o) for o in outcomes)
+
+
+def _write(context, files, cfg, source, engine, schema, project, dask) -> WrittenTable:
+    """The table written (core/generation.py), its progress and notes in the run's log."""
+    table = cfg.table
     written = write_table(
         files,
         cfg,
@@ -171,33 +196,16 @@ def _synthetic_table(
         context.log.info(note)
     for w in written.warnings:
         context.log.warning(f"{table}: {w}")
-    measured = measure_written_table(files, cfg, written, engine, schema)
-    metadata = _metadata(cfg, written, measured, source, destination, project)
-    # measured against the source, inside the trusted environment; csv_bundle reads the verdict
-    privacy = assess(cfg, source, destination, project)
-    metadata.update(privacy_metadata(privacy))
-    if written.rows and cfg.kind != "skip":
-        cols = columns_of(cfg)
-        sql = f"SELECT {', '.join(quote(engine, c.name) for c in cols)} FROM {qualified(engine, schema, table)} LIMIT 10"
-        first = next(stream_select(engine, sql, cols, 10), None)
-        if first is not None:
-            metadata["preview"] = preview(first)
-    yield dg.Output(
-        {
-            "table": table,
-            "kind": cfg.kind,
-            "rows": written.rows,
-            "config_fingerprint": cfg.fingerprint(),
-            "parent_rows": written.parent_rows,
-        },
-        metadata=metadata,
-    )
-    outcomes = table_outcomes(written, measured, project.project_config().fidelity, privacy)
-    if written.generated:
-        # the register keeps this generation's outcomes: csv_bundle publishes only a table whose
-        # latest generation passed every blocking check, whichever run wrote it
-        record_checks(engine, schema, table, cfg.fingerprint(), register_outcomes(outcomes))
-    yield from (_asset_check(o) for o in outcomes)
+    return written
+
+
+def _preview(engine, schema, cfg) -> dict:
+    """The written table's first ten rows, as the UI shows them."""
+    cols = columns_of(cfg)
+    names = ", ".join(quote(engine, c.name) for c in cols)
+    sql = f"SELECT {names} FROM {qualified(engine, schema, cfg.table)} LIMIT 10"
+    first = next(stream_select(engine, sql, cols, 10), None)
+    return {"preview": preview(first)} if first is not None else {}
 
 
 def _metadata(cfg, written, measured, source, destination, project) -> dict:

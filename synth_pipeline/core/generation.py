@@ -151,20 +151,27 @@ def write_table(
         out.parent_rows = {p: run.parent_rows(p) for p in set(referenced_tables(cfg).values())}
         entry.parent_rows = out.parent_rows
         out.expected = run.rows
-        generated_key = cfg.primary_key and cfg.columns[cfg.primary_key].generator == "primary_key"
+        on_chunk = progress_for(out.expected) if progress_for else None
         with chunks_for(run, generation.chunk_rows) as chunks:
-            out.rows = replace_table(
-                destination,
-                schema,
-                table,
-                columns_of(cfg),
-                chunks,
-                primary_key=cfg.primary_key if generated_key else None,
-                entry=entry,
-                on_chunk=progress_for(out.expected) if progress_for else None,
-            )
+            out.rows = _replace(destination, schema, cfg, chunks, entry, on_chunk)
     out.seconds = time.monotonic() - started
     return out
+
+
+def _replace(destination, schema, cfg: TableConfig, chunks, entry, on_chunk) -> int:
+    """Load the generated chunks into a new table and swap it in (the primary key built
+    after the load when the key is generated)."""
+    generated_key = cfg.primary_key and cfg.columns[cfg.primary_key].generator == "primary_key"
+    return replace_table(
+        destination,
+        schema,
+        cfg.table,
+        columns_of(cfg),
+        chunks,
+        primary_key=cfg.primary_key if generated_key else None,
+        entry=entry,
+        on_chunk=on_chunk,
+    )
 
 
 def _plan_vocabulary_copy(files, cfg, out: WrittenTable, source, source_schema):
