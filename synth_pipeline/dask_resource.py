@@ -23,11 +23,13 @@ from . import environment
 from .core.config_files import ProjectFiles
 from .core.distributed import PART_ROWS, distributed_chunks
 from .core.errors import ConfigError
+from .core.parallel_copy import copy_streams_setting
 from .core.synthesise import FIRST_CHUNK_ROWS, TableRun
 
 SCHEDULER_VARS = ("SYNTH_DASK_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
 LOCAL_WORKERS_VAR = "SYNTH_DASK_LOCAL_WORKERS"
 PARTS_URL_VAR = "SYNTH_DASK_PARTS_URL"
+COPY_STREAMS_VAR = "SYNTH_DASK_COPY_STREAMS"
 
 
 class DaskCluster(dg.ConfigurableResource):
@@ -40,6 +42,9 @@ class DaskCluster(dg.ConfigurableResource):
     parts_url: str | None = None
     part_rows: int = PART_ROWS
     retries: int = 1  # reruns of a part whose task raised (a lost worker is the scheduler's)
+    # PostgreSQL connections that COPY the parts into the staging table at once (at most one a
+    # part; core/parallel_copy.py); default SYNTH_DASK_COPY_STREAMS, else 4
+    copy_streams: int | None = None
     _client: Any = PrivateAttr(default=None)
     _cluster: Any = PrivateAttr(default=None)
 
@@ -70,6 +75,11 @@ class DaskCluster(dg.ConfigurableResource):
             or os.environ.get(PARTS_URL_VAR)
             or str(environment.work_dir() / "dask-parts")
         )
+
+    def resolved_copy_streams(self) -> int:
+        if self.copy_streams is not None:
+            return copy_streams_setting(self.copy_streams, "dask.copy_streams")
+        return copy_streams_setting(os.environ.get(COPY_STREAMS_VAR), COPY_STREAMS_VAR)
 
     def describe(self) -> str:
         address = self.address()
@@ -113,11 +123,13 @@ class DaskCluster(dg.ConfigurableResource):
         if not self.configured() or run.rows < threshold:
             yield run.chunks(chunk_rows, first_rows=FIRST_CHUNK_ROWS)
             return
+        streams = self.resolved_copy_streams()
         if log:
             log(
                 f"{run.config.table}: {run.rows} rows (distributed_min_rows {threshold}) "
                 f"generated on the Dask cluster ({self.describe()}) in parts of "
-                f"{self.part_rows} rows"
+                f"{self.part_rows} rows (a PostgreSQL destination takes them over up to "
+                f"{streams} COPY streams)"
             )
         with distributed_chunks(
             self.client(),
@@ -129,6 +141,7 @@ class DaskCluster(dg.ConfigurableResource):
             part_rows=self.part_rows,
             chunk_rows=chunk_rows,
             retries=self.retries,
+            copy_streams=streams,
         ) as chunks:
             yield chunks
 

@@ -1,8 +1,10 @@
 """One table generated as block-range tasks on a real Dask LocalCluster (issue 18).
 
 The same seed gives the same table and the same bundle bytes in-process, on one worker and on
-two; a worker killed mid-table is rerun by Dask, or (when the scheduler allows no failure)
-fails the table, leaving the previous table and bundle as they were and no part behind.
+two, and loaded into PostgreSQL over one COPY stream or several; a worker killed mid-table is
+rerun by Dask, or (when the scheduler allows no failure) fails the table, leaving the previous
+table and bundle as they were and no part or staging table behind, as does a part whose file
+is gone before it is loaded.
 
 Small tables (a few blocks of 65,536 rows), two worker processes of one thread each: the
 machine running the suite may have two cores.
@@ -35,12 +37,13 @@ from synth_pipeline.core.distributed import (
     local_client,
     part_ranges,
 )
-from synth_pipeline.core.errors import ConfigError
+from synth_pipeline.core.errors import ConfigError, DatabaseError
 from synth_pipeline.core.generators import BLOCK_ROWS
+from synth_pipeline.core.parallel_copy import DEFAULT_COPY_STREAMS, PartStreams
 from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS, TableRun, written_width
 from synth_pipeline.core.write import RegisterEntry, read_register, replace_table
-from synth_pipeline.dask_resource import LOCAL_WORKERS_VAR, DaskCluster
+from synth_pipeline.dask_resource import COPY_STREAMS_VAR, LOCAL_WORKERS_VAR, DaskCluster
 
 from .conftest import DEMO_CONFIGS
 
@@ -82,9 +85,18 @@ def in_process(engine, schema, seed: int, scale: float) -> int:
     return write(engine, schema, run.chunks(BLOCK_ROWS, first_rows=FIRST_CHUNK_ROWS), seed, scale)
 
 
-def on_cluster(client, engine, schema, seed, scale, parts: Path, on_chunk=None) -> int:
+def on_cluster(
+    client, engine, schema, seed, scale, parts: Path, on_chunk=None, copy_streams=None
+) -> int:
     with distributed_chunks(
-        client, demo_files(), TABLE, seed, scale, str(parts), part_rows=BLOCK_ROWS
+        client,
+        demo_files(),
+        TABLE,
+        seed,
+        scale,
+        str(parts),
+        part_rows=BLOCK_ROWS,
+        copy_streams=copy_streams or DEFAULT_COPY_STREAMS,
     ) as chunks:
         return write(engine, schema, chunks, seed, scale, on_chunk)
 
@@ -113,6 +125,44 @@ def bundle(engine, schema, out: Path, seed: int, scale: float) -> dict[str, byte
         created_at=CREATED_AT,
     )
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def bundle_files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def table_names(engine, schema) -> set[str]:
+    with engine.connect() as conn:
+        return set(sa.inspect(conn).get_table_names(schema=schema))
+
+
+@contextlib.contextmanager
+def most_connections_at_once(engine):
+    """Yields a list holding, once the block is done, the most connections of ``engine``'s
+    pool checked out at the same time while it ran."""
+    out: list[int] = []
+    lock = threading.Lock()
+    now = [0, 0]  # checked out, most so far
+
+    def checkout(*_):
+        with lock:
+            now[0] += 1
+            now[1] = max(now)
+
+    def checkin(*_):
+        with lock:
+            now[0] -= 1
+
+    sa.event.listen(engine.pool, "checkout", checkout)
+    sa.event.listen(engine.pool, "checkin", checkin)
+    try:
+        yield out
+    finally:
+        sa.event.remove(engine.pool, "checkout", checkout)
+        sa.event.remove(engine.pool, "checkin", checkin)
+        out.append(now[1])
 
 
 def read_table(engine, schema) -> pl.DataFrame:
@@ -228,37 +278,124 @@ def killing_a_busy_worker(client):
         watcher.join()
 
 
-def test_a_killed_worker_without_reruns_leaves_the_previous_table_and_bundle(tmp_path):
-    engine = open_destination(f"sqlite:///{tmp_path / 'dest.sqlite'}")
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_killed_worker_without_reruns_leaves_the_previous_table_and_bundle(
+    kind, tmp_path, request
+):
+    engine, schema = destination(kind, tmp_path, request, "killed")
     scale = scale_for(6 * BLOCK_ROWS)
-    in_process(engine, None, 1, scale)
-    before_table = read_table(engine, None)
-    before_bundle = bundle(engine, None, tmp_path / "bundle", 1, scale)
+    in_process(engine, schema, 1, scale)
+    before_table = read_table(engine, schema)
+    before_bundle = bundle(engine, schema, tmp_path / "bundle", 1, scale)
     parts = tmp_path / "parts"
-    # a scheduler that gives up on a task the first time its worker dies
+    # a scheduler that gives up on a task the first time its worker dies; on PostgreSQL the
+    # other COPY streams go on with their parts until the lost one is asked for
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         local_client(2) as strict,
         killing_a_busy_worker(strict) as killed,
         pytest.raises(DistributedError, match=r"measurement: rows \d+\.\.\d+ \(part \d+ of 6\)"),
     ):
-        on_cluster(strict, engine, None, 2, scale, parts)
+        on_cluster(strict, engine, schema, 2, scale, parts, copy_streams=3)
     assert killed, "no worker was generating a part while the table was written"
-    assert read_table(engine, None).equals(before_table)
-    assert read_register(engine, None)[TABLE]["seed"] == 1
-    assert (tmp_path / "bundle").exists()
-    after = {
-        str(p.relative_to(tmp_path / "bundle")): p.read_bytes()
-        for p in sorted((tmp_path / "bundle").rglob("*"))
-        if p.is_file()
-    }
-    assert after == before_bundle
+    assert_previous_table_stays(engine, schema, before_table, before_bundle, tmp_path, parts)
+    engine.dispose()
+
+
+def assert_previous_table_stays(engine, schema, before_table, before_bundle, tmp_path, parts):
+    """The table, its register row (seed 1) and its bundle as they were; no part and no
+    staging table left."""
+    assert read_table(engine, schema).equals(before_table)
+    register = read_register(engine, schema)[TABLE]
+    assert register["seed"] == 1
+    assert bundle_files(tmp_path / "bundle") == before_bundle
     # the destination still gives the same bundle, and no part is left anywhere
-    assert bundle(engine, None, tmp_path / "bundle-again", 1, scale) == before_bundle
+    again = bundle(engine, schema, tmp_path / "bundle-again", 1, register["scale"])
+    assert again == before_bundle
     assert list(parts.iterdir()) == []
-    with engine.connect() as conn:
-        names = set(sa.inspect(conn).get_table_names())
-    assert names == {TABLE, "_synth_pipeline_tables"}  # no staging table either
+    assert table_names(engine, schema) == {TABLE, "_synth_pipeline_tables"}  # no staging table
+
+
+@pytest.mark.postgres
+def test_one_and_three_copy_streams_write_the_same_table_and_bundle(client, tmp_path, request):
+    seed, scale = 23, scale_for(5 * BLOCK_ROWS + 777)  # six parts, the last one short
+    local, local_schema = destination("postgres", tmp_path, request, "streams_local")
+    expected_rows = in_process(local, local_schema, seed, scale)
+    assert expected_rows == 5 * BLOCK_ROWS + 777
+    expected = bundle(local, local_schema, tmp_path / "bundle-local", seed, scale)
+    for streams in (1, 3):
+        engine, schema = destination("postgres", tmp_path, request, f"streams{streams}")
+        parts = tmp_path / f"parts{streams}"
+        with most_connections_at_once(engine) as most:
+            rows = on_cluster(client, engine, schema, seed, scale, parts, copy_streams=streams)
+        assert most == [streams]  # one connection a COPY stream, all at once
+        assert rows == expected_rows
+        assert read_table(engine, schema).equals(read_table(local, local_schema))
+        assert read_register(engine, schema)[TABLE]["rows"] == rows
+        got = bundle(engine, schema, tmp_path / f"bundle{streams}", seed, scale)
+        assert got == expected  # byte for byte: CSV, Parquet, manifest, README
+        assert list(parts.iterdir()) == []
+        assert table_names(engine, schema) == {TABLE, "_synth_pipeline_tables"}
+        engine.dispose()
+    local.dispose()
+
+
+@pytest.mark.postgres
+def test_a_part_gone_before_its_copy_stream_takes_it_leaves_the_previous_table(
+    client, tmp_path, request
+):
+    engine, schema = destination("postgres", tmp_path, request, "gone")
+    scale = scale_for(6 * BLOCK_ROWS)
+    in_process(engine, schema, 1, scale)
+    before_table = read_table(engine, schema)
+    before_bundle = bundle(engine, schema, tmp_path / "bundle", 1, scale)
+    parts = tmp_path / "parts"
+    with distributed_chunks(
+        client, demo_files(), TABLE, 2, scale, str(parts), part_rows=BLOCK_ROWS, copy_streams=3
+    ) as chunks:
+        # the last part's file, removed once its worker has created it and before any stream
+        # takes it: the other streams COPY (and may commit) their parts first
+        [folder] = parts.iterdir()
+        [last] = wait_for(lambda: sorted(folder.glob("part-000005-*.parquet")))
+        last.unlink()
+        with pytest.raises(
+            DistributedError,
+            match=r"measurement: rows 327681\.\.393216 \(part 6 of 6\): cannot read its part "
+            r".*part-000005-",
+        ):
+            write(engine, schema, chunks, 2, scale)
+    assert_previous_table_stays(engine, schema, before_table, before_bundle, tmp_path, parts)
+    engine.dispose()
+
+
+def wait_for(found, seconds: float = 120.0):
+    """``found()`` once it is truthy (polled), or fail after ``seconds``."""
+    pause = threading.Event()
+    for _ in range(int(seconds / 0.05)):
+        value = found()
+        if value:
+            return value
+        pause.wait(0.05)
+    raise AssertionError(f"nothing found in {seconds} s")
+
+
+@pytest.mark.postgres
+def test_a_key_the_swap_refuses_drops_the_staging_table_of_the_streams(tmp_path, request):
+    """Two streams COPY the same rows: the primary key fails in the swap's transaction, after
+    both streams committed; the staging table goes, the previous table and register row stay."""
+    engine, schema = destination("postgres", tmp_path, request, "dupkey")
+    scale = scale_for(BLOCK_ROWS)
+    in_process(engine, schema, 1, scale)
+    before = read_table(engine, schema)
+    files = demo_files()
+    run = TableRun.for_project(files, files.load_table(TABLE), 1, scale)
+    rows = pl.concat(list(run.chunks(BLOCK_ROWS)))
+    twice = PartStreams(2, lambda i, cancelled: [rows], copy_streams=2)
+    with pytest.raises(DatabaseError, match="destination table measurement: could not create"):
+        write(engine, schema, twice, 2, scale)
+    assert read_table(engine, schema).equals(before)
+    assert read_register(engine, schema)[TABLE]["seed"] == 1
+    assert table_names(engine, schema) == {TABLE, "_synth_pipeline_tables"}
     engine.dispose()
 
 
@@ -325,3 +462,14 @@ def test_the_resource_sends_only_tables_from_the_threshold_to_the_cluster(
     monkeypatch.setenv(LOCAL_WORKERS_VAR, "two")
     with pytest.raises(ConfigError, match=LOCAL_WORKERS_VAR):
         DaskCluster().configured()
+    monkeypatch.delenv(COPY_STREAMS_VAR, raising=False)
+    assert DaskCluster().resolved_copy_streams() == DEFAULT_COPY_STREAMS == 4
+    monkeypatch.setenv(COPY_STREAMS_VAR, "2")
+    assert DaskCluster().resolved_copy_streams() == 2
+    assert DaskCluster(copy_streams=3).resolved_copy_streams() == 3  # run config first
+    for wrong in ("0", "many"):
+        monkeypatch.setenv(COPY_STREAMS_VAR, wrong)
+        with pytest.raises(ConfigError, match=f"{COPY_STREAMS_VAR}='{wrong}' is not a number"):
+            DaskCluster().resolved_copy_streams()
+    with pytest.raises(ConfigError, match="dask.copy_streams=0 is not a number"):
+        DaskCluster(copy_streams=0).resolved_copy_streams()

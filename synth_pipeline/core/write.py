@@ -4,7 +4,9 @@ A table is built under a temporary name and swapped in within one transaction, t
 its row in the ``_synth_pipeline_tables`` register, so readers see the old table or the new
 one and never a half-written one. PostgreSQL is filled with one binary COPY (psycopg 3), SQLite
 with batched executemany inside the transaction; the next chunk is generated in a background
-thread while the current one is written, and memory is bounded by a few chunks.
+thread while the current one is written, and memory is bounded by a few chunks. A Dask
+cluster's parts go into PostgreSQL over several connections instead (core/parallel_copy.py),
+then through the same swap.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 import sqlalchemy as sa
@@ -245,6 +248,28 @@ class RegisterEntry:
     generator_version: str
 
 
+@runtime_checkable
+class ParallelLoad(Protocol):
+    """Rows that go into PostgreSQL over ``copy_streams`` connections at once (issue 18: a Dask
+    cluster's parts, core/parallel_copy.py). ``replace_table`` hands them the table, the name of
+    its staging table and the key; they fill the staging table and call :func:`swap_in`."""
+
+    copy_streams: int
+
+    def replace_in_parallel(
+        self,
+        engine: Engine,
+        schema: str | None,
+        table: str,
+        temp: str,
+        columns: list[ColumnDef],
+        primary_key: str | None,
+        pk_name: str | None,
+        entry: RegisterEntry,
+        on_chunk: Callable[[int], None] | None,
+    ) -> int: ...
+
+
 def replace_table(
     engine: Engine,
     schema: str | None,
@@ -269,6 +294,13 @@ def replace_table(
     # row by row; SQLite cannot add a primary key to an existing table, so it declares it first.
     index_after = primary_key is not None and is_postgres(engine)
     try:
+        # -- issue 18: rows that load themselves over several PostgreSQL connections (a Dask
+        # cluster's parts, core/parallel_copy.py) get the staging table's name; the rest below
+        if is_postgres(engine) and isinstance(chunks, ParallelLoad) and chunks.copy_streams > 1:
+            return chunks.replace_in_parallel(
+                engine, schema, table, temp, columns, primary_key, pk_name, entry, on_chunk
+            )
+        # -- end of issue 18
         return _replace(
             engine,
             schema,
@@ -307,31 +339,49 @@ def _replace(
         new = _table(temp, schema, columns, None if index_after else primary_key, pk_name)
         new.create(conn)
         rows = load_chunks(conn, qualified(engine, schema, temp), columns, chunks, on_chunk)
-        if index_after:
-            conn.exec_driver_sql(
-                f"ALTER TABLE {qualified(engine, schema, temp)} ADD CONSTRAINT "
-                f"{quote(engine, pk_name)} PRIMARY KEY ({quote(engine, primary_key)})"  # type: ignore[arg-type]
-            )
-        _table(table, schema, columns, None, None).drop(conn, checkfirst=True)
-        conn.exec_driver_sql(
-            f"ALTER TABLE {qualified(engine, schema, temp)} RENAME TO {quote(engine, table)}"
-        )
-        reg = ensure_register(conn, schema)
-        conn.execute(reg.delete().where(reg.c.table_name == table))
-        conn.execute(
-            reg.insert().values(
-                table_name=table,
-                kind=entry.kind,
-                rows=rows,
-                config_fingerprint=entry.config_fingerprint,
-                seed=entry.seed,
-                scale=entry.scale,
-                parent_rows=json.dumps(entry.parent_rows, sort_keys=True),
-                generator_version=entry.generator_version,
-                written_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            )
-        )
+        key_after = primary_key if index_after else None
+        swap_in(conn, schema, table, temp, columns, key_after, pk_name, rows, entry)
     return rows
+
+
+def swap_in(
+    conn: Connection,
+    schema: str | None,
+    table: str,
+    temp: str,
+    columns: list[ColumnDef],
+    primary_key: str | None,
+    pk_name: str | None,
+    rows: int,
+    entry: RegisterEntry,
+) -> None:
+    """In ``conn``'s transaction: add ``primary_key`` (when given) to the filled table ``temp``,
+    put it in the place of ``table`` and write the table's register row."""
+    engine = conn.engine
+    if primary_key:
+        conn.exec_driver_sql(
+            f"ALTER TABLE {qualified(engine, schema, temp)} ADD CONSTRAINT "
+            f"{quote(engine, pk_name)} PRIMARY KEY ({quote(engine, primary_key)})"  # type: ignore[arg-type]
+        )
+    _table(table, schema, columns, None, None).drop(conn, checkfirst=True)
+    conn.exec_driver_sql(
+        f"ALTER TABLE {qualified(engine, schema, temp)} RENAME TO {quote(engine, table)}"
+    )
+    reg = ensure_register(conn, schema)
+    conn.execute(reg.delete().where(reg.c.table_name == table))
+    conn.execute(
+        reg.insert().values(
+            table_name=table,
+            kind=entry.kind,
+            rows=rows,
+            config_fingerprint=entry.config_fingerprint,
+            seed=entry.seed,
+            scale=entry.scale,
+            parent_rows=json.dumps(entry.parent_rows, sort_keys=True),
+            generator_version=entry.generator_version,
+            written_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        )
+    )
 
 
 def database_problem(exc: BaseException, where: str, columns: list[ColumnDef]) -> str | None:
