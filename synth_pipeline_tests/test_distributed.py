@@ -473,3 +473,53 @@ def test_the_resource_sends_only_tables_from_the_threshold_to_the_cluster(
             DaskCluster().resolved_copy_streams()
     with pytest.raises(ConfigError, match="dask.copy_streams=0 is not a number"):
         DaskCluster(copy_streams=0).resolved_copy_streams()
+
+
+def test_a_run_through_dagster_sends_a_table_to_the_cluster(
+    client, demo_sqlite_url, config_root, tmp_path
+):
+    """The synthetic_table asset itself, materialised by the CLI's runner on an instance, with
+    the scheduler's address in the environment and distributed_min_rows below the person
+    table's rows: the person table is generated on the cluster (its run's log says so), the
+    smaller tables in-process, and the destination holds what an in-process run writes."""
+    import dagster as dg
+
+    from synth_pipeline.runner import execute, temporary_environment
+
+    files = ProjectFiles(config_root, "demo")
+    project = files.load_project()
+    persons = files.load_table("person").rows
+    project.distributed_min_rows = persons
+    files.save_project(project)
+    tables = ["location", "care_site", "provider", "person"]
+
+    def run(name: str, env: dict) -> tuple[list, list[str], Path]:
+        path = tmp_path / f"{name}.sqlite"
+        with temporary_environment(env), dg.DagsterInstance.ephemeral() as instance:
+            report = execute(
+                source_url=demo_sqlite_url,
+                destination_url=f"sqlite:///{path}",
+                project="demo",
+                config_root=config_root,
+                bundle_dir=tmp_path / f"{name}-bundle",
+                tables=tables,
+                instance=instance,
+            )
+            assert report.ok, [(t.table, t.messages) for t in report.tables]
+            logs = [e.user_message for r in report.run_ids for e in instance.all_logs(r)]
+        return report.tables, logs, path
+
+    address = client.scheduler.address
+    _, cluster_logs, on_cluster_db = run("cluster", {"SYNTH_DASK_SCHEDULER": address})
+    _, local_logs, in_process_db = run("local", {"SYNTH_DASK_SCHEDULER": None})
+    sent = [m for m in cluster_logs if "generated on the Dask cluster" in m]
+    assert len(sent) == 1 and sent[0].startswith("person:"), sent
+    assert not any("generated on the Dask cluster" in m for m in local_logs)
+    for table in tables:
+        key = f"{table}_id"
+        with sa.create_engine(f"sqlite:///{on_cluster_db}").connect() as a:
+            cluster_rows = a.exec_driver_sql(f'SELECT * FROM "{table}" ORDER BY "{key}"').all()
+        with sa.create_engine(f"sqlite:///{in_process_db}").connect() as b:
+            local_rows = b.exec_driver_sql(f'SELECT * FROM "{table}" ORDER BY "{key}"').all()
+        assert cluster_rows == local_rows, table
+    assert len(local_rows) == persons
