@@ -31,7 +31,7 @@ SKIP_VOCABULARY_HELP = (
 
 
 PARALLEL_HELP = (
-    "run N tables at a time as launched runs under the multiprocess executor; needs a "
+    "run N tables at a time, each as a run in a process of its own; needs a "
     "DAGSTER_HOME whose dagster.yaml uses PostgreSQL storage (configs/dagster-postgres.yaml)"
 )
 

@@ -1,8 +1,10 @@
 """Jobs for runs launched by a run launcher (the UI's launchpad, `--parallel`, a deployment).
 
 Per project (``<project>__synthesise_table``, ``<project>__publish_bundle``):
-``synthesise_table``: the four table steps of one partition under the multiprocess executor,
-so several partitions can run side by side on an instance with PostgreSQL storage.
+``synthesise_table``: the four table steps of one partition, one after another in the run's own
+process (the in-process executor: each step needs the one before, so a process per step would
+only add start-up time); several partitions run side by side as runs of their own, on an
+instance with PostgreSQL storage.
 ``publish_bundle``: the CSV bundle, once every table is written. Both carry the project's tag.
 
 The reconstructable target that returns the table job for a step's process is in
@@ -35,10 +37,10 @@ def build_jobs(project: str) -> list:
         dg.define_asset_job(
             table_job_name(project),
             selection=assets.table_steps,
-            executor_def=dg.multiprocess_executor,
+            executor_def=dg.in_process_executor,
             tags={PROJECT_TAG: project},
             description=f"Snapshot, statistics, reviewed config and synthetic table of one OMOP "
-            f"table of project {project}, each step in its own process.",
+            f"table of project {project}, in the run's process.",
         ),
         dg.define_asset_job(
             bundle_job_name(project),

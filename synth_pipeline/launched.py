@@ -1,5 +1,5 @@
 """Runs in processes of their own: ``--parallel``'s pool, each process running one table's
-``synthesise_table`` job under the multiprocess executor, and the job as a reconstructable
+``synthesise_table`` job at a time (its steps in that process), and the job as a reconstructable
 target (``reconstructable`` needs a module-level function that returns it; each step's
 process loads the Definitions afresh from the same environment variables, the project being
 ``SYNTH_PROJECT``)."""
@@ -25,8 +25,7 @@ def table_job() -> dg.JobDefinition:
 def run_table_job(home: str, run_config: dict, tags: dict[str, str]) -> RunSummary:
     """One table's ``synthesise_table`` job in a pool process (see :func:`launch_in_waves`).
 
-    Runs start from a process's main thread, not from a thread: Dagster's multiprocess executor
-    starts its step processes from there. The instance is the one whose ``dagster.yaml`` is in
+    Runs start from a process's main thread, not from a thread, as Dagster's executors expect. The instance is the one whose ``dagster.yaml`` is in
     ``home``; the project and URLs come from the environment the pool inherited."""
     with (
         dg.DagsterInstance.from_config(home) as instance,

@@ -254,7 +254,7 @@ def execute(
 
     By default one in-process run per table, parents first, from one job resolved once: the
     cheapest for small tables. With ``parallel=N`` (an instance with PostgreSQL storage) the
-    tables run as runs of the ``synthesise_table`` job under the multiprocess executor, N at a
+    tables run as runs of the ``synthesise_table`` job, N at a
     time from N pool processes, in waves so that parents are written before their children.
     """
     options = RunOptions(seed, scale, chunk_rows, copy_vocabulary)

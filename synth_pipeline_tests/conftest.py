@@ -193,7 +193,7 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     """The demo extract in PostgreSQL, as a deployment runs it: loaded into schema ``cdm`` of
     the session's database, `init` and `approve --all` through the CLI, then
     every table through the headless runner into schema ``synthetic``, two tables at a time
-    under the multiprocess executor on an instance whose storage is PostgreSQL too
+    each in a pool process, on an instance whose storage is PostgreSQL too
     (configs/dagster-postgres.yaml, a database of its own). One run per session, shared by
     test_pipeline_postgres.py (the chain), test_postgres_instance.py (the instance and the
     parallel runs) and test_vocabulary_subset.py (the vocabulary copied)."""

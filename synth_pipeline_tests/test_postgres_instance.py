@@ -1,5 +1,5 @@
-"""Instance storage on PostgreSQL (dagster-postgres) with partitions in parallel under the
-multiprocess executor, and the embedded SQLite default untouched.
+"""Instance storage on PostgreSQL (dagster-postgres) with partitions in parallel, each table's
+run in one of the command's pool processes, and the embedded SQLite default untouched.
 
 The run is conftest's ``pg_demo_run``, shared with test_pipeline_postgres.py: its Dagster
 instance gets a fresh database of its own on the test server (configured by
@@ -10,6 +10,7 @@ the synthetic tables go to schema ``synthetic`` of the session's test database.
 from __future__ import annotations
 
 import json
+import os
 
 import dagster as dg
 import pytest
@@ -41,12 +42,18 @@ def test_all_demo_partitions_run_in_parallel_on_postgres_storage(pg_demo_run):
     by_table = {r.dagster_run.tags.get("dagster/partition"): r for r in records}
     assert set(by_table) == demo_tables
 
-    # every step of every table ran in its own process (the multiprocess executor)
+    # every table's run went through its four steps in one pool process, not in this one, and
+    # the pool had two processes
+    pids = set()
     for table, record in by_table.items():
-        workers = instance.get_records_for_run(
-            record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED
+        started = instance.get_records_for_run(
+            record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START
         ).records
-        assert len(workers) == 4, table
+        assert len(started) == 4, table
+        run_pids = {r.event_log_entry.dagster_event.pid for r in started}
+        assert len(run_pids) == 1 and os.getpid() not in run_pids, (table, run_pids)
+        pids |= run_pids
+    assert len(pids) == 2, pids
 
     # two runs at a time: some runs overlap in time
     spans = sorted((r.start_time, r.end_time) for r in by_table.values())
