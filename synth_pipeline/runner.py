@@ -276,7 +276,9 @@ def execute(
         selected = _selected_tables(available, tables)
         resources = _resources(options)
         files = resources["project"].files()  # type: ignore[attr-defined]
-        _refuse_bad_input(files, available, options, config_only, destination_url, env)
+        _refuse_bad_input(
+            files, available, options, config_only, destination_url, destination_schema
+        )
         guess = omop.guess_cdm_version(source_columns(source_url, source_schema))
         report = RunReport(tables=[], notes=record_cdm_version(files, guess, init=config_only))
         files.write_json_schema()
@@ -320,7 +322,7 @@ def _refuse_bad_input(
     options: RunOptions,
     config_only: bool,
     destination_url: str | None,
-    env: dict[str, str | None],
+    destination_schema: str | None,
 ) -> None:
     """Bad input stops the command here, before anything is written: an unknown project (only
     init creates one), a config file the checks refuse, a destination it cannot write to."""
@@ -329,7 +331,7 @@ def _refuse_bad_input(
     check_configuration(files, available, copy_vocabulary=options.copy_vocabulary)
     if not config_only:
         url = destination_url or environment.default_destination_url(files.project)
-        open_writable_destination(url, env["SYNTH_DESTINATION_SCHEMA"]).dispose()
+        open_writable_destination(url, destination_schema).dispose()
 
 
 def _run_and_report(

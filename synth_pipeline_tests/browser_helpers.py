@@ -63,6 +63,14 @@ def artefact_dir() -> Path:
     return out.resolve()
 
 
+def screenshot(page, name: str) -> Path:
+    """A full-page screenshot kept as ``<name>.png`` in the test artefacts."""
+    path = artefact_dir() / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -109,39 +117,53 @@ class Webserver:
                 continue
 
 
-def start_webserver(env: dict[str, str], log: Path, timeout: float = 60.0) -> Webserver:
-    """dagster-webserver on a free loopback port with the checkout's workspace.yaml; returns
-    once /server_info answers."""
-    exe = Path(sys.executable).parent / "dagster-webserver"
-    port = free_port()
+def _serve(
+    name: str,
+    command: list[str],
+    ready_path: str,
+    port: int,
+    log: Path,
+    timeout: float,
+    **popen,
+) -> Webserver:
+    """Start ``command`` (a server on loopback ``port``) as its own process group, its output in
+    ``log``; return once ``ready_path`` answers 200, or stop it and say why."""
     url = f"http://127.0.0.1:{port}"
     handle = log.open("wb")
     process = subprocess.Popen(
-        [str(exe), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
-        env=env,
+        command,
         stdin=subprocess.DEVNULL,
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        **popen,
     )
     handle.close()
     server = Webserver(process, url, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"dagster-webserver exited with {process.returncode}:\n{server.log_tail()}"
-            )
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=2) as resp:
+            with urllib.request.urlopen(f"{url}{ready_path}", timeout=2) as resp:
                 if resp.status == 200:
                     return server
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
     server.stop()
-    raise RuntimeError(f"dagster-webserver did not answer in {timeout:.0f} s:\n{server.log_tail()}")
+    raise RuntimeError(f"{name} did not answer in {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def start_webserver(env: dict[str, str], log: Path, timeout: float = 60.0) -> Webserver:
+    """dagster-webserver on a free loopback port with the checkout's workspace.yaml; returns
+    once /server_info answers."""
+    exe = Path(sys.executable).parent / "dagster-webserver"
+    port = free_port()
+    command = [str(exe), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    return _serve(
+        "dagster-webserver", command, "/server_info", port, log, timeout, cwd=REPO, env=env
+    )
 
 
 def start_atlas(
@@ -152,39 +174,15 @@ def start_atlas(
     its sources."""
     exe = Path(sys.executable).parent / "duckcdm"
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    handle = log.open("wb")
-    process = subprocess.Popen(
-        [
-            str(exe),
-            "serve",
-            *(f"{key}={path}" for key, path in sources.items()),
-            "--store",
-            str(store),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    handle.close()
-    server = Webserver(process, url, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"duckcdm serve exited with {process.returncode}:\n{server.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/WebAPI/source/sources", timeout=2) as resp:
-                if resp.status == 200:
-                    return server
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    server.stop()
-    raise RuntimeError(f"duckcdm serve did not answer in {timeout:.0f} s:\n{server.log_tail()}")
+    command = [
+        str(exe),
+        "serve",
+        *(f"{key}={path}" for key, path in sources.items()),
+        "--store",
+        str(store),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return _serve("duckcdm serve", command, "/WebAPI/source/sources", port, log, timeout)

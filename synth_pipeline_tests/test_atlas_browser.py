@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .browser_helpers import CHROMIUM_FLAGS, artefact_dir, chromium_executable, start_atlas
+from .browser_helpers import CHROMIUM_FLAGS, chromium_executable, screenshot, start_atlas
 
 pytest.importorskip(
     "duckcdm.webapi.app", reason="the ohdsi extra (duckcdm[server]) is not installed"
@@ -62,10 +62,7 @@ def atlas(demo_run, tmp_path):
 
 
 def _shot(page: Page, name: str) -> Path:
-    path = artefact_dir() / f"test_atlas_browser-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-    return path
+    return screenshot(page, f"test_atlas_browser-{name}")
 
 
 @pytest.mark.browser

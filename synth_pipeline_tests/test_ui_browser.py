@@ -30,6 +30,7 @@ from .browser_helpers import (
     CHROMIUM_FLAGS,
     artefact_dir,
     chromium_executable,
+    screenshot,
     start_webserver,
     write_instance_yaml,
 )
@@ -122,10 +123,7 @@ def ui(tmp_path, config_root, demo_sqlite_url):
 
 
 def _shot(page: Page, name: str) -> Path:
-    path = artefact_dir() / f"test_ui_browser-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-    return path
+    return screenshot(page, f"test_ui_browser-{name}")
 
 
 def _filter(page: Page, query: str) -> None:
