@@ -5,6 +5,7 @@ written atomically, and one project's folder of files (:class:`ProjectFiles`).
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +112,16 @@ def load_project(path: Path) -> ProjectConfig:
         raise  # unreachable
 
 
-_LOADED: dict[str, tuple[tuple[int, int], TableConfig]] = {}
+_LOADED: dict[str, tuple[tuple[int, int], TableConfig, bytes]] = {}
 
 
-def load_table_config(path: Path) -> TableConfig:
+def load_table_config(path: Path, *, shared: bool = False) -> TableConfig:
     """Load and fully validate one table file, generators and their parameters included.
 
     Parsed files are remembered by path, size and modification time, so the many reads of one
-    run (a child reads its parents' files) parse each file once; a copy is handed out.
+    run (a child reads its parents' files) parse each file once. A copy is handed out (rebuilt
+    from a pickle of the parsed file: a few times cheaper than a deep copy of the models);
+    ``shared`` hands out the remembered object itself, for callers that only read it.
     """
     try:
         st = path.stat()
@@ -127,10 +130,11 @@ def load_table_config(path: Path) -> TableConfig:
         stamp = None
     cached = _LOADED.get(str(path))
     if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1].model_copy(deep=True)
+        return cached[1] if shared else pickle.loads(cached[2])
     cfg = _load_table_config(path)
     if stamp is not None:
-        _LOADED[str(path)] = (stamp, cfg.model_copy(deep=True))
+        kept = pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
+        _LOADED[str(path)] = (stamp, pickle.loads(kept), kept)
     return cfg
 
 
@@ -285,9 +289,11 @@ class ProjectFiles:
     def has_table(self, table: str) -> bool:
         return self.table_file(table).exists()
 
-    def load_table(self, table: str) -> TableConfig:
+    def load_table(self, table: str, *, shared: bool = False) -> TableConfig:
+        """The table's validated config; ``shared``: the remembered object itself, which the
+        caller must not change (see load_table_config)."""
         path = self.table_file(table)
-        cfg = load_table_config(path)
+        cfg = load_table_config(path, shared=shared)
         if cfg.table != table:
             raise ConfigError(
                 f"the file is for table {table!r} but says table: {cfg.table!r}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -247,3 +248,25 @@ def qualified(engine: Engine, schema: str | None, table: str) -> str:
 
 def quote(engine: Engine, identifier: str) -> str:
     return engine.dialect.identifier_preparer.quote_identifier(identifier)
+
+
+def sqlite_rows(
+    conn: sa.Connection, sql: str, params: tuple | None = None, batch_rows: int | None = None
+) -> Iterator[list[tuple]]:
+    """An SQLite statement's rows as the driver's own tuples, in batches (all at once when
+    ``batch_rows`` is None): the values SQLAlchemy hands back for text SQL, without building a
+    Row per row. Driver errors are raised as SQLAlchemy raises them."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params or ())
+        while True:
+            batch = cursor.fetchall() if batch_rows is None else cursor.fetchmany(batch_rows)
+            if batch:
+                yield batch
+            if not batch or batch_rows is None:
+                break
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()

@@ -228,7 +228,7 @@ def parent_keys(files: ProjectFiles, cfg: TableConfig) -> dict[str, str | None]:
     """Each referenced parent's key column: from its config, else the OMOP spec."""
     out: dict[str, str | None] = {}
     for parent in set(referenced_tables(cfg).values()):
-        key = files.load_table(parent).primary_key if files.has_table(parent) else None
+        key = files.load_table(parent, shared=True).primary_key if files.has_table(parent) else None
         if key is None:
             spec = omop.table_spec(parent)
             keys = spec.primary_key if spec else []

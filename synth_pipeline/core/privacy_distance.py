@@ -90,17 +90,28 @@ def _nearest(
     width = q_num.shape[1] + q_cat.shape[1]
     out = np.empty(len(q_num))
     step = max(1, 2_000_000 // max(1, len(r_num)))
+    # columns without NULL (or infinities) on either side need no NaN handling
+    finite = np.isfinite(q_num).all(axis=0) & np.isfinite(r_num).all(axis=0)
     for i in range(0, len(q_num), step):
         a_num, a_cat = q_num[i : i + step], q_cat[i : i + step]
         total = np.zeros((len(a_num), len(r_num)))
+        d = np.empty_like(total)
+        unequal = np.empty(total.shape, dtype=bool)
         for j in range(q_num.shape[1]):
             x, y = a_num[:, j][:, None], r_num[:, j][None, :]
-            d = np.minimum(1.0, np.abs(x - y) / scale[j])
+            if finite[j]:  # the same arithmetic as below, in place
+                np.subtract(x, y, out=d)
+                np.abs(d, out=d)
+                np.divide(d, scale[j], out=d)
+                np.minimum(d, 1.0, out=d)
+                total += d
+                continue
+            dj = np.minimum(1.0, np.abs(x - y) / scale[j])
             both = np.isnan(x) & np.isnan(y)
-            d = np.where(both, 0.0, np.where(np.isnan(d), 1.0, d))
-            total += d
+            total += np.where(both, 0.0, np.where(np.isnan(dj), 1.0, dj))
         for j in range(q_cat.shape[1]):
-            total += a_cat[:, j][:, None] != r_cat[:, j][None, :]
+            np.not_equal(a_cat[:, j][:, None], r_cat[:, j][None, :], out=unequal)
+            total += unequal
         if left_out is not None:
             own = left_out[i : i + step]
             rows = np.nonzero(own >= 0)[0]

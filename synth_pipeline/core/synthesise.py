@@ -249,7 +249,7 @@ def extract_window(files: ProjectFiles) -> tuple[int, int] | None:
     lows, highs, release = [], [], []
     for table in files.tables():
         try:
-            cfg = files.load_table(table)
+            cfg = files.load_table(table, shared=True)  # read only
         except ConfigError:
             continue  # the table's own run reports it
         for col in cfg.columns.values():
@@ -306,7 +306,7 @@ def parent_facts(
         if not files.has_table(parent):
             rows[parent], source_rows[parent] = 0, None
         else:
-            pcfg = files.load_table(parent)
+            pcfg = files.load_table(parent, shared=True)
             rows[parent] = scaled_rows(pcfg.rows, scale) if pcfg.kind == "synthetic" else 0
             source_rows[parent] = pcfg.source.row_count
         if rows[parent] == 0:
@@ -325,7 +325,7 @@ def parent_facts(
         if table == cfg.table:
             rows[table], source_rows[table] = scaled_rows(cfg.rows, scale), cfg.source.row_count
         elif files.has_table(table):
-            tcfg = files.load_table(table)
+            tcfg = files.load_table(table, shared=True)
             rows[table] = scaled_rows(tcfg.rows, scale) if tcfg.kind == "synthetic" else 0
             source_rows[table] = tcfg.source.row_count
         else:

@@ -10,7 +10,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .database import is_postgres, qualified, quote
+from .database import is_postgres, qualified, quote, sqlite_rows
 from .errors import DatabaseError
 from .generators import POLARS_TYPES
 from .schema import ColumnDef
@@ -114,6 +114,10 @@ def stream_select(
     ``params`` are bound to the driver's placeholders in ``sql`` (``?`` on SQLite, ``%s`` on
     PostgreSQL, where a literal % is then written %%)."""
     with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":  # the driver's tuples as they are
+            for rows in sqlite_rows(conn, sql, params if params else None, batch_rows):
+                yield coerce_frame(rows, columns)
+            return
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).exec_driver_sql(
             sql, params if params else None
         )

@@ -132,7 +132,7 @@ def released_concepts(files: ProjectFiles) -> ReleasedConcepts:
     alone: the values each concept-valued column's generator can write."""
     out = ReleasedConcepts()
     for table in files.tables():
-        cfg = files.load_table(table)
+        cfg = files.load_table(table, shared=True)  # read only
         if cfg.kind != "synthetic" or approval_problem(cfg, None) is not None:
             continue
         by_column = config_concepts(cfg, str(files.table_file(table)), out.unlisted)

@@ -52,7 +52,7 @@ def bundle_vocabulary(
     """What the bundle of ``tables`` (written from the destination ``engine``) holds of the
     vocabulary: which tables under which rules, how many site-local concepts and local
     vocabularies, and which synthetic columns carry concept ids without a concept row."""
-    configs = {t: files.load_table(t) for t in tables if files.has_table(t)}
+    configs = {t: files.load_table(t, shared=True) for t in tables if files.has_table(t)}
     out = BundleVocabulary(
         {
             t: (c.vocabulary_rule, site_local_rule(c))

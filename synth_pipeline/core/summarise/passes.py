@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import disclosure as dc
 from .. import omop
-from ..database import is_duckdb, pg_like, quote
+from ..database import is_duckdb, pg_like, quote, sqlite_rows
 from ..schema import TableSchema, column_role
 from ..sqlexpr import SqlExpressions
 from .scalars import py_value
@@ -178,8 +179,12 @@ def grouped_pass(
     ]
     _add_windows(f, groupings, ctes, branches)
     _add_references(f, groupings, ctes, branches)
-    statement = "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(branches)
-    return _frequencies(conn.execute(sa.text(statement)), groupings, pg)
+    statement = sa.text("WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(branches))
+    if conn.dialect.name != "sqlite":
+        return _frequencies(conn.execute(statement), groupings, pg)
+    # SQLite: the driver's tuples, as SQLAlchemy would send the statement (no Row per row)
+    sent = str(statement.compile(dialect=conn.dialect))
+    return _frequencies(chain.from_iterable(sqlite_rows(conn, sent)), groupings, pg)
 
 
 def _listed(f: _Frame, groupings: list[Grouping], policy: dc.DisclosurePolicy) -> str:
@@ -252,13 +257,18 @@ def _add_references(
     branches.append(f"SELECT 'o', g, n, COUNT(*), {nulls} FROM r WHERE ok GROUP BY g, n")
 
 
+_PLAIN = frozenset({int, float, str, type(None)})  # what py_value hands back unchanged
+
+
 def _frequencies(rows, groupings: list[Grouping], pg: bool) -> dict[str, Frequencies]:
     """The grouped pass's rows, by kind, into each grouping's frequencies."""
     out = {g.key: Frequencies() for g in groupings}
     by_index = {i: out[g.key] for i, g in enumerate(groupings)}
     for kind, g, a, b, *x in rows:
         freq = by_index[int(g)]
-        value = py_value(x[int(g)] if pg else x[0])
+        value = x[int(g)] if pg else x[0]
+        if type(value) not in _PLAIN:
+            value = py_value(value)
         if kind == "s":
             freq.distinct, freq.total = int(a), int(b or 0)
         elif kind == "v":
