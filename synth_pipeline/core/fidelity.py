@@ -165,6 +165,14 @@ class Reader:
     def __init__(self, engine: Engine, schema: str | None, table: str):
         self.engine, self.tbl = engine, qualified(engine, schema, table)
         self.sql = SqlExpressions(engine)
+        self.nulls: dict[str, int] = {}  # NULLs per column, when counted beforehand
+
+    def count_nulls(self, columns: list[str]) -> None:
+        """The NULLs of every column in one scan (each column's own query otherwise)."""
+        if columns:
+            parts = ", ".join(f"COUNT(*) - COUNT({self.q(c)})" for c in columns)
+            found = self.one(f"SELECT {parts} FROM {self.tbl}")
+            self.nulls.update({c: int(n) for c, n in zip(columns, found, strict=True)})
 
     def q(self, column: str) -> str:
         return quote(self.engine, column)
@@ -249,7 +257,10 @@ def _null_similarity(
     """Null similarity, and whether the column is NULL throughout as its statistics expect."""
     if rows == 0:
         return 1.0, False
-    nulls = int(r.one(f"SELECT COUNT(*) - COUNT({r.q(column)}) FROM {r.tbl}")[0])
+    if column in r.nulls:
+        nulls = r.nulls[column]
+    else:
+        nulls = int(r.one(f"SELECT COUNT(*) - COUNT({r.q(column)}) FROM {r.tbl}")[0])
     expected = stats.null_fraction if stats else 0.0
     return round(1 - abs(expected - nulls / rows), 4), expected == 1.0 and nulls == rows
 
@@ -309,10 +320,15 @@ def _years(r: Reader, column: str, stats: ColumnStats) -> tuple[float, float, Di
     )
 
 
+def _scored(col, rows: int) -> bool:
+    unscored = ("primary_key", "foreign_key", "date_part", "datetime_from_date")
+    return (col.generator or "") not in unscored and rows != 0
+
+
 def _column_score(r: Reader, name: str, col, rows: int) -> ColumnScore | None:
     """The score of one column: which metric depends on how it was generated."""
     gen, stats = col.generator or "", col.stats
-    if gen in ("primary_key", "foreign_key", "date_part", "datetime_from_date") or rows == 0:
+    if not _scored(col, rows):
         return None  # keys are scored as references, derived columns by the rules
     nulls, empty = _null_similarity(r, name, stats, rows)
     if gen in ("weighted_choice", "conditional_choice") and stats and stats.values:
@@ -356,6 +372,7 @@ def column_scores(
     engine: Engine, schema: str | None, cfg: TableConfig, rows: int
 ) -> list[ColumnScore]:
     r = Reader(engine, schema, cfg.table)
+    r.count_nulls([name for name, col in cfg.columns.items() if _scored(col, rows)])
     scores = (_column_score(r, name, col, rows) for name, col in cfg.columns.items())
     return [s for s in scores if s is not None]
 

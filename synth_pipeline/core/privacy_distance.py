@@ -89,26 +89,26 @@ def _nearest(
     position of query row i's own entry in the reference (-1: none), which is skipped."""
     width = q_num.shape[1] + q_cat.shape[1]
     out = np.empty(len(q_num))
-    step = max(1, 2_000_000 // max(1, len(r_num)))
-    # columns without NULL (or infinities) on either side need no NaN handling
+    # small blocks of query rows, so the block's distances stay in the processor's cache
+    step = max(1, 65_536 // max(1, len(r_num)))
     finite = np.isfinite(q_num).all(axis=0) & np.isfinite(r_num).all(axis=0)
+    r_null = np.isnan(r_num)
     for i in range(0, len(q_num), step):
         a_num, a_cat = q_num[i : i + step], q_cat[i : i + step]
         total = np.zeros((len(a_num), len(r_num)))
         d = np.empty_like(total)
         unequal = np.empty(total.shape, dtype=bool)
         for j in range(q_num.shape[1]):
-            x, y = a_num[:, j][:, None], r_num[:, j][None, :]
-            if finite[j]:  # the same arithmetic as below, in place
-                np.subtract(x, y, out=d)
-                np.abs(d, out=d)
-                np.divide(d, scale[j], out=d)
-                np.minimum(d, 1.0, out=d)
-                total += d
-                continue
-            dj = np.minimum(1.0, np.abs(x - y) / scale[j])
-            both = np.isnan(x) & np.isnan(y)
-            total += np.where(both, 0.0, np.where(np.isnan(dj), 1.0, dj))
+            # min(1, |x - y| / scale); 1 where one side is NULL, 0 where both are
+            np.subtract(a_num[:, j][:, None], r_num[:, j][None, :], out=d)
+            np.abs(d, out=d)
+            np.divide(d, scale[j], out=d)
+            np.minimum(d, 1.0, out=d)
+            if not finite[j]:
+                np.copyto(d, 1.0, where=np.isnan(d))
+                both = np.isnan(a_num[:, j])[:, None] & r_null[:, j][None, :]
+                np.copyto(d, 0.0, where=both)
+            total += d
         for j in range(q_cat.shape[1]):
             np.not_equal(a_cat[:, j][:, None], r_cat[:, j][None, :], out=unequal)
             total += unequal
