@@ -24,6 +24,7 @@ rows; ``site_local: include`` copies them, a reviewer's choice. The bundle's REA
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -127,9 +128,29 @@ class ReleasedConcepts:
     unlisted: list[str] = field(default_factory=list)
 
 
+_RELEASED: dict[tuple, ReleasedConcepts] = {}
+
+
 def released_concepts(files: ProjectFiles) -> ReleasedConcepts:
     """Concept ids in the approved configs of the project's synthetic tables, from the files
-    alone: the values each concept-valued column's generator can write."""
+    alone: the values each concept-valued column's generator can write. Remembered while no
+    file of the project changes (a run asks once per vocabulary table); a copy is handed out."""
+    key = (str(files.folder.resolve()), _files_stamp(files))
+    if key not in _RELEASED:
+        found = _released_concepts(files)
+        _RELEASED.clear()
+        _RELEASED[key] = found
+    return copy.deepcopy(_RELEASED[key])
+
+
+def _files_stamp(files: ProjectFiles) -> tuple:
+    """Every file of the project by name, inode, size and modification time: a file written
+    again (atomically: a new inode) changes it."""
+    stats = ((p.name, p.stat()) for p in sorted(files.folder.glob("*.yaml")))
+    return tuple((n, st.st_ino, st.st_size, st.st_mtime_ns) for n, st in stats)
+
+
+def _released_concepts(files: ProjectFiles) -> ReleasedConcepts:
     out = ReleasedConcepts()
     for table in files.tables():
         cfg = files.load_table(table, shared=True)  # read only
