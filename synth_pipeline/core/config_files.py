@@ -135,6 +135,8 @@ def load_table_config(path: Path, *, shared: bool = False) -> TableConfig:
     if stamp is not None:
         kept = pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
         _LOADED[str(path)] = (stamp, pickle.loads(kept), kept)
+        if shared:
+            return _LOADED[str(path)][1]
     return cfg
 
 

@@ -1,0 +1,136 @@
+"""The faster paths of the library give what the plain ones gave: the SQLite driver's rows are
+SQLAlchemy's rows (and its errors SQLAlchemy's errors), shared configs are the parsed files,
+remembered concepts follow the files, and the in-place distances and predicate counts equal
+their plain formulas bit for bit."""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from synth_pipeline.core.attacks import EQ, GE, LE, _Predicates
+from synth_pipeline.core.config_files import ProjectFiles
+from synth_pipeline.core.database import open_destination, sqlite_rows
+from synth_pipeline.core.privacy_distance import _nearest
+from synth_pipeline.core.schema import ColumnDef
+from synth_pipeline.core.transfer import coerce_frame, stream_select
+from synth_pipeline.core.vocabulary import released_concepts
+
+MIXED = [
+    (1, 1.5, "a", None),
+    (2, None, "", b"x"),
+    (None, 2.0, "2020-01-02", 3),
+    (4, 7.0, None, "t"),
+]
+
+
+@pytest.fixture
+def mixed_db(tmp_path):
+    engine = open_destination(f"sqlite:///{tmp_path / 'mixed.sqlite'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (a INTEGER, b REAL, c TEXT, d)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (?, ?, ?, ?)", MIXED)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize("batch", [None, 1, 3])
+def test_sqlite_rows_are_sqlalchemy_rows(mixed_db, batch):
+    sql = "SELECT a, b, c, d, typeof(d) FROM t ORDER BY rowid"
+    with mixed_db.connect() as conn:
+        plain = [tuple(r) for r in conn.exec_driver_sql(sql)]
+        fast = list(chain.from_iterable(sqlite_rows(conn, sql, None, batch)))
+    assert fast == plain and [list(map(type, r)) for r in fast] == [
+        list(map(type, r)) for r in plain
+    ]
+
+
+def test_stream_select_frames_are_the_plain_frames(mixed_db):
+    columns = [ColumnDef("a", "integer"), ColumnDef("b", "float"), ColumnDef("c", "string")]
+    sql = "SELECT a, b, c FROM t ORDER BY rowid"
+    with mixed_db.connect() as conn:
+        plain = coerce_frame([tuple(r) for r in conn.exec_driver_sql(sql)], columns)
+    frames = list(stream_select(mixed_db, sql, columns, batch_rows=2))
+    assert len(frames) == 2
+    assert frames[0].vstack(frames[1]).equals(plain)
+
+
+def test_sqlite_rows_raise_sqlalchemy_errors(mixed_db):
+    with mixed_db.connect() as conn, pytest.raises(sa.exc.OperationalError, match="no_such"):
+        list(sqlite_rows(conn, "SELECT no_such FROM t"))
+
+
+def test_shared_configs_are_the_parsed_file_and_copies_are_apart(config_root):
+    files = ProjectFiles(config_root, "demo")
+    shared = files.load_table("person", shared=True)
+    assert files.load_table("person", shared=True) is shared
+    copy = files.load_table("person")
+    assert copy == shared and copy is not shared
+    copy.rows = shared.rows + 1
+    assert files.load_table("person") == shared  # the copy's change stays in the copy
+    files.save_table(copy)
+    assert files.load_table("person", shared=True).rows == shared.rows + 1
+
+
+def test_remembered_concepts_follow_the_files(config_root):
+    files = ProjectFiles(config_root, "demo")
+    before = released_concepts(files)
+    assert "condition_occurrence" in before.by_table
+    before.ids.clear()  # a copy: the remembered set stays whole
+    assert released_concepts(files).ids
+    cfg = files.load_table("condition_occurrence")
+    cfg.columns["condition_concept_id"].stats.values[0].count += 5  # edited: no longer approved
+    files.save_table(cfg)
+    assert "condition_occurrence" not in released_concepts(files).by_table
+
+
+def _plain_nearest(q_num, q_cat, r_num, r_cat, scale, left_out):
+    total = np.zeros((len(q_num), len(r_num)))
+    for j in range(q_num.shape[1]):
+        x, y = q_num[:, j][:, None], r_num[:, j][None, :]
+        d = np.minimum(1.0, np.abs(x - y) / scale[j])
+        d = np.where(np.isnan(x) & np.isnan(y), 0.0, np.where(np.isnan(d), 1.0, d))
+        total += d
+    for j in range(q_cat.shape[1]):
+        total += q_cat[:, j][:, None] != r_cat[:, j][None, :]
+    rows = np.nonzero(left_out >= 0)[0]
+    total[rows, left_out[rows]] = np.inf
+    return total.min(axis=1) / max(1, q_num.shape[1] + q_cat.shape[1])
+
+
+@pytest.mark.parametrize("nulls", [0.0, 0.2])
+def test_in_place_distances_equal_the_formula(nulls):
+    rng = np.random.default_rng(3)
+    q, r = rng.normal(size=(300, 4)) * 50, rng.normal(size=(700, 4)) * 50
+    q[rng.random(q.shape) < nulls], r[rng.random(r.shape) < nulls] = np.nan, np.nan
+    q[:, 0], r[:, 0] = np.round(q[:, 0]), np.round(r[:, 0])  # ties and exact zeros
+    qc, rc = rng.integers(-1, 6, (300, 3)), rng.integers(-1, 6, (700, 3))
+    scale = np.array([40.0, 3.0, 77.7, 1.0])
+    left_out = np.where(rng.random(300) < 0.5, rng.integers(0, 700, 300), -1)
+    fast = _nearest(q, qc, r, rc, scale, left_out)
+    assert fast.tobytes() == _plain_nearest(q, qc, r, rc, scale, left_out).tobytes()
+
+
+def test_predicate_counts_equal_a_row_by_row_count():
+    rng = np.random.default_rng(4)
+    rows = rng.integers(0, 4, (400, 5)).astype(float)
+    rows[rng.random(rows.shape) < 0.2] = np.nan
+    cols = np.argsort(rng.random((200, 5)), axis=1)[:, :3]
+    values = rows[rng.integers(0, 400, 200)[:, None], cols]
+    ops = rng.integers(EQ, GE + 1, (200, 3))
+
+    def holds(x, op, v):
+        if op == LE:
+            return x <= v
+        if op == GE:
+            return x >= v
+        return x == v or (np.isnan(x) and np.isnan(v))
+
+    expected = [
+        sum(all(holds(row[c], o, v) for c, o, v in zip(cs, os, vs, strict=True)) for row in rows)
+        for cs, os, vs in zip(cols, ops, values, strict=True)
+    ]
+    assert _Predicates(cols, ops, values).counts(rows).tolist() == expected
