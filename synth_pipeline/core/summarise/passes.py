@@ -263,24 +263,25 @@ _PLAIN = frozenset({int, float, str, type(None)})  # what py_value hands back un
 def _frequencies(rows, groupings: list[Grouping], pg: bool) -> dict[str, Frequencies]:
     """The grouped pass's rows, by kind, into each grouping's frequencies."""
     out = {g.key: Frequencies() for g in groupings}
-    by_index = {i: out[g.key] for i, g in enumerate(groupings)}
-    for kind, g, a, b, *x in rows:
-        freq = by_index[int(g)]
-        value = x[int(g)] if pg else x[0]
+    by_index = [out[g.key] for g in groupings]
+    for row in rows:  # (kind, g, a, b, value columns...)
+        kind, i = row[0], int(row[1])
+        freq = by_index[i]
+        value = row[4 + i] if pg else row[4]
         if type(value) not in _PLAIN:
             value = py_value(value)
-        if kind == "s":
-            freq.distinct, freq.total = int(a), int(b or 0)
-        elif kind == "v":
+        if kind == "v":  # most rows
             if freq.rows is None:
                 freq.rows = []
-            freq.rows.append((value, int(a)))
+            freq.rows.append((value, int(row[2])))
         elif kind == "w":
-            freq.ranked.append((value, int(a), int(b)))
+            freq.ranked.append((value, int(row[2]), int(row[3])))
+        elif kind == "s":
+            freq.distinct, freq.total = int(row[2]), int(row[3] or 0)
         elif kind == "u":
-            freq.usable, freq.resolving = int(a or 0), int(b or 0)
+            freq.usable, freq.resolving = int(row[2] or 0), int(row[3] or 0)
         elif kind == "o":
-            freq.fanout.append((int(a), int(b)))
+            freq.fanout.append((int(row[2]), int(row[3])))
     for grouping in groupings:
         freq = out[grouping.key]
         if grouping.rows == "all" and freq.rows is None:
