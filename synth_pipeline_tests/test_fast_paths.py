@@ -1,7 +1,7 @@
 """The faster paths of the library give what the plain ones gave: the SQLite driver's rows are
 SQLAlchemy's rows (and its errors SQLAlchemy's errors), shared configs are the parsed files,
 remembered concepts follow the files, and the in-place distances and predicate counts equal
-their plain formulas bit for bit."""
+their plain formulas bit for bit, and the grouped pass reads its rows alike in both dialects."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, sqlite_rows
 from synth_pipeline.core.privacy_distance import _nearest
 from synth_pipeline.core.schema import ColumnDef
+from synth_pipeline.core.summarise.passes import Frequencies, Grouping, _frequencies
 from synth_pipeline.core.transfer import coerce_frame, stream_select
 from synth_pipeline.core.vocabulary import released_concepts
 
@@ -134,3 +135,16 @@ def test_predicate_counts_equal_a_row_by_row_count():
         for cs, os, vs in zip(cols, ops, values, strict=True)
     ]
     assert _Predicates(cols, ops, values).counts(rows).tolist() == expected
+
+
+def test_grouped_rows_read_alike_in_both_dialects():
+    groupings = [Grouping("a", "x", rows="all"), Grouping("b", "y", rows="all")]
+    rows = [("s", 0, 2, 30, None), ("s", 1, 1, 5, None), ("v", 0, 20, None, "x")]
+    rows += [("v", 0, 10, None, 2.5), ("w", 1, 5, 5, 7), ("u", 1, 5, 4, None), ("o", 1, 2, 7, None)]
+    pg_rows = [(k, g, a, b, *[v if i == g else None for i in range(2)]) for k, g, a, b, v in rows]
+    sqlite, pg = _frequencies(rows, groupings, False), _frequencies(pg_rows, groupings, True)
+    assert sqlite == pg
+    assert sqlite["a"] == Frequencies(distinct=2, total=30, rows=[("x", 20), (2.5, 10)])
+    assert sqlite["b"] == Frequencies(
+        1, 5, [], ranked=[(7, 5, 5)], usable=5, resolving=4, fanout=[(2, 7)]
+    )
