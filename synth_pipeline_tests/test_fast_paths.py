@@ -1,7 +1,7 @@
 """The faster paths of the library give what the plain ones gave: the SQLite driver's rows are
 SQLAlchemy's rows (and its errors SQLAlchemy's errors), shared configs are the parsed files,
 remembered concepts follow the files, and the in-place distances and predicate counts equal
-their plain formulas bit for bit, and the grouped pass reads its rows alike in both dialects."""
+their plain formulas bit for bit; the grouped pass reads its rows alike in both dialects."""
 
 from __future__ import annotations
 
