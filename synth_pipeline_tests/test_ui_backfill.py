@@ -2,23 +2,26 @@
 
 dagster-webserver serves the demo project on an instance of the test's own, with the project's
 own run coordinator (Dagster's default: runs queue until the daemon takes them) and the demo
-extract in SQLite. Headless Chromium stops the two sensors the project declares RUNNING (the
-automation sensor and the config-file sensor, which would otherwise react to the backfill's
-materialisations with runs of their own), selects the four table steps in the asset graph,
-picks three of the four table partitions in the Materialize dialog and clicks "Launch
-backfill". Then `dagster-daemon run` starts (it takes new backfills on its first iteration,
-then every 30 s), and the test waits on the backfill's page until it ends.
+extract in SQLite. Headless Chromium switches off the two sensors the project declares RUNNING
+(the automation sensor and the config-file sensor), so that whatever their conditions decide,
+every run on the instance is the backfill's (the test asserts it; in one trial with them on, no
+other run came in the 100 s after the backfill). It selects the four table steps in the asset
+graph, picks three of the four table partitions in the Materialize dialog and clicks "Launch
+backfill" (the dialog warns that the backfill daemon is not running yet). Then `dagster-daemon
+run` starts: it takes the backfill on its first iteration, a few seconds later, and looks again
+every 30 s; the test waits on the backfill's page until it ends.
 
 What Dagster 1.13 does with it, as observed here: the assets have no backfill policy, so the
 backfill launches one run per selected partition, each running the four steps of that table
-and nothing else (tags ``dagster/backfill`` and ``dagster/partition``). Every step of a table
-is materialised once, in its table's run, and every check reports once for its table. The runs
-of a backfill run side by side in no set order, so a child table picked with a parent that has
-rows can run its ``references_resolve`` check before the parent is written and fail
-(observation_period beside person did, on an empty destination); the test picks ``person`` and
-its parents ``location`` and ``care_site``, which are empty in the demo. A run whose blocking
-check fails still leaves its materialisation, and the backfill's page then says "Succeeded"
-for the partition; the test reads each run's own status as well.
+and nothing else (tags ``dagster/backfill`` and ``dagster/partition``), in the run's own process
+(the definitions' default executor). Every step of a table is materialised once, in its table's
+run, and every check reports once for its table. The runs of a backfill start together, in no
+set order (the queued run coordinator launched all three at once), so a child table picked
+with a parent that has rows can run its ``references_resolve`` check before the parent is
+written and fail (observation_period beside person did, on an empty destination); the test
+picks ``person`` and its parents ``location`` and ``care_site``, which are empty in the demo.
+A run whose blocking check fails still leaves its materialisation, and the backfill's page then
+says "Succeeded" for the partition; the test reads each run's own status as well.
 
 The pages must show, for each selected table: its run, successful, on the backfill's Runs tab;
 for each step, one materialisation of that table in the asset's event list, made by that
