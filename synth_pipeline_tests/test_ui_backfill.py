@@ -181,19 +181,24 @@ def _materialisations(page: Page, base: str, step: str) -> dict[str, str]:
     return found
 
 
-def _check_history(page: Page, base: str, step: str, check: str) -> list[tuple[str, str]]:
-    """The check's Execution history: (result, partition) of every evaluation listed."""
-    page.goto(f"{base}/assets/{PROJECT}/{step}?view=checks&checkDetail={check}")
-    tabs = page.get_by_role("tablist").filter(has_text="Execution history")
-    tabs.get_by_role("tab", name="Execution history").click()
-    rows = page.locator("tbody tr")
-    expect(rows.first).to_contain_text(re.compile("Passed|Failed"))
-    found = []
-    for cells in (r.locator("td").all_inner_texts() for r in rows.all()):
-        partition = next((c.strip() for c in cells if c.strip() in (*SELECTED, UNSELECTED)), "")
-        found.append((cells[0].strip(), partition))
-    if check == "rules_hold":
-        _shot(page, "6-rules_hold-history")
+def _check_histories(page: Page, base: str, step: str) -> dict[str, list[tuple[str, str]]]:
+    """Each check of the step, chosen in turn on the asset's Checks tab: (result, partition) of
+    every evaluation its Execution history lists."""
+    page.goto(f"{base}/assets/{PROJECT}/{step}?view=checks")
+    found = {}
+    for check in CHECKS[step]:
+        page.get_by_title(check, exact=True).click()
+        expect(page).to_have_url(re.compile(rf"checkDetail={check}\b"))
+        tabs = page.get_by_role("tablist").filter(has_text="Execution history")
+        tabs.get_by_role("tab", name="Execution history").click()
+        rows = page.locator("tbody tr")
+        expect(rows.first).to_contain_text(re.compile("Passed|Failed"))
+        found[check] = []
+        for cells in (r.locator("td").all_inner_texts() for r in rows.all()):
+            table = next((c.strip() for c in cells if c.strip() in (*SELECTED, UNSELECTED)), "")
+            found[check].append((cells[0].strip(), table))
+        if check == "rules_hold":
+            _shot(page, "6-rules_hold-history")
     return found
 
 
@@ -211,8 +216,7 @@ def _pages_of(page: Page, base: str, backfill_id: str) -> dict[str, str]:
         for table, run_id in made.items():
             assert run_id.startswith(runs[table][0]), (step, table, run_id, runs)
             assert run_ids.setdefault(table, run_id) == run_id, (step, table)
-        for check in CHECKS[step]:
-            history = _check_history(page, base, step, check)
+        for check, history in _check_histories(page, base, step).items():
             assert sorted(history) == sorted(("Passed", t) for t in SELECTED), (check, history)
     # the lineage: each of the four steps holds three of its four partitions
     page.goto(f"{base}/asset-groups")
