@@ -26,7 +26,8 @@ says "Succeeded" for the partition; the test reads each run's own status as well
 The pages must show, for each selected table: its run, successful, on the backfill's Runs tab;
 for each step, one materialisation of that table in the asset's event list, made by that
 table's run; for each check of each step, one passed evaluation of that table in the check's
-execution history. The unselected table (observation_period) must have none of these, and the
+execution history. The unselected table (observation_period) must have none of these and show
+as missing on synthetic_table's partitions view (Materialized (3), Missing (1)), and the
 lineage shows each step three quarters filled. The instance's event log, read through Dagster's
 public API, must say the same (``backfill_assertions.backfill_problems``); the companion tests
 below show that it reports a missing table, a failed check and a run over several tables.
@@ -218,12 +219,18 @@ def _pages_of(page: Page, base: str, backfill_id: str) -> dict[str, str]:
             assert run_ids.setdefault(table, run_id) == run_id, (step, table)
         for check, history in _check_histories(page, base, step).items():
             assert sorted(history) == sorted(("Passed", t) for t in SELECTED), (check, history)
+    # the unselected table, as the partitions view shows it: missing, never materialised
+    page.goto(f"{base}/assets/{PROJECT}/synthetic_table?view=partitions&partition={UNSELECTED}")
+    body = page.locator("body")
+    for text in ("Materialized (3)", "Missing (1)", "Failed (0)", "View all historical events (0)"):
+        expect(body).to_contain_text(text)
+    _shot(page, f"7-{UNSELECTED}-missing")
     # the lineage: each of the four steps holds three of its four partitions
     page.goto(f"{base}/asset-groups")
     filter_assets(page, f"group:{PROJECT} and not kind:csv")
     page.keyboard.press("Escape")
     expect(page.get_by_text("75% filled")).to_have_count(len(TABLE_STEPS))
-    _shot(page, "7-table-steps-after")
+    _shot(page, "8-table-steps-after")
     return run_ids
 
 
