@@ -61,9 +61,9 @@ from .browser_helpers import (
 )
 
 PROJECT = "demo"
-SELECTED = ["person", "location", "care_site"]  # person and two of its parents, empty in the demo
+SELECTED = ["person", "location", "care_site"]  # person and two of its parents (empty in the demo)
 UNSELECTED = "observation_period"  # a child of person with rows: present, never picked
-BACKFILL_TIMEOUT_MS = 300_000  # about 90 s here: three runs at once on a shared 2-core machine
+BACKFILL_TIMEOUT_MS = 300_000  # launch to end took about 45 s here, on a busy 2-core machine
 PAGE_TIMEOUT_MS = 60_000
 
 
