@@ -21,7 +21,7 @@ from pydantic import PrivateAttr
 
 from . import environment
 from .core.config_files import ProjectFiles
-from .core.distributed import PART_ROWS, distributed_chunks
+from .core.distributed import PART_ROWS, distributed_chunks, remove_part_sets
 from .core.errors import ConfigError
 from .core.parallel_copy import copy_streams_setting
 from .core.synthesise import FIRST_CHUNK_ROWS, TableRun
@@ -45,6 +45,9 @@ class DaskCluster(dg.ConfigurableResource):
     # PostgreSQL connections that COPY the parts into the staging table at once (at most one a
     # part; core/parallel_copy.py); default SYNTH_DASK_COPY_STREAMS, else 4
     copy_streams: int | None = None
+    # keep a table's parts once it is swapped in, for its bundle (until a later version of the
+    # table replaces them); False deletes each part once loaded, the bundle reads the table
+    keep_parts: bool = True
     _client: Any = PrivateAttr(default=None)
     _cluster: Any = PrivateAttr(default=None)
 
@@ -122,6 +125,10 @@ class DaskCluster(dg.ConfigurableResource):
         threshold = files.load_project().distributed_min_rows
         if not self.configured() or run.rows < threshold:
             yield run.chunks(chunk_rows, first_rows=FIRST_CHUNK_ROWS)
+            # written in-process: the parts of an earlier version on the cluster are no one's
+            removed = remove_part_sets(self.resolved_parts_url(), files.project, run.config.table)
+            if removed and log:
+                log(f"{run.config.table}: removed the parts of its previous version: {removed}")
             return
         streams = self.resolved_copy_streams()
         if log:
@@ -142,8 +149,11 @@ class DaskCluster(dg.ConfigurableResource):
             chunk_rows=chunk_rows,
             retries=self.retries,
             copy_streams=streams,
+            keep=self.keep_parts,
         ) as chunks:
             yield chunks
+        if log and chunks.kept_at:
+            log(f"{run.config.table}: its parts are kept for the bundle at {chunks.kept_at}")
 
     def close(self) -> None:
         if self._client is not None:

@@ -78,6 +78,9 @@ def _csv_bundle(
         on_rows=lambda t, n: progress[t](n),
     )
     manifest, fidelity, bad = published.manifest, published.fidelity, published.problems
+    for table, where in sorted(published.read_from.items()):
+        if where != "destination":  # a table generated on a Dask cluster (issue 18)
+            context.log.info(f"bundle: {table} read from {where}")
     threshold = project.project_config().fidelity.min_median_column_score
     # both scores, against the source too: written under the work dir, never into the bundle
     trusted = trusted_report(project, destination, fidelity, published.included, threshold)
@@ -95,6 +98,9 @@ def _csv_bundle(
                 ],
             ),
             "dagster/row_count": sum(e["rows"] for e in manifest["tables"]),
+            "read_from": markdown_table(
+                ["table", "rows read from"], sorted(map(list, published.read_from.items()))
+            ),
             "files": bullet_list(
                 [str(out / f["file"]) for e in manifest["tables"] for f in e["files"].values()]
                 + [str(out / name) for name in ("README.md", "fidelity.html", "privacy.md")]

@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .bundle import BundleSpec, verify_bundle, write_bundle
+from .bundle_parts import kept_parts
 from .config_files import ProjectFiles
 from .errors import SynthPipelineError
 from .fidelity import TableFidelity, table_fidelity
@@ -32,6 +33,7 @@ class PublishedBundle:
     generated: list[str]  # the synthetic tables among them (the others are copies)
     fidelity: list[TableFidelity]
     problems: list[str]  # what verifying the written files found
+    read_from: dict[str, str]  # per table: the destination, or the parts it was loaded from
 
 
 def releasable_tables(files: ProjectFiles, engine: sa.Engine, schema: str | None) -> dict:
@@ -52,8 +54,10 @@ def releasable_tables(files: ProjectFiles, engine: sa.Engine, schema: str | None
     return included
 
 
-def _bundle_tables(files, engine, schema, included: dict) -> list[dict]:
-    """What write_bundle needs of each table: its columns as the destination has them."""
+def bundle_tables(files, engine, schema, included: dict) -> list[dict]:
+    """What write_bundle needs of each table: its columns as the destination has them, and
+    the Parquet parts kept for its version when it was generated on a Dask cluster (or why
+    they cannot be used: core/bundle_parts.py)."""
     insp = sa.inspect(engine)
     tables = []
     for t, entry in sorted(included.items()):
@@ -64,13 +68,15 @@ def _bundle_tables(files, engine, schema, included: dict) -> list[dict]:
             for n in present
         ]
         pk = cfg.primary_key if cfg.kind == "synthetic" and cfg.primary_key in present else None
+        order_by = [pk] if pk else present
         tables.append(
             {
                 "table": t,
                 "kind": entry["kind"],
                 "columns": columns,
-                "order_by": [pk] if pk else present,
+                "order_by": order_by,
                 "config_fingerprint": entry["config_fingerprint"],
+                "parts": kept_parts(entry, cfg, columns, order_by),
             }
         )
     return tables
@@ -113,7 +119,7 @@ def publish_bundle(
     refused = bundle_problems(privacy, included)
     if refused:
         raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
-    tables = _bundle_tables(files, engine, schema, included)
+    tables = bundle_tables(files, engine, schema, included)
     fidelity = _fidelity(files, engine, schema, included)
     threshold = config.fidelity.min_median_column_score
     names = concept_names(engine, schema, concept_labels(fidelity))
@@ -134,4 +140,5 @@ def publish_bundle(
         },
     )
     manifest = write_bundle(engine, schema, out, spec, on_table=on_table, on_rows=on_rows)
-    return PublishedBundle(manifest, included, generated, fidelity, verify_bundle(out))
+    read_from = {t["table"]: t["read_from"] for t in tables}
+    return PublishedBundle(manifest, included, generated, fidelity, verify_bundle(out), read_from)
