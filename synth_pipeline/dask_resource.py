@@ -30,6 +30,7 @@ SCHEDULER_VARS = ("SYNTH_DASK_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
 LOCAL_WORKERS_VAR = "SYNTH_DASK_LOCAL_WORKERS"
 PARTS_URL_VAR = "SYNTH_DASK_PARTS_URL"
 COPY_STREAMS_VAR = "SYNTH_DASK_COPY_STREAMS"
+KEEP_PARTS_VAR = "SYNTH_DASK_KEEP_PARTS"
 
 
 class DaskCluster(dg.ConfigurableResource):
@@ -46,8 +47,9 @@ class DaskCluster(dg.ConfigurableResource):
     # part; core/parallel_copy.py); default SYNTH_DASK_COPY_STREAMS, else 4
     copy_streams: int | None = None
     # keep a table's parts once it is swapped in, for its bundle (until a later version of the
-    # table replaces them); False deletes each part once loaded, the bundle reads the table
-    keep_parts: bool = True
+    # table replaces them); False deletes each part once loaded, the bundle reads the table;
+    # default SYNTH_DASK_KEEP_PARTS, else True
+    keep_parts: bool | None = None
     _client: Any = PrivateAttr(default=None)
     _cluster: Any = PrivateAttr(default=None)
 
@@ -83,6 +85,16 @@ class DaskCluster(dg.ConfigurableResource):
         if self.copy_streams is not None:
             return copy_streams_setting(self.copy_streams, "dask.copy_streams")
         return copy_streams_setting(os.environ.get(COPY_STREAMS_VAR), COPY_STREAMS_VAR)
+
+    def resolved_keep_parts(self) -> bool:
+        if self.keep_parts is not None:
+            return self.keep_parts
+        text = (os.environ.get(KEEP_PARTS_VAR) or "1").strip().lower()
+        if text not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigError(
+                f"{KEEP_PARTS_VAR}={text!r} is not 1 or 0 (true or false)", setting=KEEP_PARTS_VAR
+            )
+        return text in ("1", "true", "yes")
 
     def describe(self) -> str:
         address = self.address()
@@ -149,7 +161,7 @@ class DaskCluster(dg.ConfigurableResource):
             chunk_rows=chunk_rows,
             retries=self.retries,
             copy_streams=streams,
-            keep=self.keep_parts,
+            keep=self.resolved_keep_parts(),
         ) as chunks:
             yield chunks
         if log and chunks.kept_at:

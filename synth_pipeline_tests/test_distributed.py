@@ -45,7 +45,12 @@ from synth_pipeline.core.publication import bundle_tables
 from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS, TableRun, written_width
 from synth_pipeline.core.write import RegisterEntry, read_register, replace_table
-from synth_pipeline.dask_resource import COPY_STREAMS_VAR, LOCAL_WORKERS_VAR, DaskCluster
+from synth_pipeline.dask_resource import (
+    COPY_STREAMS_VAR,
+    KEEP_PARTS_VAR,
+    LOCAL_WORKERS_VAR,
+    DaskCluster,
+)
 
 from .conftest import DEMO_CONFIGS
 
@@ -496,6 +501,14 @@ def test_the_resource_sends_only_tables_from_the_threshold_to_the_cluster(
             DaskCluster().resolved_copy_streams()
     with pytest.raises(ConfigError, match="dask.copy_streams=0 is not a number"):
         DaskCluster(copy_streams=0).resolved_copy_streams()
+    monkeypatch.delenv(KEEP_PARTS_VAR, raising=False)
+    assert DaskCluster().resolved_keep_parts() is True
+    monkeypatch.setenv(KEEP_PARTS_VAR, "0")
+    assert DaskCluster().resolved_keep_parts() is False
+    assert DaskCluster(keep_parts=True).resolved_keep_parts() is True  # run config first
+    monkeypatch.setenv(KEEP_PARTS_VAR, "sometimes")
+    with pytest.raises(ConfigError, match=f"{KEEP_PARTS_VAR}='sometimes' is not 1 or 0"):
+        DaskCluster().resolved_keep_parts()
 
 
 def test_a_run_through_dagster_sends_a_table_to_the_cluster(

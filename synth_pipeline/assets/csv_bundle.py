@@ -35,7 +35,8 @@ def build_csv_bundle(name: str) -> dg.AssetsDefinition:
                 "starts with the disclaimer.",
             )
         ],
-        description="One CSV per synthetic table exported from the destination, manifest.json "
+        description="One CSV per synthetic table exported from the destination (a table "
+        "generated on a Dask cluster: from the Parquet parts it was loaded from), manifest.json "
         "(tables, columns, rows, sha256, config fingerprints, generator version, creation time) "
         "and a README that starts with the disclaimer; written to a temporary folder and renamed "
         "into place.",

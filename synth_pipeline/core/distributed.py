@@ -313,20 +313,20 @@ def distributed_chunks(
             fs.rm(f"{folder}/{LIVE_MARKER}")
         if futures:
             client.cancel(futures, force=True)
-        listed = None
-        if done and keep and all(r is not None for r in results):
-            version = {
-                "url": folder_url,
-                "table": table,
-                "config_fingerprint": cfg.fingerprint(),
-                "seed": seed,
-                "scale": scale,
-                "rows": rows,
-                "generator_version": GENERATOR_VERSION,
-                "columns": list(cfg.columns),
-            }
-            listed = _list_parts(fs, folder, version, results)  # type: ignore[arg-type]
-        if listed:
+        # the table swapped in (the body ended without an error, every part taken): its
+        # parts stay, listed, and the versions it supersedes go
+        taken = [r for r in results if r is not None]
+        version = {
+            "url": folder_url,
+            "table": table,
+            "config_fingerprint": cfg.fingerprint(),
+            "seed": seed,
+            "scale": scale,
+            "rows": rows,
+            "generator_version": GENERATOR_VERSION,
+            "columns": list(cfg.columns),
+        }
+        if done and keep and len(taken) == len(tasks) and _list_parts(fs, folder, version, taken):
             remove_part_sets(parts_url, files.project, table, keep=folder_url)
         else:
             with contextlib.suppress(FileNotFoundError):

@@ -1,7 +1,9 @@
 """Publishing a project's bundle from its destination, whoever asks (the csv_bundle asset, a
 benchmark): only tables whose latest generation passed every blocking check, against the
 approved configs of now, that fit together, and whose privacy report allows it; then the files,
-their manifest and the reports, verified."""
+their manifest and the reports, verified. A table generated on a Dask cluster has its files
+written from the Parquet parts it was loaded from when they are exactly its rows
+(core/bundle_parts.py); the gates are the same either way."""
 
 from __future__ import annotations
 
