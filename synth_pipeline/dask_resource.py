@@ -137,10 +137,7 @@ class DaskCluster(dg.ConfigurableResource):
         threshold = files.load_project().distributed_min_rows
         if not self.configured() or run.rows < threshold:
             yield run.chunks(chunk_rows, first_rows=FIRST_CHUNK_ROWS)
-            # written in-process: the parts of an earlier version on the cluster are no one's
-            removed = remove_part_sets(self.resolved_parts_url(), files.project, run.config.table)
-            if removed and log:
-                log(f"{run.config.table}: removed the parts of its previous version: {removed}")
+            self._forget_parts(files.project, run.config.table, log)
             return
         streams = self.resolved_copy_streams()
         if log:
@@ -166,6 +163,19 @@ class DaskCluster(dg.ConfigurableResource):
             yield chunks
         if log and chunks.kept_at:
             log(f"{run.config.table}: its parts are kept for the bundle at {chunks.kept_at}")
+
+    def _forget_parts(self, project: str, table: str, log: Callable[[str], None] | None) -> None:
+        """The table was written in-process: the parts of a version generated on the cluster
+        before are no one's (the register row no longer names them). The table is in place
+        already, so a storage that cannot be reached is only logged."""
+        try:
+            removed = remove_part_sets(self.resolved_parts_url(), project, table)
+        except Exception as exc:  # noqa: BLE001 - the table is written; the parts wait
+            removed, problem = [], f"{type(exc).__name__}: {exc}"
+            if log:
+                log(f"{table}: could not look for the parts of its previous version: {problem}")
+        if removed and log:
+            log(f"{table}: removed the parts of its previous version: {removed}")
 
     def close(self) -> None:
         if self._client is not None:

@@ -476,6 +476,10 @@ def test_the_resource_sends_only_tables_from_the_threshold_to_the_cluster(
     # the table written in-process again: the parts of the version on the cluster go
     assert rows_of(on, 100_000) == 100_000 and kept_sets(tmp_path / "parts") == []
     assert said[2] == f"measurement: removed the parts of its previous version: {[kept]}"
+    # a parts storage that cannot be reached does not fail a table written in-process
+    unreachable = DaskCluster(scheduler_address=address, parts_url="nosuchfs://parts")
+    assert rows_of(unreachable, 100_000) == 100_000
+    assert said[3].startswith("measurement: could not look for the parts of its previous version")
     said.clear()
     on.close()
     monkeypatch.delenv("SYNTH_DASK_SCHEDULER", raising=False)

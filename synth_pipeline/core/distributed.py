@@ -327,7 +327,8 @@ def distributed_chunks(
             "columns": list(cfg.columns),
         }
         if done and keep and len(taken) == len(tasks) and _list_parts(fs, folder, version, taken):
-            remove_part_sets(parts_url, files.project, table, keep=folder_url)
+            with contextlib.suppress(OSError):  # the table is in: an old folder can wait
+                remove_part_sets(parts_url, files.project, table, keep=folder_url)
         else:
             with contextlib.suppress(FileNotFoundError):
                 fs.rm(folder, recursive=True)
