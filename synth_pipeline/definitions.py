@@ -77,7 +77,9 @@ def build_definitions(projects: list[str] | None = None) -> dg.Definitions:
     names = projects or project_names(environment.config_root()) or [shared.project]
     return dg.Definitions.merge(
         *(build_project_definitions(shared.for_project(n)) for n in names),
-        dg.Definitions(resources=resources),
+        # runs launched from the UI (a backfill's included) run their steps in the run's own
+        # process, as the table job does (jobs.py): a process per step only adds start-up time
+        dg.Definitions(resources=resources, executor=dg.in_process_executor),
     )
 
 

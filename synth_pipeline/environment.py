@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .core.errors import ConfigError
+
 SOURCE_URL_VARS = ("SYNTH_SOURCE_URL", "SRC_DSN")
 SOURCE_SCHEMA_VARS = ("SYNTH_SOURCE_SCHEMA", "SRC_SCHEMA")
 DESTINATION_URL_VARS = ("SYNTH_DESTINATION_URL", "DST_DSN")
@@ -71,3 +73,17 @@ def achilles_switched_off() -> bool:
     """SYNTH_ACHILLES=off skips the Achilles comparison whatever project.yaml says (the tests
     set it, as each comparison takes 15 to 70 seconds; their own Achilles tests switch it on)."""
     return (os.environ.get("SYNTH_ACHILLES") or "").lower() in ("off", "0", "false", "no")
+
+
+def parent_wait_seconds() -> int:
+    """How long a table in a backfill waits for its parents to be written (default 600 s)."""
+    raw = os.environ.get("SYNTH_PARENT_WAIT_SECONDS") or "600"
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = -1
+    if seconds < 0:
+        raise ConfigError(
+            f"must be whole seconds, 0 or more; got {raw!r}", setting="SYNTH_PARENT_WAIT_SECONDS"
+        )
+    return seconds

@@ -1,9 +1,10 @@
 """Helpers for the browser tests: a Dagster webserver or ATLAS (`duckcdm serve`) on a free
-loopback port, headless Chromium.
+loopback port, the Dagster daemon, headless Chromium.
 
-The webserver runs as its own process group, started from the checkout with the demo workspace
-and an instance of its own; it is stopped by its process id. Chromium is Debian's package,
-driven through Playwright with the browser on disk (Playwright never downloads one here).
+The webserver and the daemon run as process groups of their own, started from the checkout with
+the demo workspace and an instance of the test's own; they are stopped by their process ids.
+Chromium is Debian's package, driven through Playwright with the browser on disk (Playwright
+never downloads one here).
 """
 
 from __future__ import annotations
@@ -33,18 +34,65 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 
-# Runs launched from the UI start at once, in a subprocess of the webserver's code server:
-# the default QueuedRunCoordinator would leave them queued for a daemon the test does not run.
 # The "join the community" dialog that a new instance shows over the first page is turned off,
 # so it cannot cover the buttons the test clicks.
-TEST_INSTANCE_SETTINGS = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-
+NO_FIRST_VISIT_DIALOG = """
 nux:
   enabled: false
 """
+# Runs launched from the UI start at once, in a subprocess of the webserver's code server:
+# the default QueuedRunCoordinator would leave them queued for a daemon the test does not run.
+LAUNCH_AT_ONCE = """
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+
+# the variables that choose what the webserver's code location reads and writes
+PIPELINE_VARS = (
+    "SYNTH_SOURCE_URL",
+    "SYNTH_SOURCE_SCHEMA",
+    "SRC_DSN",
+    "SRC_SCHEMA",
+    "SYNTH_DESTINATION_URL",
+    "SYNTH_DESTINATION_SCHEMA",
+    "DST_DSN",
+    "DST_SCHEMA",
+    "SYNTH_PROJECT",
+    "SYNTH_CONFIG_DIR",
+    "SYNTH_BUNDLE_DIR",
+    "SYNTH_WORK_DIR",
+    "DAGSTER_HOME",
+)
+
+# the project's four partitioned steps and the checks the UI lists for each
+FIVE_ASSETS = [
+    "schema_snapshot",
+    "column_stats",
+    "reviewed_config",
+    "synthetic_table",
+    "csv_bundle",
+]
+TABLE_STEPS = FIVE_ASSETS[:4]
+CHECKS = {
+    "schema_snapshot": ["schema_matches_config"],
+    "column_stats": ["disclosure_rules_hold"],
+    "reviewed_config": ["config_approved"],
+    "synthetic_table": [
+        "references_resolve",
+        "row_count_matches_config",
+        "rules_hold",
+        "fidelity_meets_threshold",
+        "privacy_exact_matches",
+        "privacy_unique_matches",
+        "privacy_dcr",
+        "privacy_rare_categories",
+        "privacy_singling_out",
+        "privacy_linkability",
+        "privacy_inference",
+        "privacy_membership",
+    ],
+}
 
 
 def chromium_executable() -> str | None:
@@ -77,18 +125,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_instance_yaml(home: Path) -> Path:
-    """The project's instance template (configs/dagster.yaml) plus the test's settings: a run
-    coordinator that launches without a daemon, no first-visit dialog."""
+def write_instance_yaml(home: Path, *, launch_at_once: bool = True) -> Path:
+    """The project's instance template (configs/dagster.yaml) plus the test's settings: no
+    first-visit dialog and, with ``launch_at_once``, a run coordinator that launches without a
+    daemon (without it, Dagster's default: runs queue until the daemon takes them)."""
     home.mkdir(parents=True, exist_ok=True)
     template = (REPO / "configs" / "dagster.yaml").read_text()
+    settings = NO_FIRST_VISIT_DIALOG + (LAUNCH_AT_ONCE if launch_at_once else "")
     path = home / "dagster.yaml"
-    path.write_text(template.replace("${DAGSTER_HOME}", str(home)) + TEST_INSTANCE_SETTINGS)
+    path.write_text(template.replace("${DAGSTER_HOME}", str(home)) + settings)
     return path
+
+
+def pipeline_env(home: Path, work: Path, config_root: Path, source_url: str) -> dict[str, str]:
+    """The environment of the webserver (and daemon): this process's, without any variable that
+    chooses what the pipeline reads and writes, then the test's instance, work folder, configs
+    and source. No destination URL: each project writes its own SQLite file under ``work``."""
+    env = {k: v for k, v in os.environ.items() if k not in PIPELINE_VARS}
+    env.update(
+        DAGSTER_HOME=str(home),
+        SYNTH_WORK_DIR=str(work),
+        SYNTH_CONFIG_DIR=str(config_root),
+        SYNTH_SOURCE_URL=source_url,
+    )
+    return env
+
+
+def filter_assets(page, query: str) -> None:
+    """Types ``query`` into the asset graph's search and filter box."""
+    page.get_by_label("Search and filter assets").focus()
+    page.keyboard.type(query)
+    page.keyboard.press("Enter")
 
 
 @dataclass
 class Webserver:
+    """A server (or the daemon, whose ``url`` is empty) running as its own process group."""
+
     process: subprocess.Popen
     url: str
     log: Path
@@ -164,6 +237,25 @@ def start_webserver(env: dict[str, str], log: Path, timeout: float = 60.0) -> We
     return _serve(
         "dagster-webserver", command, "/server_info", port, log, timeout, cwd=REPO, env=env
     )
+
+
+def start_daemon(env: dict[str, str], log: Path) -> Webserver:
+    """`dagster-daemon run` with the checkout's workspace.yaml on the instance of
+    ``env["DAGSTER_HOME"]``, as its own process group; it has no port, so it returns at once
+    (the daemon takes a few seconds to load the code location)."""
+    exe = Path(sys.executable).parent / "dagster-daemon"
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        [str(exe), "run", "-w", "workspace.yaml"],
+        stdin=subprocess.DEVNULL,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=REPO,
+        env=env,
+    )
+    handle.close()
+    return Webserver(process, "", log)
 
 
 def start_atlas(

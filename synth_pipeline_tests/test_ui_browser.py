@@ -13,7 +13,6 @@ kept under SYNTH_TEST_ARTEFACTS (default .work/test-artefacts/).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from pathlib import Path
@@ -27,63 +26,24 @@ from playwright.sync_api import Page, expect, sync_playwright
 from synth_pipeline.projects import partitions_name
 
 from .browser_helpers import (
+    CHECKS,
     CHROMIUM_FLAGS,
+    FIVE_ASSETS,
+    TABLE_STEPS,
     artefact_dir,
     chromium_executable,
+    filter_assets,
+    pipeline_env,
     screenshot,
     start_webserver,
     write_instance_yaml,
 )
 
-FIVE_ASSETS = [
-    "schema_snapshot",
-    "column_stats",
-    "reviewed_config",
-    "synthetic_table",
-    "csv_bundle",
-]
-TABLE_STEPS = FIVE_ASSETS[:4]
 PROJECTS = ["demo", "second"]  # the second is made from the demo's approved configs
 PARTITION = "person"  # its parents (location, care_site, provider) are empty in the demo
 OTHER_PARTITION = "cdm_source"  # present, never picked: it must stay missing
-CHECKS = {
-    "schema_snapshot": ["schema_matches_config"],
-    "column_stats": ["disclosure_rules_hold"],
-    "reviewed_config": ["config_approved"],
-    "synthetic_table": [
-        "references_resolve",
-        "row_count_matches_config",
-        "rules_hold",
-        "fidelity_meets_threshold",
-        "privacy_exact_matches",
-        "privacy_unique_matches",
-        "privacy_dcr",
-        "privacy_rare_categories",
-        "privacy_singling_out",
-        "privacy_linkability",
-        "privacy_inference",
-        "privacy_membership",
-    ],
-}
 RUN_TIMEOUT_MS = 180_000  # the run itself takes about 15 s; the machine is shared
 PAGE_TIMEOUT_MS = 60_000
-
-# the variables that choose what the webserver's code location reads and writes
-_PIPELINE_VARS = (
-    "SYNTH_SOURCE_URL",
-    "SYNTH_SOURCE_SCHEMA",
-    "SRC_DSN",
-    "SRC_SCHEMA",
-    "SYNTH_DESTINATION_URL",
-    "SYNTH_DESTINATION_SCHEMA",
-    "DST_DSN",
-    "DST_SCHEMA",
-    "SYNTH_PROJECT",
-    "SYNTH_CONFIG_DIR",
-    "SYNTH_BUNDLE_DIR",
-    "SYNTH_WORK_DIR",
-    "DAGSTER_HOME",
-)
 
 
 @pytest.fixture
@@ -102,13 +62,7 @@ def ui(tmp_path, config_root, demo_sqlite_url):
         instance.add_dynamic_partitions(partitions_name(project), [PARTITION, OTHER_PARTITION])
 
     work = tmp_path / "work"
-    env = {k: v for k, v in os.environ.items() if k not in _PIPELINE_VARS}
-    env.update(
-        DAGSTER_HOME=str(home),
-        SYNTH_WORK_DIR=str(work),
-        SYNTH_CONFIG_DIR=str(config_root),
-        SYNTH_SOURCE_URL=demo_sqlite_url,
-    )
+    env = pipeline_env(home, work, config_root, demo_sqlite_url)
     server = start_webserver(env, tmp_path / "webserver.log")
     try:
         yield {
@@ -126,12 +80,6 @@ def _shot(page: Page, name: str) -> Path:
     return screenshot(page, f"test_ui_browser-{name}")
 
 
-def _filter(page: Page, query: str) -> None:
-    page.get_by_label("Search and filter assets").focus()
-    page.keyboard.type(query)
-    page.keyboard.press("Enter")
-
-
 def _open_lineage_and_materialise(page: Page, base: str, project: str) -> str:
     """The project's asset group shows its five steps; materialise `person` of the four table
     steps from the Materialize dialog. Returns the launched run's id, read from the graph."""
@@ -139,7 +87,7 @@ def _open_lineage_and_materialise(page: Page, base: str, project: str) -> str:
     graph = page.locator("body")
     for p in PROJECTS:  # one group per project
         expect(graph).to_contain_text(p, timeout=PAGE_TIMEOUT_MS)
-    _filter(page, f"group:{project}")
+    filter_assets(page, f"group:{project}")
     for name in FIVE_ASSETS:
         expect(graph).to_contain_text(name, timeout=PAGE_TIMEOUT_MS)
     expect(page.get_by_role("button", name=re.compile(r"Materialize all \(5\)"))).to_be_visible(
@@ -150,7 +98,7 @@ def _open_lineage_and_materialise(page: Page, base: str, project: str) -> str:
     # csv_bundle is not partitioned: with it in the selection the UI would ask for a backfill,
     # which needs the daemon. Filter the graph to the four partitioned steps.
     page.goto(f"{base}/asset-groups")
-    _filter(page, f"group:{project} and not kind:csv")
+    filter_assets(page, f"group:{project} and not kind:csv")
     page.get_by_role("button", name=re.compile(r"Materialize all \(4\)")).click(
         timeout=PAGE_TIMEOUT_MS
     )
@@ -238,7 +186,7 @@ def _check_project_pages(page: Page, base: str, project: str, run_id: str) -> No
 
     # the lineage after the run: the project's four table steps hold one partition of two
     page.goto(f"{base}/asset-groups")
-    _filter(page, f"group:{project} and not kind:csv")
+    filter_assets(page, f"group:{project} and not kind:csv")
     page.keyboard.press("Escape")  # closes the filter's suggestions
     expect(page.get_by_text("50% filled")).to_have_count(len(TABLE_STEPS))
     n = len(CHECKS["synthetic_table"])

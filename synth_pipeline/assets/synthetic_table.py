@@ -8,6 +8,7 @@ whatever the orchestration does.
 
 import dagster as dg
 
+from .. import environment
 from ..automation import behind_gate
 from ..core.config import TableConfig
 from ..core.database import qualified, quote
@@ -17,6 +18,7 @@ from ..core.generation import (
     columns_of,
     current_approved_config,
     measure_written_table,
+    parents_not_written,
     write_table,
 )
 from ..core.table_checks import (
@@ -44,6 +46,9 @@ from .presentation import (
 )
 from .privacy import assess, privacy_check_specs, privacy_metadata
 from .step import table_step
+
+BACKFILL_TAG = "dagster/backfill"  # on every run of a backfill, whether from the UI or a sensor
+PARENT_POLL_SECONDS = 5
 
 
 def _check_specs(key: dg.AssetKey, partitions) -> list[dg.AssetCheckSpec]:
@@ -143,6 +148,7 @@ def _synthetic_table(
     )
     engine = destination.engine(project.project)
     schema = destination.db_schema
+    _wait_for_parents(context, files, cfg, engine, schema, project)
     written = _write(context, files, cfg, source, engine, schema, project, dask)
     measured = measure_written_table(files, cfg, written, engine, schema)
     metadata = _metadata(cfg, written, measured, source, destination, project)
@@ -169,6 +175,42 @@ def _synthetic_table(
     yield from (_asset_check(o) for o in outcomes)
 
 
+def _generation(project: SynthProject) -> Generation:
+    return Generation(
+        project.run_seed(),
+        project.run_scale(),
+        project.run_chunk_rows(),
+        project.copy_vocabulary,
+    )
+
+
+def _wait_for_parents(context, files, cfg, engine, schema, project) -> None:
+    """In a backfill, whose runs start in any order, a table whose parents are not written yet
+    (as their approved configs ask) waits for them: the step is retried every few seconds for
+    up to SYNTH_PARENT_WAIT_SECONDS, freeing the write slot meanwhile, then fails naming them.
+    The CLI writes parents first, so its runs never wait."""
+    if BACKFILL_TAG not in context.run.tags:
+        return
+    missing = parents_not_written(files, cfg, engine, schema, _generation(project))
+    if not missing:
+        return
+    budget = environment.parent_wait_seconds()
+    pause = max(1, min(PARENT_POLL_SECONDS, budget))
+    attempts = budget // pause
+    parents = ", ".join(missing)
+    if context.retry_number < attempts:
+        context.log.info(
+            f"{cfg.table}: waiting for its parent(s) {parents} to be written first "
+            f"(try {context.retry_number + 1} of {attempts}, every {pause} s)"
+        )
+        raise dg.RetryRequested(max_retries=attempts, seconds_to_wait=pause)
+    raise dg.Failure(
+        description=f"{cfg.table} not written: its parent(s) {parents} were not written with "
+        f"their approved configs within {budget} s (SYNTH_PARENT_WAIT_SECONDS); materialise "
+        "them first, or include them in the backfill"
+    )
+
+
 def _write(context, files, cfg, source, engine, schema, project, dask) -> WrittenTable:
     """The table written (core/generation.py), its progress and notes in the run's log."""
     table = cfg.table
@@ -179,12 +221,7 @@ def _write(context, files, cfg, source, engine, schema, project, dask) -> Writte
         source_schema=source.db_schema,
         destination=engine,
         schema=schema,
-        generation=Generation(
-            project.run_seed(),
-            project.run_scale(),
-            project.run_chunk_rows(),
-            project.copy_vocabulary,
-        ),
+        generation=_generation(project),
         progress_for=lambda expected: Progress(context, table, expected),
         # issue 18: a table of distributed_min_rows or more is generated on the Dask cluster
         # when one is configured (dask_resource.py, core/distributed.py); else in-process

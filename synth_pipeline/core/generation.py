@@ -26,7 +26,7 @@ from .synthesise import FIRST_CHUNK_ROWS, TableRun, referenced_tables, written_w
 from .transfer import copy_table
 from .vocabulary import plan_copy as plan_vocabulary_copy
 from .vocabulary import selected_rows as vocabulary_rows_selected
-from .write import RegisterEntry, drop_table, replace_table
+from .write import RegisterEntry, drop_table, read_register, replace_table
 
 # given the rows a table is to have, the callback told the rows written so far
 ProgressFor = Callable[[int], Callable[[int], None]]
@@ -237,3 +237,37 @@ def parent_keys(files: ProjectFiles, cfg: TableConfig) -> dict[str, str | None]:
             key = keys[0] if len(keys) == 1 else None
         out[parent] = key
     return out
+
+
+def parents_not_written(
+    files: ProjectFiles,
+    cfg: TableConfig,
+    destination: sa.Engine,
+    schema: str | None,
+    generation: Generation,
+) -> list[str]:
+    """The project's parents of ``cfg``'s table that the destination does not yet hold as their
+    approved configs ask (same config, seed and scale): the table's references would point at
+    rows that are not there. A parent without a config file, a skipped one and the table itself
+    (a self-reference) do not count."""
+    register = read_register(destination, schema)
+    missing = []
+    for parent in sorted(set(referenced_tables(cfg).values()) - {cfg.table}):
+        if not files.has_table(parent):
+            continue
+        parent_cfg = files.load_table(parent)
+        if parent_cfg.kind == "skip" or (
+            parent_cfg.kind == "vocabulary" and not generation.copy_vocabulary
+        ):
+            continue
+        row = register.get(parent)
+        current = (
+            row is not None
+            and row["config_fingerprint"] == parent_cfg.fingerprint()
+            and row["seed"] == generation.seed
+            and row["scale"] is not None
+            and abs(row["scale"] - generation.scale) < 1e-12
+        )
+        if not current:
+            missing.append(parent)
+    return missing
