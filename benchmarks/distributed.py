@@ -25,6 +25,10 @@ parents once, as a real cluster does). Figures, each measured once:
 
 - *primary key only*: the primary key added to a copy of the loaded table, the part of every
   load that one server process does whatever the streams.
+- *bundle from parts* / *bundle from the destination* (``--bundle``): the table loaded by the
+  last end-to-end run written as the bundle's CSV and Parquet, from the Parquet parts it was
+  loaded from (core/bundle_parts.py) and from PostgreSQL (COPY TO STDOUT), with whether the
+  two bundles are the same bytes.
 
 ``--copy-only`` stops after these.
 
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -44,6 +49,8 @@ from pathlib import Path
 
 import polars as pl
 
+from synth_pipeline.core import GENERATOR_VERSION
+from synth_pipeline.core.bundle import BundleSpec, write_bundle
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
 from synth_pipeline.core.distributed import (
@@ -56,9 +63,10 @@ from synth_pipeline.core.distributed import (
     local_client,
 )
 from synth_pipeline.core.parallel_copy import PartStreams
+from synth_pipeline.core.publication import bundle_tables
 from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS, TableRun, written_width
-from synth_pipeline.core.write import RegisterEntry, replace_table
+from synth_pipeline.core.write import RegisterEntry, read_register, replace_table
 
 from .run import fresh_postgres, machine
 
@@ -82,10 +90,11 @@ def record(figure: dict) -> None:
         f.write(json.dumps(figure) + "\n")
 
 
-def load(engine, schema: str, files: ProjectFiles, scale: float, chunks) -> int:
+def load(engine, schema: str, files: ProjectFiles, scale: float, chunks, seed: int = SEED) -> int:
     cfg = files.load_table(TABLE)
     columns = [ColumnDef(n, c.type, written_width(c)) for n, c in cfg.columns.items()]
-    entry = RegisterEntry("synthetic", cfg.fingerprint(), SEED, scale, {}, "bench")
+    entry = RegisterEntry("synthetic", cfg.fingerprint(), seed, scale, {}, GENERATOR_VERSION)
+    entry.parts = getattr(chunks, "kept_at", None)  # as write_table does: the bundle's parts
     return replace_table(
         engine, schema, TABLE, columns, chunks, primary_key=cfg.primary_key, entry=entry
     )
@@ -100,6 +109,37 @@ def repeated_parts(held: pl.DataFrame, rows: int, copy_streams: int) -> PartStre
         yield from part.with_columns(pl.col("measurement_id") + offset).iter_slices(CHUNK)
 
     return PartStreams(-(-rows // held.height), take, copy_streams)
+
+
+def bundle_figures(engine, schema: str, files: ProjectFiles, base: dict) -> None:
+    """The loaded table's bundle written from its parts and from the destination, timed."""
+    written = {}
+    for from_parts in (True, False):
+        [table] = bundle_tables(
+            files, engine, schema, {TABLE: read_register(engine, schema)[TABLE]}
+        )
+        if not from_parts:
+            table["parts"] = None
+        out = Path(tempfile.mkdtemp(prefix="synth-dist-bundle-")) / "bundle"
+        spec = BundleSpec("demo", [table], SEED, base["scale"])
+        start = time.perf_counter()
+        manifest = write_bundle(engine, schema, out, spec, created_at="2026-01-01T00:00:00+00:00")
+        seconds = time.perf_counter() - start
+        written[from_parts] = {
+            f["file"]: f["sha256"] for f in manifest["tables"][0]["files"].values()
+        }
+        shutil.rmtree(out.parent)
+        record(
+            {
+                **base,
+                "figure": "bundle from parts" if from_parts else "bundle from the destination",
+                "read_from": table["read_from"],
+                "formats": list(manifest["formats"]),
+                "seconds": round(seconds, 2),
+                "rows_per_second": round(manifest["tables"][0]["rows"] / seconds),
+                **({"same_bytes": written[True] == written[False]} if not from_parts else {}),
+            }
+        )
 
 
 COMMAND = ""
@@ -124,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         help="PostgreSQL COPY streams of the COPY-only and end-to-end figures (one figure each)",
     )
     ap.add_argument("--copy-only", action="store_true", help="stop after the COPY-only figures")
+    ap.add_argument(
+        "--bundle", action="store_true", help="time the bundle from the parts and the destination"
+    )
     args = ap.parse_args(argv)
 
     files = ProjectFiles(REPO / "resources" / "configuration-files", "demo")
@@ -247,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                         chunk_rows=CHUNK,
                         copy_streams=streams,
                     ) as chunks:
-                        n = load(engine, f"w{workers}", files, scale, chunks)
+                        n = load(engine, f"w{workers}", files, scale, chunks, SEED + 1 + number)
                     seconds = time.perf_counter() - start
                     record(
                         {
@@ -259,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
                             "rows_per_second": round(n / seconds),
                         }
                     )
+                if args.bundle:
+                    bundle_figures(engine, f"w{workers}", files, {**base, "workers": workers})
         engine.dispose()
 
 

@@ -21,7 +21,7 @@ from pydantic import PrivateAttr
 
 from . import environment
 from .core.config_files import ProjectFiles
-from .core.distributed import PART_ROWS, distributed_chunks
+from .core.distributed import PART_ROWS, distributed_chunks, remove_part_sets
 from .core.errors import ConfigError
 from .core.parallel_copy import copy_streams_setting
 from .core.synthesise import FIRST_CHUNK_ROWS, TableRun
@@ -30,6 +30,7 @@ SCHEDULER_VARS = ("SYNTH_DASK_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
 LOCAL_WORKERS_VAR = "SYNTH_DASK_LOCAL_WORKERS"
 PARTS_URL_VAR = "SYNTH_DASK_PARTS_URL"
 COPY_STREAMS_VAR = "SYNTH_DASK_COPY_STREAMS"
+KEEP_PARTS_VAR = "SYNTH_DASK_KEEP_PARTS"
 
 
 class DaskCluster(dg.ConfigurableResource):
@@ -45,6 +46,10 @@ class DaskCluster(dg.ConfigurableResource):
     # PostgreSQL connections that COPY the parts into the staging table at once (at most one a
     # part; core/parallel_copy.py); default SYNTH_DASK_COPY_STREAMS, else 4
     copy_streams: int | None = None
+    # keep a table's parts once it is swapped in, for its bundle (until a later version of the
+    # table replaces them); False deletes each part once loaded, the bundle reads the table;
+    # default SYNTH_DASK_KEEP_PARTS, else True
+    keep_parts: bool | None = None
     _client: Any = PrivateAttr(default=None)
     _cluster: Any = PrivateAttr(default=None)
 
@@ -80,6 +85,16 @@ class DaskCluster(dg.ConfigurableResource):
         if self.copy_streams is not None:
             return copy_streams_setting(self.copy_streams, "dask.copy_streams")
         return copy_streams_setting(os.environ.get(COPY_STREAMS_VAR), COPY_STREAMS_VAR)
+
+    def resolved_keep_parts(self) -> bool:
+        if self.keep_parts is not None:
+            return self.keep_parts
+        text = (os.environ.get(KEEP_PARTS_VAR) or "1").strip().lower()
+        if text not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigError(
+                f"{KEEP_PARTS_VAR}={text!r} is not 1 or 0 (true or false)", setting=KEEP_PARTS_VAR
+            )
+        return text in ("1", "true", "yes")
 
     def describe(self) -> str:
         address = self.address()
@@ -122,6 +137,7 @@ class DaskCluster(dg.ConfigurableResource):
         threshold = files.load_project().distributed_min_rows
         if not self.configured() or run.rows < threshold:
             yield run.chunks(chunk_rows, first_rows=FIRST_CHUNK_ROWS)
+            self._forget_parts(files.project, run.config.table, log)
             return
         streams = self.resolved_copy_streams()
         if log:
@@ -142,8 +158,24 @@ class DaskCluster(dg.ConfigurableResource):
             chunk_rows=chunk_rows,
             retries=self.retries,
             copy_streams=streams,
+            keep=self.resolved_keep_parts(),
         ) as chunks:
             yield chunks
+        if log and chunks.kept_at:
+            log(f"{run.config.table}: its parts are kept for the bundle at {chunks.kept_at}")
+
+    def _forget_parts(self, project: str, table: str, log: Callable[[str], None] | None) -> None:
+        """The table was written in-process: the parts of a version generated on the cluster
+        before are no one's (the register row no longer names them). The table is in place
+        already, so a storage that cannot be reached is only logged."""
+        try:
+            removed = remove_part_sets(self.resolved_parts_url(), project, table)
+        except Exception as exc:  # noqa: BLE001 - the table is written; the parts wait
+            removed, problem = [], f"{type(exc).__name__}: {exc}"
+            if log:
+                log(f"{table}: could not look for the parts of its previous version: {problem}")
+        if removed and log:
+            log(f"{table}: removed the parts of its previous version: {removed}")
 
     def close(self) -> None:
         if self._client is not None:

@@ -24,6 +24,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+from synth_pipeline.core import GENERATOR_VERSION
 from synth_pipeline.core.bundle import BundleSpec, write_bundle
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination
@@ -40,10 +41,16 @@ from synth_pipeline.core.distributed import (
 from synth_pipeline.core.errors import ConfigError, DatabaseError
 from synth_pipeline.core.generators import BLOCK_ROWS
 from synth_pipeline.core.parallel_copy import DEFAULT_COPY_STREAMS, PartStreams
+from synth_pipeline.core.publication import bundle_tables
 from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.synthesise import FIRST_CHUNK_ROWS, TableRun, written_width
 from synth_pipeline.core.write import RegisterEntry, read_register, replace_table
-from synth_pipeline.dask_resource import COPY_STREAMS_VAR, LOCAL_WORKERS_VAR, DaskCluster
+from synth_pipeline.dask_resource import (
+    COPY_STREAMS_VAR,
+    KEEP_PARTS_VAR,
+    LOCAL_WORKERS_VAR,
+    DaskCluster,
+)
 
 from .conftest import DEMO_CONFIGS
 
@@ -65,8 +72,10 @@ def columns() -> list[ColumnDef]:
 
 
 def write(engine, schema, chunks, seed: int, scale: float, on_chunk=None) -> int:
+    """As core/generation.py's write_table: the register row names the parts kept, if any."""
     cfg = demo_files().load_table(TABLE)
-    entry = RegisterEntry("synthetic", cfg.fingerprint(), seed, scale, {}, "test")
+    entry = RegisterEntry("synthetic", cfg.fingerprint(), seed, scale, {}, GENERATOR_VERSION)
+    entry.parts = getattr(chunks, "kept_at", None)
     return replace_table(
         engine,
         schema,
@@ -101,30 +110,30 @@ def on_cluster(
         return write(engine, schema, chunks, seed, scale, on_chunk)
 
 
-def bundle(engine, schema, out: Path, seed: int, scale: float) -> dict[str, bytes]:
-    """The bundle of the destination's table, file by file."""
-    cfg = demo_files().load_table(TABLE)
-    write_bundle(
-        engine,
-        schema,
-        out,
-        BundleSpec(
-            project="demo",
-            tables=[
-                {
-                    "table": TABLE,
-                    "kind": "synthetic",
-                    "columns": columns(),
-                    "order_by": [cfg.primary_key],
-                    "config_fingerprint": cfg.fingerprint(),
-                }
-            ],
-            seed=seed,
-            scale=scale,
-        ),
-        created_at=CREATED_AT,
-    )
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+def bundle(engine, schema, out: Path, seed: int, scale: float, read_from: str = "") -> dict:
+    """The bundle of the destination's table, file by file, as core/publication.py makes it:
+    from the parts kept for the table's version when there are usable ones. ``read_from``: the
+    start of what the bundle says it read the table from."""
+    files, said = bundle_and_source(engine, schema, out, seed, scale)
+    assert said.startswith(read_from), said
+    return files
+
+
+def bundle_and_source(engine, schema, out: Path, seed, scale, parts: bool = True):
+    """(the bundle's files, where it says it read the table from); with ``parts`` False the
+    table is read from the destination whatever parts it has."""
+    entry = read_register(engine, schema)[TABLE]
+    [table] = bundle_tables(demo_files(), engine, schema, {TABLE: entry})
+    if not parts:
+        table["parts"] = None
+    spec = BundleSpec(project="demo", tables=[table], seed=seed, scale=scale)
+    write_bundle(engine, schema, out, spec, created_at=CREATED_AT)
+    return bundle_files(out), table["read_from"]
+
+
+def kept_sets(parts: Path) -> list[str]:
+    """The URLs of the part folders under ``parts``."""
+    return sorted(f"file://{p}" for p in parts.iterdir()) if parts.exists() else []
 
 
 def bundle_files(folder: Path) -> dict[str, bytes]:
@@ -226,16 +235,21 @@ def test_the_cluster_writes_the_table_and_bundle_of_the_in_process_path(
     rows = in_process(local, local_schema, seed, scale)
     assert on_cluster(client, remote, remote_schema, seed, scale, parts) == rows
     assert read_table(remote, remote_schema).equals(read_table(local, local_schema))
-    expected = bundle(local, local_schema, tmp_path / "bundle-local", seed, scale)
-    got = bundle(remote, remote_schema, tmp_path / "bundle-dask", seed, scale)
+    expected = bundle(local, local_schema, tmp_path / "bundle-local", seed, scale, "destination")
+    # the cluster's table: its bundle files written from the four parts it was loaded from
+    got = bundle(remote, remote_schema, tmp_path / "bundle-dask", seed, scale, "parts: 4 ")
     assert set(got) == set(expected) and {"measurement.csv", "manifest.json"} <= set(got)
     assert got == expected  # byte for byte: CSV, Parquet, manifest, README
-    assert list(parts.iterdir()) == []  # the run's folder of parts is gone
-    if kind == "sqlite":  # and on a cluster of one worker too
+    # the run's folder is kept, named in the register row, holding its parts and their list
+    [kept] = kept_sets(parts)
+    assert read_register(remote, remote_schema)[TABLE]["parts"] == kept
+    assert len(list(Path(kept.removeprefix("file://")).glob("part-*.parquet"))) == 4
+    assert read_register(local, local_schema)[TABLE]["parts"] is None
+    if kind == "sqlite":  # and on a cluster of one worker too, into another parts folder
         one = open_destination(f"sqlite:///{tmp_path / 'one.sqlite'}")
         with local_client(1) as single:
-            assert on_cluster(single, one, None, seed, scale, parts) == rows
-        assert bundle(one, None, tmp_path / "bundle-one", seed, scale) == expected
+            assert on_cluster(single, one, None, seed, scale, tmp_path / "parts1") == rows
+        assert bundle(one, None, tmp_path / "bundle-one", seed, scale, "parts: 4 ") == expected
     for engine in (local, remote):
         engine.dispose()
 
@@ -280,14 +294,16 @@ def killing_a_busy_worker(client):
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_killed_worker_without_reruns_leaves_the_previous_table_and_bundle(
-    kind, tmp_path, request
+    kind, client, tmp_path, request
 ):
     engine, schema = destination(kind, tmp_path, request, "killed")
     scale = scale_for(6 * BLOCK_ROWS)
-    in_process(engine, schema, 1, scale)
-    before_table = read_table(engine, schema)
-    before_bundle = bundle(engine, schema, tmp_path / "bundle", 1, scale)
     parts = tmp_path / "parts"
+    # the previous version was generated on the cluster too: its parts are kept for its bundle
+    on_cluster(client, engine, schema, 1, scale, parts)
+    kept = kept_sets(parts)
+    before_table = read_table(engine, schema)
+    before_bundle = bundle(engine, schema, tmp_path / "bundle", 1, scale, "parts: 6 ")
     # a scheduler that gives up on a task the first time its worker dies; on PostgreSQL the
     # other COPY streams go on with their parts until the lost one is asked for
     with (
@@ -298,21 +314,26 @@ def test_a_killed_worker_without_reruns_leaves_the_previous_table_and_bundle(
     ):
         on_cluster(strict, engine, schema, 2, scale, parts, copy_streams=3)
     assert killed, "no worker was generating a part while the table was written"
-    assert_previous_table_stays(engine, schema, before_table, before_bundle, tmp_path, parts)
+    assert_previous_table_stays(engine, schema, before_table, before_bundle, tmp_path, parts, kept)
     engine.dispose()
 
 
-def assert_previous_table_stays(engine, schema, before_table, before_bundle, tmp_path, parts):
-    """The table, its register row (seed 1) and its bundle as they were; no part and no
-    staging table left."""
+def assert_previous_table_stays(
+    engine, schema, before_table, before_bundle, tmp_path, parts, kept=()
+):
+    """The table, its register row (seed 1) and its bundle as they were; no part of the failed
+    run and no staging table left, the parts ``kept`` of the previous version (if any) still
+    there and still what its bundle is written from."""
     assert read_table(engine, schema).equals(before_table)
     register = read_register(engine, schema)[TABLE]
     assert register["seed"] == 1
+    assert register["parts"] == (kept[0] if kept else None)
     assert bundle_files(tmp_path / "bundle") == before_bundle
-    # the destination still gives the same bundle, and no part is left anywhere
-    again = bundle(engine, schema, tmp_path / "bundle-again", 1, register["scale"])
+    assert kept_sets(parts) == list(kept)
+    # the bundle made again is the same, from the previous version's parts if it has some
+    read_from = "parts: " if kept else "destination"
+    again = bundle(engine, schema, tmp_path / "bundle-again", 1, register["scale"], read_from)
     assert again == before_bundle
-    assert list(parts.iterdir()) == []
     assert table_names(engine, schema) == {TABLE, "_synth_pipeline_tables"}  # no staging table
 
 
@@ -332,9 +353,10 @@ def test_one_and_three_copy_streams_write_the_same_table_and_bundle(client, tmp_
         assert rows == expected_rows
         assert read_table(engine, schema).equals(read_table(local, local_schema))
         assert read_register(engine, schema)[TABLE]["rows"] == rows
-        got = bundle(engine, schema, tmp_path / f"bundle{streams}", seed, scale)
+        # written from the six parts the streams loaded, byte for byte the in-process bundle
+        got = bundle(engine, schema, tmp_path / f"bundle{streams}", seed, scale, "parts: 6 ")
         assert got == expected  # byte for byte: CSV, Parquet, manifest, README
-        assert list(parts.iterdir()) == []
+        assert kept_sets(parts) == [read_register(engine, schema)[TABLE]["parts"]]
         assert table_names(engine, schema) == {TABLE, "_synth_pipeline_tables"}
         engine.dispose()
     local.dispose()
@@ -448,14 +470,24 @@ def test_the_resource_sends_only_tables_from_the_threshold_to_the_cluster(
     on = DaskCluster(scheduler_address=address, parts_url=str(tmp_path / "parts"))
     assert rows_of(on, 100_000) == 100_000 and said == []  # below the threshold: in-process
     assert rows_of(on, 200_000) == 200_000
-    assert len(said) == 1 and "generated on the Dask cluster" in said[0] and address in said[0]
+    assert len(said) == 2 and "generated on the Dask cluster" in said[0] and address in said[0]
+    [kept] = kept_sets(tmp_path / "parts")
+    assert said[1] == f"measurement: its parts are kept for the bundle at {kept}"
+    # the table written in-process again: the parts of the version on the cluster go
+    assert rows_of(on, 100_000) == 100_000 and kept_sets(tmp_path / "parts") == []
+    assert said[2] == f"measurement: removed the parts of its previous version: {[kept]}"
+    # a parts storage that cannot be reached does not fail a table written in-process
+    unreachable = DaskCluster(scheduler_address=address, parts_url="nosuchfs://parts")
+    assert rows_of(unreachable, 100_000) == 100_000
+    assert said[3].startswith("measurement: could not look for the parts of its previous version")
+    said.clear()
     on.close()
     monkeypatch.delenv("SYNTH_DASK_SCHEDULER", raising=False)
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     monkeypatch.delenv(LOCAL_WORKERS_VAR, raising=False)
     off = DaskCluster()
     assert not off.configured()
-    assert rows_of(off, 300_000) == 300_000 and len(said) == 1  # no cluster: in-process
+    assert rows_of(off, 300_000) == 300_000 and said == []  # no cluster: in-process
     monkeypatch.setenv("SYNTH_DASK_SCHEDULER", address)
     assert DaskCluster().address() == address
     monkeypatch.delenv("SYNTH_DASK_SCHEDULER")
@@ -473,6 +505,14 @@ def test_the_resource_sends_only_tables_from_the_threshold_to_the_cluster(
             DaskCluster().resolved_copy_streams()
     with pytest.raises(ConfigError, match="dask.copy_streams=0 is not a number"):
         DaskCluster(copy_streams=0).resolved_copy_streams()
+    monkeypatch.delenv(KEEP_PARTS_VAR, raising=False)
+    assert DaskCluster().resolved_keep_parts() is True
+    monkeypatch.setenv(KEEP_PARTS_VAR, "0")
+    assert DaskCluster().resolved_keep_parts() is False
+    assert DaskCluster(keep_parts=True).resolved_keep_parts() is True  # run config first
+    monkeypatch.setenv(KEEP_PARTS_VAR, "sometimes")
+    with pytest.raises(ConfigError, match=f"{KEEP_PARTS_VAR}='sometimes' is not 1 or 0"):
+        DaskCluster().resolved_keep_parts()
 
 
 def test_a_run_through_dagster_sends_a_table_to_the_cluster(
@@ -510,11 +550,20 @@ def test_a_run_through_dagster_sends_a_table_to_the_cluster(
         return report.tables, logs, path
 
     address = client.scheduler.address
-    _, cluster_logs, on_cluster_db = run("cluster", {"SYNTH_DASK_SCHEDULER": address})
-    _, local_logs, in_process_db = run("local", {"SYNTH_DASK_SCHEDULER": None})
+    parts = tmp_path / "parts"
+    same = {"SYNTH_DASK_PARTS_URL": str(parts), "SYNTH_BUNDLE_CREATED_AT": CREATED_AT}
+    _, cluster_logs, on_cluster_db = run("cluster", {"SYNTH_DASK_SCHEDULER": address, **same})
+    [kept] = kept_sets(parts)
+    _, local_logs, in_process_db = run("local", {"SYNTH_DASK_SCHEDULER": None, **same})
     sent = [m for m in cluster_logs if "generated on the Dask cluster" in m]
     assert len(sent) == 1 and sent[0].startswith("person:"), sent
     assert not any("generated on the Dask cluster" in m for m in local_logs)
+    # the csv_bundle step wrote person's files from its parts, the same bytes as in-process
+    assert f"bundle: person read from parts: 1 Parquet parts at {kept}" in cluster_logs
+    assert not any(m.startswith("bundle: person read from") for m in local_logs)
+    assert bundle_files(tmp_path / "cluster-bundle") == bundle_files(tmp_path / "local-bundle")
+    # the local run wrote person in-process into another destination: the parts went
+    assert kept_sets(parts) == []
     for table in tables:
         key = f"{table}_id"
         with sa.create_engine(f"sqlite:///{on_cluster_db}").connect() as a:

@@ -35,7 +35,8 @@ def build_csv_bundle(name: str) -> dg.AssetsDefinition:
                 "starts with the disclaimer.",
             )
         ],
-        description="One CSV per synthetic table exported from the destination, manifest.json "
+        description="One CSV per synthetic table exported from the destination (a table "
+        "generated on a Dask cluster: from the Parquet parts it was loaded from), manifest.json "
         "(tables, columns, rows, sha256, config fingerprints, generator version, creation time) "
         "and a README that starts with the disclaimer; written to a temporary folder and renamed "
         "into place.",
@@ -78,6 +79,9 @@ def _csv_bundle(
         on_rows=lambda t, n: progress[t](n),
     )
     manifest, fidelity, bad = published.manifest, published.fidelity, published.problems
+    for table, where in sorted(published.read_from.items()):
+        if where != "destination":  # a table generated on a Dask cluster (issue 18)
+            context.log.info(f"bundle: {table} read from {where}")
     threshold = project.project_config().fidelity.min_median_column_score
     # both scores, against the source too: written under the work dir, never into the bundle
     trusted = trusted_report(project, destination, fidelity, published.included, threshold)
@@ -95,6 +99,9 @@ def _csv_bundle(
                 ],
             ),
             "dagster/row_count": sum(e["rows"] for e in manifest["tables"]),
+            "read_from": markdown_table(
+                ["table", "rows read from"], sorted(map(list, published.read_from.items()))
+            ),
             "files": bullet_list(
                 [str(out / f["file"]) for e in manifest["tables"] for f in e["files"].values()]
                 + [str(out / name) for name in ("README.md", "fidelity.html", "privacy.md")]

@@ -14,8 +14,9 @@ import os
 import secrets
 import shutil
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import DISCLAIMER, GENERATOR_VERSION
+from .bundle_parts import export_preferring_parts
 from .database import is_postgres, qualified, quote
 from .files import sha256_of
 from .schema import ColumnDef
@@ -34,6 +36,7 @@ from .vocabulary_bundle import BundleVocabulary
 MANIFEST = "manifest.json"
 README = "README.md"
 BUNDLE_FORMATS = ("csv", "parquet")
+EXPORT_BATCH_ROWS = 200_000  # a Parquet row group each: the files' bytes depend on it
 
 # Parquet column types by logical type: the same whichever destination the rows came from.
 _ARROW_TYPES = {
@@ -58,12 +61,14 @@ def export_table_csv(
     columns: list[ColumnDef],
     order_by: list[str],
     path: Path | None,
-    batch_rows: int = 200_000,
+    batch_rows: int = EXPORT_BATCH_ROWS,
     on_rows: Callable[[int], None] | None = None,
     parquet_path: Path | None = None,
+    frames: Iterable[pl.DataFrame] | None = None,
 ) -> int:
     """Write one destination table to CSV (``path``) and/or Parquet (``parquet_path``) in a
-    stable row order, both from the same batches read out of the destination; returns rows.
+    stable row order, both from the same batches read out of the destination (or ``frames``,
+    the same rows in the same batches: core/bundle_parts.py); returns rows.
 
     The same bytes whichever the destination: values go through Polars' CSV writer, with dates
     as YYYY-MM-DD and datetimes as 'YYYY-MM-DD HH:MM:SS'. PostgreSQL streams the ordered rows
@@ -84,9 +89,9 @@ def export_table_csv(
             writer = stack.enter_context(
                 pq.ParquetWriter(parquet_path, arrow_schema, compression="zstd")
             )
-        if is_postgres(engine):
+        if frames is None and is_postgres(engine):
             frames = _postgres_frames(engine, schema, table, columns, order, scratch_at, batch_rows)
-        else:
+        elif frames is None:
             cols = ", ".join(quote(engine, c.name) for c in columns)
             sql = f"SELECT {cols} FROM {qualified(engine, schema, table)}" + (
                 f" ORDER BY {order}" if order else ""
@@ -125,7 +130,8 @@ def _arrow_batch(df: pl.DataFrame, columns: list[ColumnDef], schema: pa.Schema) 
         elif df.schema[c.name] == pl.Utf8 and c.logical_type == "boolean":
             col = pl.when(col == "true").then(True).when(col == "false").then(False)
         typed.append(col.alias(c.name))
-    return df.select(typed).to_arrow().cast(schema)
+    # one chunk a column: Parquet pages depend on how the rows are chunked, not only on them
+    return df.select(typed).to_arrow().cast(schema).combine_chunks()
 
 
 def _postgres_frames(
@@ -379,7 +385,8 @@ def _export_entry(
         "csv": f"{t['table']}.csv" if "csv" in formats else None,
         "parquet": parquet_file(t["table"]) if "parquet" in formats else None,
     }
-    rows = export_table_csv(
+    export = partial(
+        export_table_csv,
         engine,
         schema,
         t["table"],
@@ -388,6 +395,11 @@ def _export_entry(
         tmp / names["csv"] if names["csv"] else None,
         on_rows=(lambda n, table=t["table"]: on_rows(table, n)) if on_rows else None,
         parquet_path=tmp / names["parquet"] if names["parquet"] else None,
+    )
+    # a table generated on a Dask cluster: from the parts it was loaded from, when they are
+    # exactly its rows; ``read_from`` says where the rows came from (never in the manifest)
+    rows, t["read_from"] = export_preferring_parts(
+        export, t.get("parts"), t["columns"], EXPORT_BATCH_ROWS
     )
     files = {
         fmt: {"file": name, "sha256": sha256_of(tmp / name)} for fmt, name in names.items() if name

@@ -13,10 +13,13 @@ DuckDB take them in order in one transaction (core/write.py). Either way the tab
 swapped in atomically, and the destination takes the first parts while the cluster makes the
 rest.
 
-Nothing is published from the folder: it is removed when the table is done, whether it was
-swapped in or failed. A worker lost mid-table has its task rerun by Dask elsewhere (the
-scheduler's ``allowed-failures``); past that, the table fails, its transaction is rolled back
-and the previous table stays.
+The folder of a table that failed is removed. The folder of a table swapped in is kept, with a
+list of its parts (``_parts.json``: the table version it holds, each part's rows, size and the
+sha256 its worker wrote) and the folder's URL in the table's register row, so that the bundle
+can be built from the parts instead of reading the table back (core/bundle_parts.py); the
+folders of the versions it supersedes are removed then. A worker lost mid-table has its task
+rerun by Dask elsewhere (the scheduler's ``allowed-failures``); past that, the table fails, its
+transaction is rolled back and the previous table (and its parts) stays.
 
 The project's files go to the workers as content (a :class:`ProjectSnapshot`), so a cluster
 needs the same synth_pipeline installed, not the configuration folder.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -55,6 +59,7 @@ PART_ROWS = 16 * BLOCK_ROWS
 # Parts are read once and deleted: fast compression over small files.
 PART_COMPRESSION = "lz4"
 LIVE_MARKER = "_live"  # present while the run that owns the folder may still take parts
+PART_LIST = "_parts.json"  # written once the table is swapped in: the folder is kept for the bundle
 # One part at a time per worker process: the parents a process regenerates (Relations.shared)
 # are built lazily and are not safe to build from two threads (one would see the other's
 # parent as "being built" and generate without it). Run workers with one thread each.
@@ -121,6 +126,33 @@ class PartResult:
     index: int
     path: str
     rows: int
+    size: int = 0  # bytes, and the sha256 of the file as its worker wrote it
+    sha256: str = ""
+
+
+class _Hashing:
+    """A file being written, with the sha256 and size of what went through."""
+
+    def __init__(self, f: Any):
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self.f.closed
+
+    def close(self) -> None:  # the file is closed by its own ``with``
+        pass
 
 
 def part_ranges(rows: int, part_rows: int = PART_ROWS) -> list[tuple[int, int]]:
@@ -150,7 +182,8 @@ def generate_part(task: PartTask, snapshot: ProjectSnapshot) -> PartResult:
     # a name of this attempt's own: a rerun of the task never writes into a file being read
     path = f"{folder}/part-{task.index:06d}-{secrets.token_hex(4)}.parquet"
     rows = 0
-    with _GENERATING, fs.open(path, "wb") as f:
+    with _GENERATING, fs.open(path, "wb") as raw:
+        f = _Hashing(raw)
         run = TableRun.for_project(files, cfg, task.seed, task.scale)
         writer = None
         for df in run.chunks(task.chunk_rows, start=task.start, stop=task.stop):
@@ -166,11 +199,40 @@ def generate_part(task: PartTask, snapshot: ProjectSnapshot) -> PartResult:
         with contextlib.suppress(FileNotFoundError):
             fs.rm(path)
         raise DistributedError(f"{task.table}: part {task.index} finished after its run ended")
-    return PartResult(task.index, fs.unstrip_protocol(path), rows)
+    return PartResult(task.index, fs.unstrip_protocol(path), rows, f.size, f.sha.hexdigest())
 
 
 def _run_folder_prefix(project: str, table: str) -> str:
     return f"{project}.{table}."
+
+
+def remove_part_sets(
+    parts_url: str, project: str, table: str, *, keep: str | None = None, kept_too: bool = True
+) -> list[str]:
+    """Remove the parts' folders of ``project``'s ``table`` under ``parts_url``, but ``keep``
+    (a folder's URL): all of them when ``kept_too``, else only those without a part list (left
+    by a run killed before its table was swapped in). Returns the URLs removed.
+
+    Safe because there is one writer of a project's destination at a time (the write pool): no
+    other run of this table is taking parts, and no bundle of it is being built."""
+    import fsspec
+
+    fs, base = fsspec.core.url_to_fs(parts_url)
+    removed = []
+    try:
+        found = fs.ls(base, detail=False)
+    except FileNotFoundError:
+        return removed
+    prefix = _run_folder_prefix(project, table)
+    for path in found:
+        url = fs.unstrip_protocol(path.rstrip("/"))
+        if not path.rstrip("/").rsplit("/", 1)[-1].startswith(prefix) or url == keep:
+            continue
+        if kept_too or not fs.exists(f"{path.rstrip('/')}/{PART_LIST}"):
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(path, recursive=True)
+            removed.append(url)
+    return removed
 
 
 @contextlib.contextmanager
@@ -187,14 +249,18 @@ def distributed_chunks(
     retries: int = 0,
     copy_streams: int = DEFAULT_COPY_STREAMS,
     on_part: Callable[[int, int], None] | None = None,
+    keep: bool = True,
 ) -> Iterator[PartStreams]:
     """The table's rows, generated as parts on ``client``'s cluster, as :class:`PartStreams`:
     iterated, DataFrames in key order; loaded into PostgreSQL, over ``copy_streams``
     connections (at most one a part).
 
     A context: entering submits every part; the DataFrames come as the parts finish, each at
-    most ``chunk_rows`` long; leaving (done or failed) cancels what is left and removes the
-    parts' folder. A part that failed (after ``retries`` reruns on an exception, and the
+    most ``chunk_rows`` long. Leaving after an error cancels what is left and removes the
+    parts' folder. Leaving without one, every part taken (the table swapped in, whose register
+    row names the folder: ``kept_at``), keeps the folder with its part list when ``keep`` (for
+    the bundle) and removes the table's other folders; without ``keep`` each part is deleted
+    once loaded. A part that failed (after ``retries`` reruns on an exception, and the
     scheduler's reruns of a lost worker), or whose file cannot be read back, raises
     :class:`DistributedError` naming the table and the rows. ``on_part`` hears (parts loaded,
     parts in all).
@@ -210,14 +276,9 @@ def distributed_chunks(
         raise ConfigError(
             f"cannot create the folder for the Dask parts: {exc}", setting="parts_url"
         ) from exc
-    prefix = _run_folder_prefix(files.project, table)
-    # one writer of a project's destination at a time (the write pool): a folder of this
-    # project and table left by a killed earlier run is no one's
-    for stale in fs.ls(base, detail=False):
-        if stale.rstrip("/").rsplit("/", 1)[-1].startswith(prefix):
-            with contextlib.suppress(FileNotFoundError):
-                fs.rm(stale, recursive=True)
-    folder = f"{base.rstrip('/')}/{prefix}{secrets.token_hex(6)}.tmp"
+    # a folder of this table without a part list was left by a killed run: no one's
+    remove_part_sets(parts_url, files.project, table, kept_too=False)
+    folder = f"{base.rstrip('/')}/{_run_folder_prefix(files.project, table)}{secrets.token_hex(6)}"
     fs.makedirs(folder, exist_ok=True)
     fs.touch(f"{folder}/{LIVE_MARKER}")
     folder_url = fs.unstrip_protocol(folder)
@@ -228,6 +289,8 @@ def distributed_chunks(
     ]
     token = secrets.token_hex(4)
     futures: list = []
+    results: list[PartResult | None] = [None] * len(tasks)
+    done = False
     try:
         if tasks:
             [snapshot] = client.scatter([ProjectSnapshot.of(files)], broadcast=True, hash=False)
@@ -239,17 +302,55 @@ def distributed_chunks(
                 pure=False,
                 retries=retries,
             )
-        yield PartStreams(
-            len(tasks), _part_taker(fs, futures, tasks, chunk_rows, on_part), copy_streams
-        )
+        take = _part_taker(fs, futures, tasks, chunk_rows, on_part, results, keep)
+        streams = PartStreams(len(tasks), take, copy_streams)
+        streams.kept_at = folder_url if keep else None
+        yield streams
+        done = True
     finally:
         # the marker first: a part still being written then removes itself (generate_part)
         with contextlib.suppress(FileNotFoundError):
             fs.rm(f"{folder}/{LIVE_MARKER}")
         if futures:
             client.cancel(futures, force=True)
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(folder, recursive=True)
+        # the table swapped in (the body ended without an error, every part taken): its
+        # parts stay, listed, and the versions it supersedes go
+        taken = [r for r in results if r is not None]
+        version = {
+            "url": folder_url,
+            "table": table,
+            "config_fingerprint": cfg.fingerprint(),
+            "seed": seed,
+            "scale": scale,
+            "rows": rows,
+            "generator_version": GENERATOR_VERSION,
+            "columns": list(cfg.columns),
+        }
+        if done and keep and len(taken) == len(tasks) and _list_parts(fs, folder, version, taken):
+            with contextlib.suppress(OSError):  # the table is in: an old folder can wait
+                remove_part_sets(parts_url, files.project, table, keep=folder_url)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(folder, recursive=True)
+
+
+def _list_parts(fs: Any, folder: str, version: dict, results: list[PartResult]) -> bool:
+    """Write the part list of a table swapped in, after removing any file it does not list (a
+    lost worker's unfinished attempt); False when the storage refused."""
+    names = {r.path.rsplit("/", 1)[-1] for r in results}
+    parts = [
+        {"file": r.path.rsplit("/", 1)[-1], "rows": r.rows, "bytes": r.size, "sha256": r.sha256}
+        for r in results
+    ]
+    try:
+        for path in fs.ls(folder, detail=False):
+            if path.rstrip("/").rsplit("/", 1)[-1] not in names:
+                fs.rm(path, recursive=True)
+        with fs.open(f"{folder}/{PART_LIST}", "w") as f:
+            f.write(json.dumps({**version, "parts": parts}, indent=1) + "\n")
+        return True
+    except OSError:
+        return False
 
 
 def _part_taker(
@@ -258,9 +359,11 @@ def _part_taker(
     tasks: list[PartTask],
     chunk_rows: int,
     on_part: Callable[[int, int], None] | None,
+    results: list[PartResult | None],
+    keep: bool,
 ) -> Callable[[int, threading.Event], Iterator[pl.DataFrame]]:
     """Part ``i``'s rows once its task is done, read in batches of ``chunk_rows`` from its
-    file, which is then deleted; whichever thread asks (core/parallel_copy.py)."""
+    file (then deleted unless ``keep``); whichever thread asks (core/parallel_copy.py)."""
     loaded = [0]
     lock = threading.Lock()
 
@@ -286,8 +389,10 @@ def _part_taker(
             raise DistributedError(
                 f"{where}: cannot read its part {part.path}: {type(exc).__name__}: {exc}"
             ) from exc
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(part.path)  # loaded: the disk holds only the parts not yet taken
+        results[i] = part
+        if not keep:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(part.path)  # loaded: the disk holds only the parts not yet taken
         if on_part:
             with lock:
                 loaded[0] += 1

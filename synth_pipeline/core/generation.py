@@ -153,6 +153,8 @@ def write_table(
         out.expected = run.rows
         on_chunk = progress_for(out.expected) if progress_for else None
         with chunks_for(run, generation.chunk_rows) as chunks:
+            # a cluster's parts are kept for the bundle: the register row says where
+            entry.parts = getattr(chunks, "kept_at", None)
             out.rows = _replace(destination, schema, cfg, chunks, entry, on_chunk)
     out.seconds = time.monotonic() - started
     return out

@@ -86,6 +86,9 @@ class PartStreams:
         self.count = count
         self.copy_streams = max(1, min(copy_streams, count))
         self._take = take
+        # the folder the parts stay in once the table is swapped in (core/distributed.py), for
+        # the register row: the bundle reads them instead of the table (core/bundle_parts.py)
+        self.kept_at: str | None = None
         self._next = 0
         self._lock = threading.Lock()
         self._cancelled = threading.Event()

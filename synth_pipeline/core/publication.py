@@ -1,7 +1,9 @@
 """Publishing a project's bundle from its destination, whoever asks (the csv_bundle asset, a
 benchmark): only tables whose latest generation passed every blocking check, against the
 approved configs of now, that fit together, and whose privacy report allows it; then the files,
-their manifest and the reports, verified."""
+their manifest and the reports, verified. A table generated on a Dask cluster has its files
+written from the Parquet parts it was loaded from when they are exactly its rows
+(core/bundle_parts.py); the gates are the same either way."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .bundle import BundleSpec, verify_bundle, write_bundle
+from .bundle_parts import kept_parts
 from .config_files import ProjectFiles
 from .errors import SynthPipelineError
 from .fidelity import TableFidelity, table_fidelity
@@ -32,6 +35,7 @@ class PublishedBundle:
     generated: list[str]  # the synthetic tables among them (the others are copies)
     fidelity: list[TableFidelity]
     problems: list[str]  # what verifying the written files found
+    read_from: dict[str, str]  # per table: the destination, or the parts it was loaded from
 
 
 def releasable_tables(files: ProjectFiles, engine: sa.Engine, schema: str | None) -> dict:
@@ -52,8 +56,10 @@ def releasable_tables(files: ProjectFiles, engine: sa.Engine, schema: str | None
     return included
 
 
-def _bundle_tables(files, engine, schema, included: dict) -> list[dict]:
-    """What write_bundle needs of each table: its columns as the destination has them."""
+def bundle_tables(files, engine, schema, included: dict) -> list[dict]:
+    """What write_bundle needs of each table: its columns as the destination has them, and
+    the Parquet parts kept for its version when it was generated on a Dask cluster (or why
+    they cannot be used: core/bundle_parts.py)."""
     insp = sa.inspect(engine)
     tables = []
     for t, entry in sorted(included.items()):
@@ -64,13 +70,15 @@ def _bundle_tables(files, engine, schema, included: dict) -> list[dict]:
             for n in present
         ]
         pk = cfg.primary_key if cfg.kind == "synthetic" and cfg.primary_key in present else None
+        order_by = [pk] if pk else present
         tables.append(
             {
                 "table": t,
                 "kind": entry["kind"],
                 "columns": columns,
-                "order_by": [pk] if pk else present,
+                "order_by": order_by,
                 "config_fingerprint": entry["config_fingerprint"],
+                "parts": kept_parts(entry, cfg, columns, order_by),
             }
         )
     return tables
@@ -113,7 +121,7 @@ def publish_bundle(
     refused = bundle_problems(privacy, included)
     if refused:
         raise SynthPipelineError("the bundle is refused: " + "; ".join(refused))
-    tables = _bundle_tables(files, engine, schema, included)
+    tables = bundle_tables(files, engine, schema, included)
     fidelity = _fidelity(files, engine, schema, included)
     threshold = config.fidelity.min_median_column_score
     names = concept_names(engine, schema, concept_labels(fidelity))
@@ -134,4 +142,5 @@ def publish_bundle(
         },
     )
     manifest = write_bundle(engine, schema, out, spec, on_table=on_table, on_rows=on_rows)
-    return PublishedBundle(manifest, included, generated, fidelity, verify_bundle(out))
+    read_from = {t["table"]: t["read_from"] for t in tables}
+    return PublishedBundle(manifest, included, generated, fidelity, verify_bundle(out), read_from)

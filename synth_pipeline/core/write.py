@@ -206,14 +206,17 @@ def ensure_register(conn: Connection, schema: str | None) -> sa.Table:
         sa.Column("written_at", sa.String(40), nullable=False),
         # JSON: check name -> {passed, blocking, reason} for this generation; NULL until checked
         sa.Column("checks", sa.Text),
+        # URL of the Parquet parts this version was loaded from, kept for the bundle (issue 18)
+        sa.Column("parts", sa.Text),
     )
     md.create_all(conn, checkfirst=True)
     present = {c["name"] for c in sa.inspect(conn).get_columns(REGISTER_TABLE, schema=schema)}
-    if "checks" not in present:
-        # a register from before checks were recorded: its tables count as unchecked
+    # a register from before checks were recorded: its tables count as unchecked; from before
+    # parts were kept: its tables are bundled from the destination
+    for missing in [c for c in ("checks", "parts") if c not in present]:
         conn.exec_driver_sql(
             f"ALTER TABLE {qualified(conn.engine, schema, REGISTER_TABLE)} ADD COLUMN "
-            f"{quote(conn.engine, 'checks')} TEXT"
+            f"{quote(conn.engine, missing)} TEXT"
         )
     return reg
 
@@ -246,6 +249,7 @@ class RegisterEntry:
     scale: float | None
     parent_rows: dict[str, int]
     generator_version: str
+    parts: str | None = None  # where the parts it was loaded from are kept (core/distributed.py)
 
 
 @runtime_checkable
@@ -379,6 +383,7 @@ def swap_in(
             scale=entry.scale,
             parent_rows=json.dumps(entry.parent_rows, sort_keys=True),
             generator_version=entry.generator_version,
+            parts=entry.parts,
             written_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         )
     )
