@@ -30,7 +30,7 @@ from synth_pipeline.runner import temporary_environment
 
 DEMO = project_assets("demo")
 CHILD = "observation_period"  # its one parent in the demo's configs: person
-PERSON_AND_ITS_PARENTS = ["location", "care_site", "provider", "person"]
+PARENT = "person"  # whose own references are always NULL in the demo's configs
 BACKFILL = {"dagster/backfill": "test-backfill"}
 
 
@@ -38,7 +38,7 @@ BACKFILL = {"dagster/backfill": "test-backfill"}
 def project(demo_sqlite_url, config_root, tmp_path):
     (tmp_path / "home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
-    instance.add_dynamic_partitions(DEMO.partitions_name, [CHILD, *PERSON_AND_ITS_PARENTS])
+    instance.add_dynamic_partitions(DEMO.partitions_name, [CHILD, PARENT])
     ensure_write_pool(instance, "demo")  # the project's one write slot, as the CLI sets it
     dest = tmp_path / "dest.sqlite"
     resources = {
@@ -96,9 +96,8 @@ def test_a_child_in_a_backfill_waits_for_its_parent_then_points_at_it(project):
         else:
             pytest.fail("the child's write step never waited for its parent")
         assert CHILD not in _tables(project["dest"]), "written before its parent"
-        # the parents' runs take the write slot while the child waits: it is not held
-        for table in PERSON_AND_ITS_PARENTS:
-            assert _materialise(project, table).success, table
+        # the parent's run takes the write slot while the child waits: it is not held
+        assert _materialise(project, PARENT).success
         child.join(timeout=300)
     result = done["result"]
     assert result.success
