@@ -40,17 +40,8 @@ import pyarrow.parquet as pq
 from .config import TableConfig
 from .distributed import PART_LIST
 from .schema import ColumnDef
+from .transfer import ROW_TYPES
 
-# the types the destination's rows are read back as (core/transfer.py), so the writer prints
-# the same text and writes the same Parquet
-_TYPES = {
-    "integer": pl.Int64(),
-    "float": pl.Float64(),
-    "string": pl.Utf8(),
-    "boolean": pl.Boolean(),
-    "date": pl.Date(),
-    "datetime": pl.Datetime("us"),
-}
 # the register's fields a part list must repeat to be of the table's version
 _VERSION_FIELDS = ("config_fingerprint", "seed", "scale", "rows", "generator_version")
 
@@ -91,7 +82,8 @@ class KeptParts:
         import fsspec
 
         fs, folder = fsspec.core.url_to_fs(self.url)
-        casts = [pl.col(c.name).cast(_TYPES[c.logical_type]) for c in columns]
+        # the types the destination's rows are read back as: the same text and Parquet
+        casts = [pl.col(c.name).cast(ROW_TYPES[c.logical_type]) for c in columns]
         floats = [c.name for c in columns if c.logical_type == "float"]
         next_key = 1
         for part in self.parts:

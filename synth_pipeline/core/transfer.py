@@ -41,7 +41,7 @@ def coerce_frame(rows: list[tuple], columns: list[ColumnDef]) -> pl.DataFrame:
 
 # How rows arrive from the drivers: SQLite gives dates and datetimes as text and booleans as
 # integers; PostgreSQL gives them typed. Polars checks each value against these.
-_ROW_TYPES = {
+ROW_TYPES = {
     "integer": pl.Int64(),
     "float": pl.Float64(),
     "string": pl.Utf8(),
@@ -64,7 +64,7 @@ def _frame_from_rows(rows: list[tuple], columns: list[ColumnDef]) -> pl.DataFram
         elif c.logical_type == "boolean" and isinstance(v, int) and not isinstance(v, bool):
             schema[c.name] = pl.Int64()
         else:
-            schema[c.name] = _ROW_TYPES[c.logical_type]
+            schema[c.name] = ROW_TYPES[c.logical_type]
     try:
         df = pl.DataFrame(rows, schema=schema, orient="row", strict=True)
     except Exception:  # noqa: BLE001 - a value of another type: take the careful path
