@@ -8,7 +8,7 @@ deletions. A command holds one idle connection to each of those files while it r
 other connections are then never the last, and an event costs a commit only.
 
 A commit in SQLite's default (``synchronous=FULL``) waits for the disk to flush the log; with a
-busy disk that wait made up most of a command's Dagster time. While a command runs, Dagster's
+busy disk that wait was a large part of a command's Dagster time. While a command runs, Dagster's
 connections to those files commit with ``synchronous=NORMAL``, which SQLite documents as safe
 from corruption in WAL mode: a power cut (not a crash of the command) can lose the last few
 events of the run history, never the synthetic tables or the bundle, which are other files.
@@ -80,10 +80,11 @@ def storage_kept_open(instance: dg.DagsterInstance) -> Iterator[list[Path]]:
     """Hold an idle connection to each of the instance's SQLite files while the block runs and
     let the instance's own connections commit without waiting for the disk (see the module's
     docstring); nothing is read or written through the held connections."""
+    files = storage_files(instance)
     with ExitStack() as stack:
-        stack.enter_context(unflushed_commits(storage_files(instance)))
+        stack.enter_context(unflushed_commits(files))
         held = []
-        for path in storage_files(instance):
+        for path in files:
             connection = stack.enter_context(closing(sqlite3.connect(path, timeout=30)))
             connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             held.append(path)

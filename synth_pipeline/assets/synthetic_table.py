@@ -47,7 +47,7 @@ from .presentation import (
 from .privacy import assess, privacy_check_specs, privacy_metadata
 from .step import table_step
 
-BACKFILL_TAG = "dagster/backfill"  # on every run of a backfill, whether from the UI or a sensor
+BACKFILL_TAG = "dagster/backfill"  # Dagster tags every run of a backfill with it
 PARENT_POLL_SECONDS = 5
 
 
