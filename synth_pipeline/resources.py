@@ -125,24 +125,34 @@ class JsonStateIOManager(dg.ConfigurableIOManager):
 
     base_dir: str = ""
 
-    def _path(self, context) -> Path:
+    def _path_of(self, key: dg.AssetKey, partition: str | None) -> Path:
         base = Path(self.base_dir or environment.work_dir() / "state")
-        parts = list(context.asset_key.path)
-        name = context.asset_partition_key if context.has_asset_partitions else "value"
-        return base.joinpath(*parts) / f"{name}.json"
+        return base.joinpath(*key.path) / f"{partition or 'value'}.json"
 
-    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+    def store(self, key: dg.AssetKey, partition: str | None, obj: Any) -> None:
+        """Store ``obj`` as ``key``'s value for ``partition`` (replacing the file atomically);
+        a step of several tables stores each table's value through here."""
         if obj is None:
             return
-        path = self._path(context)
+        path = self._path_of(key, partition)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = obj.model_dump(mode="json", by_alias=True) if hasattr(obj, "model_dump") else obj
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
         tmp.replace(path)
 
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        self.store(context.asset_key, partition, obj)
+
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(context)
+        """One table's value; for a run of several tables a dict by table, None for a table
+        with no stored value (the step fails that table alone)."""
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            paths = {t: self._path_of(context.asset_key, t) for t in context.asset_partition_keys}
+            return {t: json.loads(p.read_text()) if p.exists() else None for t, p in paths.items()}
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        path = self._path_of(context.asset_key, partition)
         if not path.exists():
             raise FileNotFoundError(
                 f"no stored value for {context.asset_key.to_user_string()} at {path}: "

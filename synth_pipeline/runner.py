@@ -24,13 +24,13 @@ from .core.database import open_source, open_writable_destination
 from .core.errors import ConfigError
 from .core.preflight import check_configuration
 from .core.schema import list_tables, unusable_name
-from .core.table_order import order_parents_first
+from .core.table_order import dependency_waves, order_parents_first
 from .definitions import build_resources
 from .instance import instance_for_cli, storage_kept_open
 from .launched import launch_in_waves
 from .projects import partitions_name
 from .resources import SynthProject
-from .run_results import RunSummary, run_failures, summarise_run
+from .run_results import RunSummary, run_failures, table_summaries
 from .sensors import record_config_observations
 
 
@@ -74,15 +74,16 @@ class RunReport:
         return all(t.ok for t in self.tables) and self.bundle_ok is not False
 
 
-def _cli_job(assets, steps: list, resources: dict) -> dg.JobDefinition:
-    """The job a command runs ``steps`` of the project's assets with, once per table."""
-    name = "__synth_pipeline_cli__"
+def _cli_jobs(assets, steps: list, resources: dict) -> dict[str, dg.JobDefinition]:
+    """A job per step of ``steps`` (by the step's name), from one Definitions: a command runs
+    each step, for all its tables, as one run of its job."""
+    names = {s.key.path[-1]: f"__synth_pipeline_cli__{s.key.path[-1]}" for s in steps}
     defs = dg.Definitions(
         assets=assets.all,
-        jobs=[dg.define_asset_job(name, selection=steps)],
+        jobs=[dg.define_asset_job(names[s.key.path[-1]], selection=[s]) for s in steps],
         resources=resources,
     )
-    return defs.resolve_job_def(name)
+    return {step: defs.resolve_job_def(name) for step, name in names.items()}
 
 
 def source_tables(source_url: str | None, source_schema: str | None) -> dict[str, str]:
@@ -171,29 +172,74 @@ def _register_partitions(
         instance.add_dynamic_partitions(partitions_name(project), new)
 
 
-def _run_tables(
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def _blocks(tables: list[str], order: list[str]) -> list[list[str]]:
+    """``tables`` as runs of neighbours in the partitions' ``order``: each block is a
+    partition range of one run."""
+    place = {t: i for i, t in enumerate(order)}
+    blocks: list[list[str]] = []
+    for t in sorted(tables, key=place.__getitem__):
+        if blocks and place[blocks[-1][-1]] == place[t] - 1:
+            blocks[-1].append(t)
+        else:
+            blocks.append([t])
+    return blocks
+
+
+def _step_blocks(tables: list[str], order: list[str], writes: bool) -> list[list[str]]:
+    """The runs of one step: one per block of neighbouring partitions. A step that writes
+    tables gets its blocks wave by wave when there are several, so parents come first (within
+    a run the step itself writes parents first)."""
+    blocks = _blocks(tables, order)
+    if not writes or len(blocks) <= 1:
+        return blocks
+    return [block for wave in dependency_waves(tables) for block in _blocks(wave, order)]
+
+
+def _run_steps(
     usable: list[str],
     *,
-    job: dg.JobDefinition,
+    jobs: dict[str, dg.JobDefinition],
+    order: list[str],
     instance: dg.DagsterInstance,
     run_config: dict,
     tags: dict[str, str],
     generated: bool,
-) -> dict[str, RunSummary]:
-    """One in-process run of ``job`` per table, parents first."""
-    return {
-        t: summarise_run(
-            job.execute_in_process(
-                partition_key=t,
+) -> dict[str, list[RunSummary]]:
+    """One in-process run per step and block of tables (one run per step when the tables are
+    neighbours among the partitions, as all of a source's are); a table that fails a step
+    goes no further."""
+    out: dict[str, list[RunSummary]] = {t: [] for t in usable}
+    remaining = list(usable)
+    for step, job in jobs.items():
+        writes = step == "synthetic_table"
+        for block in _step_blocks(remaining, order, writes):
+            range_tags = {RANGE_START: block[0], RANGE_END: block[-1]} if len(block) > 1 else {}
+            result = job.execute_in_process(
+                partition_key=block[0] if len(block) == 1 else None,
                 run_config=run_config,
                 instance=instance,
                 raise_on_error=False,
-                tags=tags,
-            ),
-            generated=generated,
-        )
-        for t in usable
-    }
+                tags={**tags, **range_tags},
+            )
+            for t, summary in table_summaries(result, block, generated and writes).items():
+                out[t].append(summary)
+        remaining = [t for t in remaining if out[t][-1].success]
+    return out
+
+
+def _combined(summaries: list[RunSummary]) -> RunSummary:
+    """A table's runs, one per step it reached, as one summary."""
+    last = summaries[-1]
+    return RunSummary(
+        last.run_id,
+        all(s.success for s in summaries),
+        [e for s in summaries for e in s.errors],
+        [c for s in summaries for c in s.checks],
+        last.synthetic_rows,
+    )
 
 
 def _outcome(table: str, result: RunSummary, *, config_only: bool) -> TableOutcome:
@@ -371,21 +417,25 @@ def _run_and_report(
         }
         results = launch_in_waves(usable, instance, job_config, tags, parallel)
     else:
-        # the job is resolved (its graph built and validated) once for every table's run
-        job = _cli_job(assets, steps, resources)
-        results = _run_tables(
+        # each step's job is resolved (its graph built and validated) once for all its runs
+        jobs = _cli_jobs(assets, steps, resources)
+        per_step = _run_steps(
             usable,
-            job=job,
+            jobs=jobs,
+            order=instance.get_dynamic_partitions(assets.partitions_name),
             instance=instance,
             run_config=run_config,
             tags=tags,
             generated=not config_only,
         )
+        report.run_ids.extend(dict.fromkeys(s.run_id for runs in per_step.values() for s in runs))
+        results = {t: _combined(runs) for t, runs in per_step.items()}
     for t in usable:
-        report.run_ids.append(results[t].run_id)
+        if parallel and not config_only:
+            report.run_ids.append(results[t].run_id)
         report.tables.append(_outcome(t, results[t], config_only=config_only))
     if not config_only:
-        bundle_job = _cli_job(assets, [assets.csv_bundle], resources)
+        bundle_job = _cli_jobs(assets, [assets.csv_bundle], resources)["csv_bundle"]
         _publish_bundle(
             report, job=bundle_job, instance=instance, run_config=run_config, project=project
         )

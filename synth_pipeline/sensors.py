@@ -19,6 +19,7 @@ import json
 import dagster as dg
 
 from .assets import project_assets
+from .assets.step import DATA_VERSION_TAG
 from .concurrency import PROJECT_TAG
 from .core.config_files import ProjectFiles
 from .core.schema import unusable_name
@@ -28,8 +29,6 @@ from .projects import asset_key, partitions_name, scoped
 from .resources import SourceDatabase, SynthProject
 
 NEW_EXTRACT_SENSOR = "new_extract_sensor"
-# the tag Dagster reads an observation's data version from (as observable source assets write it)
-DATA_VERSION_TAG = "dagster/data_version"
 CONFIG_FILE_SENSOR = "config_file_sensor"
 
 

@@ -9,7 +9,7 @@ from ..partitions import table_check, table_partitions
 from ..projects import asset_key
 from ..resources import SourceDatabase, SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
-from .step import table_step
+from .step import each_table, table_step
 
 DISCLOSURE_CHECK = "disclosure_rules_hold"
 
@@ -61,7 +61,13 @@ def build_column_stats(name: str) -> dg.AssetsDefinition:
         source: SourceDatabase,
         project: SynthProject,
     ):
-        yield from _column_stats(context, schema_snapshot, source, project.for_project(name))
+        project = project.for_project(name)
+        yield from each_table(
+            context,
+            "column_stats",
+            lambda table, schema_snapshot: _column_stats(context, schema_snapshot, source, project),
+            {"schema_snapshot": schema_snapshot},
+        )
 
     return column_stats
 

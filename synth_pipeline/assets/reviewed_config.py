@@ -17,7 +17,7 @@ from ..partitions import table_check, table_partitions
 from ..projects import asset_key
 from ..resources import SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
-from .step import table_step
+from .step import each_table, table_step
 
 APPROVED_CHECK = "config_approved"
 
@@ -54,8 +54,14 @@ def build_reviewed_config(name: str) -> dg.AssetsDefinition:
         column_stats: dict,
         project: SynthProject,
     ):
-        yield from _reviewed_config(
-            context, schema_snapshot, column_stats, project.for_project(name)
+        project = project.for_project(name)
+        yield from each_table(
+            context,
+            "reviewed_config",
+            lambda table, schema_snapshot, column_stats: _reviewed_config(
+                context, schema_snapshot, column_stats, project
+            ),
+            {"schema_snapshot": schema_snapshot, "column_stats": column_stats},
         )
 
     return reviewed_config

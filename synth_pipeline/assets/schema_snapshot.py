@@ -10,7 +10,7 @@ from ..partitions import table_check, table_partitions
 from ..projects import asset_key
 from ..resources import SourceDatabase, SynthProject
 from .presentation import bullet_list, markdown_table, retry_transient
-from .step import table_step
+from .step import each_table, table_step
 
 DRIFT_CHECK = "schema_matches_config"
 
@@ -42,15 +42,20 @@ def build_schema_snapshot(name: str) -> dg.AssetsDefinition:
     def schema_snapshot(
         context: dg.AssetExecutionContext, source: SourceDatabase, project: SynthProject
     ):
-        yield from _schema_snapshot(context, source, project.for_project(name))
+        project = project.for_project(name)
+        yield from each_table(
+            context,
+            "schema_snapshot",
+            lambda table: _schema_snapshot(context, table, source, project),
+            {},
+        )
 
     return schema_snapshot
 
 
 def _schema_snapshot(
-    context: dg.AssetExecutionContext, source: SourceDatabase, project: SynthProject
+    context: dg.AssetExecutionContext, table: str, source: SourceDatabase, project: SynthProject
 ):
-    table = context.partition_key
     snapshot = read_table_schema(source.engine(), source.db_schema, table)
     data = snapshot.model_dump(mode="json")
     context.log.info(

@@ -30,6 +30,7 @@ from ..core.table_checks import (
     register_outcomes,
     table_outcomes,
 )
+from ..core.table_order import order_parents_first
 from ..core.transfer import stream_select
 from ..core.write import record_checks
 from ..dask_resource import DaskCluster
@@ -45,7 +46,7 @@ from .presentation import (
     retry_transient,
 )
 from .privacy import assess, privacy_check_specs, privacy_metadata
-from .step import table_step
+from .step import each_table, table_step
 
 BACKFILL_TAG = "dagster/backfill"  # Dagster tags every run of a backfill with it
 PARENT_POLL_SECONDS = 5
@@ -116,14 +117,15 @@ def build_synthetic_table(name: str) -> dg.AssetsDefinition:
         project: SynthProject,
         dask: DaskCluster,
     ):
-        yield from _synthetic_table(
+        project = project.for_project(name)
+        yield from each_table(
             context,
-            reviewed_config,
-            column_stats,
-            destination,
-            source,
-            project.for_project(name),
-            dask,
+            "synthetic_table",
+            lambda table, reviewed_config, column_stats: _synthetic_table(
+                context, table, reviewed_config, column_stats, destination, source, project, dask
+            ),
+            {"reviewed_config": reviewed_config, "column_stats": column_stats},
+            order=order_parents_first,  # a run of several tables writes parents first
         )
 
     return synthetic_table
@@ -131,6 +133,7 @@ def build_synthetic_table(name: str) -> dg.AssetsDefinition:
 
 def _synthetic_table(
     context: dg.AssetExecutionContext,
+    table: str,
     reviewed_config: dict,
     column_stats: dict,
     destination: DestinationDatabase,
@@ -138,7 +141,6 @@ def _synthetic_table(
     project: SynthProject,
     dask: DaskCluster | None = None,
 ):
-    table = context.partition_key
     files = project.files()
     cfg = current_approved_config(
         files,
@@ -188,13 +190,14 @@ def _wait_for_parents(context, files, cfg, engine, schema, project) -> None:
     """In a backfill, whose runs start in any order, a table whose parents are not written yet
     (as their approved configs ask) waits for them: the step is retried every few seconds for
     up to SYNTH_PARENT_WAIT_SECONDS, freeing the write slot meanwhile, then fails naming them.
-    The CLI writes parents first, so its runs never wait."""
+    A run of several tables writes parents first, so a parent missing there is not coming: the
+    table fails at once. The CLI writes parents first, so its runs never wait."""
     if BACKFILL_TAG not in context.run.tags:
         return
     missing = parents_not_written(files, cfg, engine, schema, _generation(project))
     if not missing:
         return
-    budget = environment.parent_wait_seconds()
+    budget = environment.parent_wait_seconds() if len(context.partition_keys) == 1 else 0
     pause = max(1, min(PARENT_POLL_SECONDS, budget))
     attempts = budget // pause
     parents = ", ".join(missing)
@@ -204,10 +207,11 @@ def _wait_for_parents(context, files, cfg, engine, schema, project) -> None:
             f"(try {context.retry_number + 1} of {attempts}, every {pause} s)"
         )
         raise dg.RetryRequested(max_retries=attempts, seconds_to_wait=pause)
+    within = f"within {budget} s (SYNTH_PARENT_WAIT_SECONDS)" if budget else "before it in this run"
     raise dg.Failure(
         description=f"{cfg.table} not written: its parent(s) {parents} were not written with "
-        f"their approved configs within {budget} s (SYNTH_PARENT_WAIT_SECONDS); materialise "
-        "them first, or include them in the backfill"
+        f"their approved configs {within}; materialise them first, or include them in the "
+        "backfill"
     )
 
 
