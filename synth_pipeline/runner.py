@@ -298,8 +298,9 @@ def execute(
 ) -> RunReport:
     """Materialise every asset of the selected tables (and the bundle).
 
-    By default one in-process run per table, parents first, from one job resolved once: the
-    cheapest for small tables. With ``parallel=N`` (an instance with PostgreSQL storage) the
+    By default one in-process run per step for all the tables (a partition range; a block of
+    neighbouring partitions each when the selection has gaps), the write step doing parents
+    first. With ``parallel=N`` (an instance with PostgreSQL storage) the
     tables run as runs of the ``synthesise_table`` job, N at a
     time from N pool processes, in waves so that parents are written before their children.
     """

@@ -305,7 +305,7 @@ def test_config_edit_refreshes_exactly_the_dependent_partitions(operations):
     assert _requested(tick) == {("synthetic_table", EDITED)}
     run = _materialise(ops, [synthetic_table], EDITED)
     assert run.success
-    assert run.output_for_node("demo__synthetic_table")["rows"] == cfg.rows
+    assert run.output_for_node("demo__synthetic_table", "synthetic_table")["rows"] == cfg.rows
     # the long step reports its progress: rows so far, rate, time left
     logs = [e.user_message for e in instance.all_logs(run.run_id)]
     assert any(f"{cfg.rows:,}/{cfg.rows:,} rows" in m and "rows/s" in m for m in logs), logs
@@ -394,7 +394,7 @@ def test_disclosure_check_passes_on_real_statistics_and_catches_a_small_count(op
     assert checks["disclosure_rules_hold"].passed
 
     policy = DisclosurePolicy()
-    released = result.output_for_node("demo__column_stats")["stats"]
+    released = result.output_for_node("demo__column_stats", "column_stats")["stats"]
     assert audit_released_counts(released, policy) == []
     column = next(c for c in released["columns"].values() if c.get("values"))
     column["values"][0]["count"] = 3  # a count below k slipped through

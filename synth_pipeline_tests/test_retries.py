@@ -128,7 +128,7 @@ def test_a_source_connection_dropped_mid_query_is_retried(postgres_database, tmp
     assert len(step_events(result, "retry__column_stats", dg.DagsterEventType.STEP_RESTARTED)) == 1
     [warning] = retry_warnings(instance, result)
     assert "terminating connection due to administrator command" in warning
-    stats = result.output_for_node("retry__column_stats")["stats"]
+    stats = result.output_for_node("retry__column_stats", "column_stats")["stats"]
     assert stats["row_count"] == 1500000 and set(stats["columns"]) >= {"kind", "amount"}
 
 
