@@ -11,26 +11,30 @@ backfill" (the dialog warns that the backfill daemon is not running yet). Then `
 run` starts: it takes the backfill on its first iteration, a few seconds later, and looks again
 every 30 s; the test waits on the backfill's page until it ends.
 
-What Dagster 1.13 does with it, as observed here: the assets have no backfill policy, so the
-backfill launches one run per selected partition, each running the four steps of that table
-and nothing else (tags ``dagster/backfill`` and ``dagster/partition``), in the run's own process
-(the definitions' default executor). Every step of a table is materialised once, in its table's
-run, and every check reports once for its table. The runs of a backfill start together, in no
-set order (the queued run coordinator launched all three at once), so a child table picked
-with a parent that has rows can run its ``references_resolve`` check before the parent is
-written and fail (observation_period beside person did, on an empty destination); the test
-picks ``person`` and its parents ``location`` and ``care_site``, which are empty in the demo.
-A run whose blocking check fails still leaves its materialisation, and the backfill's page then
-says "Succeeded" for the partition; the test reads each run's own status as well.
+What Dagster 1.13 does with it, as observed here: the four steps have multi-run backfill
+policies that differ from step to step (``step_backfill_policy``), so the backfill launches one
+run per step and never puts two steps in one run (the daemon log says so: "parent
+demo/schema_snapshot and demo/column_stats have different backfill policies so they cannot be
+materialized in the same run"). Each run targets its step alone (its asset selection, and its
+checks) over all three tables: tags ``dagster/backfill``, ``dagster/asset_partition_range_start``
+= person and ``dagster/asset_partition_range_end`` = care_site (the first and last of the three
+in the partitions' order; no ``dagster/partition``). The runs come step after step, a step's run
+launched on a daemon iteration after the run before it ended (about 2 min in all here). In its
+run the step records each table on its own: one materialisation per table and one evaluation
+per check and table (``each_table``); synthetic_table writes the parents first. The test picks
+``person`` and its parents ``location`` and ``care_site`` (empty in the demo), neighbours in the
+partitions' order, so a range holds exactly them.
 
-The pages must show, for each selected table: its run, successful, on the backfill's Runs tab;
-for each step, one materialisation of that table in the asset's event list, made by that
-table's run; for each check of each step, one passed evaluation of that table in the check's
-execution history. The unselected table (observation_period) must have none of these and show
-as missing on synthetic_table's partitions view (Materialized (3), Missing (1)), and the
-lineage shows each step three quarters filled. The instance's event log, read through Dagster's
-public API, must say the same (``backfill_assertions.backfill_problems``); the companion tests
-below show that it reports a missing table, a failed check and a run over several tables.
+The pages must show: on the backfill's Runs tab, four runs, one per step, each successful,
+with the range person..care_site in its tags; for each step, one materialisation of each
+selected table in the asset's event list, all made by that step's run; for each check of each
+step, one passed evaluation of each selected table in the check's execution history. The
+unselected table (observation_period) must have none of these and show as missing on
+synthetic_table's partitions view (Materialized (3), Missing (1)), and the lineage shows each
+step three quarters filled. The instance's event log, read through Dagster's public API, must
+say the same (``backfill_assertions.backfill_problems``); the companion tests below show that it
+reports a missing table, a failed check of one table, a failed run, a step run per table instead
+of once for all, and a partition that was not selected.
 Screenshots go to SYNTH_TEST_ARTEFACTS (default .work/test-artefacts/), test_ui_backfill-*.png.
 """
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from itertools import pairwise
 from pathlib import Path
 
 import dagster as dg
@@ -46,7 +51,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from synth_pipeline.projects import partitions_name
 
-from .backfill_assertions import backfill_problems
+from .backfill_assertions import RANGE_END_TAG, RANGE_START_TAG, backfill_problems
 from .browser_helpers import (
     CHECKS,
     CHROMIUM_FLAGS,
@@ -63,7 +68,7 @@ from .browser_helpers import (
 PROJECT = "demo"
 SELECTED = ["person", "location", "care_site"]  # person and two of its parents (empty in the demo)
 UNSELECTED = "observation_period"  # a child of person with rows: present, never picked
-BACKFILL_TIMEOUT_MS = 300_000  # launch to end took about 45 s here, on a busy 2-core machine
+BACKFILL_TIMEOUT_MS = 420_000  # launch to end took about 2 min here: a step a daemon tick (30 s)
 PAGE_TIMEOUT_MS = 60_000
 
 
@@ -144,20 +149,36 @@ def _wait_for_backfill(page: Page, base: str, backfill_id: str) -> str:
     return status.inner_text().replace("Status", "").strip()
 
 
-def _backfill_runs(page: Page) -> dict[str, tuple[str, str]]:
-    """The backfill's Runs tab: each run's partition -> (its id's first 8 characters, status)."""
+def _backfill_runs(page: Page) -> dict[str, tuple[str, str, tuple[str, str]]]:
+    """The backfill's Runs tab: each run's step -> (its id's first 8 characters, its status,
+    its partition range as its tags dialog shows it: (start, end)). The rows name the step
+    a run targets, not its tables; those are in the run's tags."""
     page.get_by_role("tab", name="Runs").click()
     links = page.locator('a[href^="/runs/"]').filter(has_text=re.compile(r"^[0-9a-f]{8}$"))
-    expect(links).to_have_count(len(SELECTED))
+    expect(links).to_have_count(len(TABLE_STEPS))
     rows = links.locator("xpath=ancestor::*[contains(., 'Manually launched')][1]")
     runs = {}
-    for text in rows.all_inner_texts():
+    for i in range(rows.count()):
+        text = rows.nth(i).inner_text()
         run = re.search(r"\b([0-9a-f]{8})\b", text)
-        table = re.search(r"partition: (\w+)", text)
+        steps = set(re.findall(rf"\b{PROJECT} / (\w+)", text))
         status = re.search(r"\b(Success|Failure|Canceled|Started|Queued)\b", text)
-        assert run and table and status, text
-        assert table.group(1) not in runs, f"two runs for {table.group(1)}"
-        runs[table.group(1)] = (run.group(1), status.group(1))
+        assert run and len(steps) == 1 and status, text  # one step a run, no other asset
+        step = steps.pop()
+        assert step not in runs, f"two runs of {step}"
+        rows.nth(i).get_by_text(re.compile(r"^View all tags")).click()
+        tags = page.get_by_role("dialog").filter(has_text="asset_partition_range_start")
+        expect(tags).to_be_visible()
+        found = [
+            re.search(rf"asset_partition_range_{end}: (\w+)", tags.inner_text())
+            for end in ("start", "end")
+        ]
+        assert all(found), tags.inner_text()
+        if i == 0:
+            _shot(page, "4-backfill-run-tags")
+        tags.get_by_role("button", name="Close").click()
+        expect(tags).to_have_count(0)
+        runs[step] = (run.group(1), status.group(1), (found[0].group(1), found[1].group(1)))
     _shot(page, "4-backfill-runs")
     return runs
 
@@ -204,19 +225,20 @@ def _check_histories(page: Page, base: str, step: str) -> dict[str, list[tuple[s
 
 
 def _pages_of(page: Page, base: str, backfill_id: str) -> dict[str, str]:
-    """Everything the pages say about the backfill; returns its runs' ids by table."""
+    """Everything the pages say about the backfill; returns its runs' ids by step."""
     status = _wait_for_backfill(page, base, backfill_id)
     runs = _backfill_runs(page)
     assert status == "Succeeded", status
-    assert sorted(runs) == sorted(SELECTED), runs
-    assert {s for _, s in runs.values()} == {"Success"}, runs
+    assert sorted(runs) == sorted(TABLE_STEPS), runs  # a run for each step, one each
+    # each over the three selected tables: neighbours, first and last in the partitions' order
+    assert {r[1:] for r in runs.values()} == {("Success", (SELECTED[0], SELECTED[-1]))}, runs
     run_ids: dict[str, str] = {}
     for step in TABLE_STEPS:
         made = _materialisations(page, base, step)
         assert sorted(made) == sorted(SELECTED), (step, made)  # one each, none for UNSELECTED
-        for table, run_id in made.items():
-            assert run_id.startswith(runs[table][0]), (step, table, run_id, runs)
-            assert run_ids.setdefault(table, run_id) == run_id, (step, table)
+        assert len(set(made.values())) == 1, (step, made)  # all made by one run
+        run_ids[step] = next(iter(made.values()))
+        assert run_ids[step].startswith(runs[step][0]), (step, made, runs)
         for check, history in _check_histories(page, base, step).items():
             assert sorted(history) == sorted(("Passed", t) for t in SELECTED), (check, history)
     # the unselected table, as the partitions view shows it: missing, never materialised
@@ -236,7 +258,7 @@ def _pages_of(page: Page, base: str, backfill_id: str) -> dict[str, str]:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_backfill_from_the_ui_materialises_each_table_on_its_own(backfill_ui):
+def test_backfill_from_the_ui_runs_each_step_once_for_all_its_tables(backfill_ui):
     chromium = chromium_executable()
     assert chromium, "Debian's chromium is not installed (apt-get install chromium)"
     base = backfill_ui["server"].url
@@ -263,11 +285,25 @@ def test_backfill_from_the_ui_materialises_each_table_on_its_own(backfill_ui):
 
     # the event log says what the pages said
     checks = {dg.AssetKey([PROJECT, s]): CHECKS[s] for s in TABLE_STEPS}
-    assert backfill_problems(instance, backfill_id, SELECTED, checks) == []
-    for table, run_id in run_ids.items():
-        run = instance.get_run_by_id(run_id)
-        assert run is not None and run.tags["dagster/partition"] == table
+    assert (
+        backfill_problems(instance, backfill_id, SELECTED, checks, partitions_name(PROJECT)) == []
+    )
+    records = instance.get_run_records(dg.RunsFilter(run_ids=list(run_ids.values())))
+    by_id = {r.dagster_run.run_id: r for r in records}
+    for step, run_id in run_ids.items():
+        run = by_id[run_id].dagster_run
+        assert run.asset_selection == {dg.AssetKey([PROJECT, step])}, (step, run.asset_selection)
         assert run.tags["dagster/backfill"] == backfill_id
+        assert run.tags[RANGE_START_TAG] == SELECTED[0] and run.tags[RANGE_END_TAG] == SELECTED[-1]
+        assert "dagster/partition" not in run.tags, run.tags
+    # step after step: each run started once the one before it had ended
+    ordered = [by_id[run_ids[s]] for s in TABLE_STEPS]
+    for before, after in pairwise(ordered):
+        assert before.end_time is not None and after.start_time is not None
+        assert after.start_time >= before.end_time, (
+            before.dagster_run.run_id,
+            after.dagster_run.run_id,
+        )
     for key in checks:
         assert instance.get_materialized_partitions(key) == set(SELECTED), key
     # nothing else ran: no run outside the backfill (the sensors were off), no bundle
@@ -276,68 +312,95 @@ def test_backfill_from_the_ui_materialises_each_table_on_its_own(backfill_ui):
 
 # --- the instance-side rule, shown failing on small runs of a stand-in step -------------------
 
+KEY = dg.AssetKey("step")
+CHECKS_OF = {KEY: ["rows_ok"]}
 
-def _stand_in(fail_on: str | None = None):
-    """A partitioned step with one partitioned check, like a project's table steps."""
+
+def _stand_in(fail_on: str | None = None, raise_after: bool = False):
+    """A step like a project's table steps: a one-output multi-asset over dynamic partitions
+    "tables" with one partitioned check, which records each table of its run on its own (a
+    materialisation and the check's evaluation, failed for ``fail_on``), and may then fail."""
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     tables = dg.DynamicPartitionsDefinition(name="tables")
-    spec = dg.AssetCheckSpec("rows_ok", asset="step", partitions_def=tables)
+    spec = dg.AssetCheckSpec("rows_ok", asset=KEY, partitions_def=tables)
 
-    @dg.asset(partitions_def=tables, check_specs=[spec])
+    @dg.multi_asset(
+        outs={"step": dg.AssetOut(key=KEY, is_required=False)},
+        check_specs=[spec],
+        partitions_def=tables,
+        can_subset=True,
+    )
     def step(context):
-        yield dg.MaterializeResult()
-        yield dg.AssetCheckResult(
-            check_name="rows_ok", passed=fail_on not in context.partition_keys
-        )
+        for table in context.partition_keys:
+            yield dg.AssetMaterialization(KEY, partition=table)
+            yield dg.AssetCheckEvaluation(
+                asset_key=KEY, check_name="rows_ok", passed=table != fail_on, partition=table
+            )
+        if raise_after:
+            raise dg.Failure("the step failed after its tables")
 
-    return step, {dg.AssetKey("step"): ["rows_ok"]}
+    return step
 
 
-def _run(step, instance, tags: dict[str, str], partition: str | None = None) -> None:
-    dg.materialize(
+def _run(step, instance, tables: list[str]) -> str:
+    """A run of the backfill "bf" over ``tables`` (neighbours): one partition, or a range as the
+    backfill daemon tags it. Returns its id's first 8 characters."""
+    one = len(tables) == 1
+    result = dg.materialize(
         [step],
         instance=instance,
-        partition_key=partition,
-        tags={"dagster/backfill": "bf", **tags},
+        partition_key=tables[0] if one else None,
+        tags={
+            "dagster/backfill": "bf",
+            **({} if one else {RANGE_START_TAG: tables[0], RANGE_END_TAG: tables[-1]}),
+        },
         raise_on_error=False,
     )
+    return result.run_id[:8]
 
 
-def test_backfill_rule_holds_for_one_run_per_table_and_names_a_missing_table():
-    step, checks = _stand_in()
+@pytest.fixture
+def stand_in_instance():
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("tables", ["a", "b", "c"])
-        for table in ("a", "b"):
-            _run(step, instance, {}, partition=table)
-        assert backfill_problems(instance, "bf", ["a", "b"], checks) == []
-        assert backfill_problems(instance, "bf", ["a", "b", "c"], checks) == [
-            "table c: 0 runs in backfill bf"
-        ]
-        assert backfill_problems(instance, "bf", ["a"], checks) == [
-            "backfill bf ran partition 'b', which was not selected"
-        ]
+        instance.add_dynamic_partitions("tables", ["a", "b", "c", "d"])
+        yield instance
 
 
-def test_backfill_rule_names_a_failed_check_and_a_run_over_several_tables():
-    step, checks = _stand_in(fail_on="b")
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("tables", ["a", "b", "c"])
-        _run(step, instance, {}, partition="b")
-        problems = backfill_problems(instance, "bf", ["b"], checks)
-        assert any("checks failed: ['rows_ok[b]']" in p for p in problems), problems
-    step, checks = _stand_in()
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("tables", ["a", "b", "c"])
-        # one run over the range a..c, as a single-run backfill policy would launch
-        _run(
-            step,
-            instance,
-            {
-                "dagster/asset_partition_range_start": "a",
-                "dagster/asset_partition_range_end": "c",
-            },
-        )
-        problems = backfill_problems(instance, "bf", ["a", "b", "c"], checks)
-        assert "table a: 0 runs in backfill bf" in problems, problems
-        assert any("unexpected" in p for p in problems), problems
+def _problems(instance, selected: list[str]) -> list[str]:
+    return backfill_problems(instance, "bf", selected, CHECKS_OF, "tables")
+
+
+def test_backfill_rule_holds_for_one_run_over_the_tables_and_names_a_missing_one(
+    stand_in_instance,
+):
+    run = _run(_stand_in(), stand_in_instance, ["a", "b", "c"])
+    assert _problems(stand_in_instance, ["a", "b", "c"]) == []
+    problems = _problems(stand_in_instance, ["a", "b", "c", "d"])
+    assert f"run {run} covers ['a', 'b', 'c'], not the selected ['a', 'b', 'c', 'd']" in problems
+    assert any("materialisations (run, table) missing [(" in p and "'d')]" in p for p in problems)
+    assert any("rows_ok evaluations (run, table) missing [(" in p for p in problems), problems
+
+
+def test_backfill_rule_names_a_failed_check_by_table_and_a_failed_run(stand_in_instance):
+    run = _run(_stand_in(fail_on="b", raise_after=True), stand_in_instance, ["a", "b", "c"])
+    assert _problems(stand_in_instance, ["a", "b", "c"]) == [
+        f"run {run}: FAILURE",
+        f"run {run}: check rows_ok[b] failed",
+    ]
+
+
+def test_backfill_rule_names_a_run_per_table_instead_of_one_for_all(stand_in_instance):
+    step = _stand_in()
+    runs = [_run(step, stand_in_instance, [t]) for t in ("a", "b", "c")]
+    problems = _problems(stand_in_instance, ["a", "b", "c"])
+    assert "step step: 3 runs in backfill bf, not one" in problems, problems
+    for run, table in zip(runs, "abc", strict=True):
+        assert f"run {run} covers ['{table}'], not the selected ['a', 'b', 'c']" in problems
+
+
+def test_backfill_rule_names_a_partition_not_selected(stand_in_instance):
+    run = _run(_stand_in(), stand_in_instance, ["a", "b", "c"])
+    problems = _problems(stand_in_instance, ["a", "b"])
+    assert f"run {run} covers ['a', 'b', 'c'], not the selected ['a', 'b']" in problems
+    assert "backfill bf ran partition 'c', not selected" in problems, problems
