@@ -4,7 +4,9 @@ Per project (``<project>__synthesise_table``, ``<project>__publish_bundle``):
 ``synthesise_table``: the four table steps of one partition, one after another in the run's own
 process (the in-process executor: each step needs the one before, so a process per step would
 only add start-up time); several partitions run side by side as runs of their own, on an
-instance with PostgreSQL storage.
+instance with PostgreSQL storage. One table per run: a step run over several tables yields no
+output for the next step of the same run (assets/step.py), so for many tables backfill the
+assets instead, which runs each step once for all of them.
 ``publish_bundle``: the CSV bundle, once every table is written. Both carry the project's tag.
 
 The reconstructable target that returns the table job for a step's process is in
