@@ -15,8 +15,6 @@ launched.py.
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
 
 from .assets import project_assets
@@ -24,11 +22,6 @@ from .concurrency import PROJECT_TAG
 from .projects import scoped
 
 TABLE_JOB = "synthesise_table"
-
-# The table job holds the four steps, whose backfill policies differ on purpose (assets/step.py);
-# Dagster warns of that whenever it resolves the job. It runs one table per run, so no policy
-# applies to it.
-warnings.filterwarnings("ignore", message=r"Asset job .* varying BackfillPolicies")
 BUNDLE_JOB = "publish_bundle"
 
 

@@ -200,7 +200,10 @@ def test_demo_run_records_the_rule_and_counts_the_selected_rows(demo_run):
         # the source (counted there, not taken from the copy), and both match the destination
         key = dg.AssetCheckKey(dg.AssetKey(["demo", "synthetic_table"]), "row_count_matches_config")
         history = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
-        (latest,) = [h for h in history if h.run_id == record.event_log_entry.run_id]
+        # the run wrote every table (one run per step): its evaluation of this table
+        (latest,) = [
+            h for h in history if h.run_id == record.event_log_entry.run_id and h.partition == table
+        ]
         evaluation = latest.event.dagster_event.event_specific_data
         with dest.connect() as conn:
             held = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one()
