@@ -5,13 +5,14 @@ one writer of the destination at a time."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import socket
 import sqlite3
-import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 
 import dagster as dg
 import pytest
@@ -484,13 +485,14 @@ def test_a_write_waits_while_another_run_of_its_project_holds_the_slot(
     # another run of demo holds its pool's one slot
     claim = storage.claim_concurrency_slot(write_pool("demo"), "other-run", "demo__synthetic_table")
     assert claim.is_claimed
-    done = {}
-    runner = threading.Thread(
-        target=lambda: done.setdefault(
-            "result", _materialise(instance, resources, "person", [synthetic_table])
-        )
+    # demo's write, in a process of its own: while it waits for the slot Dagster 1.13's
+    # in-process executor polls without sleeping, which in a thread of this process would hold
+    # the interpreter's lock against the other project's run below (a 3 s write took 91 s)
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+    waiting = pool.submit(
+        _write_person, str(tmp_path / "home"), str(config_root), demo_sqlite_url, dest, tmp_path
     )
-    runner.start()
     # meanwhile project other writes its own person table: its pool is free
     result = dg.materialize(
         other.all,
@@ -504,7 +506,7 @@ def test_a_write_waits_while_another_run_of_its_project_holds_the_slot(
     with sqlite3.connect(other_dest) as conn:
         assert conn.execute("SELECT COUNT(*) FROM person").fetchone()[0] > 0
     time.sleep(2)
-    assert "result" not in done, "the write went ahead while another run held the slot"
+    assert not waiting.done(), "the write went ahead while another run held the slot"
     assert not (tmp_path / "dest.sqlite").exists() or "person" not in {
         r[0]
         for r in sqlite3.connect(tmp_path / "dest.sqlite").execute(
@@ -512,8 +514,15 @@ def test_a_write_waits_while_another_run_of_its_project_holds_the_slot(
         )
     }
     storage.free_concurrency_slot_for_step("other-run", "demo__synthetic_table")
-    runner.join(timeout=300)
-    assert done["result"].success
+    with pool:
+        assert waiting.result(timeout=300)
+
+
+def _write_person(home: str, config_root: str, source_url: str, dest_url: str, tmp_path) -> bool:
+    """demo's write of person on the instance in ``home`` (run in a spawned process)."""
+    with dg.DagsterInstance.from_config(home) as instance:
+        resources = _resources(config_root, source_url, dest_url, tmp_path)
+        return _materialise(instance, resources, "person", [synthetic_table]).success
 
 
 def test_a_killed_commands_write_slot_is_released_by_the_next_command(tmp_path):
