@@ -13,20 +13,14 @@ import dagster as dg
 import pytest
 
 from synth_pipeline.assets import project_assets
-from synth_pipeline.concurrency import ensure_write_pool
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_writable_destination
 from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.core.generation import Generation, parents_not_written
-from synth_pipeline.dask_resource import DaskCluster
 from synth_pipeline.environment import parent_wait_seconds
-from synth_pipeline.resources import (
-    DestinationDatabase,
-    JsonStateIOManager,
-    SourceDatabase,
-    SynthProject,
-)
 from synth_pipeline.runner import temporary_environment
+
+from .step_project import demo_on_instance
 
 DEMO = project_assets("demo")
 CHILD = "observation_period"  # its one parent in the demo's configs: person
@@ -36,21 +30,7 @@ BACKFILL = {"dagster/backfill": "test-backfill"}
 
 @pytest.fixture
 def project(demo_sqlite_url, config_root, tmp_path):
-    (tmp_path / "home").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
-    instance.add_dynamic_partitions(DEMO.partitions_name, [CHILD, PARENT])
-    ensure_write_pool(instance, "demo")  # the project's one write slot, as the CLI sets it
-    dest = tmp_path / "dest.sqlite"
-    resources = {
-        "source": SourceDatabase(url=demo_sqlite_url),
-        "destination": DestinationDatabase(url=f"sqlite:///{dest}"),
-        "project": SynthProject(
-            project="demo", config_root=str(config_root), bundle_dir=str(tmp_path / "bundle")
-        ),
-        "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
-        "dask": DaskCluster(),
-    }
-    return {"instance": instance, "resources": resources, "dest": dest, "root": config_root}
+    return demo_on_instance(tmp_path, demo_sqlite_url, config_root, [CHILD, PARENT])
 
 
 def _materialise(project, table, tags=None):

@@ -9,6 +9,7 @@ rows, from the destination with plain sqlite3."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,16 +17,10 @@ import yaml
 
 from synth_pipeline.assets import project_assets
 from synth_pipeline.assets.step import BLOCKED_TABLES, DATA_VERSION_TAG, FAILED_TABLES, STEPS
-from synth_pipeline.concurrency import ensure_write_pool
-from synth_pipeline.dask_resource import DaskCluster
-from synth_pipeline.resources import (
-    DestinationDatabase,
-    JsonStateIOManager,
-    SourceDatabase,
-    SynthProject,
-)
 from synth_pipeline.run_results import table_summaries
 from synth_pipeline.runner import _blocks, _step_blocks
+
+from .step_project import demo_on_instance
 
 DEMO = project_assets("demo")
 # neighbours among the partitions, in this order; observation_period's parent is person
@@ -38,21 +33,7 @@ RANGE = {
 
 @pytest.fixture
 def project(demo_sqlite_url, config_root, tmp_path):
-    (tmp_path / "home").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
-    instance.add_dynamic_partitions(DEMO.partitions_name, TABLES)
-    ensure_write_pool(instance, "demo")
-    dest = tmp_path / "dest.sqlite"
-    resources = {
-        "source": SourceDatabase(url=demo_sqlite_url),
-        "destination": DestinationDatabase(url=f"sqlite:///{dest}"),
-        "project": SynthProject(
-            project="demo", config_root=str(config_root), bundle_dir=str(tmp_path / "bundle")
-        ),
-        "state_io_manager": JsonStateIOManager(base_dir=str(tmp_path / "state")),
-        "dask": DaskCluster(),
-    }
-    return {"instance": instance, "resources": resources, "dest": dest, "root": config_root}
+    return demo_on_instance(tmp_path, demo_sqlite_url, config_root, TABLES)
 
 
 def _step(project, step: str) -> dg.ExecuteInProcessResult:
@@ -167,7 +148,7 @@ def test_a_table_that_fails_stops_only_itself(project):
 def test_a_table_without_its_earlier_step_fails_alone_naming_it(project):
     assert _step(project, "schema_snapshot").success
     state = project["resources"]["state_io_manager"].base_dir
-    stored = [p for p in __import__("pathlib").Path(state).rglob("person.json")]
+    stored = list(Path(state).rglob("person.json"))
     assert len(stored) == 1
     stored[0].unlink()
     result = _step(project, "column_stats")
