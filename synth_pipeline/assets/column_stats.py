@@ -64,7 +64,6 @@ def build_column_stats(name: str) -> dg.AssetsDefinition:
         project = project.for_project(name)
         yield from each_table(
             context,
-            "column_stats",
             lambda table, schema_snapshot: _column_stats(context, schema_snapshot, source, project),
             {"schema_snapshot": schema_snapshot},
         )

@@ -15,6 +15,13 @@ from ..core.database import is_transient_error, redact_text
 MAX_RETRIES = 3
 
 
+def error_line(exc: BaseException) -> str:
+    """An error's first line (the driver's own message when SQLAlchemy wraps one), any URL
+    password hidden; the error's class when it says nothing."""
+    detail = redact_text(str(getattr(exc, "orig", None) or exc)).strip()
+    return detail.splitlines()[0] if detail else type(exc).__name__
+
+
 def retry_transient(fn):
     """Wrap an asset so transient database errors re-run the step (up to 3 times, waiting
     1, 2, 4 seconds) while every other error fails it at once. The wrapped function yields."""
@@ -30,10 +37,7 @@ def retry_transient(fn):
         except Exception as exc:
             if not is_transient_error(exc):
                 raise
-            detail = redact_text(str(getattr(exc, "orig", None) or exc)).strip()
-            context.log.warning(
-                f"transient database error, retrying: {detail.splitlines()[0][:300] if detail else type(exc).__name__}"
-            )
+            context.log.warning(f"transient database error, retrying: {error_line(exc)[:300]}")
             raise dg.RetryRequested(
                 max_retries=MAX_RETRIES, seconds_to_wait=2**context.retry_number
             ) from exc

@@ -57,7 +57,6 @@ def build_reviewed_config(name: str) -> dg.AssetsDefinition:
         project = project.for_project(name)
         yield from each_table(
             context,
-            "reviewed_config",
             lambda table, schema_snapshot, column_stats: _reviewed_config(
                 context, schema_snapshot, column_stats, project
             ),

@@ -45,7 +45,6 @@ def build_schema_snapshot(name: str) -> dg.AssetsDefinition:
         project = project.for_project(name)
         yield from each_table(
             context,
-            "schema_snapshot",
             lambda table: _schema_snapshot(context, table, source, project),
             {},
         )

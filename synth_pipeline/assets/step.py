@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Iterator
 
 import dagster as dg
 
-from ..core.database import is_transient_error, redact_text
+from ..core.database import is_transient_error
 from ..partitions import table_partitions
 from ..projects import asset_key, dagster_name
-from .presentation import MAX_RETRIES
+from .presentation import MAX_RETRIES, error_line
 
 STEPS = ("schema_snapshot", "column_stats", "reviewed_config", "synthetic_table")
 FAILED_TABLES = "failed_tables"  # the step failure's metadata: {table: why}, errors only
@@ -92,7 +92,6 @@ Produce = Callable[..., Iterable[dg.Output | dg.AssetCheckResult]]
 
 def each_table(
     context: dg.AssetExecutionContext,
-    step: str,
     produce: Produce,
     inputs: dict[str, object],
     order: Callable[[list[str]], list[str]] = list,
@@ -101,6 +100,7 @@ def each_table(
     of several tables is a dict by table). One table: its events as they come. Several: each
     recorded on its own, as the module docstring says."""
     tables = list(context.partition_keys)
+    step = context.asset_key.path[-1]  # the one output is named after the step
     if len(tables) == 1:
         for event in produce(tables[0], **inputs):
             yield (
@@ -202,5 +202,5 @@ def _with_retries(context, table: str, produce: Produce, inputs: dict) -> list:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = redact_text(str(getattr(exc, "orig", None) or exc)).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+    line = error_line(exc)
+    return line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"

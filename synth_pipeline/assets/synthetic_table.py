@@ -120,7 +120,6 @@ def build_synthetic_table(name: str) -> dg.AssetsDefinition:
         project = project.for_project(name)
         yield from each_table(
             context,
-            "synthetic_table",
             lambda table, reviewed_config, column_stats: _synthetic_table(
                 context, table, reviewed_config, column_stats, destination, source, project, dask
             ),
