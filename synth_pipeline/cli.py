@@ -31,8 +31,9 @@ SKIP_VOCABULARY_HELP = (
 
 
 PARALLEL_HELP = (
-    "run N tables at a time, each as a run in a process of its own; needs a "
-    "DAGSTER_HOME whose dagster.yaml uses PostgreSQL storage (configs/dagster-postgres.yaml)"
+    "run each reading step as up to N runs side by side, launched through the instance's run "
+    "launcher; needs a DAGSTER_HOME whose dagster.yaml launches runs directly "
+    "(DefaultRunCoordinator; docs/deployment.md)"
 )
 
 

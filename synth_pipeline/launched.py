@@ -1,86 +1,171 @@
-"""Runs in processes of their own: ``--parallel``'s pool, each process running one table's
-``synthesise_table`` job at a time (its steps in that process), and the job as a reconstructable
-target (``reconstructable`` needs a module-level function that returns it; each step's
-process loads the Definitions afresh from the same environment variables, the project being
-``SYNTH_PROJECT``)."""
+"""``--parallel N``: a step's tables as up to N partition ranges, each range one run of the
+step's job (jobs.py), handed to the instance's own run launcher with ``dagster job launch``, Dagster's public command for launching a run.
+
+The launcher (Dagster's default runs each run in a process of its own) starts the runs of a step
+side by side; the next step starts once they have all ended. The project's write pool still
+lets one run at a time write its destination (concurrency.py), so the write step is one run for
+all its tables (parents first), or one per wave when the tables are not neighbours. Each
+launch inherits this command's environment, and so does the run it starts: the runs read the
+command's source, destination and project, and nothing secret goes into their config or tags.
+
+An instance whose dagster.yaml queues runs for the daemon (``QueuedRunCoordinator``, Dagster's
+default) is refused: the daemon would start them with its own environment, not this command's.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 
 from .core.database import redact_text
 from .core.errors import ConfigError
-from .core.table_order import dependency_waves
-from .environment import project_name
-from .jobs import table_job_name
-from .run_results import RunSummary, summarise_run
+
+DEFINITIONS_MODULE = "synth_pipeline.definitions"
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+PARALLEL_TAG = "synth_pipeline/parallel"  # the N of the command that launched the run
+POLL_SECONDS = 0.5
 
 
-def table_job() -> dg.JobDefinition:
-    from .definitions import defs
-
-    return defs.resolve_job_def(table_job_name(project_name()))
-
-
-def run_table_job(home: str, run_config: dict, tags: dict[str, str]) -> RunSummary:
-    """One table's ``synthesise_table`` job in a pool process (see :func:`launch_in_waves`).
-
-    Runs start from a process's main thread, not from a thread, as Dagster's executors expect. The instance is the one whose ``dagster.yaml`` is in
-    ``home``; the project and URLs come from the environment the pool inherited."""
-    with (
-        dg.DagsterInstance.from_config(home) as instance,
-        dg.execute_job(
-            dg.reconstructable(table_job),
-            instance=instance,
-            run_config=run_config,
-            tags=tags,
-            raise_on_error=False,
-        ) as result,
-    ):
-        return summarise_run(result, generated=True)
-
-
-def launch_in_waves(
-    tables: list[str],
-    instance: dg.DagsterInstance,
-    run_config: dict,
-    tags: dict[str, str],
-    parallel: int,
-) -> dict[str, RunSummary]:
-    """Run each table's ``synthesise_table`` job on ``instance``, ``parallel`` at a time, each
-    from one of ``parallel`` pool processes that live for the whole command, parents in an
-    earlier wave than their children."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
+def require_direct_launches(instance: dg.DagsterInstance) -> None:
+    """Refuse an instance whose runs would not run with this command's settings."""
     if instance.is_ephemeral:
         raise ConfigError(
             "parallel runs need a persistent instance: set DAGSTER_HOME to a folder whose "
             "dagster.yaml uses PostgreSQL storage (see configs/dagster-postgres.yaml)",
             setting="--parallel",
         )
-    home = instance.root_directory
+    if isinstance(instance.run_coordinator, dg.QueuedRunCoordinator):
+        raise ConfigError(
+            f"{instance.root_directory}/dagster.yaml queues runs for the Dagster daemon "
+            "(run_coordinator: QueuedRunCoordinator, Dagster's default), which would start them "
+            "with its own settings, not this command's; give the command a DAGSTER_HOME whose "
+            "dagster.yaml has the same storage and run_coordinator DefaultRunCoordinator "
+            "(docs/deployment.md), or launch a backfill from the UI",
+            setting="--parallel",
+        )
 
-    def summary(future) -> RunSummary:
-        try:
-            return future.result()
-        except Exception as error:  # the pool process died (killed, out of memory)
-            why = redact_text(str(error).strip().splitlines()[0] if str(error).strip() else "")
-            return RunSummary("", False, [f"the run's process ended: {why}"], [], None)
 
-    out: dict[str, RunSummary] = {}
-    # spawned, not forked: a fork would copy this process's open database connections
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=spawn) as pool:
-        for wave in dependency_waves(tables):
-            futures = {
-                t: pool.submit(
-                    run_table_job,
-                    home,
-                    run_config,
-                    {**tags, "dagster/partition": t, "synth_pipeline/parallel": str(parallel)},
-                )
-                for t in wave
-            }
-            out.update({t: summary(f) for t, f in futures.items()})
+def partition_tags(tables: list[str]) -> dict[str, str]:
+    """The tags that make a run of ``tables`` (neighbours among the partitions)."""
+    if len(tables) == 1:
+        return {"dagster/partition": tables[0]}
+    return {RANGE_START: tables[0], RANGE_END: tables[-1]}
+
+
+def split_ranges(blocks: list[list[str]], parts: int) -> list[list[str]]:
+    """``blocks`` (each a range of neighbouring partitions) cut in halves, the longest first,
+    until there are ``parts`` ranges or every range is one table; order kept."""
+    out = [list(b) for b in blocks if b]
+    while len(out) < parts:
+        i = max(range(len(out)), key=lambda j: len(out[j]))
+        if len(out[i]) < 2:
+            break
+        half = len(out[i]) // 2
+        out[i : i + 1] = [out[i][:half], out[i][half:]]
     return out
+
+
+@dataclass
+class LaunchedRun:
+    """A launched run's outcome read back from the instance, with the attributes of an
+    in-process result that run_results.py reads (``launch_error`` when it never started)."""
+
+    run_id: str
+    success: bool
+    all_events: list
+    launch_error: str | None = None
+
+    def get_asset_check_evaluations(self) -> list:
+        return [
+            e.asset_check_evaluation_data
+            for e in self.all_events
+            if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ]
+
+
+def _launch(
+    instance: dg.DagsterInstance,
+    *,
+    job_name: str,
+    tables: list[str],
+    run_config: dict,
+    tags: dict[str, str],
+) -> tuple[str, subprocess.Popen]:
+    run_id = str(uuid.uuid4())
+    command = [
+        sys.executable, "-m", "dagster", "job", "launch",
+        "-m", DEFINITIONS_MODULE,
+        "-j", job_name,
+        "--run-id", run_id,
+        "--config-json", json.dumps(run_config),
+        "--tags", json.dumps({**tags, **partition_tags(tables)}),
+    ]  # fmt: skip
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return run_id, process
+
+
+def _ended(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
+    while True:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            return run
+        time.sleep(POLL_SECONDS)
+
+
+def _why_not_launched(output: str) -> str:
+    lines = [x.strip() for x in output.strip().splitlines() if x.strip()]
+    errors = [x for x in lines if "Error" in x or "error" in x]
+    return redact_text((errors or lines or ["no output"])[-1])
+
+
+def launch_and_wait(
+    instance: dg.DagsterInstance,
+    ranges: list[list[str]],
+    *,
+    job_name: str,
+    run_config: dict,
+    tags: dict[str, str],
+) -> Iterator[tuple[list[str], LaunchedRun]]:
+    """Launch one run per range of tables, all at once, then yield each range with its run
+    once every run has ended."""
+    launches = [
+        (
+            tables,
+            *_launch(
+                instance,
+                job_name=job_name,
+                tables=tables,
+                run_config=run_config,
+                tags=tags,
+            ),
+        )
+        for tables in ranges
+    ]
+    outcomes = []
+    for tables, run_id, process in launches:
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            why = f"the run was not launched: {_why_not_launched(output)}"
+            outcomes.append((tables, LaunchedRun(run_id, False, [], why)))
+            continue
+        run = _ended(instance, run_id)
+        events = [r.dagster_event for r in instance.all_logs(run_id) if r.is_dagster_event]
+        ok = run.status == dg.DagsterRunStatus.SUCCESS
+        outcomes.append((tables, LaunchedRun(run_id, ok, events)))
+    yield from outcomes

@@ -7,7 +7,7 @@ history when they share its ``DAGSTER_HOME``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,13 @@ import dagster as dg
 
 from . import environment
 from .assets import project_assets
-from .concurrency import PROJECT_TAG, ensure_write_pool, process_tag, release_abandoned_slots
+from .concurrency import (
+    PROCESS_TAG,
+    PROJECT_TAG,
+    ensure_write_pool,
+    process_tag,
+    release_abandoned_slots,
+)
 from .core import omop
 from .core.cdm_version import record_cdm_version
 from .core.config_files import ProjectFiles
@@ -27,7 +33,15 @@ from .core.schema import list_tables, unusable_name
 from .core.table_order import dependency_waves, order_parents_first
 from .definitions import build_resources
 from .instance import instance_for_cli, storage_kept_open
-from .launched import launch_in_waves
+from .jobs import step_job_name
+from .launched import (
+    PARALLEL_TAG,
+    RANGE_END,
+    RANGE_START,
+    launch_and_wait,
+    require_direct_launches,
+    split_ranges,
+)
 from .projects import partitions_name
 from .resources import SynthProject
 from .run_results import RunSummary, run_failures, table_summaries
@@ -172,9 +186,6 @@ def _register_partitions(
         instance.add_dynamic_partitions(partitions_name(project), new)
 
 
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-
-
 def _blocks(tables: list[str], order: list[str]) -> list[list[str]]:
     """``tables`` as runs of neighbours in the partitions' ``order``: each block is a
     partition range of one run."""
@@ -198,8 +209,25 @@ def _step_blocks(tables: list[str], order: list[str], writes: bool) -> list[list
     return [block for wave in dependency_waves(tables) for block in _blocks(wave, order)]
 
 
+StepRunner = Callable[[str, list[str]], Iterator[dict[str, RunSummary]]]
+
+
 def _run_steps(
-    usable: list[str],
+    usable: list[str], steps: list[str], run_step: StepRunner
+) -> dict[str, list[RunSummary]]:
+    """Each step for the tables still going (``run_step`` yields, run by run, what each table
+    of the run came to); a table that fails a step goes no further."""
+    out: dict[str, list[RunSummary]] = {t: [] for t in usable}
+    remaining = list(usable)
+    for step in steps:
+        for summaries in run_step(step, remaining):
+            for t, summary in summaries.items():
+                out[t].append(summary)
+        remaining = [t for t in remaining if out[t][-1].success]
+    return out
+
+
+def _in_process(
     *,
     jobs: dict[str, dg.JobDefinition],
     order: list[str],
@@ -207,27 +235,65 @@ def _run_steps(
     run_config: dict,
     tags: dict[str, str],
     generated: bool,
-) -> dict[str, list[RunSummary]]:
+) -> StepRunner:
     """One in-process run per step and block of tables (one run per step when the tables are
-    neighbours among the partitions, as all of a source's are); a table that fails a step
-    goes no further."""
-    out: dict[str, list[RunSummary]] = {t: [] for t in usable}
-    remaining = list(usable)
-    for step, job in jobs.items():
+    neighbours among the partitions, as all of a source's are)."""
+
+    def run_step(step: str, tables: list[str]) -> Iterator[dict[str, RunSummary]]:
         writes = step == "synthetic_table"
-        for block in _step_blocks(remaining, order, writes):
+        for block in _step_blocks(tables, order, writes):
             range_tags = {RANGE_START: block[0], RANGE_END: block[-1]} if len(block) > 1 else {}
-            result = job.execute_in_process(
+            result = jobs[step].execute_in_process(
                 partition_key=block[0] if len(block) == 1 else None,
                 run_config=run_config,
                 instance=instance,
                 raise_on_error=False,
                 tags={**tags, **range_tags},
             )
-            for t, summary in table_summaries(result, block, generated and writes).items():
-                out[t].append(summary)
-        remaining = [t for t in remaining if out[t][-1].success]
-    return out
+            yield table_summaries(result, block, generated and writes)
+
+    return run_step
+
+
+def _launched(
+    *,
+    parallel: int,
+    jobs: dict[str, str],
+    order: list[str],
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    tags: dict[str, str],
+) -> StepRunner:
+    """``--parallel``: a reading step's tables as up to ``parallel`` runs side by side, the
+    write step's as one run per wave of blocks (the write pool lets one run write at a time),
+    each run launched through the instance's run launcher (launched.py)."""
+    # the launched runs live in processes of their own, not in this command's
+    tags = {k: v for k, v in tags.items() if k != PROCESS_TAG}
+
+    def run_step(step: str, tables: list[str]) -> Iterator[dict[str, RunSummary]]:
+        writes = step == "synthetic_table"
+        if writes:
+            waves = [[block] for block in _step_blocks(tables, order, writes)]
+        else:
+            waves = [split_ranges(_blocks(tables, order), parallel)]
+        for ranges in waves:
+            runs = launch_and_wait(
+                instance,
+                ranges,
+                job_name=jobs[step],
+                run_config=run_config,
+                tags={**tags, PARALLEL_TAG: str(parallel)},
+            )
+            for block, run in runs:
+                if run.launch_error:
+                    yield {
+                        t: RunSummary(run.run_id, False, [run.launch_error], [], None)
+                        for t in block
+                    }
+                else:
+                    yield table_summaries(run, block, writes)
+
+    return run_step
 
 
 def _combined(summaries: list[RunSummary]) -> RunSummary:
@@ -300,9 +366,8 @@ def execute(
 
     By default one in-process run per step for all the tables (a partition range; a block of
     neighbouring partitions each when the selection has gaps), the write step doing parents
-    first. With ``parallel=N`` (an instance with PostgreSQL storage) the
-    tables run as runs of the ``synthesise_table`` job, N at a
-    time from N pool processes, in waves so that parents are written before their children.
+    first. With ``parallel=N`` each reading step's tables run as up to N runs side by side, and
+    the write step's as one, each launched through the instance's run launcher (launched.py).
     """
     options = RunOptions(seed, scale, chunk_rows, copy_vocabulary)
     if options.scale is not None and options.scale <= 0:
@@ -326,10 +391,12 @@ def execute(
         _refuse_bad_input(
             files, available, options, config_only, destination_url, destination_schema
         )
+        instance = instance or instance_for_cli()
+        if parallel and not config_only:
+            require_direct_launches(instance)
         guess = omop.guess_cdm_version(source_columns(source_url, source_schema))
         report = RunReport(tables=[], notes=record_cdm_version(files, guess, init=config_only))
         files.write_json_schema()
-        instance = instance or instance_for_cli()
         with storage_kept_open(instance):
             ensure_write_pool(instance, project)  # one writer of the project's tables at a time
             release_abandoned_slots(instance)  # a killed command's runs would hold them for ever
@@ -411,30 +478,30 @@ def _run_and_report(
         PROJECT_TAG: project,
         **process_tag(),
     }
+    order = instance.get_dynamic_partitions(assets.partitions_name)
     if parallel and not config_only:
-        job_config = {
-            **run_config,
-            "resources": {"project": {"config": options.overrides()}},
-        }
-        results = launch_in_waves(usable, instance, job_config, tags, parallel)
+        run_step = _launched(
+            parallel=parallel,
+            jobs={s.key.path[-1]: step_job_name(project, s.key.path[-1]) for s in steps},
+            order=order,
+            instance=instance,
+            run_config={**run_config, "resources": {"project": {"config": options.overrides()}}},
+            tags=tags,
+        )
     else:
         # each step's job is resolved (its graph built and validated) once for all its runs
-        jobs = _cli_jobs(assets, steps, resources)
-        per_step = _run_steps(
-            usable,
-            jobs=jobs,
-            order=instance.get_dynamic_partitions(assets.partitions_name),
+        run_step = _in_process(
+            jobs=_cli_jobs(assets, steps, resources),
+            order=order,
             instance=instance,
             run_config=run_config,
             tags=tags,
             generated=not config_only,
         )
-        report.run_ids.extend(dict.fromkeys(s.run_id for runs in per_step.values() for s in runs))
-        results = {t: _combined(runs) for t, runs in per_step.items()}
+    per_step = _run_steps(usable, [s.key.path[-1] for s in steps], run_step)
+    report.run_ids.extend(dict.fromkeys(s.run_id for runs in per_step.values() for s in runs))
     for t in usable:
-        if parallel and not config_only:
-            report.run_ids.append(results[t].run_id)
-        report.tables.append(_outcome(t, results[t], config_only=config_only))
+        report.tables.append(_outcome(t, _combined(per_step[t]), config_only=config_only))
     if not config_only:
         bundle_job = _cli_jobs(assets, [assets.csv_bundle], resources)["csv_bundle"]
         _publish_bundle(

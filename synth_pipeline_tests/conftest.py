@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from synth_pipeline.core.database import normalise_url, redact
 from synth_pipeline.demo.loader import ensure_demo_sqlite
@@ -162,17 +163,27 @@ def adversarial_runs(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def postgres_instance_database(server_url: str, home: Path) -> Iterator[dict[str, str]]:
+def postgres_instance_database(
+    server_url: str, home: Path, *, launch_directly: bool = False
+) -> Iterator[dict[str, str]]:
     """A DAGSTER_HOME at ``home`` whose dagster.yaml is the project's PostgreSQL template, on a
     new database of the server (dropped afterwards); yields the variables (DAGSTER_HOME and
-    DAGSTER_PG_*) a deployment would set for it."""
+    DAGSTER_PG_*) a deployment would set for it. ``launch_directly``: the template with runs
+    launched at once instead of queued for a daemon, as docs/deployment.md tells a command
+    with ``--parallel`` to use."""
     server = normalise_url(server_url)
     name = f"synth_dagster_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((REPO / "configs" / "dagster-postgres.yaml").read_text())
+    settings = yaml.safe_load((REPO / "configs" / "dagster-postgres.yaml").read_text())
+    if launch_directly:
+        settings["run_coordinator"] = {
+            "module": "dagster.core.run_coordinator",
+            "class": "DefaultRunCoordinator",
+        }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
     try:
         yield {
             "DAGSTER_HOME": str(home),
@@ -192,9 +203,10 @@ def postgres_instance_database(server_url: str, home: Path) -> Iterator[dict[str
 def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     """The demo extract in PostgreSQL, as a deployment runs it: loaded into schema ``cdm`` of
     the session's database, `init` and `approve --all` through the CLI, then
-    every table through the headless runner into schema ``synthetic``, two tables at a time
-    each in a pool process, on an instance whose storage is PostgreSQL too
-    (configs/dagster-postgres.yaml, a database of its own). One run per session, shared by
+    every table through the headless runner into schema ``synthetic`` with ``--parallel 2``
+    (each reading step as two runs side by side, launched through the instance's run
+    launcher), on an instance whose storage is PostgreSQL too (configs/dagster-postgres.yaml
+    with runs launched directly, a database of its own). One run per session, shared by
     test_pipeline_postgres.py (the chain), test_postgres_instance.py (the instance and the
     parallel runs) and test_vocabulary_subset.py (the vocabulary copied)."""
     from synth_pipeline import cli
@@ -211,15 +223,15 @@ def pg_demo_run(postgres_server_url, postgres_database, tmp_path_factory):
     root = tmp_path_factory.mktemp("pg-cfg")
     out = tmp_path_factory.mktemp("pg-out")
     bundle = out / "bundle"
-    # project "demo" in a config root of its own: execute(parallel=N) launched runs whose steps
-    # used project "demo" whatever the project was (seen 2026-11-29 with "hospital")
+    # project "demo" in a config root of its own
     common = ["--project", "demo", "--config-dir", str(root)]
     assert cli.main(["init", "--source", postgres_database, "--schema", "cdm", *common]) == 0
     files = ProjectFiles(root, "demo")
     assert files.tables(), "init wrote one file per table"
     assert all(files.load_table(t).review.status == "draft" for t in files.tables())
     assert cli.main(["approve", "--all", "--reviewer", "Test Reviewer", *common]) == 0
-    with postgres_instance_database(postgres_server_url, out / "dagster_home") as env:
+    home = out / "dagster_home"
+    with postgres_instance_database(postgres_server_url, home, launch_directly=True) as env:
         with temporary_environment(env):
             instance = instance_for_cli()  # DAGSTER_HOME's dagster.yaml: PostgreSQL storage
             report = execute(

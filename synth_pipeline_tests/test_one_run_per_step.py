@@ -17,6 +17,7 @@ import yaml
 
 from synth_pipeline.assets import project_assets
 from synth_pipeline.assets.step import BLOCKED_TABLES, DATA_VERSION_TAG, FAILED_TABLES, STEPS
+from synth_pipeline.launched import split_ranges
 from synth_pipeline.run_results import table_summaries
 from synth_pipeline.runner import _blocks, _step_blocks
 
@@ -177,3 +178,12 @@ def test_runs_are_blocks_of_neighbouring_partitions_and_writes_come_parents_firs
         ["observation_period"],
         ["person"],
     ]
+
+
+def test_parallel_ranges_halve_the_longest_until_there_are_enough():
+    """``--parallel N`` cuts a step's blocks into up to N ranges of neighbours, order kept."""
+    assert split_ranges([["a", "b", "c", "d", "e"]], 2) == [["a", "b"], ["c", "d", "e"]]
+    assert split_ranges([["a", "b", "c", "d", "e"]], 3) == [["a", "b"], ["c"], ["d", "e"]]
+    assert split_ranges([["a"], ["b", "c"]], 3) == [["a"], ["b"], ["c"]]
+    assert split_ranges([["a"], ["b"]], 4) == [["a"], ["b"]]  # no table split further
+    assert split_ranges([["a", "b", "c"], ["d"]], 1) == [["a", "b", "c"], ["d"]]  # blocks kept

@@ -1,5 +1,6 @@
-"""Instance storage on PostgreSQL (dagster-postgres) with partitions in parallel, each table's
-run in one of the command's pool processes, and the embedded SQLite default untouched.
+"""Instance storage on PostgreSQL (dagster-postgres) with partitions in parallel (each step's
+tables as runs launched through the instance's run launcher, side by side), and the embedded
+SQLite default untouched.
 
 The run is conftest's ``pg_demo_run``, shared with test_pipeline_postgres.py: its Dagster
 instance gets a fresh database of its own on the test server (configured by
@@ -15,18 +16,38 @@ import os
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
+from synth_pipeline.concurrency import PROCESS_TAG
 from synth_pipeline.core.bundle import verify_bundle
 from synth_pipeline.core.database import normalise_url
 from synth_pipeline.instance import instance_for_cli
-from synth_pipeline.jobs import table_job_name
+from synth_pipeline.jobs import step_job_name
+from synth_pipeline.launched import launch_and_wait, require_direct_launches
+from synth_pipeline.projects import partitions_name
 from synth_pipeline.runner import execute, temporary_environment
+
+READING_STEPS = ["schema_snapshot", "column_stats", "reviewed_config"]
+
+
+def _range(run: dg.DagsterRun, order: list[str]) -> list[str]:
+    """The tables a run was over, read from its tags."""
+    if run.tags.get("dagster/partition"):
+        return [run.tags["dagster/partition"]]
+    first = order.index(run.tags["dagster/asset_partition_range_start"])
+    return order[first : order.index(run.tags["dagster/asset_partition_range_end"]) + 1]
+
+
+def _pids(instance: dg.DagsterInstance, run_id: str) -> set[int]:
+    started = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START)
+    return {r.event_log_entry.dagster_event.pid for r in started.records}
 
 
 @pytest.mark.slow
 def test_all_demo_partitions_run_in_parallel_on_postgres_storage(pg_demo_run):
     """conftest's ``pg_demo_run``: every table of the demo extract (in PostgreSQL) through
-    ``execute(parallel=2)`` on an instance configured by configs/dagster-postgres.yaml."""
+    ``execute(parallel=2)`` on an instance configured by configs/dagster-postgres.yaml, with
+    runs launched directly."""
     instance = pg_demo_run["instance"]
     assert pg_demo_run["run_storage"] == "PostgresRunStorage"
     report, bundle, files = pg_demo_run["report"], pg_demo_run["bundle"], pg_demo_run["files"]
@@ -36,33 +57,37 @@ def test_all_demo_partitions_run_in_parallel_on_postgres_storage(pg_demo_run):
 
     demo_tables = set(files.tables())
     assert len(demo_tables) == 37
-    records = instance.get_run_records(
-        dg.RunsFilter(job_name=table_job_name("demo"), statuses=[dg.DagsterRunStatus.SUCCESS])
-    )
-    by_table = {r.dagster_run.tags.get("dagster/partition"): r for r in records}
-    assert set(by_table) == demo_tables
+    order = instance.get_dynamic_partitions(partitions_name("demo"))
+    runs = {}
+    for step in [*READING_STEPS, "synthetic_table"]:
+        records = instance.get_run_records(dg.RunsFilter(job_name=step_job_name("demo", step)))
+        runs[step] = [r for r in records if r.dagster_run.tags.get("synth_pipeline/parallel")]
+        assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs[step])
+        # launched runs live in processes of their own: no tag ties them to the command's
+        assert not any(PROCESS_TAG in r.dagster_run.tags for r in runs[step])
+        covered = [t for r in runs[step] for t in _range(r.dagster_run, order)]
+        assert sorted(covered) == sorted(demo_tables), step  # every table once
 
-    # every table's run went through its four steps in one pool process, not in this one, and
-    # the pool had two processes
-    pids = set()
-    for table, record in by_table.items():
-        started = instance.get_records_for_run(
-            record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START
-        ).records
-        assert len(started) == 4, table
-        run_pids = {r.event_log_entry.dagster_event.pid for r in started}
-        assert len(run_pids) == 1 and os.getpid() not in run_pids, (table, run_pids)
-        pids |= run_pids
-    assert len(pids) == 2, pids
+    # each reading step: two runs over halves of the tables, side by side, each in a process
+    # of its own (not this one), the next step's runs starting after both ended
+    for before, step in zip(READING_STEPS, READING_STEPS[1:] + ["synthetic_table"], strict=True):
+        assert len(runs[before]) == 2, before
+        (a, b) = sorted(runs[before], key=lambda r: r.start_time)
+        assert b.start_time < a.end_time, f"{before}'s runs did not overlap"
+        pids = [_pids(instance, r.dagster_run.run_id) for r in (a, b)]
+        assert all(len(p) == 1 for p in pids) and pids[0] != pids[1], pids
+        assert os.getpid() not in pids[0] | pids[1]
+        last_end = max(r.end_time for r in runs[before])
+        assert all(r.start_time >= last_end for r in runs[step]), step
 
-    # two runs at a time: some runs overlap in time
-    spans = sorted((r.start_time, r.end_time) for r in by_table.values())
-    overlapping = sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
-    assert overlapping >= 1
-
-    # parents were written before their children
-    assert by_table["person"].end_time <= by_table["visit_occurrence"].start_time
-    assert by_table["visit_occurrence"].end_time <= by_table["condition_occurrence"].start_time
+    # the write step: one run (one writer at a time anyway), parents written first
+    (write,) = runs["synthetic_table"]
+    written = instance.get_records_for_run(
+        write.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    place = {r.event_log_entry.dagster_event.partition: i for i, r in enumerate(written)}
+    assert set(place) == demo_tables
+    assert place["person"] < place["visit_occurrence"] < place["condition_occurrence"]
 
     assert verify_bundle(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -90,6 +115,54 @@ def test_parallel_runs_refuse_an_ephemeral_instance(demo_sqlite_url, config_root
             instance=dg.DagsterInstance.ephemeral(),
             parallel=2,
         )
+
+
+def test_parallel_runs_refuse_an_instance_that_queues_them(demo_sqlite_url, config_root, tmp_path):
+    """The embedded default queues runs for the daemon (Dagster's QueuedRunCoordinator), which
+    would start them with its own settings, not the command's: refused, naming the file and
+    the setting, before any run."""
+    from synth_pipeline.core.errors import ConfigError
+
+    home = tmp_path / "home"
+    with temporary_environment({"DAGSTER_HOME": str(home)}):
+        instance = instance_for_cli()
+        with pytest.raises(ConfigError, match="QueuedRunCoordinator") as refused:
+            execute(
+                source_url=demo_sqlite_url,
+                destination_url=f"sqlite:///{tmp_path / 'd.sqlite'}",
+                project="demo",
+                config_root=config_root,
+                bundle_dir=tmp_path / "bundle",
+                tables=["person"],
+                instance=instance,
+                parallel=2,
+            )
+        assert str(home / "dagster.yaml") in str(refused.value)
+        assert refused.value.setting == "--parallel"
+        assert instance.get_runs_count() == 0
+
+
+def test_a_run_that_cannot_be_launched_fails_its_tables_saying_why(tmp_path):
+    """A launch that Dagster refuses (here: no such job) comes back as its tables' failure
+    with the launcher's reason, not as a wait for ever."""
+    home = tmp_path / "home"
+    home.mkdir()
+    direct = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
+    (home / "dagster.yaml").write_text(yaml.safe_dump({"run_coordinator": direct}))
+    with temporary_environment({"DAGSTER_HOME": str(home)}):
+        instance = dg.DagsterInstance.get()
+        require_direct_launches(instance)  # launches directly: accepted
+        ((tables, run),) = list(
+            launch_and_wait(
+                instance,
+                [["person", "death"]],
+                job_name="demo__no_such_step",
+                run_config={},
+                tags={},
+            )
+        )
+    assert tables == ["person", "death"] and not run.success
+    assert run.launch_error and "demo__no_such_step" in run.launch_error, run.launch_error
 
 
 def test_the_embedded_default_keeps_sqlite_storage(tmp_path):
