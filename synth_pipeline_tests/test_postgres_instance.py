@@ -21,6 +21,7 @@ import yaml
 from synth_pipeline.concurrency import PROCESS_TAG
 from synth_pipeline.core.bundle import verify_bundle
 from synth_pipeline.core.database import normalise_url
+from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.instance import instance_for_cli
 from synth_pipeline.jobs import step_job_name
 from synth_pipeline.launched import launch_and_wait, require_direct_launches
@@ -101,19 +102,23 @@ def test_all_demo_partitions_run_in_parallel_on_postgres_storage(pg_demo_run):
     assert persons == files.load_table("person").rows
 
 
-def test_parallel_runs_refuse_an_ephemeral_instance(demo_sqlite_url, config_root, tmp_path):
-    from synth_pipeline.core.errors import ConfigError
+def _parallel_run_of_person(instance, source_url, config_root, tmp_path):
+    return execute(
+        source_url=source_url,
+        destination_url=f"sqlite:///{tmp_path / 'd.sqlite'}",
+        project="demo",
+        config_root=config_root,
+        bundle_dir=tmp_path / "bundle",
+        tables=["person"],
+        instance=instance,
+        parallel=2,
+    )
 
+
+def test_parallel_runs_refuse_an_ephemeral_instance(demo_sqlite_url, config_root, tmp_path):
     with pytest.raises(ConfigError, match="--parallel"):
-        execute(
-            source_url=demo_sqlite_url,
-            destination_url=f"sqlite:///{tmp_path / 'd.sqlite'}",
-            project="demo",
-            config_root=config_root,
-            bundle_dir=tmp_path / "bundle",
-            tables=["person"],
-            instance=dg.DagsterInstance.ephemeral(),
-            parallel=2,
+        _parallel_run_of_person(
+            dg.DagsterInstance.ephemeral(), demo_sqlite_url, config_root, tmp_path
         )
 
 
@@ -121,22 +126,11 @@ def test_parallel_runs_refuse_an_instance_that_queues_them(demo_sqlite_url, conf
     """The embedded default queues runs for the daemon (Dagster's QueuedRunCoordinator), which
     would start them with its own settings, not the command's: refused, naming the file and
     the setting, before any run."""
-    from synth_pipeline.core.errors import ConfigError
-
     home = tmp_path / "home"
     with temporary_environment({"DAGSTER_HOME": str(home)}):
         instance = instance_for_cli()
         with pytest.raises(ConfigError, match="QueuedRunCoordinator") as refused:
-            execute(
-                source_url=demo_sqlite_url,
-                destination_url=f"sqlite:///{tmp_path / 'd.sqlite'}",
-                project="demo",
-                config_root=config_root,
-                bundle_dir=tmp_path / "bundle",
-                tables=["person"],
-                instance=instance,
-                parallel=2,
-            )
+            _parallel_run_of_person(instance, demo_sqlite_url, config_root, tmp_path)
         assert str(home / "dagster.yaml") in str(refused.value)
         assert refused.value.setting == "--parallel"
         assert instance.get_runs_count() == 0
