@@ -32,6 +32,7 @@ DEFINITIONS_MODULE = "synth_pipeline.definitions"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 PARALLEL_TAG = "synth_pipeline/parallel"  # the N of the command that launched the run
 POLL_SECONDS = 0.5
+WORKER_CHECK_POLLS = 10  # is the run's process still there: every 10 polls
 
 
 def require_direct_launches(instance: dg.DagsterInstance) -> None:
@@ -76,12 +77,13 @@ def split_ranges(blocks: list[list[str]], parts: int) -> list[list[str]]:
 @dataclass
 class LaunchedRun:
     """A launched run's outcome read back from the instance, with the attributes of an
-    in-process result that run_results.py reads (``launch_error`` when it never started)."""
+    in-process result that run_results.py reads; ``error`` when it was not launched or its
+    process died)."""
 
     run_id: str
     success: bool
     all_events: list
-    launch_error: str | None = None
+    error: str | None = None
 
     def get_asset_check_evaluations(self) -> list:
         return [
@@ -120,11 +122,40 @@ def _launch(
     return run_id, process
 
 
-def _ended(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
+def _worker_gone(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the run's process if it ran on this machine (Dagster's default launcher)
+    and has ended; None while it lives or when another launcher's process is not ours to see."""
+    if not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
+        return None
+    started = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START).records
+    pid = started[0].event_log_entry.dagster_event.pid if started else None
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except PermissionError:
+        return None
+    return None
+
+
+def _ended(instance: dg.DagsterInstance, run_id: str) -> tuple[dg.DagsterRun, str | None]:
+    """The run once it has ended, and why, when its process died without ending it (killed,
+    out of memory): the run is then marked failed rather than waited for for ever."""
+    polls = 0
     while True:
         run = instance.get_run_by_id(run_id)
         if run is not None and run.is_finished:
-            return run
+            return run, None
+        if run is not None and polls % WORKER_CHECK_POLLS == 0:
+            pid = _worker_gone(instance, run_id)
+            run = instance.get_run_by_id(run_id)  # it may have ended just before its process
+            if pid is not None and run is not None and not run.is_finished:
+                why = f"the run's process (pid {pid}) ended before the run did"
+                instance.report_run_failed(run, why)
+                return instance.get_run_by_id(run_id) or run, why
+        polls += 1
         time.sleep(POLL_SECONDS)
 
 
@@ -164,8 +195,8 @@ def launch_and_wait(
             why = f"the run was not launched: {_why_not_launched(output)}"
             outcomes.append((tables, LaunchedRun(run_id, False, [], why)))
             continue
-        run = _ended(instance, run_id)
+        run, died = _ended(instance, run_id)
         events = [r.dagster_event for r in instance.all_logs(run_id) if r.is_dagster_event]
         ok = run.status == dg.DagsterRunStatus.SUCCESS
-        outcomes.append((tables, LaunchedRun(run_id, ok, events)))
+        outcomes.append((tables, LaunchedRun(run_id, ok, events, died)))
     yield from outcomes

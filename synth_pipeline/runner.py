@@ -285,11 +285,8 @@ def _launched(
                 tags={**tags, PARALLEL_TAG: str(parallel)},
             )
             for block, run in runs:
-                if run.launch_error:
-                    yield {
-                        t: RunSummary(run.run_id, False, [run.launch_error], [], None)
-                        for t in block
-                    }
+                if run.error:
+                    yield {t: RunSummary(run.run_id, False, [run.error], [], None) for t in block}
                 else:
                     yield table_summaries(run, block, writes)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import uuid
 
 import dagster as dg
 import pytest
@@ -24,7 +26,12 @@ from synth_pipeline.core.database import normalise_url
 from synth_pipeline.core.errors import ConfigError
 from synth_pipeline.instance import instance_for_cli
 from synth_pipeline.jobs import step_job_name
-from synth_pipeline.launched import launch_and_wait, require_direct_launches
+from synth_pipeline.launched import (
+    _ended,
+    _worker_gone,
+    launch_and_wait,
+    require_direct_launches,
+)
 from synth_pipeline.projects import partitions_name
 from synth_pipeline.runner import execute, temporary_environment
 
@@ -136,14 +143,19 @@ def test_parallel_runs_refuse_an_instance_that_queues_them(demo_sqlite_url, conf
         assert instance.get_runs_count() == 0
 
 
-def test_a_run_that_cannot_be_launched_fails_its_tables_saying_why(tmp_path):
-    """A launch that Dagster refuses (here: no such job) comes back as its tables' failure
-    with the launcher's reason, not as a wait for ever."""
+def _launching_home(tmp_path) -> str:
+    """A DAGSTER_HOME (SQLite storage) whose instance launches runs directly."""
     home = tmp_path / "home"
     home.mkdir()
     direct = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
     (home / "dagster.yaml").write_text(yaml.safe_dump({"run_coordinator": direct}))
-    with temporary_environment({"DAGSTER_HOME": str(home)}):
+    return str(home)
+
+
+def test_a_run_that_cannot_be_launched_fails_its_tables_saying_why(tmp_path):
+    """A launch that Dagster refuses (here: no such job) comes back as its tables' failure
+    with the launcher's reason, not as a wait for ever."""
+    with temporary_environment({"DAGSTER_HOME": _launching_home(tmp_path)}):
         instance = dg.DagsterInstance.get()
         require_direct_launches(instance)  # launches directly: accepted
         ((tables, run),) = list(
@@ -156,7 +168,30 @@ def test_a_run_that_cannot_be_launched_fails_its_tables_saying_why(tmp_path):
             )
         )
     assert tables == ["person", "death"] and not run.success
-    assert run.launch_error and "demo__no_such_step" in run.launch_error, run.launch_error
+    assert run.error and "demo__no_such_step" in run.error, run.error
+
+
+def test_a_launched_run_whose_process_died_is_failed_not_waited_for(tmp_path):
+    """A started run whose process is gone (killed, out of memory) never ends by itself: the
+    command marks it failed and says why. A run whose process lives is left to run."""
+    with temporary_environment({"DAGSTER_HOME": _launching_home(tmp_path)}):
+        instance = dg.DagsterInstance.get()
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        runs = {}
+        for name, pid in (("dead", gone.pid), ("alive", os.getpid())):
+            run = instance.add_run(
+                dg.DagsterRun(job_name=f"demo__{name}", run_id=str(uuid.uuid4()))
+            )
+            start = dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, run.job_name, pid=pid)
+            instance.report_dagster_event(start, run.run_id)
+            runs[name] = run.run_id
+        assert _worker_gone(instance, runs["alive"]) is None
+        assert _worker_gone(instance, runs["dead"]) == gone.pid
+        ended, why = _ended(instance, runs["dead"])
+        assert ended.status == dg.DagsterRunStatus.FAILURE
+        assert why and str(gone.pid) in why
+        assert not instance.get_run_by_id(runs["alive"]).is_finished
 
 
 def test_the_embedded_default_keeps_sqlite_storage(tmp_path):
