@@ -7,7 +7,7 @@ history when they share its ``DAGSTER_HOME``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,6 @@ import dagster as dg
 from . import environment
 from .assets import project_assets
 from .concurrency import (
-    PROCESS_TAG,
     PROJECT_TAG,
     ensure_write_pool,
     process_tag,
@@ -30,22 +29,16 @@ from .core.database import open_source, open_writable_destination
 from .core.errors import ConfigError
 from .core.preflight import check_configuration
 from .core.schema import list_tables, unusable_name
-from .core.table_order import dependency_waves, order_parents_first
+from .core.table_order import order_parents_first
 from .definitions import build_resources
 from .instance import instance_for_cli, storage_kept_open
 from .jobs import step_job_name
-from .launched import (
-    PARALLEL_TAG,
-    RANGE_END,
-    RANGE_START,
-    launch_and_wait,
-    require_direct_launches,
-    split_ranges,
-)
+from .launched import require_direct_launches
 from .projects import partitions_name
 from .resources import SynthProject
-from .run_results import RunSummary, run_failures, table_summaries
+from .run_results import RunSummary, run_failures
 from .sensors import record_config_observations
+from .step_runs import combined, in_process_runs, launched_runs, run_steps
 
 
 @contextmanager
@@ -184,125 +177,6 @@ def _register_partitions(
     new = [t for t in available if t not in known and not unusable_name(t)]
     if new:
         instance.add_dynamic_partitions(partitions_name(project), new)
-
-
-def _blocks(tables: list[str], order: list[str]) -> list[list[str]]:
-    """``tables`` as runs of neighbours in the partitions' ``order``: each block is a
-    partition range of one run."""
-    place = {t: i for i, t in enumerate(order)}
-    blocks: list[list[str]] = []
-    for t in sorted(tables, key=place.__getitem__):
-        if blocks and place[blocks[-1][-1]] == place[t] - 1:
-            blocks[-1].append(t)
-        else:
-            blocks.append([t])
-    return blocks
-
-
-def _step_blocks(tables: list[str], order: list[str], writes: bool) -> list[list[str]]:
-    """The runs of one step: one per block of neighbouring partitions. A step that writes
-    tables gets its blocks wave by wave when there are several, so parents come first (within
-    a run the step itself writes parents first)."""
-    blocks = _blocks(tables, order)
-    if not writes or len(blocks) <= 1:
-        return blocks
-    return [block for wave in dependency_waves(tables) for block in _blocks(wave, order)]
-
-
-StepRunner = Callable[[str, list[str]], Iterator[dict[str, RunSummary]]]
-
-
-def _run_steps(
-    usable: list[str], steps: list[str], run_step: StepRunner
-) -> dict[str, list[RunSummary]]:
-    """Each step for the tables still going (``run_step`` yields, run by run, what each table
-    of the run came to); a table that fails a step goes no further."""
-    out: dict[str, list[RunSummary]] = {t: [] for t in usable}
-    remaining = list(usable)
-    for step in steps:
-        for summaries in run_step(step, remaining):
-            for t, summary in summaries.items():
-                out[t].append(summary)
-        remaining = [t for t in remaining if out[t][-1].success]
-    return out
-
-
-def _in_process(
-    *,
-    jobs: dict[str, dg.JobDefinition],
-    order: list[str],
-    instance: dg.DagsterInstance,
-    run_config: dict,
-    tags: dict[str, str],
-    generated: bool,
-) -> StepRunner:
-    """One in-process run per step and block of tables (one run per step when the tables are
-    neighbours among the partitions, as all of a source's are)."""
-
-    def run_step(step: str, tables: list[str]) -> Iterator[dict[str, RunSummary]]:
-        writes = step == "synthetic_table"
-        for block in _step_blocks(tables, order, writes):
-            range_tags = {RANGE_START: block[0], RANGE_END: block[-1]} if len(block) > 1 else {}
-            result = jobs[step].execute_in_process(
-                partition_key=block[0] if len(block) == 1 else None,
-                run_config=run_config,
-                instance=instance,
-                raise_on_error=False,
-                tags={**tags, **range_tags},
-            )
-            yield table_summaries(result, block, generated and writes)
-
-    return run_step
-
-
-def _launched(
-    *,
-    parallel: int,
-    jobs: dict[str, str],
-    order: list[str],
-    instance: dg.DagsterInstance,
-    run_config: dict,
-    tags: dict[str, str],
-) -> StepRunner:
-    """``--parallel``: a reading step's tables as up to ``parallel`` runs side by side, the
-    write step's as one run per wave of blocks (the write pool lets one run write at a time),
-    each run launched through the instance's run launcher (launched.py)."""
-    # the launched runs live in processes of their own, not in this command's
-    tags = {k: v for k, v in tags.items() if k != PROCESS_TAG}
-
-    def run_step(step: str, tables: list[str]) -> Iterator[dict[str, RunSummary]]:
-        writes = step == "synthetic_table"
-        if writes:
-            waves = [[block] for block in _step_blocks(tables, order, writes)]
-        else:
-            waves = [split_ranges(_blocks(tables, order), parallel)]
-        for ranges in waves:
-            runs = launch_and_wait(
-                instance,
-                ranges,
-                job_name=jobs[step],
-                run_config=run_config,
-                tags={**tags, PARALLEL_TAG: str(parallel)},
-            )
-            for block, run in runs:
-                if run.error:
-                    yield {t: RunSummary(run.run_id, False, [run.error], [], None) for t in block}
-                else:
-                    yield table_summaries(run, block, writes)
-
-    return run_step
-
-
-def _combined(summaries: list[RunSummary]) -> RunSummary:
-    """A table's runs, one per step it reached, as one summary."""
-    last = summaries[-1]
-    return RunSummary(
-        last.run_id,
-        all(s.success for s in summaries),
-        [e for s in summaries for e in s.errors],
-        [c for s in summaries for c in s.checks],
-        last.synthetic_rows,
-    )
 
 
 def _outcome(table: str, result: RunSummary, *, config_only: bool) -> TableOutcome:
@@ -477,7 +351,7 @@ def _run_and_report(
     }
     order = instance.get_dynamic_partitions(assets.partitions_name)
     if parallel and not config_only:
-        run_step = _launched(
+        run_step = launched_runs(
             parallel=parallel,
             jobs={s.key.path[-1]: step_job_name(project, s.key.path[-1]) for s in steps},
             order=order,
@@ -487,7 +361,7 @@ def _run_and_report(
         )
     else:
         # each step's job is resolved (its graph built and validated) once for all its runs
-        run_step = _in_process(
+        run_step = in_process_runs(
             jobs=_cli_jobs(assets, steps, resources),
             order=order,
             instance=instance,
@@ -495,10 +369,10 @@ def _run_and_report(
             tags=tags,
             generated=not config_only,
         )
-    per_step = _run_steps(usable, [s.key.path[-1] for s in steps], run_step)
+    per_step = run_steps(usable, [s.key.path[-1] for s in steps], run_step)
     report.run_ids.extend(dict.fromkeys(s.run_id for runs in per_step.values() for s in runs))
     for t in usable:
-        report.tables.append(_outcome(t, _combined(per_step[t]), config_only=config_only))
+        report.tables.append(_outcome(t, combined(per_step[t]), config_only=config_only))
     if not config_only:
         bundle_job = _cli_jobs(assets, [assets.csv_bundle], resources)["csv_bundle"]
         _publish_bundle(

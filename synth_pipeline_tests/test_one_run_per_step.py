@@ -19,7 +19,7 @@ from synth_pipeline.assets import project_assets
 from synth_pipeline.assets.step import BLOCKED_TABLES, DATA_VERSION_TAG, FAILED_TABLES, STEPS
 from synth_pipeline.launched import split_ranges
 from synth_pipeline.run_results import table_summaries
-from synth_pipeline.runner import _blocks, _step_blocks
+from synth_pipeline.step_runs import neighbour_blocks, step_blocks
 
 from .step_project import demo_on_instance
 
@@ -161,20 +161,20 @@ def test_a_table_without_its_earlier_step_fails_alone_naming_it(project):
 
 def test_runs_are_blocks_of_neighbouring_partitions_and_writes_come_parents_first():
     order = ["a", "observation_period", "b", "person", "c"]
-    assert _blocks(["person", "a", "observation_period", "c"], order) == [
+    assert neighbour_blocks(["person", "a", "observation_period", "c"], order) == [
         ["a", "observation_period"],
         ["person", "c"],
     ]
     # neighbours: one run, whatever they hold (the step writes parents first within it)
-    assert _step_blocks(["observation_period", "b", "person"], order, writes=True) == [
+    assert step_blocks(["observation_period", "b", "person"], order, writes=True) == [
         ["observation_period", "b", "person"]
     ]
     # apart: the write step's runs go wave by wave, the parent's first
-    assert _step_blocks(["observation_period", "person"], order, writes=True) == [
+    assert step_blocks(["observation_period", "person"], order, writes=True) == [
         ["person"],
         ["observation_period"],
     ]
-    assert _step_blocks(["observation_period", "person"], order, writes=False) == [
+    assert step_blocks(["observation_period", "person"], order, writes=False) == [
         ["observation_period"],
         ["person"],
     ]
