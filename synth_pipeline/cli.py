@@ -31,9 +31,10 @@ SKIP_VOCABULARY_HELP = (
 
 
 PARALLEL_HELP = (
-    "run each reading step as up to N runs side by side, launched through the instance's run "
+    "run each reading step as N runs side by side, launched through the instance's run "
     "launcher; needs a DAGSTER_HOME whose dagster.yaml launches runs directly "
-    "(DefaultRunCoordinator; docs/deployment.md)"
+    "(DefaultRunCoordinator and Dagster's default launcher; PostgreSQL storage for a shared "
+    "deployment; docs/deployment.md)"
 )
 
 

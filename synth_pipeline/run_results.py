@@ -43,7 +43,8 @@ def table_summaries(result, tables: list[str], generated: bool) -> dict[str, Run
     out = {}
     for t in tables:
         errors = named.get(t, [])
-        if not errors and t not in blocked and materialised.get(t) != steps:
+        # a run with no step at all (it failed before its step) materialised nothing either
+        if not errors and t not in blocked and (not steps or materialised.get(t) != steps):
             errors = unnamed or ["not materialised"]
         checks = [
             f"check {e.check_name} failed: {e.description or e.check_name}"

@@ -108,6 +108,7 @@ def launched_runs(
             runs = launch_and_wait(
                 instance,
                 ranges,
+                parallel=parallel,
                 job_name=jobs[step],
                 run_config=run_config,
                 tags={**tags, PARALLEL_TAG: str(parallel)},

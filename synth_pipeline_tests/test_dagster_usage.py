@@ -1,11 +1,12 @@
-"""How the project uses Dagster: its public API only, and why a command runs one run per table.
+"""How the project uses Dagster: its public API only, and why a step run over several tables
+records each table's events itself.
 
-A command could run all selected tables of a step in one run (a single-run backfill over a
-partition range), but Dagster 1.13 records a partitioned asset check of such a run once, without
-a partition, and a step materialises every partition of its range or none. Each table would then
-lose its own check results in the UI and could no longer fail on its own, so the CLI runs one
-partition per run (from one job resolved once) and keeps Dagster's cost per run small instead.
-The last test here fails when Dagster changes that, which is the moment to switch.
+In Dagster 1.13 a run over a partition range records a partitioned asset check's result once,
+without a partition, and a step's output materialises every partition of its range or none.
+Each table would then lose its own check results in the UI and could no longer fail on its own,
+so a step of several tables yields each table's materialisation and check evaluations itself
+(assets/step.py). The last test here fails when Dagster changes that, which is the moment to
+let the step return its output and check results plainly.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def test_the_import_walk_finds_private_imports_wherever_they_are(tmp_path):
 def test_a_single_run_backfill_cannot_check_each_partition_yet():
     """Dagster 1.13: in a run over a partition range, a partitioned check's result carries no
     partition, and the step's materialisations cover every partition of the range. If this
-    fails, Dagster reports checks per partition in such runs: move the CLI to single-run
-    backfills (BackfillPolicy.single_run and context.partition_keys)."""
+    fails, Dagster reports checks per partition in such runs: assets/step.py could then yield
+    its Output and AssetCheckResults instead of each table's events."""
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     tables = dg.DynamicPartitionsDefinition(name="tables")
     spec = dg.AssetCheckSpec("rows_ok", asset="step", partitions_def=tables, blocking=True)

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -28,11 +29,15 @@ from synth_pipeline.instance import instance_for_cli
 from synth_pipeline.jobs import step_job_name
 from synth_pipeline.launched import (
     _ended,
+    _why_not_launched,
     _worker_gone,
+    batches,
     launch_and_wait,
+    read_back,
     require_direct_launches,
 )
 from synth_pipeline.projects import partitions_name
+from synth_pipeline.run_results import table_summaries
 from synth_pipeline.runner import execute, temporary_environment
 
 READING_STEPS = ["schema_snapshot", "column_stats", "reviewed_config"]
@@ -80,6 +85,8 @@ def test_all_demo_partitions_run_in_parallel_on_postgres_storage(pg_demo_run):
     # of its own (not this one), the next step's runs starting after both ended
     for before, step in zip(READING_STEPS, READING_STEPS[1:] + ["synthetic_table"], strict=True):
         assert len(runs[before]) == 2, before
+        halves = [len(_range(r.dagster_run, order)) for r in runs[before]]
+        assert abs(halves[0] - halves[1]) <= 1, (before, halves)
         (a, b) = sorted(runs[before], key=lambda r: r.start_time)
         assert b.start_time < a.end_time, f"{before}'s runs did not overlap"
         pids = [_pids(instance, r.dagster_run.run_id) for r in (a, b)]
@@ -162,6 +169,7 @@ def test_a_run_that_cannot_be_launched_fails_its_tables_saying_why(tmp_path):
             launch_and_wait(
                 instance,
                 [["person", "death"]],
+                parallel=2,
                 job_name="demo__no_such_step",
                 run_config={},
                 tags={},
@@ -171,27 +179,88 @@ def test_a_run_that_cannot_be_launched_fails_its_tables_saying_why(tmp_path):
     assert run.error and "demo__no_such_step" in run.error, run.error
 
 
+def _started_run(instance, name: str, pid: int | None) -> str:
+    """A run as a launch leaves it, started by process ``pid`` (None: not started yet)."""
+    run = instance.add_run(dg.DagsterRun(job_name=f"demo__{name}", run_id=str(uuid.uuid4())))
+    if pid is not None:
+        start = dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, run.job_name, pid=pid)
+        instance.report_dagster_event(start, run.run_id)
+    return run.run_id
+
+
 def test_a_launched_run_whose_process_died_is_failed_not_waited_for(tmp_path):
     """A started run whose process is gone (killed, out of memory) never ends by itself: the
-    command marks it failed and says why. A run whose process lives is left to run."""
+    command marks it failed, says why, and frees the write slot it held (with no daemon, no
+    one else would, and the next write would wait for ever). A run whose process lives is
+    left to run."""
     with temporary_environment({"DAGSTER_HOME": _launching_home(tmp_path)}):
         instance = dg.DagsterInstance.get()
         gone = subprocess.Popen(["true"])
         gone.wait()
-        runs = {}
-        for name, pid in (("dead", gone.pid), ("alive", os.getpid())):
-            run = instance.add_run(
-                dg.DagsterRun(job_name=f"demo__{name}", run_id=str(uuid.uuid4()))
-            )
-            start = dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, run.job_name, pid=pid)
-            instance.report_dagster_event(start, run.run_id)
-            runs[name] = run.run_id
-        assert _worker_gone(instance, runs["alive"]) is None
-        assert _worker_gone(instance, runs["dead"]) == gone.pid
-        ended, why = _ended(instance, runs["dead"])
+        dead = _started_run(instance, "dead", gone.pid)
+        alive = _started_run(instance, "alive", os.getpid())
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("writes", 1)
+        assert storage.claim_concurrency_slot("writes", dead, "step").is_claimed
+        assert _worker_gone(instance, alive) is None
+        assert _worker_gone(instance, dead) == gone.pid
+        ended, why = _ended(instance, dead)
         assert ended.status == dg.DagsterRunStatus.FAILURE
         assert why and str(gone.pid) in why
-        assert not instance.get_run_by_id(runs["alive"]).is_finished
+        assert storage.get_concurrency_info("writes").active_slot_count == 0
+        assert not instance.get_run_by_id(alive).is_finished
+
+
+def test_a_launched_run_that_never_starts_is_failed_and_its_tables_not_taken_for_done(tmp_path):
+    """A run with no process after the launch's patience is failed, naming the wait; a failed
+    run that never reached its step reports its own failure for every table of its range,
+    instead of nothing (which a run of several tables would read as every table done)."""
+    with temporary_environment({"DAGSTER_HOME": _launching_home(tmp_path)}):
+        instance = dg.DagsterInstance.get()
+        never = _started_run(instance, "never", None)
+        ended, why = _ended(instance, never, start_patience=0)
+        assert ended.status == dg.DagsterRunStatus.FAILURE
+        assert why and "did not start" in why
+        assert instance.get_run_by_id(never).is_finished is not False  # it is finished now
+
+        failed = instance.add_run(
+            dg.DagsterRun(
+                job_name="demo__failed",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.FAILURE,
+            )
+        )
+        run = read_back(instance, failed.run_id, None)
+        assert not run.success and run.error and "FAILURE" in run.error
+        summaries = table_summaries(run, ["person", "death"], generated=False)
+        assert not any(s.success for s in summaries.values())
+
+
+def test_parallel_runs_refuse_another_launcher_and_name_it(tmp_path):
+    """A launcher other than Dagster's default (a container's, say) would not pass this
+    command's settings to its runs."""
+    home = Path(_launching_home(tmp_path))
+    settings = yaml.safe_load((home / "dagster.yaml").read_text())
+    settings["run_launcher"] = {
+        "module": "dagster.core.launcher.sync_in_memory_run_launcher",
+        "class": "SyncInMemoryRunLauncher",
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    with (
+        temporary_environment({"DAGSTER_HOME": str(home)}),
+        pytest.raises(ConfigError, match="SyncInMemoryRunLauncher") as refused,
+    ):
+        require_direct_launches(dg.DagsterInstance.get())
+    assert refused.value.setting == "--parallel"
+
+
+def test_ranges_launch_at_most_parallel_at_a_time_and_a_failed_launch_hides_passwords():
+    ranges = [["a"], ["b"], ["c", "d"], ["e"], ["f"]]
+    assert batches(ranges, 2) == [[["a"], ["b"]], [["c", "d"], ["e"]], [["f"]]]
+    assert batches(ranges, 9) == [ranges]
+    output = "starting\nsqlalchemy OperationalError: postgresql://me:s3cret@db/x refused\n"
+    why = _why_not_launched(output)
+    assert "OperationalError" in why and "s3cret" not in why
 
 
 def test_the_embedded_default_keeps_sqlite_storage(tmp_path):
