@@ -43,17 +43,30 @@ def process_tag() -> dict[str, str]:
     return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _process_gone(run: dg.DagsterRun) -> bool:
-    host, _, pid = (run.tags.get(PROCESS_TAG) or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # not ours to judge: the daemon's run monitoring handles launched runs
+def pid_gone(pid: int) -> bool:
+    """Whether no process of this machine has ``pid`` (one we may not signal is still there)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
     return False
+
+
+def free_run_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Give back every concurrency slot ``run_id`` holds (a run that ended without its own
+    process doing so)."""
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        storage.free_concurrency_slots_for_run(run_id)
+
+
+def _process_gone(run: dg.DagsterRun) -> bool:
+    host, _, pid = (run.tags.get(PROCESS_TAG) or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # not ours to judge: the daemon's run monitoring handles launched runs
+    return pid_gone(int(pid))
 
 
 def release_abandoned_slots(instance: dg.DagsterInstance) -> list[str]:
@@ -71,6 +84,6 @@ def release_abandoned_slots(instance: dg.DagsterInstance) -> list[str]:
             continue  # alive, or not a run of this instance's: left alone
         if not run.is_finished:
             instance.report_run_failed(run, "the command running it was killed; slot released")
-        storage.free_concurrency_slots_for_run(run_id)
+        free_run_slots(instance, run_id)
         freed.append(run_id)
     return freed

@@ -1,12 +1,13 @@
 """Jobs for runs launched by a run launcher (the UI's launchpad, ``--parallel``, a deployment).
 
-Per project (``<project>__synthesise_table``, ``<project>__publish_bundle``):
+Per project (``<project>__synthesise_table``, ``<project>__publish_bundle``,
+``<project>__<step>_step``):
 ``synthesise_table``: the four table steps of one partition, one after another in the run's own
 process (the in-process executor: each step needs the one before, so a process per step would
-only add start-up time); several partitions run side by side as runs of their own, on an
-instance with PostgreSQL storage. One table per run: a step run over several tables yields no
-output for the next step of the same run (assets/step.py), so for many tables backfill the
-assets instead, which runs each step once for all of them.
+only add start-up time); several partitions run side by side as runs of their own. One table
+per run: a step run over several tables yields no output for the next step of the same run
+(assets/step.py), so for many tables backfill the assets instead, which runs each step once for
+all of them.
 ``publish_bundle``: the CSV bundle, once every table is written.
 ``<step>_step`` (one per table step): that step alone, for one table or a range of them; the
 CLI's ``--parallel`` launches these (launched.py). A job holding the earlier steps, run with

@@ -30,6 +30,7 @@ from typing import IO
 
 import dagster as dg
 
+from .concurrency import free_run_slots, pid_gone
 from .core.database import redact_text
 from .core.errors import ConfigError
 
@@ -133,23 +134,6 @@ def _launch(
     return run_id, process, output
 
 
-def _worker_gone(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid of the run's process if it ran on this machine (Dagster's default launcher)
-    and has ended; None while it lives or before it has started."""
-    if not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
-        return None
-    pid = _worker_pid(instance, run_id)
-    if pid is None:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return pid
-    except PermissionError:
-        return None
-    return None
-
-
 def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     started = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START).records
     return started[0].event_log_entry.dagster_event.pid if started else None
@@ -157,11 +141,12 @@ def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 def _stuck(instance: dg.DagsterInstance, run_id: str, waited: float, patience: float) -> str | None:
     """Why a run that has not ended never will: its process died without ending it (killed,
-    out of memory), or it has not started ``patience`` seconds after its launch."""
-    pid = _worker_gone(instance, run_id)
-    if pid is not None:
+    out of memory), or it has not started ``patience`` seconds after its launch. The process
+    is on this machine: require_direct_launches allows Dagster's default launcher only."""
+    pid = _worker_pid(instance, run_id)
+    if pid is not None and pid_gone(pid):
         return f"the run's process (pid {pid}) ended before the run did"
-    if waited > patience and _worker_pid(instance, run_id) is None:
+    if pid is None and waited > patience:
         return f"the run did not start within {patience:.0f} s of its launch"
     return None
 
@@ -173,27 +158,22 @@ def _ended(
     such a run is marked failed rather than waited for for ever. A run that did not succeed
     gives back any write slot it still holds, which otherwise only the daemon's run monitoring
     would do."""
-    waited, polls, why = 0.0, 0, None
-    run = instance.get_run_by_id(run_id)
-    while run is None or not run.is_finished:
-        if polls % WORKER_CHECK_POLLS == 0:
+    waited, why = 0.0, None
+    while (run := instance.get_run_by_id(run_id)) is None or not run.is_finished:
+        if round(waited / POLL_SECONDS) % WORKER_CHECK_POLLS == 0:
             why = _stuck(instance, run_id, waited, start_patience)
-        run = instance.get_run_by_id(run_id)  # it may have ended meanwhile
-        if why and run is not None and not run.is_finished:
-            instance.report_run_failed(run, why)
-            run = instance.get_run_by_id(run_id)
+        if why:
+            run = instance.get_run_by_id(run_id)  # it may have ended meanwhile
+            if run is not None and run.is_finished:
+                why = None
+            elif run is not None:
+                instance.report_run_failed(run, why)
+                run = instance.get_run_by_id(run_id)
             break
-        if why and run is None:
-            break
-        why = None
-        polls += 1
-        waited += POLL_SECONDS
         time.sleep(POLL_SECONDS)
-        run = instance.get_run_by_id(run_id)
+        waited += POLL_SECONDS
     if run is None or run.status != dg.DagsterRunStatus.SUCCESS:
-        storage = instance.event_log_storage
-        if storage.supports_global_concurrency_limits:
-            storage.free_concurrency_slots_for_run(run_id)
+        free_run_slots(instance, run_id)
     return run, why
 
 

@@ -16,12 +16,7 @@ import dagster as dg
 
 from . import environment
 from .assets import project_assets
-from .concurrency import (
-    PROJECT_TAG,
-    ensure_write_pool,
-    process_tag,
-    release_abandoned_slots,
-)
+from .concurrency import PROJECT_TAG, ensure_write_pool, process_tag, release_abandoned_slots
 from .core import omop
 from .core.cdm_version import record_cdm_version
 from .core.config_files import ProjectFiles
@@ -350,7 +345,12 @@ def _run_and_report(
         **process_tag(),
     }
     order = instance.get_dynamic_partitions(assets.partitions_name)
-    if parallel and not config_only:
+    launched = bool(parallel) and not config_only
+    # the command's in-process jobs (its steps unless launched, the bundle unless init), each
+    # resolved (its graph built and validated) once, from one Definitions
+    in_process = ([] if launched else steps) + ([] if config_only else [assets.csv_bundle])
+    jobs = _cli_jobs(assets, in_process, resources)
+    if launched:
         run_step = launched_runs(
             parallel=parallel,
             jobs={s.key.path[-1]: step_job_name(project, s.key.path[-1]) for s in steps},
@@ -360,9 +360,8 @@ def _run_and_report(
             tags=tags,
         )
     else:
-        # each step's job is resolved (its graph built and validated) once for all its runs
         run_step = in_process_runs(
-            jobs=_cli_jobs(assets, steps, resources),
+            jobs=jobs,
             order=order,
             instance=instance,
             run_config=run_config,
@@ -374,7 +373,10 @@ def _run_and_report(
     for t in usable:
         report.tables.append(_outcome(t, combined(per_step[t]), config_only=config_only))
     if not config_only:
-        bundle_job = _cli_jobs(assets, [assets.csv_bundle], resources)["csv_bundle"]
         _publish_bundle(
-            report, job=bundle_job, instance=instance, run_config=run_config, project=project
+            report,
+            job=jobs["csv_bundle"],
+            instance=instance,
+            run_config=run_config,
+            project=project,
         )

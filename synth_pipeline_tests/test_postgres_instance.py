@@ -29,8 +29,8 @@ from synth_pipeline.instance import instance_for_cli
 from synth_pipeline.jobs import step_job_name
 from synth_pipeline.launched import (
     _ended,
+    _stuck,
     _why_not_launched,
-    _worker_gone,
     batches,
     launch_and_wait,
     read_back,
@@ -202,8 +202,8 @@ def test_a_launched_run_whose_process_died_is_failed_not_waited_for(tmp_path):
         storage = instance.event_log_storage
         storage.set_concurrency_slots("writes", 1)
         assert storage.claim_concurrency_slot("writes", dead, "step").is_claimed
-        assert _worker_gone(instance, alive) is None
-        assert _worker_gone(instance, dead) == gone.pid
+        assert _stuck(instance, alive, 0, 300) is None
+        assert str(gone.pid) in (_stuck(instance, dead, 0, 300) or "")
         ended, why = _ended(instance, dead)
         assert ended.status == dg.DagsterRunStatus.FAILURE
         assert why and str(gone.pid) in why
