@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from synth_pipeline.core import attack_nearest
+from synth_pipeline.core import attack_nearest, privacy_distance
 from synth_pipeline.core.attack_nearest import _distances, _Side
 from synth_pipeline.core.attacks import EQ, GE, LE, _Predicates
 from synth_pipeline.core.config_files import ProjectFiles
@@ -106,8 +106,11 @@ def _plain_nearest(q_num, q_cat, r_num, r_cat, scale, left_out):
     return total.min(axis=1) / max(1, q_num.shape[1] + q_cat.shape[1])
 
 
+@pytest.mark.parametrize("cells", [0, 2_000_000])  # inequalities compared, or kept per value
+@pytest.mark.parametrize("numbers", [4, 0])
 @pytest.mark.parametrize("nulls", [0.0, 0.2])
-def test_in_place_distances_equal_the_formula(nulls):
+def test_in_place_distances_equal_the_formula(monkeypatch, nulls, numbers, cells):
+    monkeypatch.setattr(privacy_distance, "CATEGORY_CELLS", cells)
     rng = np.random.default_rng(3)
     q, r = rng.normal(size=(300, 4)) * 50, rng.normal(size=(700, 4)) * 50
     q[rng.random(q.shape) < nulls], r[rng.random(r.shape) < nulls] = np.nan, np.nan
@@ -115,6 +118,7 @@ def test_in_place_distances_equal_the_formula(nulls):
     qc, rc = rng.integers(-1, 6, (300, 3)), rng.integers(-1, 6, (700, 3))
     scale = np.array([40.0, 3.0, 77.7, 1.0])
     left_out = np.where(rng.random(300) < 0.5, rng.integers(0, 700, 300), -1)
+    q, r, scale = q[:, :numbers], r[:, :numbers], scale[:numbers]
     fast = _nearest(q, qc, r, rc, scale, left_out)
     assert fast.tobytes() == _plain_nearest(q, qc, r, rc, scale, left_out).tobytes()
 
