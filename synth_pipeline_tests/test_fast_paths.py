@@ -1,7 +1,8 @@
 """The faster paths of the library give what the plain ones gave: the SQLite driver's rows are
 SQLAlchemy's rows (and its errors SQLAlchemy's errors), shared configs are the parsed files,
-remembered concepts follow the files, and the in-place distances and predicate counts equal
-their plain formulas bit for bit; the grouped pass reads its rows alike in both dialects."""
+remembered concepts follow the files, and the in-place distances, the attacker's search in
+blocks and the predicate counts equal their plain formulas bit for bit; the grouped pass reads
+its rows alike in both dialects."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from synth_pipeline.core import attack_nearest, privacy_distance
+from synth_pipeline.core.attack_nearest import _distances, _Side
 from synth_pipeline.core.attacks import EQ, GE, LE, _Predicates
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, sqlite_rows
+from synth_pipeline.core.privacy import SPLIT_SEED
 from synth_pipeline.core.privacy_distance import _nearest
 from synth_pipeline.core.schema import ColumnDef
 from synth_pipeline.core.summarise.passes import Frequencies, Grouping, _frequencies
@@ -102,8 +106,11 @@ def _plain_nearest(q_num, q_cat, r_num, r_cat, scale, left_out):
     return total.min(axis=1) / max(1, q_num.shape[1] + q_cat.shape[1])
 
 
+@pytest.mark.parametrize("cells", [0, 2_000_000])  # inequalities compared, or kept per value
+@pytest.mark.parametrize("numbers", [4, 0])
 @pytest.mark.parametrize("nulls", [0.0, 0.2])
-def test_in_place_distances_equal_the_formula(nulls):
+def test_in_place_distances_equal_the_formula(monkeypatch, nulls, numbers, cells):
+    monkeypatch.setattr(privacy_distance, "CATEGORY_CELLS", cells)
     rng = np.random.default_rng(3)
     q, r = rng.normal(size=(300, 4)) * 50, rng.normal(size=(700, 4)) * 50
     q[rng.random(q.shape) < nulls], r[rng.random(r.shape) < nulls] = np.nan, np.nan
@@ -111,6 +118,7 @@ def test_in_place_distances_equal_the_formula(nulls):
     qc, rc = rng.integers(-1, 6, (300, 3)), rng.integers(-1, 6, (700, 3))
     scale = np.array([40.0, 3.0, 77.7, 1.0])
     left_out = np.where(rng.random(300) < 0.5, rng.integers(0, 700, 300), -1)
+    q, r, scale = q[:, :numbers], r[:, :numbers], scale[:numbers]
     fast = _nearest(q, qc, r, rc, scale, left_out)
     assert fast.tobytes() == _plain_nearest(q, qc, r, rc, scale, left_out).tobytes()
 
@@ -148,3 +156,50 @@ def test_grouped_rows_read_alike_in_both_dialects():
     assert sqlite["b"] == Frequencies(
         1, 5, [], ranked=[(7, 5, 5)], usable=5, resolving=4, fanout=[(2, 7)]
     )
+
+
+def _plain_side(t, r, categorical, scale, groups, split):
+    """The attacker's search as a whole-chunk formula: per-group sums, then np.where + argmax."""
+    count, rng = max(groups) + 1, np.random.default_rng(SPLIT_SEED)
+    step = max(1, attack_nearest.CELLS_PER_CHUNK // max(1, len(r) * (count + 3)))
+    distance, linked = np.empty(len(t)), np.zeros(len(t), dtype=bool)
+    loo = np.empty(t.shape, dtype=np.int64)
+
+    def nearest(d, priority):
+        return np.where(d <= d.min(axis=1, keepdims=True), priority, -1.0).argmax(axis=1)
+
+    for i in range(0, len(t), step):
+        rows = slice(i, i + step)
+        by_group = np.zeros((count, len(t[rows]), len(r)), dtype=np.float32)
+        for j in range(t.shape[1]):
+            by_group[groups[j]] += _distances(t[rows, j], r[:, j], categorical[j], scale[j])
+        priority = rng.random(by_group.shape[1:], dtype=np.float32)
+        total = by_group.sum(axis=0)
+        distance[rows] = total.min(axis=1)
+        for j in range(t.shape[1]):
+            loo[rows, j] = nearest(total - by_group[groups[j]], priority)
+        parts = [sorted({groups[j] for j in part}) for part in split]
+        a = nearest(by_group[parts[0]].sum(axis=0), priority)
+        linked[rows] = a == nearest(by_group[parts[1]].sum(axis=0), priority)
+    return distance, loo, linked
+
+
+@pytest.mark.parametrize("ties", [1, 10**9])  # the ties gathered, or a row-wide argmax
+@pytest.mark.parametrize("block", [1, 3_000, 80_000])
+def test_the_attackers_search_equals_the_plain_formula(monkeypatch, block, ties):
+    rng = np.random.default_rng(5)
+    t, r = rng.integers(0, 5, (130, 6)).astype(float), rng.integers(0, 5, (700, 6)).astype(float)
+    t[:, 1:3] += rng.normal(size=(130, 2)) * 20  # numbers: few ties; categories: many
+    r[:, 1:3] += rng.normal(size=(700, 2)) * 20
+    t[rng.random(t.shape) < 0.1], r[rng.random(r.shape) < 0.1] = np.nan, np.nan
+    categorical = np.array([True, False, False, True, False, True])
+    scale, groups = np.array([1.0, 30.0, 9.5, 1.0, 2.0, 1.0]), [0, 1, 1, 2, 3, 0]
+    split = ([0, 1, 5], [2, 3, 4])
+    monkeypatch.setattr(attack_nearest, "CELLS_PER_CHUNK", 40_000)  # several chunks
+    monkeypatch.setattr(attack_nearest, "CELLS_PER_BLOCK", block)
+    monkeypatch.setattr(attack_nearest, "TIES_SPARSE", ties)
+    side = _Side(t, r)
+    side.nearest(categorical, scale, groups, split)
+    distance, loo, linked = _plain_side(t, r, categorical, scale, groups, split)
+    assert side.distance.tobytes() == distance.tobytes()
+    assert (side.leave_one_out == loo).all() and (side.linked == linked).all()

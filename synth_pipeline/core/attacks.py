@@ -55,6 +55,7 @@ date, a value chosen by another column's value): one piece of information, which
 linking within would find for anyone, copied or not.
 Distances are Gower's, as for the DCR share (numbers and dates by their p1..p99 range,
 categories by equality, NULL equal to NULL). Each target breaks ties at random (fixed seed).
+The search for the nearest rows is in attack_nearest.py.
 A rate's bound is Wilson's at 99.5% on each side, so the risk's lower bound holds with 99%
 confidence; the AUC's is Hanley and McNeil's standard error at one-sided 99%.
 """
@@ -67,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from .attack_nearest import _Side
 from .config import TableConfig
 from .generators import CATALOGUE
 from .privacy import CONFIDENCE_Z, SPLIT_SEED, AttackResult, Attacks, Rate, wilson_low
@@ -77,7 +79,7 @@ PAIR_Z = 2.576
 INFERENCE_TOLERANCE = 0.05  # of the column's p1..p99 range
 PREDICATE_COLUMNS = 3
 ATTEMPTS_PER_PREDICATE = 10
-CELLS_PER_CHUNK = 4_000_000  # distances (or predicate x row tests) held in memory at once
+CELLS_PER_CHUNK = 4_000_000  # predicate x row tests held in memory at once
 EQ, LE, GE = 0, 1, 2
 
 
@@ -207,22 +209,6 @@ def _scale(rows: np.ndarray, categorical: np.ndarray) -> np.ndarray:
     return scale
 
 
-def _distances(a: np.ndarray, b: np.ndarray, categorical: bool, scale: float) -> np.ndarray:
-    """Gower distance of one column between every row of ``a`` and every row of ``b``
-    (float32; NULL equal to NULL, NULL and a value 1 apart)."""
-    x, y = a.astype(np.float32)[:, None], b.astype(np.float32)[None, :]
-    if categorical:
-        x, y = np.nan_to_num(x, nan=-1.0), np.nan_to_num(y, nan=-1.0)
-        return (x != y).astype(np.float32)
-    d = np.abs(x - y)
-    d *= np.float32(1.0 / scale)
-    np.minimum(d, np.float32(1.0), out=d)
-    if np.isnan(a).any() or np.isnan(b).any():
-        d[np.isnan(d)] = 1.0
-        d[np.isnan(x) & np.isnan(y)] = 0.0
-    return d
-
-
 # generators whose column repeats another column's information: a datetime from its date, a
 # part of a date, a value chosen by another column's value (a source value by its concept)
 DERIVED = {"datetime_from_date", "date_part", "conditional_choice"}
@@ -265,50 +251,6 @@ def _split(
         known = set(range(0, count, 2))
     first = [i for i, g in enumerate(groups) if g in known]
     return first, [i for i, g in enumerate(groups) if g not in known]
-
-
-class _Side:
-    """One side of the comparison: its targets and the attacker's rows."""
-
-    def __init__(self, targets: np.ndarray, reference: np.ndarray):
-        self.targets, self.reference = targets, reference
-
-    def nearest(self, categorical, scale, groups, split) -> None:
-        """Per target: the distance to the nearest reference row, the nearest row on each
-        part of the split, and on the columns outside each column's group."""
-        t, r = self.targets, self.reference
-        width, count = t.shape[1], max(groups) + 1
-        self.distance = np.empty(len(t))
-        self.leave_one_out = np.empty((len(t), width), dtype=np.int64)
-        self.linked = np.zeros(len(t), dtype=bool)
-        step = max(1, CELLS_PER_CHUNK // max(1, len(r) * (count + 3)))
-        rng = np.random.default_rng(SPLIT_SEED)
-        for i in range(0, len(t), step):
-            rows = slice(i, i + step)
-            by_group = np.zeros((count, len(t[rows]), len(r)), dtype=np.float32)
-            for j in range(width):
-                by_group[groups[j]] += _distances(t[rows, j], r[:, j], categorical[j], scale[j])
-            # each target breaks its ties on its own: rows of one concept do not all share
-            # the same first row's guess
-            priority = rng.random(by_group.shape[1:], dtype=np.float32)
-            total = by_group.sum(axis=0)
-            self.distance[rows] = total.min(axis=1)
-            for g in range(count):
-                nearest = _nearest(total - by_group[g], priority)
-                for j in range(width):
-                    if groups[j] == g:
-                        self.leave_one_out[rows, j] = nearest
-            if split is not None:
-                parts = [sorted({groups[j] for j in part}) for part in split]
-                a = _nearest(by_group[parts[0]].sum(axis=0), priority)
-                b = _nearest(by_group[parts[1]].sum(axis=0), priority)
-                self.linked[rows] = a == b
-
-
-def _nearest(distances: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """Per row, the column of the smallest distance; among ties, the one of highest priority."""
-    low = distances.min(axis=1, keepdims=True)
-    return np.where(distances <= low, priority, -1.0).argmax(axis=1)
 
 
 def _guessed(side: _Side, j: int, categorical: bool, scale: float) -> np.ndarray:

@@ -77,6 +77,9 @@ def features(
     return num, cat
 
 
+CATEGORY_CELLS = 2_000_000  # a category's inequalities kept per value the query rows hold
+
+
 def _nearest(
     q_num: np.ndarray,
     q_cat: np.ndarray,
@@ -89,29 +92,51 @@ def _nearest(
     position of query row i's own entry in the reference (-1: none), which is skipped."""
     width = q_num.shape[1] + q_cat.shape[1]
     out = np.empty(len(q_num))
-    # small blocks of query rows, so the block's distances stay in the processor's cache
+    # small blocks of query rows, so the block's distances stay in the processor's cache, in
+    # buffers reused from block to block
     step = max(1, 65_536 // max(1, len(r_num)))
     finite = np.isfinite(q_num).all(axis=0) & np.isfinite(r_num).all(axis=0)
     r_null = np.isnan(r_num)
+    shape = (min(step, len(q_num)), len(r_num))
+    total_buf, d_buf, unequal_buf = np.zeros(shape), np.empty(shape), np.empty(shape, dtype=bool)
+    # a category's inequalities to the reference as 0.0 / 1.0, once per value the query
+    # rows hold (where few enough): added as they are, without comparing and casting per block
+    unequal_to = []
+    for j in range(q_cat.shape[1]):
+        values, which = np.unique(q_cat[:, j], return_inverse=True)
+        if len(values) * len(r_cat) > CATEGORY_CELLS:
+            unequal_to.append(None)
+        else:
+            table = (values[:, None] != r_cat[:, j][None, :]).astype(np.float64)
+            unequal_to.append((table, which.reshape(-1)))
     for i in range(0, len(q_num), step):
         a_num, a_cat = q_num[i : i + step], q_cat[i : i + step]
-        total = np.zeros((len(a_num), len(r_num)))
-        d = np.empty_like(total)
-        unequal = np.empty(total.shape, dtype=bool)
+        total, d, unequal = total_buf[: len(a_num)], d_buf[: len(a_num)], unequal_buf[: len(a_num)]
         for j in range(q_num.shape[1]):
-            # min(1, |x - y| / scale); 1 where one side is NULL, 0 where both are
-            np.subtract(a_num[:, j][:, None], r_num[:, j][None, :], out=d)
-            np.abs(d, out=d)
-            np.divide(d, scale[j], out=d)
-            np.minimum(d, 1.0, out=d)
+            # min(1, |x - y| / scale); 1 where one side is NULL, 0 where both are. The first
+            # column is written as the sum: 0 + d is d, as no distance is -0.0
+            at = total if j == 0 else d
+            np.subtract(a_num[:, j][:, None], r_num[:, j][None, :], out=at)
+            np.abs(at, out=at)
+            np.divide(at, scale[j], out=at)
+            np.minimum(at, 1.0, out=at)
             if not finite[j]:
-                np.copyto(d, 1.0, where=np.isnan(d))
+                np.copyto(at, 1.0, where=np.isnan(at))
                 both = np.isnan(a_num[:, j])[:, None] & r_null[:, j][None, :]
-                np.copyto(d, 0.0, where=both)
-            total += d
+                np.copyto(at, 0.0, where=both)
+            if j:
+                total += d
         for j in range(q_cat.shape[1]):
-            np.not_equal(a_cat[:, j][:, None], r_cat[:, j][None, :], out=unequal)
-            total += unequal
+            if unequal_to[j] is not None:
+                table, which = unequal_to[j]
+                unequal_j = table[which[i : i + step]]
+            else:
+                np.not_equal(a_cat[:, j][:, None], r_cat[:, j][None, :], out=unequal)
+                unequal_j = unequal
+            if j or q_num.shape[1]:
+                total += unequal_j
+            else:
+                np.copyto(total, unequal_j)
         if left_out is not None:
             own = left_out[i : i + step]
             rows = np.nonzero(own >= 0)[0]
