@@ -80,6 +80,9 @@ class Grouping:
     string_rule: bool = False  # "listable" only when not identifier-like
     windows: list[tuple[int, int]] = field(default_factory=list)  # 1-based rank ranges wanted
     reference: tuple[str, str] | None = None  # foreign keys: (usable, resolves) over {x}
+    # what expr computes, for counting it in Python on SQLite (see .local): (kind, column) with
+    # kind value, length, year, month, day or hour, or ("offset", end, start)
+    derived: tuple[str, ...] | None = None
 
 
 @dataclass

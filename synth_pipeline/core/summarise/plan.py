@@ -182,7 +182,7 @@ class _Planner:
         if self.dp_quantiles and role != "code" and lt in ("integer", "float"):
             out.append(self.dp_grouping(f"dpq:{col.name}", q, col, "values"))
         if lt == "string" and role != "code":
-            g = Grouping(key=f"len:{col.name}", expr=sql.length(q))
+            g = Grouping(key=f"len:{col.name}", expr=sql.length(q), derived=("length", col.name))
             if self.quantiles_allowed:
                 g.windows = rank_windows(non_null, self.policy)
             out.append(g)
@@ -194,7 +194,9 @@ class _Planner:
 
     def value_grouping(self, col: ColumnSchema, role: str) -> Grouping:
         policy, lt = self.policy, col.logical_type
-        g = Grouping(key=f"v:{col.name}", expr=quote(self.engine, col.name), rows="all")
+        g = Grouping(
+            f"v:{col.name}", quote(self.engine, col.name), "all", derived=("value", col.name)
+        )
         if role == "code":
             return g
         if lt == "string":
@@ -217,12 +219,13 @@ class _Planner:
     def date_groupings(self, col: ColumnSchema, q: str, non_null: int) -> list[Grouping]:
         """Year, month, the coded range's ends, hours, days after the start column."""
         sql, policy, text = self.sql, self.policy, text_stored(col)
+        name = col.name
         out = [
-            Grouping(f"year:{col.name}", sql.year(q, text), rows="all"),
-            Grouping(f"month:{col.name}", sql.month(q, text), rows="all"),
+            Grouping(f"year:{name}", sql.year(q, text), "all", derived=("year", name)),
+            Grouping(f"month:{name}", sql.month(q, text), "all", derived=("month", name)),
         ]
         if self.quantiles_allowed:  # the coded range: k-value means at the two ends
-            g = Grouping(f"day:{col.name}", sql.day_number(q, text), rows="all")
+            g = Grouping(f"day:{name}", sql.day_number(q, text), "all", derived=("day", name))
             g.windows = range_windows(non_null, policy)
             out.append(g)
         if col.logical_type == "datetime":
@@ -230,7 +233,7 @@ class _Planner:
                 f"CASE WHEN {q} IS NULL THEN NULL WHEN {sql.is_midnight(q, text)} THEN -1 "
                 f"ELSE {sql.hour(q, text)} END"
             )
-            out.append(Grouping(f"hour:{col.name}", hour, rows="all"))
+            out.append(Grouping(f"hour:{name}", hour, "all", derived=("hour", name)))
         start = omop.start_of([c.name for c in self.table.columns], col.name)
         if start is None:
             return out
@@ -240,6 +243,7 @@ class _Planner:
             f"off:{col.name}",
             f"CASE WHEN {q} IS NOT NULL AND {qs} IS NOT NULL THEN {diff} END",
             rows="all",
+            derived=("offset", name, start),
         )
         if self.quantiles_allowed:
             g.windows = rank_windows(int(self.scan[f"p:{col.name}"] or 0), policy)

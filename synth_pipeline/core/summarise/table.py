@@ -16,6 +16,7 @@ from ..statistics import ColumnStats, TableStats
 from .context import ColumnRead, TableRead
 from .dates import days_from_birth, offset_before_end, release_dates, summarise_dates
 from .groups import summarise_by_group, twin_groups
+from .local import countable_here, local_frequencies
 from .passes import Grouping, blanks_as_null, first_scan, grouped_pass
 from .plan import SAMPLE_ROWS, plan_table
 from .references import polymorphic_targets, summarise_reference
@@ -121,7 +122,8 @@ def _read(
     findings: list[str],
 ) -> TableRead:
     """Steps 1 to 4: the first scan (again over blanks read as NULL where a CSV left ''), the
-    plan, and the grouped pass, with every twin's combinations when there is no noise."""
+    plan, and the grouped pass, with every twin's combinations when there is no noise (on
+    SQLite the plain column expressions counted in Python from one read, see .local)."""
     engine = conn.engine
     tbl = qualified(engine, schema, table.source_name)
     sql = SqlExpressions(engine)
@@ -147,7 +149,12 @@ def _read(
             for c, by in _twins(table).items()
             if int(scan[f"n:{by[0]}"])
         ]
-    exact = grouped_pass(conn, tbl, plan.exact, policy)
+    exact = (
+        local_frequencies(conn, tbl, plan.exact, policy)
+        if countable_here(conn, schema, table)
+        else {}
+    )
+    exact.update(grouped_pass(conn, tbl, [g for g in plan.exact if g.key not in exact], policy))
     if plan.sample_note:
         findings.append(plan.sample_note)
     return TableRead(conn, sql, schema, tbl, table, policy, noise, scan, plan, exact, findings)
