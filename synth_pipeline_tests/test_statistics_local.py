@@ -29,6 +29,7 @@ COLUMNS = {
     "label": "VARCHAR(20)",
     "nul": "TEXT",  # a NUL inside: SQLite's LENGTH stops there
     "empty": "BIGINT",  # NULL throughout
+    "ref": "BIGINT",  # a reference: 0 for none, some pointing nowhere
 }
 
 
@@ -53,6 +54,7 @@ def _rows(n: int) -> list[tuple]:
                 f"lab-é{i % 13}" if i % 7 else None,
                 f"a\x00b{i % 3}",
                 None,
+                i % 9 if i % 10 else None,
             )
         )
     return rows
@@ -68,6 +70,8 @@ def source(tmp_path):
         db.executemany(
             f"INSERT INTO dirty VALUES ({marks})", [(i, *r) for i, r in enumerate(_rows(400))]
         )
+        db.execute("CREATE TABLE parent (id BIGINT)")
+        db.executemany("INSERT INTO parent VALUES (?)", [(i,) for i in (1, 2, 3, 5, 5, None)])
         db.execute("CREATE TABLE folded (name TEXT COLLATE NOCASE)")
         db.executemany("INSERT INTO folded VALUES (?)", [("abc",), ("ABC",)])
     return f"sqlite:///{path}"
@@ -96,6 +100,23 @@ def _groupings(engine: sa.Engine, policy: DisclosurePolicy) -> list[Grouping]:
             g = Grouping(f"{kind}:{c}", expr, "all", derived=(kind, c))
             g.windows = rank_windows(400, policy)
             out.append(g)
+    keys = 'SELECT DISTINCT "id" FROM "parent" WHERE "id" IS NOT NULL'
+    usable = "{x} IS NOT NULL AND {x} <> 0"
+    resolves = f'{usable} AND {{x}} IN (SELECT "id" FROM "parent" WHERE "id" IS NOT NULL)'
+    for c in ("ref", "mixed", "code"):
+        out.append(
+            Grouping(
+                f"fk:{c}",
+                f'"{c}"',
+                reference=(usable, resolves),
+                derived=("reference0", c),
+                parent_keys=keys,
+            )
+        )
+    for by in (("code", "label"), ("code", "amount", "start_date"), ("mixed", "code")):
+        q = ", ".join(f'"{c}"' for c in by)
+        expr = f'CASE WHEN "{by[0]}" IS NOT NULL THEN json_array({q}) END'
+        out.append(Grouping(f"twin:{'/'.join(by)}", expr, "all", derived=("combo", *by)))
     for end, start in (
         ("end_date", "start_date"),
         ("stamp", "start_date"),
@@ -118,9 +139,12 @@ def test_counted_here_as_the_sql_counts(source):
         by_sql = grouped_pass(conn, '"dirty"', [g for g in groupings if g.key in here], policy)
     assert here == by_sql
     # clean columns are counted here, the rest left to the SQL
-    for key in ("v:code", "len:label", "year:stamp", "hour:stamp", "day:end_date", "off:stamp"):
+    assert here["fk:ref"].usable > here["fk:ref"].resolving > 0 and here["fk:ref"].fanout
+    counted = ("v:code", "len:label", "year:stamp", "hour:stamp", "day:end_date", "off:stamp")
+    for key in (*counted, "fk:ref", "fk:code", "twin:code/label", "twin:code/amount/start_date"):
         assert key in here, key
-    for key in ("v:mixed", "v:zeros", "year:bad_date", "off:bad_date", "len:nul", "year:code"):
+    left = ("v:mixed", "v:zeros", "year:bad_date", "off:bad_date", "len:nul", "year:code")
+    for key in (*left, "fk:mixed", "twin:mixed/code"):
         assert key not in here, key
     assert here["v:empty"].distinct == 0 and here["v:empty"].rows == []
     assert here["v:amount"].rows and here["day:start_date"].ranked

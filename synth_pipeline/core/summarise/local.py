@@ -16,7 +16,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any
 
@@ -60,36 +60,102 @@ def local_frequencies(
     """The frequencies of the groupings that can be counted here (``Grouping.derived`` set,
     no reference, clean columns), from one read of ``frame``; the others are not in the result
     and go to the SQL."""
-    wanted = [g for g in groupings if g.derived and not g.reference]
+    wanted = [g for g in groupings if g.derived]
     if not wanted:
         return {}
     columns = list(dict.fromkeys(c for g in wanted for c in g.derived[1:]))
-    pairs = list(dict.fromkeys(tuple(g.derived[1:]) for g in wanted if g.derived[0] == "offset"))
-    counts, pair_counts = _count(conn, frame, columns, pairs)
+    tuples = list(dict.fromkeys(tuple(g.derived[1:]) for g in wanted if g.derived[0] in _OF_TUPLES))
+    counts, tuple_counts = _count(conn, frame, columns, tuples)
     read = {c: _column(counts[c]) for c in columns}
+    parents: dict[str, set | None] = {}
     out = {}
     for g in wanted:
-        items = _derive(g.derived, pair_counts, read)
-        if items is not None:
-            out[g.key] = _reduce(items, g, policy)
+        if g.derived[0] == "combo":
+            items = _combos(conn, g.derived, tuple_counts, read)
+        else:
+            items = _derive(g.derived, tuple_counts, read)
+        if items is None:
+            continue
+        freq = _reduce(items, g, policy)
+        if g.reference is None or _resolve(conn, g, items, freq, parents):
+            out[g.key] = freq
     return out
 
 
+_OF_TUPLES = ("offset", "combo")  # kinds counted per distinct tuple of their columns
+
+
+def _resolve(
+    conn: Connection,
+    g: Grouping,
+    items: list[tuple[Any, int]],
+    freq: Frequencies,
+    parents: dict[str, set | None],
+) -> bool:
+    """A reference's usable and resolving counts and children per parent, as passes.grouped_pass
+    counts them; False to leave it to the SQL (values or parent keys not all numbers, or more
+    than LOCAL_ROWS parent keys)."""
+    if not all(type(v) is int for v, _ in items):
+        return False
+    keys: set | None = set()
+    if g.parent_keys is not None:
+        if g.parent_keys not in parents:
+            read = f"{g.parent_keys} LIMIT {LOCAL_ROWS + 1}"
+            found = list(chain.from_iterable(sqlite_rows(conn, read)))
+            numbers = len(found) <= LOCAL_ROWS and all(type(k) in (int, float) for (k,) in found)
+            parents[g.parent_keys] = {k for (k,) in found} if numbers else None
+        keys = parents[g.parent_keys]
+        if keys is None:
+            return False
+    usable = [(v, n) for v, n in items if not (g.derived[0] == "reference0" and v == 0)]
+    ok = [n for v, n in usable if g.parent_keys is None or v in keys]
+    freq.usable, freq.resolving = sum(n for _, n in usable), sum(ok)
+    freq.fanout = sorted(Counter(ok).items())
+    return True
+
+
+def _combos(
+    conn: Connection,
+    derived: tuple[str, ...],
+    tuple_counts: dict[tuple[str, ...], Counter],
+    columns: dict[str, _Column],
+) -> list[tuple[Any, int]] | None:
+    """Rows per JSON array text of a combination of columns (sqlexpr.json_row), the distinct
+    combinations rendered by SQLite's own json_array; None to leave it to the SQL."""
+    if any(columns[c].kind is None for c in derived[1:]):
+        return None  # Python would take 1 and 1.0 for one value, json_array not
+    combos = [(t, n) for t, n in tuple_counts[derived[1:]].items() if t[0] is not None]
+    width = len(derived) - 1
+    texts: dict[str, int] = {}
+    step = max(1, 30_000 // width)  # under SQLite's limit of bound values
+    for at in range(0, len(combos), step):
+        part = combos[at : at + step]
+        marks = ", ".join([f"({', '.join('?' * width)})"] * len(part))
+        names = ", ".join(f"c{i}" for i in range(width))
+        statement = f"WITH t({names}) AS (VALUES {marks}) SELECT json_array({names}) FROM t"
+        params = tuple(chain.from_iterable(t for t, _ in part))
+        rendered = chain.from_iterable(sqlite_rows(conn, statement, params))
+        for (text,), (_, n) in zip(rendered, part, strict=True):
+            texts[text] = texts.get(text, 0) + n
+    return sorted(texts.items())
+
+
 def _count(
-    conn: Connection, frame: str, columns: list[str], pairs: list[tuple[str, ...]]
+    conn: Connection, frame: str, columns: list[str], tuples: list[tuple[str, ...]]
 ) -> tuple[dict[str, Counter], dict[tuple[str, ...], Counter]]:
-    """Rows per distinct value of each column and per distinct (end, start) of each pair."""
+    """Rows per distinct value of each column and per distinct tuple of each tuple of columns
+    (two or more: an offset's end and start, a twin's combination)."""
     engine = conn.engine
     at = {c: i for i, c in enumerate(columns)}
     counts = {c: Counter() for c in columns}
-    pair_counts = {p: Counter() for p in pairs}
+    tuple_counts = {t: Counter() for t in tuples}
     statement = f"SELECT {', '.join(quote(engine, c) for c in columns)} FROM {frame}"
     for batch in sqlite_rows(conn, statement, batch_rows=_BATCH):
         for c, i in at.items():
             counts[c].update(map(itemgetter(i), batch))
-        for p in pairs:
-            pair_counts[p].update(map(itemgetter(at[p[0]], at[p[1]]), batch))
-    return counts, pair_counts
+        for t in tuples:
+            tuple_counts[t].update(map(itemgetter(*(at[c] for c in t)), batch))
+    return counts, tuple_counts
 
 
 @dataclass
@@ -148,7 +214,7 @@ _OF_DATE = {
 
 def _derive(
     derived: tuple[str, ...],
-    pair_counts: dict[tuple[str, ...], Counter],
+    tuple_counts: dict[tuple[str, ...], Counter],
     columns: dict[str, _Column],
 ) -> list[tuple[Any, int]] | None:
     """Rows per non-NULL value of one derived expression in ascending order, or None to leave
@@ -159,7 +225,7 @@ def _derive(
         return None
     if "empty" in kinds:
         return []
-    if kind == "value":
+    if kind in ("value", "reference", "reference0"):
         return sorted(column.counts.items())  # SQLite's order: one type, ascending
     if kind == "length" and column.text is not None:
         return _add_up(column.text, pl.col("v").str.len_chars().cast(pl.Int64))
@@ -170,7 +236,7 @@ def _derive(
     if kind == "offset":
         pairs = [
             (e, s, n)
-            for (e, s), n in pair_counts[derived[1:]].items()
+            for (e, s), n in tuple_counts[derived[1:]].items()
             if e is not None and s is not None
         ]
         frame = pl.DataFrame(

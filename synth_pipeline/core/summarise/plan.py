@@ -333,9 +333,10 @@ def reference_grouping(
             for c in sa.inspect(engine).get_columns(parent, schema=schema)
         }
         pcol = parent_cols.get(fk.parent_column.lower())
-    resolves = usable
+    resolves, keys = usable, None
     if pcol is not None:
         ptbl, pq = qualified(engine, schema, parent), quote(engine, pcol)
+        keys = f"SELECT DISTINCT {pq} FROM {ptbl} WHERE {pq} IS NOT NULL"
         if sql.pg:  # a semi-join per distinct value, by the parent's key index or a hash
             resolves += f" AND EXISTS (SELECT 1 FROM {ptbl} p__ WHERE p__.{pq} = {{x}})"
         else:  # SQLite builds one temporary index for IN (subquery)
@@ -344,4 +345,6 @@ def reference_grouping(
         key=f"fk:{col.name}",
         expr=quote(engine, col.name),
         reference=(usable, resolves),
+        derived=("reference0" if col.logical_type == "integer" else "reference", col.name),
+        parent_keys=keys,
     )

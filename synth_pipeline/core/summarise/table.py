@@ -145,7 +145,7 @@ def _read(
     plan = plan_table(conn, sql, schema, tbl, table, scan, policy, noise, sample_rows)
     if noise is None:  # every combination a twin was seen with, in the same grouped pass
         plan.exact += [
-            Grouping(f"twin:{c}", sql.json_row([*by, c]), rows="all")
+            Grouping(f"twin:{c}", sql.json_row([*by, c]), "all", derived=("combo", *by, c))
             for c, by in _twins(table).items()
             if int(scan[f"n:{by[0]}"])
         ]
