@@ -5,10 +5,13 @@ SQLite has no hash aggregation: each grouped expression of the SQL pass is a sca
 the whole table, and the date expressions (``SUBSTR``, ``julianday``) are evaluated per row.
 Reading the columns once and counting their distinct values in Python costs about what one of
 those sorts does; year, month, day number, hour, length and days between two dates are then
-worked out once per distinct value. Only clean columns take this path, where SQLite's
-expressions are known to give the same values: one Python type throughout (integers, strings,
-or floats with no zero, whose sign SQLite may keep or not), dates as ISO text of real calendar
-days, strings without NUL (where SQLite's ``LENGTH`` stops). Anything else is left to the SQL.
+worked out once per distinct value; references are checked against their parent's keys (read
+once), twin combinations rendered by SQLite's own ``json_array``, once per distinct
+combination. Only clean columns take this path, where SQLite's expressions are known to give
+the same values: one Python type throughout (integers, strings, or floats with no zero, whose
+sign SQLite may keep or not), dates as ISO text of real calendar days, strings without NUL
+(where SQLite's ``LENGTH`` stops), integer references to number keys; and only tables that
+declare no collation (see :func:`countable_here`). Anything else is left to the SQL.
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ def local_frequencies(
     policy: dc.DisclosurePolicy,
 ) -> dict[str, Frequencies]:
     """The frequencies of the groupings that can be counted here (``Grouping.derived`` set,
-    no reference, clean columns), from one read of ``frame``; the others are not in the result
-    and go to the SQL."""
+    clean columns), from one read of ``frame``; the others are not in the result and go to
+    the SQL."""
     wanted = [g for g in groupings if g.derived]
     if not wanted:
         return {}
