@@ -13,7 +13,7 @@ from synth_pipeline.core.disclosure import DisclosurePolicy
 from synth_pipeline.core.schema import read_table_schema
 from synth_pipeline.core.sqlexpr import SqlExpressions
 from synth_pipeline.core.summarise import summarise_table
-from synth_pipeline.core.summarise.local import countable_here, local_frequencies
+from synth_pipeline.core.summarise.local import countable_here, local_frequencies, read_columns
 from synth_pipeline.core.summarise.passes import Grouping, grouped_pass
 from synth_pipeline.core.summarise.windows import rank_windows
 
@@ -169,3 +169,20 @@ def test_a_collation_or_a_view_is_left_to_the_sql(source):
         DisclosurePolicy(min_cell_count=1, rounding=1),
     )
     assert stats.columns["name"].distinct == 1  # 'abc' and 'ABC' are one value there
+
+
+def test_distinct_counts_are_count_distinct(source):
+    """Read once, a column's distinct count is SQLite's COUNT(DISTINCT), whatever its types
+    (1 and 1.0 one value, '1' another, b'1' a third)."""
+    engine = sa.create_engine(source)
+    mixed = [1, 1.0, "1", b"1", None, 2**53 + 1, float(2**53), "a", "A"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE loose (x)"))
+        for v in mixed:
+            conn.execute(sa.text("INSERT INTO loose VALUES (:v)"), {"v": v})
+    with engine.connect() as conn:
+        for tbl, columns in (('"dirty"', list(COLUMNS)), ('"loose"', ["x"])):
+            read = read_columns(conn, tbl, columns, [])
+            parts = ", ".join(f'COUNT(DISTINCT "{c}")' for c in columns)
+            counted = conn.execute(sa.text(f"SELECT {parts} FROM {tbl}")).one()
+            assert read.distinct() == dict(zip(columns, counted, strict=True))

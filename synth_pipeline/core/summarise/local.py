@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any
@@ -60,29 +60,68 @@ def local_frequencies(
     groupings: list[Grouping],
     policy: dc.DisclosurePolicy,
 ) -> dict[str, Frequencies]:
-    """The frequencies of the groupings that can be counted here (``Grouping.derived`` set,
-    clean columns), from one read of ``frame``; the others are not in the result and go to
-    the SQL."""
+    """The frequencies of the groupings that can be counted here, from one read of the columns
+    they need (see :meth:`LocalRead.frequencies`)."""
     wanted = [g for g in groupings if g.derived]
-    if not wanted:
-        return {}
     columns = list(dict.fromkeys(c for g in wanted for c in g.derived[1:]))
-    tuples = list(dict.fromkeys(tuple(g.derived[1:]) for g in wanted if g.derived[0] in _OF_TUPLES))
-    counts, tuple_counts = _count(conn, frame, columns, tuples)
-    read = {c: _column(counts[c]) for c in columns}
-    parents: dict[str, set | None] = {}
-    out = {}
-    for g in wanted:
-        if g.derived[0] == "combo":
-            items = _combos(conn, g.derived, tuple_counts, read)
-        else:
-            items = _derive(g.derived, tuple_counts, read)
-        if items is None:
-            continue
-        freq = _reduce(items, g, policy)
-        if g.reference is None or _resolve(conn, g, items, freq, parents):
-            out[g.key] = freq
-    return out
+    tuples = [tuple(g.derived[1:]) for g in wanted if g.derived[0] in _OF_TUPLES]
+    if not columns:
+        return {}
+    return read_columns(conn, frame, columns, tuples).frequencies(groupings, policy)
+
+
+def read_columns(
+    conn: Connection, frame: str, columns: list[str], tuples: list[tuple[str, ...]]
+) -> LocalRead:
+    """One read of ``columns`` of ``frame``, counted per distinct value and per distinct tuple
+    of each of ``tuples`` (two or more columns among them)."""
+    tuples = list(dict.fromkeys(tuples))
+    return LocalRead(conn, *_count(conn, frame, columns, tuples))
+
+
+@dataclass
+class LocalRead:
+    """A table's columns read once: rows per distinct value of each column and per distinct
+    tuple of the tuples asked for."""
+
+    conn: Connection
+    counts: dict[str, Counter]
+    tuple_counts: dict[tuple[str, ...], Counter]
+    _columns: dict[str, _Column] = field(default_factory=dict)
+    _parents: dict[str, set | None] = field(default_factory=dict)
+
+    def distinct(self) -> dict[str, int]:
+        """COUNT(DISTINCT column) of each column: SQLite's equality is Python's for SQLite's
+        values (1 and 1.0 one value, text never a number) where no collation is declared."""
+        return {c: len(n) - (None in n) for c, n in self.counts.items()}
+
+    def frequencies(
+        self, groupings: list[Grouping], policy: dc.DisclosurePolicy
+    ) -> dict[str, Frequencies]:
+        """The frequencies of the groupings that can be counted here (``Grouping.derived`` set,
+        clean columns, read); the others are not in the result and go to the SQL."""
+        out = {}
+        for g in groupings:
+            if not g.derived or not all(c in self.counts for c in g.derived[1:]):
+                continue
+            if g.derived[0] in _OF_TUPLES and tuple(g.derived[1:]) not in self.tuple_counts:
+                continue
+            read = {c: self._column(c) for c in g.derived[1:]}
+            if g.derived[0] == "combo":
+                items = _combos(self.conn, g.derived, self.tuple_counts, read)
+            else:
+                items = _derive(g.derived, self.tuple_counts, read)
+            if items is None:
+                continue
+            freq = _reduce(items, g, policy)
+            if g.reference is None or _resolve(self.conn, g, items, freq, self._parents):
+                out[g.key] = freq
+        return out
+
+    def _column(self, name: str) -> _Column:
+        if name not in self._columns:
+            self._columns[name] = _column(self.counts[name])
+        return self._columns[name]
 
 
 _OF_TUPLES = ("offset", "combo")  # kinds counted per distinct tuple of their columns

@@ -51,10 +51,12 @@ def plan_table(
     policy: dc.DisclosurePolicy,
     noise: Noise | None,
     sample_rows: int,
+    distinct: dict[str, int] | None = None,
 ) -> Plan:
-    """Step 2 (and step 4, which it runs), and the groupings of step 3, column by column."""
+    """Step 2 (and step 4, which it runs), and the groupings of step 3, column by column.
+    ``distinct``: the columns' distinct counts where already known (SQLite, see .local)."""
     plan = Plan(exact=[])
-    _high_cardinality(conn, tbl, table, scan, policy, noise is None, sample_rows, plan)
+    _high_cardinality(conn, tbl, table, scan, policy, noise is None, sample_rows, plan, distinct)
     if noise is None:  # under differential privacy numbers stay numbers (see _date_numbers)
         plan.date_numbers = _date_numbers(conn, tbl, table, scan)
     planner = _Planner(conn.engine, sql, schema, table, scan, policy, noise, plan)
@@ -75,6 +77,7 @@ def _high_cardinality(
     quantiles_allowed: bool,
     sample_rows: int,
     plan: Plan,
+    distinct: dict[str, int] | None = None,
 ) -> None:
     """High-cardinality columns (more distinct values than may ever be listed) stay out of the
     grouped pass, where they would cost a hash table the size of the table each. They are told
@@ -95,8 +98,11 @@ def _high_cardinality(
         if total > PROBE_ROWS
         else None
     )
-    parts = ", ".join(f"COUNT(DISTINCT {quote(engine, c.name)})" for c in values)
-    seen = conn.execute(sa.text(f"SELECT {parts} FROM {probe.sql if probe else tbl}")).one()
+    if probe is None and distinct is not None and all(c.name in distinct for c in values):
+        seen = [distinct[c.name] for c in values]  # counted in the whole table already
+    else:
+        parts = ", ".join(f"COUNT(DISTINCT {quote(engine, c.name)})" for c in values)
+        seen = conn.execute(sa.text(f"SELECT {parts} FROM {probe.sql if probe else tbl}")).one()
     high = [
         c for c, d in zip(values, seen, strict=True) if int(d) > policy.max_distinct_for_listing
     ]
