@@ -13,8 +13,9 @@ A table costs a fixed number of statements, whatever its width:
    listable columns, the values at the ranks the quantile windows need, and children per parent
    of references. On PostgreSQL it is one scan (``GROUPING SETS``); SQLite, which has no
    grouping sets, reads the table once per expression inside that statement, so there the
-   columns are read once and counted in Python wherever that is known to give the same
-   numbers (:mod:`.local`), the statement keeping only the rest;
+   columns are read once (before step 2, whose distinct counts then come from that read when
+   it is not sampled) and counted in Python wherever that is known to give the same numbers
+   (:mod:`.local`), the statement keeping only the rest;
 4. one statement ranks the high-cardinality columns (a sort each) for their quantiles and, when
    step 2 was sampled, their exact distinct counts (SQLite ranks in a second statement). Above
    ``sample_rows`` it runs on a repeatable sample instead (PostgreSQL ``TABLESAMPLE SYSTEM``,

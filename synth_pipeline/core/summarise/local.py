@@ -1,5 +1,6 @@
-"""SQLite's grouped pass for plain column expressions, counted in Python from one read of the
-columns (see :func:`local_frequencies`), with the numbers the SQL would give.
+"""SQLite's grouped pass for plain column expressions (and step 2's distinct counts), counted
+in Python from one read of the table's columns (:func:`read_columns`, :class:`LocalRead`), with
+the numbers the SQL would give.
 
 SQLite has no hash aggregation: each grouped expression of the SQL pass is a scan and a sort of
 the whole table, and the date expressions (``SUBSTR``, ``julianday``) are evaluated per row.
@@ -37,9 +38,9 @@ _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]
 
 
 def countable_here(conn: Connection, schema: str | None, table: TableSchema) -> bool:
-    """Whether the grouped pass may count ``table`` here: an SQLite table (not a view) of at
-    most LOCAL_ROWS rows declaring no collation (SQLite groups text by the column's collation,
-    Python by the characters)."""
+    """Whether ``table`` may be read once and counted here: an SQLite table (not a view) of at
+    most LOCAL_ROWS rows declaring no collation (SQLite compares text by the column's
+    collation, Python by the characters)."""
     if conn.dialect.name != "sqlite" or table.row_count > LOCAL_ROWS:
         return False
     master = f"{quote(conn.engine, schema)}.sqlite_master" if schema else "sqlite_master"
