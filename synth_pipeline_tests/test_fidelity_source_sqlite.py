@@ -44,6 +44,11 @@ def test_counted_per_value_as_the_sql_counts_per_bucket(source_url, tmp_path, mo
     by_sql = _measure(source_url, destination, cfg)
     scores = [(c.column, c.against_source) for c in per_value.columns]
     assert scores == [(c.column, c.against_source) for c in by_sql.columns]
+    # a table above PER_VALUE_ROWS takes the same SQL (its ranges read in a second statement)
+    monkeypatch.setattr(fidelity_source._Side, "__init__", init)
+    monkeypatch.setattr(fidelity_source, "PER_VALUE_ROWS", 100)
+    big = _measure(source_url, destination, cfg)
+    assert scores == [(c.column, c.against_source) for c in big.columns]
     weight = {c.column: c.against_source for c in per_value.columns}["weight"]
     assert weight.metric == "KSComplement" and 0 < weight.score < 1
     metrics = {c.column: c.against_source.metric for c in per_value.columns}

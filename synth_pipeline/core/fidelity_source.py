@@ -30,6 +30,7 @@ from .schema import column_role, list_tables, read_table_schema
 MAX_SOURCE_CATEGORIES = 1000  # most common source values compared one by one; the rest pooled
 KS_BUCKETS = 1000  # buckets across the joint range of a numeric expression
 EXACT_KS_RANGE = 5000  # integer expressions spanning fewer values are counted per value
+PER_VALUE_ROWS = 1_000_000  # SQLite tables up to this many rows: numbers read per value
 # generators whose output is compared with the source as categories (values)
 CATEGORY_GENERATORS = {"weighted_choice", "conditional_choice", "constant", "string_pattern"}
 # references whose ids are synthetic keys: the source's ids (some pointing nowhere) do not compare
@@ -243,8 +244,9 @@ def _ks_between(
     short range: exact) or per bucket of the joint range (a gap inside a bucket is missed, at
     most that bucket's share). None when neither side has a value.
 
-    An SQLite side is read once, per value (its range was not in the first scan): the range and
-    the buckets come from those counts, each expression worked out once a row."""
+    An SQLite side of at most PER_VALUE_ROWS rows is read once, per value (its range was not in
+    the first scan): the range and the buckets come from those counts, each expression worked
+    out once a row."""
     sides = (src, dst)
     per_value = [
         _per_value(side, e) if side.sqlite else None for side, e in zip(sides, exprs, strict=True)
@@ -353,7 +355,8 @@ class _Scan:
 
 
 def _scan(src: _Side, dst: _Side, measures: dict[str, _Measure], zero_is_null: set[str]) -> _Scan:
-    """One statement of counts and ranges on each side."""
+    """One statement of counts and ranges on each side (no ranges from an SQLite side of at
+    most PER_VALUE_ROWS rows: _ks_between reads them with its counts)."""
     present = [c for c in measures if src.has(c) and dst.has(c)]
     # the numeric expressions a column may be compared by (its own, or its fallback's)
     numeric = [
@@ -365,12 +368,15 @@ def _scan(src: _Side, dst: _Side, measures: dict[str, _Measure], zero_is_null: s
     scans = []
     for side in (src, dst):
         parts = ["COUNT(*)"] + [side.count(c, c.lower() in zero_is_null) for c in present]
-        for c, m in numeric:
-            e = m.expression(side, c)
-            # SQLite: none here, _ks_between reads them with its counts (one evaluation a row)
-            parts += [f"MIN({e})", f"MAX({e})"] if not side.sqlite else ["NULL", "NULL"]
+        ranges = [f"{f}({m.expression(side, c)})" for c, m in numeric for f in ("MIN", "MAX")]
+        # SQLite: none here, _ks_between reads them with its counts (one evaluation a row)
+        parts += ["NULL" for _ in ranges] if side.sqlite else ranges
         try:
             scans.append(list(side.one(f"SELECT {', '.join(parts)} FROM {side.tbl}")))
+            if side.sqlite and int(scans[-1][0]) > PER_VALUE_ROWS and ranges:
+                side.sqlite = False  # too many values to bring back: ranges and buckets in SQL
+                found = side.one(f"SELECT {', '.join(ranges)} FROM {side.tbl}")
+                scans[-1][len(parts) - len(ranges) :] = list(found)
         except sa.exc.DBAPIError as exc:  # its text may quote a source value: the name only
             where = "source" if side is src else "destination"
             raise _Unreadable(
