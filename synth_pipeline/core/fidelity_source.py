@@ -30,6 +30,7 @@ from .schema import column_role, list_tables, read_table_schema
 MAX_SOURCE_CATEGORIES = 1000  # most common source values compared one by one; the rest pooled
 KS_BUCKETS = 1000  # buckets across the joint range of a numeric expression
 EXACT_KS_RANGE = 5000  # integer expressions spanning fewer values are counted per value
+PER_VALUE_ROWS = 1_000_000  # SQLite tables up to this many rows: numbers read per value
 # generators whose output is compared with the source as categories (values)
 CATEGORY_GENERATORS = {"weighted_choice", "conditional_choice", "constant", "string_pattern"}
 # references whose ids are synthetic keys: the source's ids (some pointing nowhere) do not compare
@@ -45,6 +46,7 @@ class _Side(Reader):
     def __init__(self, engine: Engine, schema: str | None, table: str):
         super().__init__(engine, schema, table)
         self.pg = pg_like(engine)
+        self.sqlite = engine.dialect.name == "sqlite"
         self.types = {
             c["name"].lower(): (c["name"], c["type"])
             for c in sa.inspect(engine).get_columns(table, schema=schema)
@@ -208,10 +210,31 @@ def _categories(
 
 def _count_years(side: _Side, column: str) -> dict[int, int]:
     year = side.year(column)
+    if side.sqlite:  # the NULL group dropped here: SQLite would work the year out twice a row
+        rows = side.all(f"SELECT {year}, COUNT(*) FROM {side.tbl} GROUP BY {year}")
+        return {int(y): int(c) for y, c in rows if y is not None}
     rows = side.all(
         f"SELECT {year}, COUNT(*) FROM {side.tbl} WHERE {year} IS NOT NULL GROUP BY {year}"
     )
     return {int(y): int(c) for y, c in rows}
+
+
+def _per_value(side: _Side, expr: str) -> dict[Any, int]:
+    """SQLite: rows per non-NULL value of a numeric expression, in one grouped read (its range
+    and its buckets are then worked out from these, as _ks_between's SQL would)."""
+    rows = side.all(f"SELECT {expr}, COUNT(*) FROM {side.tbl} GROUP BY {expr}")
+    return {v: int(n) for v, n in rows if v is not None}
+
+
+def _buckets(values: dict[Any, int], lo: float, hi: float) -> dict[float, int]:
+    """_ks_between's buckets of per-value counts: ``CAST((x - lo) * scale AS INTEGER)`` (SQLite
+    truncates, as int() does; the same double arithmetic), the last bucket from ``hi`` on."""
+    scale = KS_BUCKETS / (hi - lo)
+    out: dict[float, int] = {}
+    for v, n in values.items():
+        key = float(KS_BUCKETS - 1 if v >= hi else int((v - lo) * scale))
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def _ks_between(
@@ -219,14 +242,30 @@ def _ks_between(
 ) -> float | None:
     """Two-sample KSComplement of a numeric expression, from counts per value (integers over a
     short range: exact) or per bucket of the joint range (a gap inside a bucket is missed, at
-    most that bucket's share). None when neither side has a value."""
+    most that bucket's share). None when neither side has a value.
+
+    An SQLite side of at most PER_VALUE_ROWS rows is read once, per value (its range was not in
+    the first scan): the range and the buckets come from those counts, each expression worked
+    out once a row."""
+    sides = (src, dst)
+    per_value = [
+        _per_value(side, e) if side.sqlite else None for side, e in zip(sides, exprs, strict=True)
+    ]
+    ranges = [
+        ((min(v), max(v)) if v else (None, None)) if v is not None else r
+        for v, r in zip(per_value, ranges, strict=True)
+    ]
     ends = [float(v) for lo_hi in ranges for v in lo_hi if v is not None]
     if not ends:
         return None
     lo, hi = min(ends), max(ends)
     exact = hi <= lo or (integer and hi - lo <= EXACT_KS_RANGE)
     counts = []
-    for side, expr in zip((src, dst), exprs, strict=True):
+    for side, expr, values in zip(sides, exprs, per_value, strict=True):
+        if values is not None:
+            buckets = {float(v): n for v, n in values.items()} if exact else None
+            counts.append(buckets if buckets is not None else _buckets(values, lo, hi))
+            continue
         if exact:
             key, params = expr, {}
         else:
@@ -264,7 +303,9 @@ def score_against_source(
     """Score every column of ``fidelity`` against the source table as well (filled in place).
 
     Runs inside the trusted environment with aggregate SQL only: one statement of counts and
-    ranges on each side, then per column one grouped statement on each side. Category columns
+    ranges on each side, then per column one grouped statement on each side (on SQLite the
+    ranges of numeric expressions come with their per-value counts instead, each expression
+    worked out once a row). Category columns
     are compared over the source's values seen at least k times (the rest pooled as one
     "other"); a category column whose source has no such value (identifiers, free text) is
     compared by its string lengths or numbers instead. The result holds scores, never a value.
@@ -314,7 +355,8 @@ class _Scan:
 
 
 def _scan(src: _Side, dst: _Side, measures: dict[str, _Measure], zero_is_null: set[str]) -> _Scan:
-    """One statement of counts and ranges on each side."""
+    """One statement of counts and ranges on each side (no ranges from an SQLite side of at
+    most PER_VALUE_ROWS rows: _ks_between reads them with its counts)."""
     present = [c for c in measures if src.has(c) and dst.has(c)]
     # the numeric expressions a column may be compared by (its own, or its fallback's)
     numeric = [
@@ -326,11 +368,15 @@ def _scan(src: _Side, dst: _Side, measures: dict[str, _Measure], zero_is_null: s
     scans = []
     for side in (src, dst):
         parts = ["COUNT(*)"] + [side.count(c, c.lower() in zero_is_null) for c in present]
-        for c, m in numeric:
-            e = m.expression(side, c)
-            parts += [f"MIN({e})", f"MAX({e})"]
+        ranges = [f"{f}({m.expression(side, c)})" for c, m in numeric for f in ("MIN", "MAX")]
+        # SQLite: none here, _ks_between reads them with its counts (one evaluation a row)
+        parts += ["NULL" for _ in ranges] if side.sqlite else ranges
         try:
             scans.append(list(side.one(f"SELECT {', '.join(parts)} FROM {side.tbl}")))
+            if side.sqlite and int(scans[-1][0]) > PER_VALUE_ROWS and ranges:
+                side.sqlite = False  # too many values to bring back: ranges and buckets in SQL
+                found = side.one(f"SELECT {', '.join(ranges)} FROM {side.tbl}")
+                scans[-1][len(parts) - len(ranges) :] = list(found)
         except sa.exc.DBAPIError as exc:  # its text may quote a source value: the name only
             where = "source" if side is src else "destination"
             raise _Unreadable(

@@ -12,7 +12,10 @@ A table costs a fixed number of statements, whatever its width:
    reduces them inside the database to what is needed: distinct counts, the frequencies of
    listable columns, the values at the ranks the quantile windows need, and children per parent
    of references. On PostgreSQL it is one scan (``GROUPING SETS``); SQLite, which has no
-   grouping sets, reads the table once per expression inside that statement;
+   grouping sets, reads the table once per expression inside that statement, so there the
+   columns are read once (before step 2, whose distinct counts then come from that read when
+   it is not sampled) and counted in Python wherever that is known to give the same numbers
+   (:mod:`.local`), the statement keeping only the rest;
 4. one statement ranks the high-cardinality columns (a sort each) for their quantiles and, when
    step 2 was sampled, their exact distinct counts (SQLite ranks in a second statement). Above
    ``sample_rows`` it runs on a repeatable sample instead (PostgreSQL ``TABLESAMPLE SYSTEM``,
@@ -28,6 +31,7 @@ The modules, in the order a table goes through them:
 
 - :mod:`.table`: :func:`summarise_table`, which runs the steps and hands each column on;
 - :mod:`.passes`: steps 1 and 3 (the first scan, the grouped pass, per dialect);
+- :mod:`.local`: step 3 on SQLite for clean columns, counted in Python from one read;
 - :mod:`.plan`: step 2 and what step 3 groups by (which columns, which expressions, which ranks);
 - :mod:`.ranks`: step 4 and the rank queries (PostgreSQL ``percentile_disc``, SQLite
   ``ROW_NUMBER``), and the repeatable samples;

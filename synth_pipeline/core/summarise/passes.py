@@ -80,6 +80,11 @@ class Grouping:
     string_rule: bool = False  # "listable" only when not identifier-like
     windows: list[tuple[int, int]] = field(default_factory=list)  # 1-based rank ranges wanted
     reference: tuple[str, str] | None = None  # foreign keys: (usable, resolves) over {x}
+    # what expr computes, for counting it in Python on SQLite (see .local): (kind, column) with
+    # kind value, length, year, month, day, hour, reference or reference0 (0 is no reference);
+    # ("offset", end, start); ("combo", *columns) for json_row
+    derived: tuple[str, ...] | None = None
+    parent_keys: str | None = None  # references: the statement reading the parent's keys
 
 
 @dataclass

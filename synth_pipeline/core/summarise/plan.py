@@ -51,10 +51,12 @@ def plan_table(
     policy: dc.DisclosurePolicy,
     noise: Noise | None,
     sample_rows: int,
+    distinct: dict[str, int] | None = None,
 ) -> Plan:
-    """Step 2 (and step 4, which it runs), and the groupings of step 3, column by column."""
+    """Step 2 (and step 4, which it runs), and the groupings of step 3, column by column.
+    ``distinct``: the columns' distinct counts where already known (SQLite, see .local)."""
     plan = Plan(exact=[])
-    _high_cardinality(conn, tbl, table, scan, policy, noise is None, sample_rows, plan)
+    _high_cardinality(conn, tbl, table, scan, policy, noise is None, sample_rows, plan, distinct)
     if noise is None:  # under differential privacy numbers stay numbers (see _date_numbers)
         plan.date_numbers = _date_numbers(conn, tbl, table, scan)
     planner = _Planner(conn.engine, sql, schema, table, scan, policy, noise, plan)
@@ -75,6 +77,7 @@ def _high_cardinality(
     quantiles_allowed: bool,
     sample_rows: int,
     plan: Plan,
+    distinct: dict[str, int] | None = None,
 ) -> None:
     """High-cardinality columns (more distinct values than may ever be listed) stay out of the
     grouped pass, where they would cost a hash table the size of the table each. They are told
@@ -95,8 +98,11 @@ def _high_cardinality(
         if total > PROBE_ROWS
         else None
     )
-    parts = ", ".join(f"COUNT(DISTINCT {quote(engine, c.name)})" for c in values)
-    seen = conn.execute(sa.text(f"SELECT {parts} FROM {probe.sql if probe else tbl}")).one()
+    if probe is None and distinct is not None and all(c.name in distinct for c in values):
+        seen = [distinct[c.name] for c in values]  # counted in the whole table already
+    else:
+        parts = ", ".join(f"COUNT(DISTINCT {quote(engine, c.name)})" for c in values)
+        seen = conn.execute(sa.text(f"SELECT {parts} FROM {probe.sql if probe else tbl}")).one()
     high = [
         c for c, d in zip(values, seen, strict=True) if int(d) > policy.max_distinct_for_listing
     ]
@@ -182,7 +188,7 @@ class _Planner:
         if self.dp_quantiles and role != "code" and lt in ("integer", "float"):
             out.append(self.dp_grouping(f"dpq:{col.name}", q, col, "values"))
         if lt == "string" and role != "code":
-            g = Grouping(key=f"len:{col.name}", expr=sql.length(q))
+            g = Grouping(key=f"len:{col.name}", expr=sql.length(q), derived=("length", col.name))
             if self.quantiles_allowed:
                 g.windows = rank_windows(non_null, self.policy)
             out.append(g)
@@ -194,7 +200,9 @@ class _Planner:
 
     def value_grouping(self, col: ColumnSchema, role: str) -> Grouping:
         policy, lt = self.policy, col.logical_type
-        g = Grouping(key=f"v:{col.name}", expr=quote(self.engine, col.name), rows="all")
+        g = Grouping(
+            f"v:{col.name}", quote(self.engine, col.name), "all", derived=("value", col.name)
+        )
         if role == "code":
             return g
         if lt == "string":
@@ -217,12 +225,13 @@ class _Planner:
     def date_groupings(self, col: ColumnSchema, q: str, non_null: int) -> list[Grouping]:
         """Year, month, the coded range's ends, hours, days after the start column."""
         sql, policy, text = self.sql, self.policy, text_stored(col)
+        name = col.name
         out = [
-            Grouping(f"year:{col.name}", sql.year(q, text), rows="all"),
-            Grouping(f"month:{col.name}", sql.month(q, text), rows="all"),
+            Grouping(f"year:{name}", sql.year(q, text), "all", derived=("year", name)),
+            Grouping(f"month:{name}", sql.month(q, text), "all", derived=("month", name)),
         ]
         if self.quantiles_allowed:  # the coded range: k-value means at the two ends
-            g = Grouping(f"day:{col.name}", sql.day_number(q, text), rows="all")
+            g = Grouping(f"day:{name}", sql.day_number(q, text), "all", derived=("day", name))
             g.windows = range_windows(non_null, policy)
             out.append(g)
         if col.logical_type == "datetime":
@@ -230,7 +239,7 @@ class _Planner:
                 f"CASE WHEN {q} IS NULL THEN NULL WHEN {sql.is_midnight(q, text)} THEN -1 "
                 f"ELSE {sql.hour(q, text)} END"
             )
-            out.append(Grouping(f"hour:{col.name}", hour, rows="all"))
+            out.append(Grouping(f"hour:{name}", hour, "all", derived=("hour", name)))
         start = omop.start_of([c.name for c in self.table.columns], col.name)
         if start is None:
             return out
@@ -240,6 +249,7 @@ class _Planner:
             f"off:{col.name}",
             f"CASE WHEN {q} IS NOT NULL AND {qs} IS NOT NULL THEN {diff} END",
             rows="all",
+            derived=("offset", name, start),
         )
         if self.quantiles_allowed:
             g.windows = rank_windows(int(self.scan[f"p:{col.name}"] or 0), policy)
@@ -329,9 +339,10 @@ def reference_grouping(
             for c in sa.inspect(engine).get_columns(parent, schema=schema)
         }
         pcol = parent_cols.get(fk.parent_column.lower())
-    resolves = usable
+    resolves, keys = usable, None
     if pcol is not None:
         ptbl, pq = qualified(engine, schema, parent), quote(engine, pcol)
+        keys = f"SELECT DISTINCT {pq} FROM {ptbl} WHERE {pq} IS NOT NULL"
         if sql.pg:  # a semi-join per distinct value, by the parent's key index or a hash
             resolves += f" AND EXISTS (SELECT 1 FROM {ptbl} p__ WHERE p__.{pq} = {{x}})"
         else:  # SQLite builds one temporary index for IN (subquery)
@@ -340,4 +351,6 @@ def reference_grouping(
         key=f"fk:{col.name}",
         expr=quote(engine, col.name),
         reference=(usable, resolves),
+        derived=("reference0" if col.logical_type == "integer" else "reference", col.name),
+        parent_keys=keys,
     )

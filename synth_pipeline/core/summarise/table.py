@@ -16,6 +16,7 @@ from ..statistics import ColumnStats, TableStats
 from .context import ColumnRead, TableRead
 from .dates import days_from_birth, offset_before_end, release_dates, summarise_dates
 from .groups import summarise_by_group, twin_groups
+from .local import LocalRead, countable_here, read_columns
 from .passes import Grouping, blanks_as_null, first_scan, grouped_pass
 from .plan import SAMPLE_ROWS, plan_table
 from .references import polymorphic_targets, summarise_reference
@@ -121,7 +122,8 @@ def _read(
     findings: list[str],
 ) -> TableRead:
     """Steps 1 to 4: the first scan (again over blanks read as NULL where a CSV left ''), the
-    plan, and the grouped pass, with every twin's combinations when there is no noise."""
+    plan, and the grouped pass, with every twin's combinations when there is no noise (on
+    SQLite the plain column expressions counted in Python from one read, see .local)."""
     engine = conn.engine
     tbl = qualified(engine, schema, table.source_name)
     sql = SqlExpressions(engine)
@@ -140,17 +142,36 @@ def _read(
             for name, n in blanks.items()
             if n
         ]
-    plan = plan_table(conn, sql, schema, tbl, table, scan, policy, noise, sample_rows)
+    read = (
+        _read_once(conn, tbl, table, scan, noise) if countable_here(conn, schema, table) else None
+    )
+    distinct = read.distinct() if read else None
+    plan = plan_table(conn, sql, schema, tbl, table, scan, policy, noise, sample_rows, distinct)
     if noise is None:  # every combination a twin was seen with, in the same grouped pass
         plan.exact += [
-            Grouping(f"twin:{c}", sql.json_row([*by, c]), rows="all")
+            Grouping(f"twin:{c}", sql.json_row([*by, c]), "all", derived=("combo", *by, c))
             for c, by in _twins(table).items()
             if int(scan[f"n:{by[0]}"])
         ]
-    exact = grouped_pass(conn, tbl, plan.exact, policy)
+    exact = read.frequencies(plan.exact, policy) if read else {}
+    exact.update(grouped_pass(conn, tbl, [g for g in plan.exact if g.key not in exact], policy))
     if plan.sample_note:
         findings.append(plan.sample_note)
     return TableRead(conn, sql, schema, tbl, table, policy, noise, scan, plan, exact, findings)
+
+
+def _read_once(
+    conn: Connection, tbl: str, table: TableSchema, scan: dict, noise: Noise | None
+) -> LocalRead | None:
+    """SQLite: every column holding a value but the primary key read once (see .local), with
+    the (end, start) of every date and the combinations of every twin."""
+    names = [c.name for c in table.columns]
+    columns = [c for c in names if column_role(table, c) != "primary_key" and int(scan[f"n:{c}"])]
+    tuples = [(c, s) for c in columns if (s := omop.start_of(names, c)) in names]
+    if noise is None:
+        tuples += [(*by, c) for c, by in _twins(table).items() if by[0] in columns]
+    columns += [c for t in tuples for c in t if c not in columns]
+    return read_columns(conn, tbl, columns, tuples) if columns else None
 
 
 def _summarise_column(
