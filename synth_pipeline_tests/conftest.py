@@ -264,6 +264,22 @@ SLOW_FIXTURES = {"demo_run", "pg_demo_run", "adversarial_runs"}
 POSTGRES_FIXTURES = {"postgres_server_url", "postgres_database"}
 
 
+# With pytest-xdist (the suite runs on every core, `-n auto --dist loadgroup` in pyproject.toml)
+# a fixture is made once per worker that runs a test needing it. So each test goes to a worker
+# with the rest of its group: the tests reading one shared whole-pipeline run form one group
+# (that run is made once), and every other test stays with its module (its module fixtures are
+# made once). The first of SLOW_FIXTURES a test uses names its group.
+SHARED_RUN_ORDER = ("pg_demo_run", "demo_run", "adversarial_runs")
+
+
+def xdist_group(item) -> str:
+    """The group ``item`` runs in: the shared run it reads, else its module."""
+    used = set(getattr(item, "fixturenames", ()))
+    shared = [name for name in SHARED_RUN_ORDER if name in used]
+    return shared[0] if shared else item.module.__name__.rsplit(".", 1)[-1]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
@@ -271,3 +287,4 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if used & POSTGRES_FIXTURES:
             item.add_marker(pytest.mark.postgres)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
