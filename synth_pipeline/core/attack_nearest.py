@@ -112,7 +112,7 @@ class _Side:
                         columns[j].into(a[:, j], fix_nan[j], w)
                         bg[g] += w
                 pri = priority[s : s + m]
-                _sum(bg, range(count), tot)
+                tot = _sum(bg, range(count), tot)  # one group: that group's distances
                 self.distance[rows] = tot.min(axis=1)
                 for g in range(count):
                     nearest = _nearest(np.subtract(tot, bg[g], out=w), pri, tie)
