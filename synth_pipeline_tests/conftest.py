@@ -264,15 +264,12 @@ SLOW_FIXTURES = {"demo_run", "pg_demo_run", "adversarial_runs"}
 POSTGRES_FIXTURES = {"postgres_server_url", "postgres_database"}
 
 
-# With pytest-xdist (the README's test command: `-n auto`; `--dist loadgroup` in pyproject.toml)
+# With pytest-xdist (the suite runs on every core, `-n auto --dist loadgroup` in pyproject.toml)
 # a fixture is made once per worker that runs a test needing it. So each test goes to a worker
 # with the rest of its group: the tests reading one shared whole-pipeline run form one group
 # (that run is made once), and every other test stays with its module (its module fixtures are
 # made once). The first of SLOW_FIXTURES a test uses names its group.
 SHARED_RUN_ORDER = ("pg_demo_run", "demo_run", "adversarial_runs")
-# Groups handed out first, the longest: the UI backfill test waits minutes on the backfill
-# daemon's 30 s loop, which the other worker can fill (in the files' order it came last).
-FIRST_GROUPS = ("test_ui_backfill", "pg_demo_run")
 
 
 def xdist_group(item) -> str:
@@ -291,6 +288,3 @@ def pytest_collection_modifyitems(config, items):
         if used & POSTGRES_FIXTURES:
             item.add_marker(pytest.mark.postgres)
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-    # the order the groups are handed out in (sorted alike on every worker, as xdist requires)
-    first = {g: i for i, g in enumerate(FIRST_GROUPS)}
-    items.sort(key=lambda item: first.get(xdist_group(item), len(first)))
