@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from synth_pipeline.core import attack_nearest, privacy_distance
-from synth_pipeline.core.attack_nearest import _distances, _Side
+from synth_pipeline.core.attack_nearest import _Side
 from synth_pipeline.core.attacks import EQ, GE, LE, _Predicates
 from synth_pipeline.core.config_files import ProjectFiles
 from synth_pipeline.core.database import open_destination, sqlite_rows
@@ -156,6 +156,22 @@ def test_grouped_rows_read_alike_in_both_dialects():
     assert sqlite["b"] == Frequencies(
         1, 5, [], ranked=[(7, 5, 5)], usable=5, resolving=4, fanout=[(2, 7)]
     )
+
+
+def _distances(a: np.ndarray, b: np.ndarray, categorical: bool, scale: float) -> np.ndarray:
+    """Gower distance of one column between every row of ``a`` and every row of ``b``
+    (float32; NULL equal to NULL, NULL and a value 1 apart): the plain formula."""
+    x, y = a.astype(np.float32)[:, None], b.astype(np.float32)[None, :]
+    if categorical:
+        x, y = np.nan_to_num(x, nan=-1.0), np.nan_to_num(y, nan=-1.0)
+        return (x != y).astype(np.float32)
+    d = np.abs(x - y)
+    d *= np.float32(1.0 / scale)
+    np.minimum(d, np.float32(1.0), out=d)
+    if np.isnan(a).any() or np.isnan(b).any():
+        d[np.isnan(d)] = 1.0
+        d[np.isnan(x) & np.isnan(y)] = 0.0
+    return d
 
 
 def _plain_side(t, r, categorical, scale, groups, split):

@@ -6,7 +6,7 @@ NULL and a value 1 apart. Each target breaks ties at random (fixed seed).
 
 The work is done in blocks of a few targets so that a block's distances stay in the
 processor's cache, in buffers reused from block to block; the figures are those of the plain
-formulas (:func:`_distances`, and the per-group sums added in column order, then group
+formulas (one column's Gower distances computed whole, as test_fast_paths.py does, and the per-group sums added in column order, then group
 order), bit for bit, and the random draws are the same whatever the block size.
 """
 
@@ -21,25 +21,9 @@ CELLS_PER_BLOCK = 80_000  # distances (per group) computed at once: fits in the 
 TIES_SPARSE = 16  # at most one distance in this many tied at a row's minimum: gather the ties
 
 
-def _distances(a: np.ndarray, b: np.ndarray, categorical: bool, scale: float) -> np.ndarray:
-    """Gower distance of one column between every row of ``a`` and every row of ``b``
-    (float32; NULL equal to NULL, NULL and a value 1 apart): the plain formula."""
-    x, y = a.astype(np.float32)[:, None], b.astype(np.float32)[None, :]
-    if categorical:
-        x, y = np.nan_to_num(x, nan=-1.0), np.nan_to_num(y, nan=-1.0)
-        return (x != y).astype(np.float32)
-    d = np.abs(x - y)
-    d *= np.float32(1.0 / scale)
-    np.minimum(d, np.float32(1.0), out=d)
-    if np.isnan(a).any() or np.isnan(b).any():
-        d[np.isnan(d)] = 1.0
-        d[np.isnan(x) & np.isnan(y)] = 0.0
-    return d
-
-
 class _Column:
     """One column of the attacker's rows, converted once, measured against targets into a
-    given buffer exactly as :func:`_distances` measures them."""
+    given buffer exactly as the plain formula measures them."""
 
     def __init__(self, values: np.ndarray, categorical: bool, scale: float):
         self.categorical, self.has_nan = categorical, bool(np.isnan(values).any())
@@ -51,7 +35,7 @@ class _Column:
 
     def into(self, a: np.ndarray, fix_nan: bool, out: np.ndarray) -> None:
         """``out`` = the distances of ``a``'s rows; ``fix_nan``: the NULL rules apply (a NULL
-        among the chunk's targets or the attacker's rows, as :func:`_distances` checks)."""
+        among the chunk's targets or the attacker's rows, as the plain formula checks)."""
         x = a.astype(np.float32)[:, None]
         if self.categorical:
             np.not_equal(np.nan_to_num(x, nan=-1.0), self.y, out=out)

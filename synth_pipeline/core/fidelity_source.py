@@ -47,6 +47,9 @@ class _Side(Reader):
         super().__init__(engine, schema, table)
         self.pg = pg_like(engine)
         self.sqlite = engine.dialect.name == "sqlite"
+        # numeric expressions read per value (ranges and buckets worked out here): SQLite sides of
+        # at most PER_VALUE_ROWS rows, told by _scan
+        self.per_value = False
         self.types = {
             c["name"].lower(): (c["name"], c["type"])
             for c in sa.inspect(engine).get_columns(table, schema=schema)
@@ -249,7 +252,8 @@ def _ks_between(
     out once a row."""
     sides = (src, dst)
     per_value = [
-        _per_value(side, e) if side.sqlite else None for side, e in zip(sides, exprs, strict=True)
+        _per_value(side, e) if side.per_value else None
+        for side, e in zip(sides, exprs, strict=True)
     ]
     ranges = [
         ((min(v), max(v)) if v else (None, None)) if v is not None else r
@@ -373,8 +377,9 @@ def _scan(src: _Side, dst: _Side, measures: dict[str, _Measure], zero_is_null: s
         parts += ["NULL" for _ in ranges] if side.sqlite else ranges
         try:
             scans.append(list(side.one(f"SELECT {', '.join(parts)} FROM {side.tbl}")))
-            if side.sqlite and int(scans[-1][0]) > PER_VALUE_ROWS and ranges:
-                side.sqlite = False  # too many values to bring back: ranges and buckets in SQL
+            side.per_value = side.sqlite and int(scans[-1][0]) <= PER_VALUE_ROWS
+            if side.sqlite and not side.per_value and ranges:
+                # too many values to bring back: ranges and buckets in SQL
                 found = side.one(f"SELECT {', '.join(ranges)} FROM {side.tbl}")
                 scans[-1][len(parts) - len(ranges) :] = list(found)
         except sa.exc.DBAPIError as exc:  # its text may quote a source value: the name only
